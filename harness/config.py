@@ -1,0 +1,192 @@
+"""Typed configuration: dataclasses registered in Hydra's ConfigStore; YAML in ``conf/`` extends them.
+
+Each stage has an XConfig here (trl style: SFTConfig + SFTTrainer). Field comments give units and
+the paper's value where it has one (Ouyang et al. 2022, appendix C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from harness.models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    """Where data comes from and how much of it each stage uses. Splits are seeded hashes."""
+
+    data_dir: str | None = "${oc.env:HARNESS_DATA_DIR,null}"  # null -> Hugging Face hub ids below
+    seed: int = 0
+    hh_subsets: list[str] = field(
+        default_factory=lambda: ["helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base"]
+    )
+    # hh_rlhf prompts are split by a seeded hash: the policy's RM and the judge never share a prompt
+    split_fractions: dict[str, float] = field(
+        default_factory=lambda: {"rm_train": 0.45, "rm_val": 0.05, "judge_train": 0.45, "judge_val": 0.05}
+    )
+    n_sft_train: int = 160  # demonstrations (self_instruct seeds locally: 175 in all)
+    n_sft_val: int = 15
+    n_rm_train: int = 256  # human comparisons for the policy's (proxy) RM
+    n_rm_val: int = 128
+    n_judge_train: int = 256  # disjoint human comparisons for the evaluation judge
+    n_judge_val: int = 128
+    n_ppo_prompts: int = 256  # hh_rlhf first user turns from the rm_train prompts
+    max_ppo_prompt_chars: int = 300
+    n_eval_prompts: int = 32  # AlpacaEval instructions (no stage trains on them)
+    pretrain_chunk_chars: int = 1000
+    hub_demonstrations: str = "tatsu-lab/alpaca"
+    hub_hh_rlhf: str = "Anthropic/hh-rlhf"
+    hub_alpaca_eval: str = "tatsu-lab/alpaca_eval"
+    hub_pretrain: str = "wikitext"
+    hub_pretrain_name: str = "wikitext-2-raw-v1"
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on demonstrations (paper section 3.5; 16 epochs, cosine lr decay)."""
+
+    lr: float = 1e-5
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_length: int = 256  # tokens, prompt + completion
+    max_prompt_length: int = 128
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # accelerate: no | bf16 | fp16
+
+
+@dataclass
+class RMConfig:
+    """Reward model on ranked comparisons (paper eq. 1; 1 epoch, lr 9e-6 for 6B)."""
+
+    lr: float = 1e-5
+    epochs: int = 1
+    batch_size: int = 4  # prompts per step; each contributes all C(K, 2) pairs
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    max_length: int = 256
+    max_prompt_length: int = 128
+    max_grad_norm: float = 1.0
+    normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
+    mixed_precision: str = "no"
+
+
+@dataclass
+class PPOConfig:
+    """PPO / PPO-ptx (paper eq. 2 and appendix C.4). ``gamma`` > 0 makes it PPO-ptx."""
+
+    steps: int = 8  # PPO iterations, each = one batch of rollouts
+    batch_size: int = 16  # episodes per rollout batch
+    mini_batch_size: int = 8
+    ppo_epochs: int = 1  # passes over each rollout batch (paper: 1 epoch per batch... of 4 PPO epochs elsewhere)
+    lr: float = 2e-6
+    value_lr: float = 1e-5
+    beta: float = 0.02  # KL penalty coefficient (paper: 0.02)
+    kl_control: str = "fixed"  # fixed | adaptive (Ziegler et al. 2019)
+    kl_target: float | None = None  # nats/episode, adaptive only
+    kl_horizon: float = 10000.0
+    gamma: float = 0.0  # pretraining (ptx) loss coefficient (paper: 27.8 for PPO-ptx)
+    ptx_batch_size: int = 4  # pretraining sequences per minibatch
+    ptx_max_length: int = 128
+    discount: float = 1.0  # GAE discount (paper: 1)
+    gae_lambda: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 1.0
+    whiten_advantages: bool = True
+    max_prompt_length: int = 128
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of each policy (DESIGN.md section 6, first version: win rate + HellaSwag)."""
+
+    baseline_file: str = "text_davinci_003_model_outputs.json"  # GPT-3 baseline outputs (AlpacaEval)
+    baseline_name: str = "text-davinci-003"
+    max_new_tokens: int = 128
+    do_sample: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    batch_size: int = 8
+    tie_margin: float = 0.0  # |r_policy - r_baseline| <= margin counts as a tie (0.5)
+    hellaswag_limit: int | None = 100  # items; null = all 10,042
+    lm_eval_batch_size: int = 8
+    bootstrap_resamples: int = 2000
+
+
+@dataclass
+class StageConfig:
+    """Common to every stage app: model, data, seed, where to write."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    out_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class SFTApp(StageConfig):
+    init_from: str | None = None  # checkpoint folder / hub id; default: the base model of `model`
+    sft: SFTConfig = field(default_factory=SFTConfig)
+
+
+@dataclass
+class RMApp(StageConfig):
+    init_from: str = MISSING  # usually the SFT checkpoint
+    split: str = "rm"  # rm (the policy's RM) | judge (held-out evaluation judge)
+    rm: RMConfig = field(default_factory=RMConfig)
+
+
+@dataclass
+class PPOApp(StageConfig):
+    policy: str = MISSING  # SFT checkpoint: initial policy and frozen reference policy
+    reward_model: str = MISSING  # RM checkpoint: reward and value-model initialisation
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+
+@dataclass
+class EvalApp(StageConfig):
+    policies: dict[str, str] = field(default_factory=dict)  # name -> checkpoint folder or hub id
+    judge: str = MISSING  # judge RM checkpoint, never the RM a policy optimised
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run_id: str = ""
+
+
+@dataclass
+class ReportApp:
+    run_dir: str = MISSING
+
+
+@dataclass
+class PipelineApp(StageConfig):
+    run_id: str = "${now:%Y%m%d-%H%M%S}"
+    resume: bool = False  # skip stages whose checkpoint is complete (has run.json)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
+    judge: RMConfig = field(default_factory=RMConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the PPO run uses 0)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    pipeline: dict[str, Any] = field(default_factory=dict)  # preset name and notes (conf/pipeline/)
+
+
+def register_configs() -> None:
+    """Register the schemas so ``conf/*.yaml`` can extend them (``defaults: [<name>_schema]``)."""
+    cs = ConfigStore.instance()
+    for name, node in [
+        ("sft_schema", SFTApp), ("rm_schema", RMApp), ("ppo_schema", PPOApp), ("eval_schema", EvalApp),
+        ("report_schema", ReportApp), ("pipeline_schema", PipelineApp),
+    ]:
+        cs.store(name=name, node=node)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)

@@ -1,0 +1,324 @@
+"""Loaders: raw data sets -> the records of :mod:`harness.records` (DESIGN.md section 4).
+
+Every loader reads either a local mirror (``data_dir``, e.g. ``HARNESS_DATA_DIR=../shared/data``)
+or, when ``data_dir`` is ``None``, the Hugging Face hub id given by the caller's config. Bad
+input raises :class:`DataError` naming the file, the line (or record) and the field; nothing is
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.records import Comparison, Demonstration, Generation, PretrainText, Prompt
+
+ASSISTANT = "\n\nAssistant:"
+HH_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
+
+T = TypeVar("T")
+
+
+class DataError(ValueError):
+    """Malformed input: the message names file, line/record and field."""
+
+
+def resolve_data_dir(data_dir: str | None) -> Path | None:
+    """``data_dir`` as an absolute path, or ``None`` for the hub. Raises if it does not exist."""
+    if data_dir in (None, "", "null", "hub"):
+        return None
+    path = Path(os.path.expanduser(str(data_dir))).resolve()
+    if not path.is_dir():
+        raise DataError(f"data_dir {path} does not exist (set HARNESS_DATA_DIR or data.data_dir, or null for the hub)")
+    return path
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex), recorded in ``run.json`` for every data file a run read."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def records_fingerprint(ids: Sequence[str]) -> str:
+    """sha256 over an ordered list of record ids: which records a split selected."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return path
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; a bad line raises naming file and line."""
+    with _open_text(_require(path)) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def _field(obj: dict[str, Any], name: str, where: str, kind: type = str) -> Any:
+    if name not in obj:
+        raise DataError(f"{where}: missing field '{name}'")
+    value = obj[name]
+    if not isinstance(value, kind):
+        raise DataError(f"{where}: field '{name}' should be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- hh-rlhf -> Comparison
+
+
+def split_hh_pair(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
+    """Split an hh-rlhf pair into (prompt, chosen completion, rejected completion).
+
+    The prompt is the dialogue prefix the two share, up to and including its last
+    ``"\\n\\nAssistant:"``; the completions are what follows (stripped). Taking the *common* prefix
+    (not the chosen dialogue's last turn) matters for the 7 test pairs whose dialogues diverge
+    before the final turn. Raises :class:`DataError` if the shared prefix has no Assistant turn.
+    """
+    n = 0
+    limit = min(len(chosen), len(rejected))
+    while n < limit and chosen[n] == rejected[n]:
+        n += 1
+    k = chosen.rfind(ASSISTANT, 0, n)
+    if k < 0:
+        raise DataError(f"{where}: fields 'chosen'/'rejected' share no '\\n\\nAssistant:' turn")
+    cut = k + len(ASSISTANT)
+    return chosen[:cut], chosen[cut:].strip(), rejected[cut:].strip()
+
+
+def load_hh_rlhf(
+    data_dir: str | None, subsets: Sequence[str] = HH_SUBSETS, hub_id: str = "Anthropic/hh-rlhf", split: str = "test"
+) -> list[Comparison]:
+    """Anthropic hh-rlhf human preference pairs as K=2 Comparisons (chosen ranked first).
+
+    Locally reads ``<data_dir>/hh_rlhf/<subset>_test.jsonl.gz`` (8,552 pairs over the four
+    subsets); from the hub, ``load_dataset(hub_id, data_dir=subset, split=split)``.
+    Ids are ``"<subset>/<split>/<line>"``.
+    """
+    root = resolve_data_dir(data_dir)
+    out: list[Comparison] = []
+    for subset in subsets:
+        if subset not in HH_SUBSETS:
+            raise DataError(f"hh_rlhf: unknown subset '{subset}' (known: {', '.join(HH_SUBSETS)})")
+        if root is not None:
+            path = root / "hh_rlhf" / f"{subset}_{split}.jsonl.gz"
+            rows = ((f"{path}:{ln}", ln, obj) for ln, obj in iter_jsonl(path))
+        else:
+            import datasets
+
+            ds = datasets.load_dataset(hub_id, data_dir=subset, split=split)
+            rows = ((f"{hub_id}/{subset} record {i}", i, obj) for i, obj in enumerate(ds))
+        for where, ln, obj in rows:
+            prompt, good, bad = split_hh_pair(_field(obj, "chosen", where), _field(obj, "rejected", where), where)
+            out.append(Comparison(f"{subset}/{split}/{ln}", prompt, (good, bad), (0, 1), f"hh_rlhf/{subset}"))
+    return out
+
+
+# -------------------------------------------------------------- self-instruct seeds -> Demonstration
+
+
+def instruction_prompt(instruction: str, input_text: str = "") -> str:
+    """An instruction with its optional input, as one user turn."""
+    instruction, input_text = instruction.strip(), input_text.strip()
+    return f"{instruction}\n\n{input_text}" if input_text else instruction
+
+
+def load_demonstrations(data_dir: str | None, hub_id: str = "tatsu-lab/alpaca") -> list[Demonstration]:
+    """Human-written demonstrations.
+
+    Locally: the 175 self-instruct seed tasks (``self_instruct_seed/seed_tasks.jsonl``), one
+    Demonstration per task from its first instance. From the hub: ``hub_id`` rows with
+    instruction / input / output columns (Alpaca format).
+    """
+    root = resolve_data_dir(data_dir)
+    out: list[Demonstration] = []
+    if root is not None:
+        path = root / "self_instruct_seed" / "seed_tasks.jsonl"
+        for ln, obj in iter_jsonl(path):
+            where = f"{path}:{ln}"
+            instances = _field(obj, "instances", where, list)
+            if not instances or not isinstance(instances[0], dict):
+                raise DataError(f"{where}: field 'instances' must hold at least one {{input, output}} object")
+            inst = instances[0]
+            prompt = instruction_prompt(_field(obj, "instruction", where), _field(inst, "input", where))
+            out.append(Demonstration(_field(obj, "id", where), prompt, _field(inst, "output", where).strip(), "self_instruct_seed"))
+        return out
+    import datasets
+
+    for i, obj in enumerate(datasets.load_dataset(hub_id, split="train")):
+        where = f"{hub_id} record {i}"
+        prompt = instruction_prompt(_field(obj, "instruction", where), obj.get("input") or "")
+        out.append(Demonstration(f"{hub_id}/{i}", prompt, _field(obj, "output", where).strip(), hub_id))
+    return out
+
+
+# --------------------------------------------------------------- AlpacaEval -> Prompt / Generation
+
+ALPACA_EVAL_BASELINE = "text_davinci_003_model_outputs.json"
+
+
+def load_outputs_file(path: str | Path, policy: str | None = None) -> list[Generation]:
+    """A file of model outputs (AlpacaEval ``model_outputs.json``: a JSON list of objects with
+    ``instruction``, ``output`` and ``generator``) as Generations.
+
+    ``prompt_id`` is the position in the file, the id AlpacaEval uses. ``policy`` defaults to the
+    records' ``generator`` field. Raises :class:`DataError` naming file, record and field.
+    """
+    path = _require(Path(path))
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of outputs")
+    out = []
+    for i, obj in enumerate(rows):
+        where = f"{path} record {i}"
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected an object")
+        name = policy or str(obj.get("generator") or path.stem)
+        out.append(Generation(name, str(i), _field(obj, "instruction", where), _field(obj, "output", where).strip(), {"source": str(path)}))
+    return out
+
+
+def load_alpaca_eval_prompts(data_dir: str | None, hub_id: str = "tatsu-lab/alpaca_eval") -> list[Prompt]:
+    """The 805 AlpacaEval instructions (ids = position, as in AlpacaEval), with their subset name."""
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        path = _require(root / "alpaca_eval" / ALPACA_EVAL_BASELINE)
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        import datasets
+
+        path, rows = hub_id, list(datasets.load_dataset(hub_id, "alpaca_eval", split="eval"))
+    out = []
+    for i, obj in enumerate(rows):
+        where = f"{path} record {i}"
+        out.append(Prompt(str(i), _field(obj, "instruction", where), "alpaca_eval", {"dataset": obj.get("dataset")}))
+    return out
+
+
+def alpaca_eval_baseline_path(data_dir: str | None, filename: str = ALPACA_EVAL_BASELINE) -> Path:
+    """Path of a GPT-3 baseline outputs file in the local AlpacaEval mirror."""
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        raise DataError("file baselines need a local data_dir (or an explicit outputs file path)")
+    return _require(root / "alpaca_eval" / filename)
+
+
+# ----------------------------------------------------------------- pretraining text -> PretrainText
+
+
+def load_pretrain_text(
+    data_dir: str | None, chunk_chars: int = 1000, hub_id: str = "wikitext", hub_name: str = "wikitext-2-raw-v1"
+) -> list[PretrainText]:
+    """Pretraining-style text for the ptx term, in chunks of about ``chunk_chars`` characters.
+
+    Locally: tinyshakespeare (1.1 MB), split on blank lines into chunks. From the hub: the
+    ``train`` split of ``hub_id``/``hub_name`` (text column), joined and chunked the same way.
+    """
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        path = _require(root / "tinyshakespeare" / "input.txt")
+        text, source = path.read_text(encoding="utf-8"), "tinyshakespeare"
+    else:
+        import datasets
+
+        text = "\n".join(datasets.load_dataset(hub_id, hub_name, split="train")["text"])
+        source = f"{hub_id}/{hub_name}"
+    out, buf = [], ""
+    for para in text.split("\n\n"):
+        buf = f"{buf}\n\n{para}" if buf else para
+        if len(buf) >= chunk_chars:
+            out.append(PretrainText(f"{source}/{len(out)}", buf, source))
+            buf = ""
+    if buf:
+        out.append(PretrainText(f"{source}/{len(out)}", buf, source))
+    return out
+
+
+# ------------------------------------------------------------------------------------- TruthfulQA
+
+
+def load_truthfulqa(data_dir: str | None, hub_id: str = "truthfulqa/truthful_qa") -> list[dict[str, Any]]:
+    """TruthfulQA questions: {id, question, best_answer, correct_answers, incorrect_answers, category}.
+
+    Locally reads ``truthfulqa/TruthfulQA.csv`` (817 rows; answers are ';'-separated).
+    """
+    root = resolve_data_dir(data_dir)
+    out = []
+    if root is not None:
+        path = _require(root / "truthfulqa" / "TruthfulQA.csv")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for i, row in enumerate(csv.DictReader(f)):
+                where = f"{path}:{i + 2}"
+                split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
+                out.append({
+                    "id": str(i),
+                    "question": _field(row, "Question", where),
+                    "best_answer": _field(row, "Best Answer", where),
+                    "correct_answers": split(_field(row, "Correct Answers", where)),
+                    "incorrect_answers": split(_field(row, "Incorrect Answers", where)),
+                    "category": row.get("Category", ""),
+                })
+        return out
+    import datasets
+
+    for i, row in enumerate(datasets.load_dataset(hub_id, "generation", split="validation")):
+        out.append({"id": str(i), "question": row["question"], "best_answer": row["best_answer"],
+                    "correct_answers": row["correct_answers"], "incorrect_answers": row["incorrect_answers"],
+                    "category": row["category"]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+def seeded_split(records: Sequence[T], key, fractions: dict[str, float], seed: int) -> dict[str, list[T]]:
+    """Deterministically assign records to named splits by a seeded hash of ``key(record)``.
+
+    The same key always lands in the same split for a given seed, whatever else is in the list,
+    so e.g. all comparisons sharing a prompt stay on one side (no prompt leaks between the
+    policy's RM and the judge). ``fractions`` must sum to 1. Order within a split is kept.
+    """
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"seeded_split: fractions sum to {total}, not 1")
+    bounds, acc = [], 0.0
+    for name, frac in fractions.items():
+        acc += frac
+        bounds.append((acc, name))
+    out: dict[str, list[T]] = {name: [] for name in fractions}
+    for r in records:
+        h = hashlib.sha256(f"{seed}:{key(r)}".encode()).digest()
+        u = int.from_bytes(h[:8], "big") / 2**64
+        out[next((name for b, name in bounds if u < b), bounds[-1][1])].append(r)
+    return out

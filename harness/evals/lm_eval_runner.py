@@ -1,0 +1,95 @@
+"""Public NLP benchmarks through EleutherAI lm-eval on an already-loaded model (alignment tax).
+
+Tasks come from ``harness/evals/tasks`` only (``include_defaults=False`` skips indexing lm-eval's
+~14k built-in tasks) and read local files; the data directory reaches the task's
+``custom_dataset`` loader as TaskManager metadata. Source: lm-eval 0.4.x
+lm_eval/models/huggingface.py (``HFLM(pretrained=<PreTrainedModel>)``), lm_eval/evaluator.py
+(``simple_evaluate``) and lm_eval/api/task.py (``custom_dataset`` receives the task metadata).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+def _aggregates(results: dict[str, Any]) -> dict[str, float]:
+    """``{"acc,none": 0.3, "acc_stderr,none": ..., "alias": ...}`` -> ``{"acc": 0.3}``."""
+    out = {}
+    for key, value in results.items():
+        metric, _, filt = key.partition(",")
+        if filt == "none" and not metric.endswith("_stderr") and isinstance(value, (int, float)):
+            out[metric] = float(value)
+    return out
+
+
+def run_lm_eval(
+    model,
+    tokenizer,
+    tasks: list[str],
+    *,
+    data_dir: str,
+    limit: int | None,
+    num_fewshot: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """Score a causal LM on lm-eval tasks defined under ``harness/evals/tasks``.
+
+    ``model`` is a ``transformers.PreTrainedModel`` (decoder-only) already on its device (CPU is
+    fine: HFLM uses ``model.device`` for a pre-initialised model); ``tokenizer`` its tokenizer.
+    ``limit`` keeps the first ``limit`` items of each task in file order (lm-eval does not shuffle),
+    so every model sees the same items and comparisons are paired; ``None`` runs all items.
+    All four lm-eval seeds are set to ``seed`` (this reseeds the global ``random``, numpy and
+    torch generators). Few-shot examples (``num_fewshot``) are drawn from the same split, never
+    the item being scored. The model's train/eval mode is restored on return.
+
+    Returns ``(aggregates, items)``: aggregates maps task -> {metric: value} for the
+    unfiltered ("none") metrics, e.g. ``{"hellaswag_local": {"acc": 0.31, "acc_norm": 0.33}}``
+    (fractions, stderr dropped); items is one dict per scored item
+    ``{"task", "doc_id", <metric>: 0.0/1.0, ...}`` sorted by (task, doc_id).
+    Raises ``ValueError`` for a name that is not a single task there (groups and tags are
+    refused, their results would not be per task) or for ``limit < 1``.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit} (lm-eval reads limit < 1 as a fraction)")
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(data_dir)})
+    unknown = [t for t in tasks if t not in manager.all_subtasks]
+    if unknown:
+        raise ValueError(f"unknown lm-eval task(s) {unknown}; available under {TASKS_DIR}: {sorted(manager.all_subtasks)}")
+
+    # backend="causal": harness policies are decoder-only; skips lm-eval's guess from the config.
+    # HFLM puts a pre-initialised model in eval mode; give the caller back the mode it had.
+    was_training = model.training
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=list(tasks),
+            num_fewshot=num_fewshot,
+            limit=limit,
+            log_samples=True,
+            task_manager=manager,
+            bootstrap_iters=0,  # intervals come from harness.stats on the per-item records
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+    finally:
+        model.train(was_training)
+    aggregates = {task: _aggregates(out["results"][task]) for task in tasks}
+    items = []
+    for task in tasks:
+        for sample in out["samples"][task]:
+            record = {"task": task, "doc_id": int(sample["doc_id"])}
+            record.update({m: float(sample[m]) for m in sample["metrics"]})
+            items.append(record)
+    items.sort(key=lambda r: (r["task"], r["doc_id"]))
+    return aggregates, items

@@ -1,0 +1,40 @@
+"""Batched generation from a policy checkpoint (transformers ``generate`` with KV cache)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.prompting import encode_prompts, pad
+from harness.records import Generation, Prompt
+
+
+def generate(
+    model, tokenizer, prompts: list[Prompt], policy: str, decoding: dict[str, Any], *, batch_size: int = 8,
+    max_prompt_length: int = 256, chat_template: str = "auto", seed: int = 0, model_hash: str = "",
+) -> list[Generation]:
+    """One output per prompt, in prompt order.
+
+    ``decoding`` holds ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``. Prompts are
+    rendered by :mod:`harness.prompting`, left-padded and batched; generation stops at EOS. The
+    torch RNG is seeded per batch so outputs do not depend on what else ran before.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    ids_all = encode_prompts([p.prompt for p in prompts], tokenizer, max_prompt_length, chat_template)
+    gen_kwargs = {"max_new_tokens": int(decoding["max_new_tokens"]), "do_sample": bool(decoding.get("do_sample", False))}
+    if gen_kwargs["do_sample"]:
+        gen_kwargs.update(temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)), top_k=0)
+    out: list[Generation] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=f"generate {policy}", leave=False):
+        torch.manual_seed(seed + start)
+        ids, attn = pad(ids_all[start : start + batch_size], tokenizer.pad_token_id, side="left")
+        with torch.no_grad():
+            seq = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, **gen_kwargs)
+        for p, row in zip(prompts[start : start + batch_size], seq[:, ids.shape[1] :]):
+            text = tokenizer.decode(row, skip_special_tokens=True).strip()
+            out.append(Generation(policy, p.id, p.prompt, text, dict(decoding), model_hash))
+    return out

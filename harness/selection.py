@@ -1,0 +1,95 @@
+"""Which records each stage uses: deterministic, seeded selections with fingerprints for ``run.json``.
+
+hh_rlhf comparisons are split by a seeded hash of their prompt into the policy's RM data
+(``rm_train``/``rm_val``) and the evaluation judge's data (``judge_train``/``judge_val``), so no
+prompt is shared between the RM a policy optimises and the judge that scores it. PPO prompts are
+first user turns of ``rm_train`` prompts; evaluation prompts are AlpacaEval instructions, which no
+stage trains on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import data as D
+from harness.config import DataConfig
+from harness.prompting import to_messages
+from harness.records import Comparison, Demonstration, PretrainText, Prompt
+
+
+@dataclass
+class Selection:
+    """The records a stage needs, plus ``fingerprints`` (name -> sha256) describing them."""
+
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+def _sample(records: list, n: int, seed: int) -> list:
+    """The first ``n`` of a seeded shuffle (all of them if fewer), in a stable order."""
+    records = list(records)
+    random.Random(seed).shuffle(records)
+    return records[:n]
+
+
+def _files_fingerprint(cfg: DataConfig, relpaths: list[str]) -> dict[str, str]:
+    root = D.resolve_data_dir(cfg.data_dir)
+    if root is None:
+        return {p: "hub" for p in relpaths}
+    return {p: D.file_fingerprint(Path(root) / p) for p in relpaths}
+
+
+def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Comparison], dict[str, str]]:
+    """(train, val, fingerprints) human comparisons for ``split`` = ``rm`` or ``judge``."""
+    if split not in ("rm", "judge"):
+        raise ValueError(f"comparisons: split must be 'rm' or 'judge', got '{split}'")
+    all_pairs = D.load_hh_rlhf(cfg.data_dir, cfg.hh_subsets, hub_id=cfg.hub_hh_rlhf)
+    parts = D.seeded_split(all_pairs, lambda c: c.prompt, dict(cfg.split_fractions), cfg.seed)
+    n_train, n_val = (cfg.n_rm_train, cfg.n_rm_val) if split == "rm" else (cfg.n_judge_train, cfg.n_judge_val)
+    train = _sample(parts[f"{split}_train"], n_train, cfg.seed)
+    val = _sample(parts[f"{split}_val"], n_val, cfg.seed + 1)
+    fp = _files_fingerprint(cfg, [f"hh_rlhf/{s}_test.jsonl.gz" for s in cfg.hh_subsets])
+    fp[f"{split}_train_ids"] = D.records_fingerprint([c.id for c in train])
+    fp[f"{split}_val_ids"] = D.records_fingerprint([c.id for c in val])
+    return train, val, fp
+
+
+def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstration], dict[str, str]]:
+    """(train, val, fingerprints) SFT demonstrations."""
+    demos = _sample(D.load_demonstrations(cfg.data_dir, hub_id=cfg.hub_demonstrations), cfg.n_sft_train + cfg.n_sft_val, cfg.seed)
+    train, val = demos[: cfg.n_sft_train], demos[cfg.n_sft_train :]
+    fp = _files_fingerprint(cfg, ["self_instruct_seed/seed_tasks.jsonl"])
+    fp["sft_train_ids"] = D.records_fingerprint([d.id for d in train])
+    return train, val, fp
+
+
+def ppo_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
+    """Prompts for PPO episodes: distinct, short first user turns of the RM-side hh prompts."""
+    all_pairs = D.load_hh_rlhf(cfg.data_dir, cfg.hh_subsets, hub_id=cfg.hub_hh_rlhf)
+    parts = D.seeded_split(all_pairs, lambda c: c.prompt, dict(cfg.split_fractions), cfg.seed)
+    seen, prompts = set(), []
+    for c in parts["rm_train"]:
+        first = to_messages(c.prompt)[0]["content"]
+        if first and len(first) <= cfg.max_ppo_prompt_chars and first not in seen:
+            seen.add(first)
+            prompts.append(Prompt(c.id, first, c.source))
+    prompts = _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
+    fp = _files_fingerprint(cfg, [f"hh_rlhf/{s}_test.jsonl.gz" for s in cfg.hh_subsets])
+    fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
+    return prompts, fp
+
+
+def pretrain_texts(cfg: DataConfig) -> tuple[list[PretrainText], dict[str, str]]:
+    """Pretraining chunks for the ptx term."""
+    texts = D.load_pretrain_text(cfg.data_dir, cfg.pretrain_chunk_chars, hub_id=cfg.hub_pretrain, hub_name=cfg.hub_pretrain_name)
+    return texts, _files_fingerprint(cfg, ["tinyshakespeare/input.txt"])
+
+
+def eval_prompts(cfg: DataConfig, n: int | None = None) -> tuple[list[Prompt], dict[str, str]]:
+    """A seeded sample of AlpacaEval instructions, in id order."""
+    prompts = D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)
+    chosen = sorted(_sample(prompts, n or cfg.n_eval_prompts, cfg.seed), key=lambda p: int(p.id))
+    fp = _files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"])
+    fp["eval_prompt_ids"] = D.records_fingerprint([p.id for p in chosen])
+    return chosen, fp

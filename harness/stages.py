@@ -1,0 +1,179 @@
+"""One function per stage: load data and models, run a trainer or eval, write artifacts.
+
+The Hydra apps in :mod:`harness.cli` and the pipeline both call these, so a stage run alone and a
+stage run inside ``harness-pipeline`` are the same code. Trainers are imported here, not at module
+import time, so evaluation-only use does not pay for them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness import selection
+from harness.data import alpaca_eval_baseline_path, load_outputs_file, resolve_data_dir
+from harness.io import write_jsonl
+from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
+from harness.records import ResultRow
+from harness.stats import bootstrap_mean
+
+log = logging.getLogger(__name__)
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def _data_dir(data_cfg) -> str | None:
+    root = resolve_data_dir(data_cfg.data_dir)
+    return str(root) if root else None
+
+
+def fresh_log(out_dir: str | Path) -> Path:
+    """``<out_dir>_train_log.jsonl``, the per-step log streamed during training (emptied first)."""
+    out_dir = Path(out_dir)
+    path = out_dir.with_name(out_dir.name + "_train_log.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return path
+
+
+def base_model(model_cfg: ModelConfig, data_cfg, out_dir: str | Path, seed: int) -> str:
+    """Path or hub id of the base model (``model=tiny`` is built and saved under ``out_dir``)."""
+    return materialize_base(model_cfg, out_dir, _data_dir(data_cfg), seed)
+
+
+def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
+    """Stage 1: fine-tune ``init_from`` on demonstrations; returns (checkpoint, metrics)."""
+    from trainers.sft import SFTTrainer
+
+    train, val, fp = selection.demonstrations(data_cfg)
+    tok = load_tokenizer(init_from)
+    trainer = SFTTrainer(sft_cfg, load_policy(init_from), tok, train, val, model_cfg.chat_template, seed)
+    out_dir = Path(out_dir)
+    result = trainer.train(out_dir, log_path=fresh_log(out_dir))
+    metrics = {"train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1],
+               "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val)}
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from, "seed": seed}
+    path = trainer.save(out_dir, cfg, fp, metrics)
+    log.info("SFT: loss %.3f -> %.3f, val %.3f -> %s", result.train_losses[0], result.train_losses[-1], result.val_loss, path)
+    return path, metrics
+
+
+def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
+    """Stage 2: train a reward model on the ``split`` ("rm" or "judge") comparisons.
+
+    Metrics include ``val_accuracy`` and ``val_outcomes`` (per held-out pair: 1 / 0.5 / 0).
+    """
+    from trainers.reward_model import RewardModelTrainer
+
+    train, val, fp = selection.comparisons(data_cfg, split)
+    tok = load_tokenizer(init_from)
+    trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed)
+    out_dir = Path(out_dir)
+    result = trainer.train(log_path=fresh_log(out_dir))
+    shift = 0.0
+    if rm_cfg.normalize_to_demos:
+        demos, _, demo_fp = selection.demonstrations(data_cfg)
+        shift = trainer.normalize_to_demonstrations(demos)
+        fp.update(demo_fp)
+    metrics = {"val_accuracy": result.val_accuracy, "val_pairs": result.val_pairs, "val_outcomes": result.val_correct_per_pair,
+               "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "bias_shift": shift,
+               "n_train": len(train), "split": split}
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "rm": _plain(rm_cfg), "init_from": init_from, "split": split, "seed": seed}
+    path = trainer.save(out_dir, cfg, fp, metrics)
+    log.info("RM[%s]: val pairwise accuracy %.3f on %d pairs -> %s", split, result.val_accuracy, result.val_pairs, path)
+    return path, metrics
+
+
+def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
+            stage: str = "ppo") -> tuple[Path, list[dict]]:
+    """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``."""
+    from trainers.ppo import PPOTrainer
+
+    prompts, fp = selection.ppo_prompts(data_cfg)
+    pretrain = None
+    if ppo_cfg.gamma > 0:
+        pretrain, pfp = selection.pretrain_texts(data_cfg)
+        fp.update(pfp)
+    tok = load_tokenizer(policy)
+    trainer = PPOTrainer(ppo_cfg, load_policy(policy), load_policy(policy), load_scalar_model(reward_model),
+                         load_scalar_model(reward_model), tok, prompts, pretrain, model_cfg.chat_template, seed)
+    out_dir = Path(out_dir)
+    history = trainer.train(log_path=fresh_log(out_dir))
+    metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
+               "ptx_forwards": trainer.ptx_forwards}
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
+           "reward_model": reward_model, "seed": seed}
+    path = trainer.save(out_dir, stage, cfg, fp, metrics)
+    write_jsonl(path / "train_log.jsonl", history)
+    log.info("%s: reward %.3f -> %.3f, KL %.3f -> %s", stage, metrics["reward_first"], metrics["reward_last"], metrics["kl_last"], path)
+    return path, history
+
+
+def rm_accuracy_row(name: str, metrics: dict, run_id: str, seed: int = 0) -> ResultRow:
+    """Pairwise accuracy of a reward model on held-out human comparisons, with its bootstrap interval."""
+    est = bootstrap_mean(metrics["val_outcomes"], seed=seed)
+    return ResultRow(run_id, name, "reward_model", "pairwise_accuracy", est.value, est.ci_low, est.ci_high, est.n)
+
+
+def run_eval(model_cfg, data_cfg, eval_cfg, policies: dict[str, str], judge: str, run_dir: str | Path, run_id: str,
+             seed: int, config_hash: str = "") -> list[ResultRow]:
+    """Evaluate every policy: AlpacaEval win rate vs the baseline file (judged by ``judge``) and HellaSwag.
+
+    Writes ``generations/<policy>/alpaca_eval.jsonl``, ``results/winrate_items.jsonl`` and
+    ``results/hellaswag_items.jsonl`` under ``run_dir``; returns the aggregate rows (also the
+    alignment tax: HellaSwag accuracy deltas vs the policy named ``base``).
+    """
+    from harness.evals.alignment_tax import alignment_tax_rows
+    from harness.evals.lm_eval_runner import run_lm_eval
+    from harness.evals.winrate import judge_rewards, winrate_items, winrate_rows
+    from harness.generation import generate
+
+    run_dir = Path(run_dir)
+    prompts, _ = selection.eval_prompts(data_cfg)
+    baseline_all = {g.prompt_id: g for g in load_outputs_file(alpaca_eval_baseline_path(data_cfg.data_dir, eval_cfg.baseline_file),
+                                                              policy=eval_cfg.baseline_name)}
+    baseline = [baseline_all[p.id] for p in prompts]
+    judge_model, judge_tok = load_scalar_model(judge), load_tokenizer(judge)
+    r_base = judge_rewards(judge_model, judge_tok, [g.prompt for g in baseline], [g.output for g in baseline],
+                           batch_size=eval_cfg.batch_size, chat_template=model_cfg.chat_template)
+    decoding = {"max_new_tokens": eval_cfg.max_new_tokens, "do_sample": eval_cfg.do_sample,
+                "temperature": eval_cfg.temperature, "top_p": eval_cfg.top_p}
+    rows: list[ResultRow] = []
+    all_items: list[dict] = []
+    hs_items: dict[str, list[dict]] = {}
+    for name, path in policies.items():
+        model, tok = load_policy(path), load_tokenizer(path)
+        gens = generate(model, tok, prompts, name, decoding, batch_size=eval_cfg.batch_size,
+                        chat_template=model_cfg.chat_template, seed=seed, model_hash=model_fingerprint(path))
+        write_jsonl(run_dir / "generations" / name / "alpaca_eval.jsonl", gens)
+        r_pol = judge_rewards(judge_model, judge_tok, [g.prompt for g in gens], [g.output for g in gens],
+                              batch_size=eval_cfg.batch_size, chat_template=model_cfg.chat_template)
+        items = winrate_items(gens, baseline, r_pol, r_base, eval_cfg.tie_margin)
+        all_items += items
+        rows += winrate_rows(items, run_id, config_hash, eval_cfg.bootstrap_resamples, seed)
+        _, per_item = run_lm_eval(model, tok, ["hellaswag_local"], data_dir=_data_dir(data_cfg), limit=eval_cfg.hellaswag_limit,
+                                  batch_size=eval_cfg.lm_eval_batch_size, seed=seed)
+        hs_items[name] = per_item
+        log.info("eval %s: win rate %.3f vs %s", name, rows[-2].value, eval_cfg.baseline_name)
+        del model
+        gc.collect()
+    write_jsonl(run_dir / "results" / "winrate_items.jsonl", all_items)
+    write_jsonl(run_dir / "results" / "hellaswag_items.jsonl", [dict(it, policy=p) for p, its in hs_items.items() for it in its])
+    base = "base" if "base" in hs_items else next(iter(hs_items))
+    rows += alignment_tax_rows(hs_items, task="hellaswag_local", metric="acc", base_policy=base, run_id=run_id,
+                               config_hash=config_hash, seed=seed)
+    return rows
+
+
+def free_memory() -> None:
+    """Drop cached tensors between stages (matters on GPU)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,92 @@
+"""alignment_tax_rows: per-policy means and paired deltas vs the base, on hand-computed lists."""
+
+import pytest
+
+from harness.evals.alignment_tax import alignment_tax_rows
+
+TASK = "hellaswag_local"
+
+
+def items(accs, doc_ids=None, task=TASK):
+    doc_ids = range(len(accs)) if doc_ids is None else doc_ids
+    return [{"task": task, "doc_id": d, "acc": float(a), "acc_norm": 1.0 - a} for d, a in zip(doc_ids, accs)]
+
+
+def by_key(rows):
+    return {(r.policy, r.metric): r for r in rows}
+
+
+def test_means_and_paired_deltas():
+    rows = alignment_tax_rows(
+        {"base": items([1, 0, 1, 0]), "sft": items([1, 1, 1, 0]), "ppo": items([0, 0, 1, 0])},
+        task=TASK,
+        run_id="r1",
+        config_hash="abc",
+    )
+    got = by_key(rows)
+    assert [(r.policy, r.metric) for r in rows] == [
+        ("base", "acc"),
+        ("sft", "acc"),
+        ("sft", "acc_delta_vs_base"),
+        ("ppo", "acc"),
+        ("ppo", "acc_delta_vs_base"),
+    ]
+    assert got["base", "acc"].value == pytest.approx(0.5)
+    assert got["sft", "acc"].value == pytest.approx(0.75)
+    assert got["ppo", "acc"].value == pytest.approx(0.25)
+    # per-item differences: sft - base = [0, 1, 0, 0]; ppo - base = [-1, 0, 0, 0]
+    assert got["sft", "acc_delta_vs_base"].value == pytest.approx(0.25)
+    assert got["ppo", "acc_delta_vs_base"].value == pytest.approx(-0.25)  # alignment tax +0.25
+    for r in rows:
+        assert r.eval == TASK and r.run_id == "r1" and r.config_hash == "abc" and r.n == 4
+        assert r.ci_low <= r.value <= r.ci_high
+        assert r.baseline == ("base" if r.metric.endswith("_delta_vs_base") else None)
+
+
+def test_pairs_by_doc_id_not_by_position_and_ignores_other_tasks():
+    base = items([1, 0, 0], doc_ids=[0, 1, 2])
+    # same scores per doc_id as base, listed in another order, plus another task's record
+    policy = items([0, 0, 1], doc_ids=[2, 1, 0]) + items([1], doc_ids=[0], task="other")
+    got = by_key(alignment_tax_rows({"base": base, "rlhf": policy}, task=TASK, run_id="r"))
+    delta = got["rlhf", "acc_delta_vs_base"]
+    assert (delta.value, delta.ci_low, delta.ci_high, delta.n) == (0.0, 0.0, 0.0, 3)
+
+
+def test_other_metric_and_base_name():
+    rows = alignment_tax_rows(
+        {"gpt": items([1, 1]), "ours": items([0, 1])}, task=TASK, metric="acc_norm", base_policy="gpt", run_id="r"
+    )
+    got = by_key(rows)
+    # acc_norm = 1 - acc: gpt [0, 0], ours [1, 0]
+    assert got["gpt", "acc_norm"].value == 0.0
+    assert got["ours", "acc_norm_delta_vs_gpt"].value == pytest.approx(0.5)
+    assert got["ours", "acc_norm_delta_vs_gpt"].baseline == "gpt"
+
+
+def test_single_item_has_no_interval():
+    got = by_key(alignment_tax_rows({"base": items([1]), "p": items([0])}, task=TASK, run_id="r"))
+    assert got["p", "acc_delta_vs_base"].value == -1.0
+    assert got["p", "acc_delta_vs_base"].ci_low is None and got["p", "acc_delta_vs_base"].ci_high is None
+
+
+def test_mismatched_doc_ids_raise():
+    with pytest.raises(ValueError, match="doc_ids differ.*1 only in 'base'"):
+        alignment_tax_rows({"base": items([1, 0, 1]), "p": items([1, 0])}, task=TASK, run_id="r")
+    with pytest.raises(ValueError, match="doc_ids differ"):
+        alignment_tax_rows(
+            {"base": items([1, 0], doc_ids=[0, 1]), "p": items([1, 0], doc_ids=[0, 2])}, task=TASK, run_id="r"
+        )
+
+
+@pytest.mark.parametrize(
+    "by_policy, message",
+    [
+        ({"sft": items([1])}, "base policy 'base' not in"),
+        ({"base": items([1, 0], doc_ids=[0, 0])}, "doc_id 0 twice"),
+        ({"base": items([1], task="other")}, "no items for task"),
+        ({"base": [{"task": TASK, "doc_id": 0}]}, "no metric 'acc'"),
+    ],
+)
+def test_bad_input_raises(by_policy, message):
+    with pytest.raises(ValueError, match=message):
+        alignment_tax_rows(by_policy, task=TASK, run_id="r")

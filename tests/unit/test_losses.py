@@ -1,0 +1,121 @@
+"""Objectives against hand computations on tiny tensors."""
+
+import math
+
+import pytest
+import torch
+
+from trainers import losses
+from trainers.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_kwise_loss_k3_is_mean_pairwise_loss_by_hand():
+    # rewards sorted best first: pairs (w,l) = (0,1), (0,2), (1,2) with differences 1, 2, 1
+    r = torch.tensor([[2.0, 1.0, 0.0]])
+    loss, n_pairs, n_correct = losses.kwise_ranking_loss(r, torch.ones(1, 3))
+    expected = (softplus(-1.0) + softplus(-2.0) + softplus(-1.0)) / 3  # -log sigmoid(d) = softplus(-d)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.251150, abs=1e-5)
+    assert (n_pairs.item(), n_correct.item()) == (3, 3)
+
+
+def test_kwise_loss_weighs_prompts_equally_and_masks_padding():
+    # prompt 0 has K=3 (one pair mis-ordered), prompt 1 has K=2 padded to 3 with a junk value
+    r = torch.tensor([[0.0, 1.0, -1.0], [3.0, 1.0, 100.0]])
+    valid = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    loss, n_pairs, n_correct = losses.kwise_ranking_loss(r, valid)
+    p0 = (softplus(1.0) + softplus(-1.0) + softplus(-2.0)) / 3
+    p1 = softplus(-2.0)
+    assert loss.item() == pytest.approx((p0 + p1) / 2, abs=1e-6)
+    assert (n_pairs.item(), n_correct.item()) == (4, 3)
+
+
+def test_kwise_loss_k2_equals_pairwise_loss():
+    r = torch.tensor([[0.3, 1.2], [-0.5, -2.0]])
+    loss, _, _ = losses.kwise_ranking_loss(r, torch.ones(2, 2))
+    pairwise = -torch.nn.functional.logsigmoid(r[:, 0] - r[:, 1]).mean()
+    assert loss.item() == pytest.approx(pairwise.item(), abs=1e-6)
+
+
+def test_kwise_loss_rejects_single_completion():
+    with pytest.raises(ValueError, match="at least 2"):
+        losses.kwise_ranking_loss(torch.zeros(1, 2), torch.tensor([[1, 0]]))
+
+
+def test_kl_shaping_and_gae_on_four_tokens_by_hand():
+    logp = torch.tensor([[-1.0, -2.0, -1.0, -3.0]])
+    ref = torch.tensor([[-1.5, -1.5, -1.0, -2.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])  # 3 response tokens, 1 pad
+    rewards, kl = losses.kl_penalized_rewards(torch.tensor([2.0]), logp, ref, mask, beta=0.1)
+    # kl = logp - ref on valid tokens: [0.5, -0.5, 0, 0]; r_t = -0.1 * kl_t, + score 2 at t=2
+    assert kl[0].tolist() == pytest.approx([0.5, -0.5, 0.0, 0.0])
+    assert rewards[0].tolist() == pytest.approx([-0.05, 0.05, 2.0, 0.0])
+
+    values = torch.tensor([[0.5, 1.0, 1.5, 9.0]])  # the 9 sits on padding and must be ignored
+    adv, ret = losses.gae_advantages(rewards, values, mask, gamma=1.0, lam=0.95)
+    # t=2: d=2.0+0-1.5=0.5 -> A=0.5 ; t=1: d=0.05+1.5-1.0=0.55 -> A=0.55+0.95*0.5=1.025
+    # t=0: d=-0.05+1.0-0.5=0.45 -> A=0.45+0.95*1.025=1.42375
+    assert adv[0].tolist() == pytest.approx([1.42375, 1.025, 0.5, 0.0])
+    assert ret[0].tolist() == pytest.approx([1.92375, 2.025, 2.0, 0.0])
+
+
+def test_gae_with_lambda_one_gives_monte_carlo_returns():
+    rewards = torch.tensor([[1.0, 0.0, 3.0]])
+    values = torch.tensor([[0.2, -0.7, 5.0]])
+    _, ret = losses.gae_advantages(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    assert ret[0].tolist() == pytest.approx([4.0, 3.0, 3.0])
+
+
+def test_lm_loss_counts_only_masked_targets():
+    # vocab 2; logits uniform except the last position, which targets are never read from
+    logits = torch.zeros(1, 3, 2)
+    logits[0, 0] = torch.tensor([math.log(3.0), 0.0])  # p(token 0) = 3/4 at position 0
+    ids = torch.tensor([[1, 0, 1]])
+    mask = torch.tensor([[0, 1, 0]])  # only the target at position 1 (predicted from position 0)
+    assert losses.lm_loss(logits, ids, mask).item() == pytest.approx(-math.log(0.75), abs=1e-6)
+    mask_all = torch.tensor([[0, 1, 1]])
+    assert losses.lm_loss(logits, ids, mask_all).item() == pytest.approx((-math.log(0.75) + math.log(2.0)) / 2, abs=1e-6)
+
+
+def test_ppo_policy_loss_clips_by_hand():
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[1.5, 0.5]]))  # ratios 1.5 and 0.5
+    adv = torch.tensor([[1.0, 1.0]])
+    loss, stats = losses.ppo_policy_loss(new, old, adv, torch.ones(1, 2), clip=0.2)
+    # token 0: max(-1.5, -1.2) = -1.2 (clipped) ; token 1: max(-0.5, -0.8) = -0.5 (unclipped)
+    assert loss.item() == pytest.approx((-1.2 - 0.5) / 2, abs=1e-6)
+    assert stats["clipfrac"].item() == pytest.approx(0.5)
+
+
+def test_ppo_value_loss_clips_by_hand():
+    old = torch.tensor([[0.0, 0.0]])
+    new = torch.tensor([[1.0, 0.1]])
+    ret = torch.tensor([[2.0, 0.0]])
+    loss, _ = losses.ppo_value_loss(new, old, ret, torch.ones(1, 2), clip=0.2)
+    # token 0: max((1-2)^2, (0.2-2)^2) = 3.24 ; token 1: max(0.01, 0.01) = 0.01
+    assert loss.item() == pytest.approx(0.5 * (3.24 + 0.01) / 2, abs=1e-6)
+
+
+def test_whiten_and_explained_variance():
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    m = torch.tensor([[1, 1, 1, 0]])
+    w = losses.whiten(x, m)
+    assert losses.masked_mean(w, m).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.masked_mean(w**2, m).item() == pytest.approx(1.0, abs=1e-4)
+    assert losses.explained_variance(x, x, m).item() == pytest.approx(1.0)
+
+
+def test_kl_controllers_follow_their_update_rules():
+    fixed = FixedKLController(0.02)
+    assert fixed.update(10.0, 64) == 0.02
+    ada = AdaptiveKLController(0.1, target=6.0, horizon=1000)
+    # KL 9 > target: error = clip(9/6 - 1, -.2, .2) = 0.2 -> beta *= 1 + 0.2 * 100/1000
+    assert ada.update(9.0, 100) == pytest.approx(0.1 * 1.02)
+    # KL 5.4 < target: error = -0.1 -> beta *= 1 - 0.1 * 100/1000
+    assert ada.update(5.4, 100) == pytest.approx(0.1 * 1.02 * 0.99)
+    with pytest.raises(ValueError):
+        make_kl_controller("adaptive", 0.1, target=None)

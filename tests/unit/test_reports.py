@@ -1,0 +1,204 @@
+"""Tests for reports/: figure builders, HTML escaping, and the self-contained run report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import plotly.offline
+import pytest
+
+from harness.io import write_json, write_jsonl
+from reports import figures
+from reports.html import esc, fmt_pct, fmt_pp, table
+from reports.run_report import build_run_report, load_results
+
+EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+FIG_IDS = ("fig-winrate", "fig-hellaswag", "fig-rm-accuracy", "fig-ppo-curves")
+SEC_IDS = ("sec-winrate", "sec-alignment-tax", "sec-rm", "sec-ppo", "sec-samples")
+POLICIES = ("base", "sft", "ppo", "ppo_ptx")
+
+
+def _row(policy, eval_, metric, value, lo=None, hi=None, n=100, baseline=None):
+    return {"run_id": "r1", "policy": policy, "eval": eval_, "metric": metric, "value": value,
+            "ci_low": lo, "ci_high": hi, "n": n, "baseline": baseline, "config_hash": "abc"}
+
+
+def _results():
+    rows = []
+    # deliberately shuffled policy order: the report must reorder to base, sft, ppo, ppo_ptx
+    for pol, wr in (("ppo_ptx", 0.71), ("base", 0.22), ("ppo", 0.68), ("sft", 0.45)):
+        rows.append(_row(pol, "winrate", "win_rate", wr, wr - 0.05, wr + 0.04, 200, "text-davinci-003"))
+        rows.append(_row(pol, "winrate", "win_prob", wr - 0.01, None, None, 200, "text-davinci-003"))
+    for pol, acc in (("base", 0.412), ("sft", 0.405), ("ppo", 0.377), ("ppo_ptx", 0.409)):
+        rows.append(_row(pol, "hellaswag", "acc", acc, acc - 0.02, acc + 0.02, 500))
+    rows.append(_row("sft", "hellaswag", "acc_delta_vs_base", -0.007, -0.015, 0.001, 500, "base"))
+    rows.append(_row("ppo", "hellaswag", "acc_delta_vs_base", -0.0351, -0.045, -0.025, 500, "base"))
+    rows.append(_row("ppo_ptx", "hellaswag", "acc_delta_vs_base", -0.003, -0.01, 0.004, 500, "base"))
+    rows.append(_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.60, 0.68, 400))
+    rows.append(_row("judge", "reward_model", "pairwise_accuracy", 0.69, 0.65, 0.73, 400))
+    return rows
+
+
+def _log(n, ptx):
+    return [{"step": s, "reward_mean": 0.1 * s, "kl": 0.01 * s, "ptx_loss": (3.0 - 0.1 * s) if ptx else None,
+             "policy_loss": 0.1, "value_loss": 0.2, "beta": 0.02} for s in range(n)]
+
+
+def _items():
+    items = []
+    for k in range(7):
+        for pol in POLICIES:
+            items.append({"policy": pol, "baseline": "text-davinci-003", "prompt_id": f"p{k}",
+                          "instruction": f"Instruction {k} <b>bold?</b>",
+                          "output": EVIL if (k, pol) == (0, "ppo") else f"output of {pol} for p{k}",
+                          "baseline_output": f"davinci says {k} & \"quotes\"",
+                          "reward": 0.5, "baseline_reward": -0.25, "win": 1})
+    return items
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "run"
+    write_json(d / "run.json", {"run_id": "r1", "created": "2025-01-01T00:00:00", "git_commit": "deadbeef",
+                                "config": {"ppo": {"beta": 0.02}},
+                                "data_fingerprints": {"hh_rlhf": "a" * 64, "evil" + EVIL: "b" * 64}})
+    write_jsonl(d / "results" / "results.jsonl", _results())
+    write_jsonl(d / "results" / "winrate_items.jsonl", _items())
+    write_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl", _log(10, ptx=False))
+    write_jsonl(d / "checkpoints" / "ppo_ptx" / "train_log.jsonl", _log(8, ptx=True))
+    return d
+
+
+def _bundle_marker() -> str:
+    return plotly.offline.get_plotlyjs()[:200]
+
+
+def test_full_report_is_self_contained_and_escaped(run_dir: Path):
+    out = build_run_report(run_dir)
+    assert out == run_dir / "report.html" and out.is_file()
+    page = out.read_text(encoding="utf-8")
+    assert page.count(_bundle_marker()) == 1
+    assert "<title>InstructGPT harness report — r1</title>" in page
+    for fid in FIG_IDS:
+        assert f'id="{fid}"' in page
+    for sid in SEC_IDS:
+        assert f'<section id="{sid}">' in page and f'href="#{sid}"' in page
+    # only the bundle and one script per figure; injected text appears escaped only
+    assert page.count("<script") == 1 + len(FIG_IDS)
+    assert "alert(" not in re.sub(r"&lt;script&gt;alert\(1\)&lt;/script&gt;|onerror=alert\(2\)&gt;", "", page)
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<img" not in page and "<b>bold?</b>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
+    assert "&amp; &quot;quotes&quot;" in page
+    assert not re.search(r"<script[^>]*\bsrc=", page)
+    # outside the inlined bundle (whose unused topojson default names a CDN) nothing is remote
+    outside = page.replace(plotly.offline.get_plotlyjs(), "")
+    assert "cdn" not in outside.lower() and "https://" not in outside and "http://" not in outside
+
+
+def test_alignment_tax_table_values(run_dir: Path):
+    page = build_run_report(run_dir).read_text(encoding="utf-8")
+    tax = page[page.index('<section id="sec-alignment-tax">'):page.index('<section id="sec-rm">')]
+    assert '<span class="neg">-3.5 pp [-4.5, -2.5]</span>' in tax
+    assert "37.7% [35.7%, 39.7%]" in tax
+    assert "— (reference)" in tax
+    # rows in canonical policy order
+    assert [tax.index(f"<td>{p}</td>") for p in POLICIES] == sorted(tax.index(f"<td>{p}</td>") for p in POLICIES)
+
+
+def test_winrate_table_and_samples(run_dir: Path):
+    page = build_run_report(run_dir, n_samples=3).read_text(encoding="utf-8")
+    win = page[page.index('<section id="sec-winrate">'):page.index('<section id="sec-alignment-tax">')]
+    assert "71.0% [66.0%, 75.0%]" in win and "70.0%" in win  # win_rate and win_prob of ppo_ptx
+    samples = page[page.index('<section id="sec-samples">'):]
+    assert "Instruction 2" in samples and "Instruction 3" not in samples
+    assert "reward +0.500 · win vs text-davinci-003" in samples
+
+
+def test_missing_ppo_ptx_log_still_renders_ppo(run_dir: Path):
+    (run_dir / "checkpoints" / "ppo_ptx" / "train_log.jsonl").unlink()
+    page = build_run_report(run_dir).read_text(encoding="utf-8")
+    assert 'id="fig-ppo-curves"' in page
+    assert "training log not available in this run for: ppo_ptx" in page
+    assert page.count("<script") == 1 + len(FIG_IDS)
+
+
+def test_missing_optional_files_omit_sections(tmp_path: Path):
+    d = tmp_path / "empty_run"
+    d.mkdir()
+    out = build_run_report(d, tmp_path / "elsewhere" / "r.html")
+    page = out.read_text(encoding="utf-8")
+    assert out == tmp_path / "elsewhere" / "r.html"
+    assert page.count(_bundle_marker()) == 1 and page.count("<script") == 1
+    assert page.count("not available in this run") == 6
+    assert "empty_run" in page  # run id falls back to the directory name
+
+
+def test_malformed_results_line_names_file(run_dir: Path):
+    path = run_dir / "results" / "results.jsonl"
+    path.write_text(path.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match="results.jsonl"):
+        build_run_report(run_dir)
+    assert not (run_dir / "report.html").exists()
+
+
+def test_results_row_missing_field_or_bad_type(tmp_path: Path):
+    bad = tmp_path / "results.jsonl"
+    write_jsonl(bad, [{"run_id": "r", "policy": "sft", "eval": "winrate", "metric": "win_rate"}])
+    with pytest.raises(ValueError, match=r"results\.jsonl: record 1"):
+        load_results(bad)
+    write_jsonl(bad, [_row("sft", "winrate", "win_rate", "0.5")])
+    with pytest.raises(ValueError, match="value"):
+        load_results(bad)
+
+
+def test_malformed_train_log_names_file(run_dir: Path):
+    (run_dir / "checkpoints" / "ppo" / "train_log.jsonl").write_text('{"reward_mean": 1.0}\n')
+    with pytest.raises(ValueError, match=r"ppo/train_log\.jsonl"):
+        build_run_report(run_dir)
+
+
+def test_winrate_figure_orders_policies_and_error_bars():
+    fig = figures.winrate_figure([r for r in _results() if r["eval"] == "winrate"])
+    assert len(fig.data) == 1  # one baseline -> one bar group (win_prob rows ignored)
+    bar = fig.data[0]
+    assert list(bar.x) == list(POLICIES)
+    assert list(bar.y) == pytest.approx([0.22, 0.45, 0.68, 0.71])
+    assert list(bar.error_y.array) == pytest.approx([0.04] * 4)
+    assert list(bar.error_y.arrayminus) == pytest.approx([0.05] * 4)
+    assert tuple(fig.layout.yaxis.range) == (0, 1)
+    assert [s.y0 for s in fig.layout.shapes] == [0.5]
+
+
+def test_winrate_figure_one_trace_per_baseline_and_missing_ci():
+    rows = [_row("sft", "winrate", "win_rate", 0.6, baseline="text-davinci-003"),
+            _row("sft", "winrate", "win_rate", 0.55, 0.5, 0.6, baseline="base")]
+    fig = figures.winrate_figure(rows)
+    assert [t.name for t in fig.data] == ["vs text-davinci-003", "vs base"]
+    assert list(fig.data[0].error_y.array) == [None]
+
+
+def test_rm_figure_lines_and_order():
+    rows = [r for r in _results() if r["eval"] == "reward_model"][::-1]
+    fig = figures.rm_accuracy_figure(rows)
+    assert list(fig.data[0].x) == ["rm", "judge"]
+    assert list(fig.data[0].y) == pytest.approx([0.64, 0.69])
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.5, figures.HUMAN_AGREEMENT]
+
+
+def test_ppo_curves_skip_nulls():
+    fig = figures.ppo_curves_figure({"ppo_ptx": _log(4, ptx=True), "ppo": _log(5, ptx=False)})
+    # ppo: reward_mean + kl (ptx_loss all null); ppo_ptx: all three
+    assert [t.name for t in fig.data] == ["ppo", "ppo", "ppo_ptx", "ppo_ptx", "ppo_ptx"]
+    assert list(fig.data[0].y) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert list(fig.data[4].y) == pytest.approx([3.0, 2.9, 2.8, 2.7])
+    assert [t.showlegend for t in fig.data] == [True, False, True, False, False]
+
+
+def test_html_helpers():
+    assert esc('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;"
+    assert esc(None) == "—"
+    assert fmt_pct(0.6123, 0.55, 0.67) == "61.2% [55.0%, 67.0%]"
+    assert fmt_pp(-0.031) == "-3.1 pp" and fmt_pp(0.02, 0.01, 0.03) == "+2.0 pp [+1.0, +3.0]"
+    t = table(["<h>"], [["<td>"]])
+    assert "<th>&lt;h&gt;</th>" in t and "<td>&lt;td&gt;</td>" in t

@@ -1,0 +1,57 @@
+"""Pieces every trainer shares: seeding, optimiser + cosine schedule, atomic checkpoint save."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from harness.runinfo import write_run_info
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, warmup_ratio: float, weight_decay: float = 0.0):
+    """AdamW with linear warmup then cosine decay to 0 (paper section 3.5: cosine lr decay)."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    warmup = math.ceil(warmup_ratio * total_steps)
+    return opt, get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
+
+
+def save_checkpoint(
+    model, tokenizer, out_dir: str | Path, stage: str, config: Any, data_fingerprints: dict[str, str], metrics: dict[str, Any]
+) -> Path:
+    """Save a Hugging Face checkpoint (safetensors + tokenizer) and ``run.json`` to ``out_dir``.
+
+    Written to ``<out_dir>.tmp`` first and renamed, so ``out_dir`` is either complete or absent.
+    An existing ``out_dir`` is replaced.
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_run_info(tmp, stage, config, data_fingerprints, metrics)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def batches(items: list, size: int, rng: random.Random | None = None) -> list[list]:
+    """Split ``items`` into consecutive batches of ``size`` (shuffled first if ``rng`` is given)."""
+    items = list(items)
+    if rng is not None:
+        rng.shuffle(items)
+    return [items[i : i + size] for i in range(0, len(items), size)]

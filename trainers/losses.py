@@ -1,0 +1,164 @@
+"""All InstructGPT objectives as pure functions on tensors (no models, no state).
+
+Sources: Ouyang et al. 2022 (arXiv 2203.02155) section 3.5 and appendix C; GAE from Schulman et
+al. 2016 (arXiv 1506.02438) eq. 16; PPO clipping from Schulman et al. 2017 (arXiv 1707.06347)
+eq. 7; the per-token KL reward shaping and adaptive KL controller from Ziegler et al. 2019
+(arXiv 1909.08593) section 2.2. Shapes: B = batch, T = tokens, K = completions per prompt.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1 (any shape; 0-d result)."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise ``x`` to unit variance (and zero mean if ``shift_mean``) over masked positions."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    return out if shift_mean else out + mean
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label_t) under ``logits``: ``[B, T, V]`` x ``[B, T]`` -> ``[B, T]`` (nats)."""
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each next-token distribution: ``[B, T, V]`` -> ``[B, T]`` (nats)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over the tokens where ``loss_mask`` is 1 (nats/token).
+
+    ``logits [B, T, V]`` predict ``input_ids[:, 1:]``; ``loss_mask [B, T]`` marks which *target*
+    tokens count. SFT passes the completion mask (prompt tokens masked, paper section 3.5 "SFT");
+    the ptx term passes the attention mask (all text counts, paper eq. 2's log pi(x)).
+    """
+    nll = -token_logprobs(logits[:, :-1], input_ids[:, 1:])
+    return masked_mean(nll, loss_mask[:, 1:])
+
+
+def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The InstructGPT reward-model loss (paper eq. 1) over a batch of ranked lists.
+
+    ``rewards [B, K]``: r(x, y) for each prompt's completions, sorted best first; ``valid [B, K]``
+    marks real completions (lists shorter than K are padded at the end). For each prompt all
+    C(K_b, 2) pairs (w ranked above l) form one batch element:
+        loss_b = -1/C(K_b, 2) * sum_{w<l} log sigmoid(r_w - r_l),
+    and the loss is the mean of loss_b over prompts, so a prompt with many completions weighs as
+    much as one with two (the paper's reason for the batching: no overfitting to repeated prompts).
+
+    Returns ``(loss, n_pairs, n_correct)``: the scalar loss, the number of pairs and how many have
+    r_w > r_l (for pairwise accuracy). Raises ``ValueError`` if a prompt has fewer than 2 completions.
+    """
+    valid = valid.bool()
+    if (valid.sum(-1) < 2).any():
+        raise ValueError("kwise_ranking_loss: every prompt needs at least 2 valid completions")
+    k = rewards.shape[1]
+    upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=rewards.device), diagonal=1)
+    pair = upper & valid.unsqueeze(2) & valid.unsqueeze(1)  # [B, K, K]: w=i ranked above l=j
+    diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)  # [B, K, K]: r_i - r_j
+    per_pair = -F.logsigmoid(diff) * pair
+    n_pairs_b = pair.sum((1, 2))
+    loss = (per_pair.sum((1, 2)) / n_pairs_b).mean()
+    n_correct = ((diff > 0) & pair).sum()
+    return loss, n_pairs_b.sum(), n_correct
+
+
+def kl_penalized_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards for PPO: a KL penalty at every token, the RM score at the last one.
+
+    ``r_t = -beta * (log pi_RL(y_t) - log pi_SFT(y_t))`` for each response token, plus ``scores[b]``
+    added at the last token where ``mask`` is 1 (paper eq. 2, Ziegler et al. 2019 section 2.2).
+    Shapes: ``scores [B]``, ``logprobs/ref_logprobs/mask [B, T]`` (mask 1 on response tokens,
+    right-padded). Returns ``(rewards [B, T], kl [B, T])`` where ``kl`` is the per-token
+    log-ratio estimate (zero outside the mask).
+    """
+    mask = mask.to(logprobs.dtype)
+    kl = (logprobs - ref_logprobs) * mask
+    rewards = -beta * kl
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)
+    rewards[torch.arange(rewards.shape[0]), last] += scores.to(rewards.dtype)
+    return rewards, kl
+
+
+def gae_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, eq. 16) over response tokens.
+
+    ``delta_t = r_t + gamma * V_{t+1} - V_t`` and ``A_t = delta_t + gamma * lam * A_{t+1}``, with
+    V and A zero after the last valid token (the episode ends at EOS). Shapes ``[B, T]``;
+    ``mask`` is 1 on response tokens (right-padded). Returns ``(advantages, returns)`` with
+    ``returns = advantages + values``, both zero outside the mask. InstructGPT uses gamma=1.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    adv = torch.zeros_like(rewards)
+    next_adv = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_adv = (delta + gamma * lam * next_adv) * mask[:, t]
+        next_value = values[:, t]
+        adv[:, t] = next_adv
+    return adv, (adv + values) * mask
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float = 0.2
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO clipped surrogate (Schulman et al. 2017, eq. 7), to be minimised.
+
+    ``loss = mean_t max(-A_t * rho_t, -A_t * clip(rho_t, 1-clip, 1+clip))`` with
+    ``rho_t = exp(logprobs - old_logprobs)``; all ``[B, T]``, mean over masked tokens. Also returns
+    ``clipfrac`` (share of tokens where the clipped branch is active) and ``approx_kl``
+    (``mean 0.5 * (log rho)^2``, Schulman's low-variance KL estimate between old and new policy).
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((clipped > unclipped).float(), mask),
+            "approx_kl": masked_mean(0.5 * log_ratio**2, mask),
+        }
+    return loss, stats
+
+
+def ppo_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss: ``0.5 * mean_t max((V - R)^2, (clip(V, V_old +- clip) - R)^2)``.
+
+    As in OpenAI's PPO2 baselines and Ziegler et al. 2019. Shapes ``[B, T]``. Returns
+    ``(loss, clipfrac)``.
+    """
+    v_clipped = old_values + (values - old_values).clamp(-clip, clip)
+    err = (values - returns) ** 2
+    err_clipped = (v_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask)
+    return loss, masked_mean((err_clipped > err).float(), mask).detach()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - Var[R - V] / Var[R]`` over masked tokens: 1 is a perfect critic, 0 a constant one."""
+    var_r = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    resid = returns - values
+    var_e = masked_mean((resid - masked_mean(resid, mask)) ** 2, mask)
+    return 1.0 - var_e / var_r.clamp(min=1e-8)
