@@ -73,6 +73,7 @@ class RMConfig:
     max_length: int = 256
     max_prompt_length: int = 128
     max_grad_norm: float = 1.0
+    trainable_layers: int | None = None  # train only the top N blocks + head (None: all); cheap RMs on CPU
     normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
     mixed_precision: str = "no"
 

@@ -63,7 +63,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
             timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name)
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
-    rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed) for n in ("rm", "judge")]
+    rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, str(ck / "judge"), run_dir,
                   cfg.run_id, cfg.seed, chash)
     write_jsonl(run_dir / "results" / "results.jsonl", rows)

@@ -116,10 +116,10 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     return path, history
 
 
-def rm_accuracy_row(name: str, metrics: dict, run_id: str, seed: int = 0) -> ResultRow:
+def rm_accuracy_row(name: str, metrics: dict, run_id: str, seed: int = 0, config_hash: str = "") -> ResultRow:
     """Pairwise accuracy of a reward model on held-out human comparisons, with its bootstrap interval."""
     est = bootstrap_mean(metrics["val_outcomes"], seed=seed)
-    return ResultRow(run_id, name, "reward_model", "pairwise_accuracy", est.value, est.ci_low, est.ci_high, est.n)
+    return ResultRow(run_id, name, "reward_model", "pairwise_accuracy", est.value, est.ci_low, est.ci_high, est.n, None, config_hash)
 
 
 def run_eval(model_cfg, data_cfg, eval_cfg, policies: dict[str, str], judge: str, run_dir: str | Path, run_id: str,

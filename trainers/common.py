@@ -29,6 +29,26 @@ def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, 
     return opt, get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
 
 
+def freeze_lower_layers(model: torch.nn.Module, trainable_layers: int | None) -> int:
+    """Freeze the embeddings and all but the top ``trainable_layers`` transformer blocks.
+
+    The blocks are the model's ``nn.ModuleList`` of ``config.num_hidden_layers`` modules; heads and
+    final norms stay trainable. ``None`` or 0 leaves everything trainable. Returns the number of
+    trainable parameters. Backward then stops at the lowest trainable block, which is what makes
+    reward-model training affordable on a CPU. Raises ``ValueError`` if no block list is found.
+    """
+    if not trainable_layers:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = model.config.num_hidden_layers
+    blocks = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n), None)
+    if blocks is None:
+        raise ValueError(f"freeze_lower_layers: no list of {n} blocks in {type(model).__name__}")
+    model.get_input_embeddings().requires_grad_(False)
+    for block in list(blocks)[: max(n - trainable_layers, 0)]:
+        block.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def save_checkpoint(
     model, tokenizer, out_dir: str | Path, stage: str, config: Any, data_fingerprints: dict[str, str], metrics: dict[str, Any]
 ) -> Path:

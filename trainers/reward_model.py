@@ -21,7 +21,7 @@ from harness.io import append_jsonl
 from harness.models import last_token_index, token_scores
 from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
-from trainers.common import batches, optimizer_and_schedule, save_checkpoint, seed_everything
+from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything
 from trainers.losses import kwise_ranking_loss
 
 
@@ -46,6 +46,7 @@ class RewardModelTrainer:
         self.cfg, self.tokenizer, self.chat_template, self.seed = cfg, tokenizer, chat_template, seed
         self.train_set, self.val_set = train, val
         self.accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+        self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
         steps = cfg.epochs * -(-len(train) // (cfg.batch_size * cfg.grad_accum))
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the offline data mirror, an isolated HF cache, and a tiny model built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf(tmp_path_factory, monkeypatch):
+    """No test writes to ~/.cache or reaches for the hub."""
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    if not (DATA_DIR / "hh_rlhf").is_dir():
+        pytest.fail(f"offline data mirror not found at {DATA_DIR}: set HARNESS_DATA_DIR")
+    return str(DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, data_dir) -> str:
+    """A saved model=tiny checkpoint (random Llama + GPT-2 tokenizer)."""
+    from harness.models import ModelConfig, materialize_base
+
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    return materialize_base(ModelConfig(name="tiny"), out, data_dir, seed=0)

@@ -1,0 +1,90 @@
+"""`harness-pipeline pipeline=smoke` end to end through its console script."""
+
+import json
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.io import read_json, read_jsonl, write_jsonl
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = ["fig-winrate", "fig-hellaswag", "fig-rm-accuracy", "fig-ppo-curves"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    exe = Path(os.sys.executable).parent / "harness-pipeline"
+    proc = subprocess.run([str(exe), "pipeline=smoke", f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "HARNESS_CACHE_DIR": str(run_dir.parent / "cache")}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {run_dir / 'report.html'}" in proc.stdout
+    return run_dir
+
+
+def test_every_artifact_exists(smoke_run):
+    for stage in ("sft", "rm", "judge", "ppo", "ppo_ptx"):
+        ck = smoke_run / "checkpoints" / stage
+        assert (ck / "model.safetensors").is_file() and (ck / "config.json").is_file(), stage
+        info = read_json(ck / "run.json")
+        assert info["stage"] in (stage, "rm") and info["git_commit"] and info["data_fingerprints"], stage
+    for policy in ("base", "sft", "ppo", "ppo_ptx"):
+        assert len(read_jsonl(smoke_run / "generations" / policy / "alpaca_eval.jsonl")) == 8
+    run = read_json(smoke_run / "run.json")
+    assert set(run["metrics"]["timings_s"]) == {"base", "sft", "rm", "judge", "ppo", "ppo_ptx", "eval"}
+    assert any(k.startswith("hh_rlhf/") for k in run["data_fingerprints"])
+    assert (smoke_run / ".hydra" / "config.yaml").is_file()
+
+
+def test_losses_are_finite(smoke_run):
+    for stage in ("sft", "rm", "judge"):
+        m = read_json(smoke_run / "checkpoints" / stage / "run.json")["metrics"]
+        assert math.isfinite(m["train_loss_first"]) and math.isfinite(m["train_loss_last"]), stage
+    for stage in ("ppo", "ppo_ptx"):
+        log = read_jsonl(smoke_run / "checkpoints" / stage / "train_log.jsonl")
+        assert len(log) == 2
+        for row in log:
+            assert all(math.isfinite(row[k]) for k in ("reward_mean", "kl", "policy_loss", "value_loss"))
+        assert (log[0]["ptx_loss"] is None) == (stage == "ppo")
+
+
+def test_results_are_in_range(smoke_run):
+    rows = read_jsonl(smoke_run / "results" / "results.jsonl")
+    win = {r["policy"]: r for r in rows if r["metric"] == "win_rate"}
+    assert set(win) == {"base", "sft", "ppo", "ppo_ptx"}
+    for r in win.values():
+        assert 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0 and r["n"] == 8
+        assert r["baseline"] == "text-davinci-003"
+    acc = {r["policy"]: r for r in rows if r["metric"] == "acc"}
+    assert set(acc) == {"base", "sft", "ppo", "ppo_ptx"} and all(0 <= r["value"] <= 1 for r in acc.values())
+    deltas = {r["policy"]: r["value"] for r in rows if r["metric"] == "acc_delta_vs_base"}
+    assert set(deltas) == {"sft", "ppo", "ppo_ptx"}
+    for p, d in deltas.items():
+        assert d == pytest.approx(acc[p]["value"] - acc["base"]["value"])
+    rm = {r["policy"]: r for r in rows if r["eval"] == "reward_model"}
+    assert set(rm) == {"rm", "judge"} and all(0 <= r["value"] <= 1 for r in rm.values())
+
+
+def test_report_has_every_figure_and_escapes_model_text(smoke_run):
+    html = (smoke_run / "report.html").read_text()
+    for fig in FIGURES:
+        assert f'id="{fig}"' in html, fig
+    assert html.count("<script") == 1 + len(FIGURES)
+    # a completion that tries to run script must come out escaped when the report is rebuilt
+    items_path = smoke_run / "results" / "winrate_items.jsonl"
+    items = read_jsonl(items_path)
+    items[0]["output"] = "</td><script>alert('x')</script><img src=x onerror=alert(1)>"
+    write_jsonl(items_path, items)
+    exe = Path(os.sys.executable).parent / "harness-report"
+    subprocess.run([str(exe), f"run_dir={smoke_run}", f"hydra.run.dir={smoke_run / 'report_log'}"], check=True, cwd=REPO,
+                   capture_output=True)
+    html = (smoke_run / "report.html").read_text()
+    assert html.count("<script") == 1 + len(FIGURES)
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert not re.search(r"<img[^>]*onerror", html)
+    assert json.dumps("alert('x')") not in html

@@ -1,0 +1,129 @@
+"""Each trainer on model=tiny: it learns what it should, and logs and saves what it claims."""
+
+import math
+
+import pytest
+import torch
+
+from harness.config import PPOConfig, RMConfig, SFTConfig
+from harness.io import read_jsonl
+from harness.models import load_policy, load_scalar_model, load_tokenizer
+from harness.records import Comparison, Demonstration, PretrainText, Prompt
+from trainers.common import freeze_lower_layers
+from trainers.ppo import PPOTrainer, response_mask
+from trainers.reward_model import RewardModelTrainer
+from trainers.sft import SFTTrainer
+
+pytestmark = pytest.mark.integration
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_sft_loss_falls_and_every_parameter_changes(tiny_dir, tmp_path):
+    tok = load_tokenizer(tiny_dir)
+    model = load_policy(tiny_dir)
+    before = _params(model)
+    demos = [Demonstration(str(i), f"Repeat the word {w}.", f"{w} {w} {w}", "test") for i, w in enumerate(["apple", "river", "stone", "cloud"])]
+    cfg = SFTConfig(lr=1e-2, epochs=8, batch_size=2, warmup_ratio=0.0, max_length=48, max_prompt_length=32)
+    trainer = SFTTrainer(cfg, model, tok, demos, demos[:2], chat_template="false", seed=0)
+    result = trainer.train(tmp_path / "sft", log_path=tmp_path / "log.jsonl")
+    assert len(result.train_losses) == 16 and all(math.isfinite(x) for x in result.train_losses)
+    assert result.train_losses[-1] < 0.5 * result.train_losses[0]
+    assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == list(range(1, 17))
+    assert math.isfinite(result.val_loss) and result.val_loss < result.train_losses[0]
+    after = dict(trainer.accelerator.unwrap_model(trainer.model).named_parameters())
+    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+    assert unchanged == []
+
+
+def test_sft_loss_ignores_prompt_tokens(tiny_dir):
+    """Changing only the prompt's wording must not change which tokens are scored."""
+    tok = load_tokenizer(tiny_dir)
+    cfg = SFTConfig(max_length=64, max_prompt_length=48)
+    demos = [Demonstration("a", "Short prompt.", "same answer", "t"), Demonstration("b", "A much longer prompt with many words.", "same answer", "t")]
+    trainer = SFTTrainer(cfg, load_policy(tiny_dir), tok, demos, [], chat_template="false")
+    assert [sum(p.completion_mask) for p in trainer.train_pairs] == [len(tok(" same answer")["input_ids"]) + 1] * 2
+
+
+def _separable_comparisons(n, k=3):
+    """K completions per prompt whose quality is the number of times 'good' appears (best first)."""
+    comps = []
+    for i in range(n):
+        completions = tuple(" ".join(["good"] * (k - j) + ["bad"] * j) for j in range(k))
+        comps.append(Comparison(str(i), f"\n\nHuman: question {i}?\n\nAssistant:", completions, tuple(range(k)), "test"))
+    return comps
+
+
+def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_path):
+    tok = load_tokenizer(tiny_dir)
+    cfg = RMConfig(lr=3e-3, epochs=6, batch_size=4, warmup_ratio=0.0, max_length=48, max_prompt_length=24)
+    trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, _separable_comparisons(16), _separable_comparisons(8),
+                                 chat_template="false", seed=0)
+    acc_before, _ = trainer.evaluate()
+    result = trainer.train(log_path=tmp_path / "rm.jsonl")
+    assert result.val_pairs == 8 * 3  # C(3, 2) pairs per prompt
+    assert result.val_accuracy == 1.0 and acc_before < 1.0
+    assert result.train_losses[-1] < result.train_losses[0]
+    demos = [Demonstration(str(i), f"question {i}?", "good good bad", "t") for i in range(5)]
+    shift = trainer.normalize_to_demonstrations(demos)
+    assert shift != 0.0
+    r = trainer.score([d.prompt for d in demos], [d.completion for d in demos])
+    assert r.mean().item() == pytest.approx(0.0, abs=1e-4)
+    assert trainer.evaluate()[0] == 1.0  # a constant shift keeps the ranking
+
+
+def test_freeze_lower_layers_trains_only_the_top(tiny_dir):
+    model = load_scalar_model(tiny_dir)
+    total = sum(p.numel() for p in model.parameters())
+    n = freeze_lower_layers(model, 1)
+    assert 0 < n < total
+    assert not any(p.requires_grad for p in model.model.layers[0].parameters())
+    assert all(p.requires_grad for p in model.model.layers[1].parameters()) and model.score.weight.requires_grad
+
+
+def test_response_mask_stops_after_first_eos():
+    r = torch.tensor([[5, 7, 0, 0, 9], [5, 6, 7, 8, 9], [0, 3, 0, 4, 4]])
+    assert response_mask(r, eos_id=0).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+
+
+def _ppo(tiny_dir, gamma, steps=2):
+    tok = load_tokenizer(tiny_dir)
+    cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, max_new_tokens=8, lr=1e-3, value_lr=1e-3, gamma=gamma,
+                    ptx_batch_size=2, ptx_max_length=32, max_prompt_length=32)
+    prompts = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)]
+    pretrain = [PretrainText(str(i), "To be, or not to be, that is the question. " * 3, "t") for i in range(4)]
+    policy = load_policy(tiny_dir)
+    trainer = PPOTrainer(cfg, policy, load_policy(tiny_dir), load_scalar_model(tiny_dir), load_scalar_model(tiny_dir), tok,
+                         prompts, pretrain, chat_template="false", seed=0)
+    return trainer, _params(policy)
+
+
+def test_ppo_without_gamma_runs_no_ptx_forward_and_updates_every_parameter(tiny_dir, tmp_path):
+    trainer, before = _ppo(tiny_dir, gamma=0.0)
+    history = trainer.train(log_path=tmp_path / "ppo.jsonl")
+    assert trainer.ptx_forwards == 0 and all(h["ptx_loss"] is None for h in history)
+    logged = read_jsonl(tmp_path / "ppo.jsonl")
+    assert [r["step"] for r in logged] == [1, 2]
+    for key in ("reward_mean", "kl", "policy_loss", "value_loss", "entropy", "clipfrac", "approx_kl", "explained_variance", "response_length", "beta"):
+        assert all(math.isfinite(r[key]) for r in logged), key
+    after = dict(trainer.accelerator.unwrap_model(trainer.policy).named_parameters())
+    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    # the frozen reference policy did not move, so the KL to it is real
+    ref = dict(trainer.ref_policy.named_parameters())
+    assert all(torch.equal(p, ref[n]) for n, p in before.items())
+
+
+def test_ppo_ptx_mixes_a_pretraining_batch_into_every_minibatch(tiny_dir):
+    trainer, _ = _ppo(tiny_dir, gamma=0.5)
+    history = trainer.train()
+    assert trainer.ptx_forwards == 2 * (4 // 2)  # steps x minibatches per step x ppo_epochs(1)
+    assert all(math.isfinite(h["ptx_loss"]) and h["ptx_loss"] > 0 for h in history)
+
+
+def test_ppo_config_errors_are_clear(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    with pytest.raises(ValueError, match="needs pretraining texts"):
+        PPOTrainer(PPOConfig(gamma=1.0), load_policy(tiny_dir), load_policy(tiny_dir), load_scalar_model(tiny_dir),
+                   load_scalar_model(tiny_dir), tok, [Prompt("0", "x", "t")], None)
