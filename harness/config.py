@@ -73,6 +73,7 @@ class RMConfig:
     max_length: int = 256
     max_prompt_length: int = 128
     max_grad_norm: float = 1.0
+    head_lr: float | None = None  # learning rate of the scalar head (None: lr); a new head starts at zero
     trainable_layers: int | None = None  # train only the top N blocks + head (None: all); cheap RMs on CPU
     normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
     mixed_precision: str = "no"
@@ -85,7 +86,7 @@ class PPOConfig:
     steps: int = 8  # PPO iterations, each = one batch of rollouts
     batch_size: int = 16  # episodes per rollout batch
     mini_batch_size: int = 8
-    ppo_epochs: int = 1  # passes over each rollout batch (paper: 1 epoch per batch... of 4 PPO epochs elsewhere)
+    ppo_epochs: int = 1  # passes over each rollout batch
     lr: float = 2e-6
     value_lr: float = 1e-5
     beta: float = 0.02  # KL penalty coefficient (paper: 0.02)

@@ -137,12 +137,19 @@ def load_policy(path: str) -> PreTrainedModel:
 def load_scalar_model(path: str) -> PreTrainedModel:
     """A one-label token-classification model: the reward model or value model.
 
-    From a causal-LM checkpoint the linear head is new (random init, zero bias); from a saved RM it
-    is restored. Classifier dropout is off: reward and value estimates must be deterministic.
+    From a causal-LM checkpoint the linear head is new and zero-initialised, so every reward starts
+    at 0 and the ranking loss at log 2 (a random head on ~unit-RMS hidden states starts with
+    rewards of order 1 and a noisy first phase); from a saved RM it is restored. Classifier dropout
+    is off: reward and value estimates must be deterministic.
     """
     config = AutoConfig.from_pretrained(path, num_labels=1)
+    is_scalar_checkpoint = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
     config.classifier_dropout = 0.0
     model = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
+    if not is_scalar_checkpoint:
+        with torch.no_grad():
+            model.score.weight.zero_()
+            model.score.bias.zero_()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model

@@ -58,10 +58,11 @@ def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, s
     out_dir = Path(out_dir)
     result = trainer.train(out_dir, log_path=fresh_log(out_dir))
     metrics = {"train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1],
-               "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val)}
+               "val_loss_before": result.val_loss_before, "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val)}
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from, "seed": seed}
     path = trainer.save(out_dir, cfg, fp, metrics)
-    log.info("SFT: loss %.3f -> %.3f, val %.3f -> %s", result.train_losses[0], result.train_losses[-1], result.val_loss, path)
+    log.info("SFT: train loss %.3f -> %.3f, val loss %.3f -> %.3f -> %s", result.train_losses[0], result.train_losses[-1],
+             result.val_loss_before, result.val_loss, path)
     return path, metrics
 
 

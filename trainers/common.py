@@ -22,9 +22,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, warmup_ratio: float, weight_decay: float = 0.0):
-    """AdamW with linear warmup then cosine decay to 0 (paper section 3.5: cosine lr decay)."""
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, warmup_ratio: float, weight_decay: float = 0.0,
+                           head: torch.nn.Module | None = None, head_lr: float | None = None):
+    """AdamW with linear warmup then cosine decay to 0 (paper section 3.5: cosine lr decay).
+
+    With ``head`` and ``head_lr``, the head's parameters get their own learning rate (a freshly
+    initialised reward head needs a larger step than the pretrained blocks under it).
+    """
+    head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr else set()
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids], "lr": lr}]
+    if head_ids:
+        groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": head_lr})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     warmup = math.ceil(warmup_ratio * total_steps)
     return opt, get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
 

@@ -48,7 +48,7 @@ class RewardModelTrainer:
         self.accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
         self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
         steps = cfg.epochs * -(-len(train) // (cfg.batch_size * cfg.grad_accum))
-        opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio)
+        opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=model.score, head_lr=cfg.head_lr)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
         self.total_steps = steps
 

@@ -35,6 +35,7 @@ class SFTResult:
 
     out_dir: Path
     train_losses: list[float] = field(default_factory=list)
+    val_loss_before: float = float("nan")
     val_loss: float = float("nan")
 
 
@@ -80,6 +81,7 @@ class SFTTrainer:
         seed_everything(self.seed)
         rng = random.Random(self.seed)
         result = SFTResult(Path(out_dir))
+        result.val_loss_before = self.evaluate()
         self.model.train()
         step = 0
         bar = tqdm(total=self.total_steps, desc="SFT", disable=not self.accelerator.is_main_process)

@@ -32,7 +32,7 @@ def test_sft_loss_falls_and_every_parameter_changes(tiny_dir, tmp_path):
     assert len(result.train_losses) == 16 and all(math.isfinite(x) for x in result.train_losses)
     assert result.train_losses[-1] < 0.5 * result.train_losses[0]
     assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == list(range(1, 17))
-    assert math.isfinite(result.val_loss) and result.val_loss < result.train_losses[0]
+    assert math.isfinite(result.val_loss) and result.val_loss < result.val_loss_before
     after = dict(trainer.accelerator.unwrap_model(trainer.model).named_parameters())
     unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
     assert unchanged == []
@@ -74,6 +74,28 @@ def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_pat
     assert trainer.evaluate()[0] == 1.0  # a constant shift keeps the ranking
 
 
+def test_new_reward_head_starts_at_zero_and_a_saved_one_is_restored(tiny_dir, tmp_path):
+    model = load_scalar_model(tiny_dir)
+    assert model.score.weight.abs().sum().item() == 0.0 and model.score.bias.item() == 0.0
+    with torch.no_grad():
+        model.score.weight.fill_(0.25)
+        model.score.bias.fill_(-1.5)
+    model.save_pretrained(tmp_path / "rm")
+    again = load_scalar_model(str(tmp_path / "rm"))
+    assert torch.all(again.score.weight == 0.25) and again.score.bias.item() == -1.5
+
+
+def test_reward_head_gets_its_own_learning_rate(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    model = load_scalar_model(tiny_dir)
+    cfg = RMConfig(lr=1e-5, head_lr=1e-3, warmup_ratio=0.0)
+    trainer = RewardModelTrainer(cfg, model, tok, _separable_comparisons(4), [], chat_template="false")
+    groups = trainer.opt.optimizer.param_groups
+    assert [g["initial_lr"] for g in groups] == [1e-5, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == {id(model.score.weight), id(model.score.bias)}
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
+
+
 def test_freeze_lower_layers_trains_only_the_top(tiny_dir):
     model = load_scalar_model(tiny_dir)
     total = sum(p.numel() for p in model.parameters())
@@ -95,7 +117,10 @@ def _ppo(tiny_dir, gamma, steps=2):
     prompts = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)]
     pretrain = [PretrainText(str(i), "To be, or not to be, that is the question. " * 3, "t") for i in range(4)]
     policy = load_policy(tiny_dir)
-    trainer = PPOTrainer(cfg, policy, load_policy(tiny_dir), load_scalar_model(tiny_dir), load_scalar_model(tiny_dir), tok,
+    reward_model = load_scalar_model(tiny_dir)  # a fresh head is zero; give it a random "trained" one
+    torch.manual_seed(1)
+    torch.nn.init.normal_(reward_model.score.weight, std=0.5)
+    trainer = PPOTrainer(cfg, policy, load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok,
                          prompts, pretrain, chat_template="false", seed=0)
     return trainer, _params(policy)
 
