@@ -72,14 +72,14 @@ def encode_pair(
     """Tokenise a (prompt, completion) pair within ``max_length`` tokens.
 
     The prompt keeps its last ``max_prompt_length`` tokens (the end of a dialogue matters most);
-    the completion is cut on the right to fit. Raises ``ValueError`` if no completion token fits.
+    the completion is cut on the right to fit. Raises ``ValueError`` if ``max_prompt_length >= max_length``.
     """
+    if max_prompt_length >= max_length:
+        raise ValueError(f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length})")
     p = tokenizer(render_prompt(prompt, tokenizer, chat_template), add_special_tokens=False)["input_ids"]
     c = tokenizer(render_completion(completion, tokenizer, chat_template), add_special_tokens=False)["input_ids"]
     p = p[-max_prompt_length:]
-    c = c[: max_length - len(p)]
-    if not c:
-        raise ValueError(f"encode_pair: prompt of {len(p)} tokens leaves no room for the completion (max_length={max_length})")
+    c = c[: max_length - len(p)]  # at least one token survives: len(p) <= max_prompt_length < max_length
     return EncodedPair(p + c, [0] * len(p) + [1] * len(c))
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from harness.io import atomic_write_text, read_json, read_jsonl
 from harness.records import ResultRow
 from reports import figures
-from reports.html import Safe, Section, esc, figure_div, fmt_pct, fmt_pp, join, note, render_page, table, tag
+from reports.html import Safe, Section, figure_div, fmt_pct, fmt_pp, join, note, render_page, table, tag
 
 PPO_RUNS = ("ppo", "ppo_ptx")
 _STR_FIELDS = ("run_id", "policy", "eval", "metric")

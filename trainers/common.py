@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from harness.io import append_jsonl
 from harness.runinfo import write_run_info
 
 
@@ -84,3 +87,39 @@ def batches(items: list, size: int, rng: random.Random | None = None) -> list[li
     if rng is not None:
         rng.shuffle(items)
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def train_epochs(
+    accelerator, model, opt, sched, items: list, *, batch_size: int, epochs: int, total_steps: int, max_grad_norm: float,
+    rng: random.Random, loss_fn: Callable[[list], tuple[torch.Tensor, dict[str, float]]], desc: str,
+    log_path: str | Path | None = None,
+) -> list[float]:
+    """The optimisation loop SFT and the RM share: shuffled batches, gradient accumulation (accelerate),
+    gradient clipping, one log line ``{step, loss, **extras, lr}`` per optimiser step, a progress bar.
+
+    ``loss_fn(batch)`` returns the batch's scalar loss and extra numbers to log. Returns the loss of
+    each optimiser step (the last micro-batch's, under accumulation).
+    """
+    losses: list[float] = []
+    step = 0
+    bar = tqdm(total=total_steps, desc=desc, disable=not accelerator.is_main_process)
+    model.train()
+    for _ in range(epochs):
+        for chunk in batches(items, batch_size, rng):
+            with accelerator.accumulate(model):
+                loss, extras = loss_fn(chunk)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                losses.append(loss.item())
+                if log_path:
+                    append_jsonl(log_path, {"step": step, "loss": loss.item(), **extras, "lr": sched.get_last_lr()[0]})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.2f}" for k, v in extras.items()})
+    bar.close()
+    return losses

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from harness.config import RMConfig
-from harness.io import append_jsonl
 from harness.models import last_token_index, token_scores
 from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
-from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything
+from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything, train_epochs
 from trainers.losses import kwise_ranking_loss
 
 
@@ -98,30 +96,16 @@ class RewardModelTrainer:
     def train(self, log_path: str | Path | None = None) -> RMResult:
         """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val."""
         seed_everything(self.seed)
-        rng = random.Random(self.seed)
         result = RMResult()
-        self.model.train()
-        step = 0
-        bar = tqdm(total=self.total_steps, desc="RM", disable=not self.accelerator.is_main_process)
-        for _ in range(self.cfg.epochs):
-            for chunk in batches(self.train_set, self.cfg.batch_size, rng):
-                with self.accelerator.accumulate(self.model):
-                    loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
-                    self.accelerator.backward(loss)
-                    if self.accelerator.sync_gradients:
-                        self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-                    self.opt.step()
-                    self.sched.step()
-                    self.opt.zero_grad()
-                if self.accelerator.sync_gradients:
-                    step += 1
-                    acc = (n_correct / n_pairs).item()
-                    result.train_losses.append(loss.item())
-                    if log_path:
-                        append_jsonl(log_path, {"step": step, "loss": loss.item(), "accuracy": acc, "lr": self.sched.get_last_lr()[0]})
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
-        bar.close()
+
+        def loss_fn(chunk: list[Comparison]):
+            loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
+            return loss, {"accuracy": (n_correct / n_pairs).item()}
+
+        result.train_losses = train_epochs(
+            self.accelerator, self.model, self.opt, self.sched, self.train_set, batch_size=self.cfg.batch_size,
+            epochs=self.cfg.epochs, total_steps=self.total_steps, max_grad_norm=self.cfg.max_grad_norm,
+            rng=random.Random(self.seed), loss_fn=loss_fn, desc="RM", log_path=log_path)
         result.val_accuracy, result.val_correct_per_pair = self.evaluate()
         result.val_pairs = len(result.val_correct_per_pair)
         return result

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from harness.config import SFTConfig
-from harness.io import append_jsonl
 from harness.prompting import EncodedPair, encode_pair, pad
 from harness.records import Demonstration
-from trainers.common import batches, optimizer_and_schedule, save_checkpoint, seed_everything
+from trainers.common import batches, optimizer_and_schedule, save_checkpoint, seed_everything, train_epochs
 from trainers.losses import lm_loss
 
 
@@ -79,30 +77,13 @@ class SFTTrainer:
     def train(self, out_dir: str | Path, log_path: str | Path | None = None) -> SFTResult:
         """Run all epochs; write per-step ``{step, loss, lr}`` lines to ``log_path``. Returns losses."""
         seed_everything(self.seed)
-        rng = random.Random(self.seed)
         result = SFTResult(Path(out_dir))
         result.val_loss_before = self.evaluate()
-        self.model.train()
-        step = 0
-        bar = tqdm(total=self.total_steps, desc="SFT", disable=not self.accelerator.is_main_process)
-        for _ in range(self.cfg.epochs):
-            for chunk in batches(self.train_pairs, self.cfg.batch_size, rng):
-                with self.accelerator.accumulate(self.model):
-                    loss = self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id))
-                    self.accelerator.backward(loss)
-                    if self.accelerator.sync_gradients:
-                        self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-                    self.opt.step()
-                    self.sched.step()
-                    self.opt.zero_grad()
-                if self.accelerator.sync_gradients:
-                    step += 1
-                    result.train_losses.append(loss.item())
-                    if log_path:
-                        append_jsonl(log_path, {"step": step, "loss": loss.item(), "lr": self.sched.get_last_lr()[0]})
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-        bar.close()
+        result.train_losses = train_epochs(
+            self.accelerator, self.model, self.opt, self.sched, self.train_pairs, batch_size=self.cfg.batch_size,
+            epochs=self.cfg.epochs, total_steps=self.total_steps, max_grad_norm=self.cfg.max_grad_norm,
+            rng=random.Random(self.seed), loss_fn=lambda chunk: (self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id)), {}),
+            desc="SFT", log_path=log_path)
         result.val_loss = self.evaluate()
         return result
 

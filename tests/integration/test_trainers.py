@@ -152,3 +152,34 @@ def test_ppo_config_errors_are_clear(tiny_dir):
     with pytest.raises(ValueError, match="needs pretraining texts"):
         PPOTrainer(PPOConfig(gamma=1.0), load_policy(tiny_dir), load_policy(tiny_dir), load_scalar_model(tiny_dir),
                    load_scalar_model(tiny_dir), tok, [Prompt("0", "x", "t")], None)
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_sft_gradient_accumulation_2x2_equals_batch_4(tiny_dir, tmp_path):
+    """The gradient the optimiser steps on: micro-batches of 2 with accumulation 2 == one batch of 4.
+
+    Compared at the optimiser step (not after it): Adam's first update is invariant to the
+    gradient's scale, so only the gradient itself would show a wrong accumulation factor.
+    """
+    tok = load_tokenizer(tiny_dir)
+    demos = [Demonstration(str(i), f"Name colour {i}.", f"colour {c}", "t") for i, c in enumerate(["red", "blue", "gold", "pink"])]
+    grads = []
+    for batch_size, accum in ((4, 1), (2, 2)):
+        cfg = SFTConfig(lr=1e-2, epochs=1, batch_size=batch_size, grad_accum=accum, warmup_ratio=0.0, max_grad_norm=1e9,
+                        max_length=48, max_prompt_length=32)
+        trainer = SFTTrainer(cfg, load_policy(tiny_dir), tok, demos, [], chat_template="false", seed=0)
+        assert len({sum(p.completion_mask) for p in trainer.train_pairs}) == 1  # equal lengths: token mean == mean of means
+        model, inner, seen = trainer.accelerator.unwrap_model(trainer.model), trainer.opt.optimizer, []
+        real_step = inner.step
+
+        def spy(*args, _model=model, _seen=seen, _step=real_step, **kwargs):
+            _seen.append({n: p.grad.detach().clone() for n, p in _model.named_parameters()})
+            return _step(*args, **kwargs)
+
+        inner.step = spy
+        trainer.train(tmp_path / f"sft{batch_size}")
+        assert len(seen) == 1  # one optimiser step in both set-ups
+        grads.append(seen[0])
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], rtol=1e-4, atol=1e-7), name
+    assert max(g.abs().max().item() for g in grads[0].values()) > 1e-3  # not vacuously zero
