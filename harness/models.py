@@ -50,7 +50,7 @@ class ModelConfig:
     max_position_embeddings: int = 1024
 
 
-def load_tokenizer(path: str, gpt2_fallback: str | None = None):
+def load_tokenizer(path: str):
     """Tokenizer of a checkpoint folder or hub id, with a pad token (EOS if it has none)."""
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:

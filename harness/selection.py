@@ -10,20 +10,12 @@ stage trains on.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import data as D
 from harness.config import DataConfig
 from harness.prompting import to_messages
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
-
-
-@dataclass
-class Selection:
-    """The records a stage needs, plus ``fingerprints`` (name -> sha256) describing them."""
-
-    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 def _sample(records: list, n: int, seed: int) -> list:
