@@ -49,7 +49,7 @@ def ppo_main(cfg: DictConfig) -> None:
 
     stage = "ppo_ptx" if cfg.ppo.gamma > 0 else "ppo"
     path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
-                             cfg.seed, stage=stage)
+                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward)
     print(path)
 
 

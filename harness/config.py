@@ -102,6 +102,8 @@ class PPOConfig:
     cliprange_value: float = 0.2
     vf_coef: float = 1.0
     whiten_advantages: bool = True
+    whiten_rewards: bool = False  # scale each batch's RM scores to unit variance (mean kept) before the KL penalty
+    missing_eos_penalty: float | None = None  # subtracted from the score of an episode cut off without EOS
     max_prompt_length: int = 128
     max_new_tokens: int = 48
     temperature: float = 1.0
@@ -153,6 +155,7 @@ class RMApp(StageConfig):
 class PPOApp(StageConfig):
     policy: str = MISSING  # SFT checkpoint: initial policy and frozen reference policy
     reward_model: str = MISSING  # RM checkpoint: reward and value-model initialisation
+    gold_reward: str | None = None  # held-out RM (e.g. the judge) logged beside the proxy reward, not optimised
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
 

@@ -60,7 +60,8 @@ def run_pipeline(cfg: DictConfig) -> Path:
         if not _done(ck / name, cfg.resume):
             ppo_cfg = copy.deepcopy(cfg.ppo)
             ppo_cfg.gamma = gamma
-            timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name)
+            timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name,
+                  gold_reward=str(ck / "judge"))
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
     rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]

@@ -93,8 +93,12 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
 
 
 def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
-            stage: str = "ppo") -> tuple[Path, list[dict]]:
-    """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``."""
+            stage: str = "ppo", gold_reward: str | None = None) -> tuple[Path, list[dict]]:
+    """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``.
+
+    ``gold_reward`` (a held-out reward model, e.g. the judge) is scored on every rollout and logged
+    beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022.
+    """
     from trainers.ppo import PPOTrainer
 
     prompts, fp = selection.ppo_prompts(data_cfg)
@@ -104,13 +108,14 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
         fp.update(pfp)
     tok = load_tokenizer(policy)
     trainer = PPOTrainer(ppo_cfg, load_policy(policy), load_policy(policy), load_scalar_model(reward_model),
-                         load_scalar_model(reward_model), tok, prompts, pretrain, model_cfg.chat_template, seed)
+                         load_scalar_model(reward_model), tok, prompts, pretrain, model_cfg.chat_template, seed,
+                         gold_reward=load_scalar_model(gold_reward) if gold_reward else None)
     out_dir = Path(out_dir)
     history = trainer.train(log_path=fresh_log(out_dir))
     metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
                "ptx_forwards": trainer.ptx_forwards}
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
-           "reward_model": reward_model, "seed": seed}
+           "reward_model": reward_model, "gold_reward": gold_reward, "seed": seed}
     path = trainer.save(out_dir, stage, cfg, fp, metrics)
     write_jsonl(path / "train_log.jsonl", history)
     log.info("%s: reward %.3f -> %.3f, KL %.3f -> %s", stage, metrics["reward_first"], metrics["reward_last"], metrics["kl_last"], path)

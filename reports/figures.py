@@ -25,7 +25,8 @@ HUMAN_AGREEMENT = 0.726
 """Inter-labeler agreement among the paper's training labelers (72.6 ± 1.5 %, Ouyang et al. 2022)."""
 
 PPO_CURVE_METRICS: tuple[tuple[str, str], ...] = (
-    ("reward_mean", "mean reward"),
+    ("reward_mean", "mean reward (proxy RM, optimised)"),
+    ("gold_reward_mean", "mean gold reward (held-out judge, not optimised)"),
     ("kl", "KL(π_RL ‖ π_SFT)"),
     ("ptx_loss", "pretraining (ptx) loss"),
 )

@@ -32,6 +32,7 @@ from harness.records import PretrainText, Prompt
 from trainers import losses as L
 from trainers.common import save_checkpoint, seed_everything
 from trainers.kl_control import make_kl_controller
+from trainers.rewards import as_scorer
 
 
 @dataclass
@@ -46,7 +47,9 @@ class Rollout:
     logprobs: torch.Tensor
     ref_logprobs: torch.Tensor
     values: torch.Tensor
-    scores: torch.Tensor  # [B] reward-model score, reward units
+    scores: torch.Tensor  # [B] proxy reward (reward model), after the missing-EOS penalty
+    raw_scores: torch.Tensor | None = None  # [B] proxy reward as scored
+    gold_scores: torch.Tensor | None = None  # [B] gold reward, logged only
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
@@ -63,7 +66,10 @@ class PPOTrainer:
     """Optimises ``policy`` against ``reward_model`` with a KL penalty to ``ref_policy``."""
 
     def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer,
-                 prompts: list[Prompt], pretrain: list[PretrainText] | None = None, chat_template: str = "auto", seed: int = 0):
+                 prompts: list[Prompt], pretrain: list[PretrainText] | None = None, chat_template: str = "auto", seed: int = 0,
+                 gold_reward=None):
+        """``reward_model`` (the proxy) and the optional ``gold_reward`` are reward models or scorers
+        (:mod:`trainers.rewards`); the gold reward is only logged, never optimised."""
         if not prompts:
             raise ValueError("PPOTrainer: no prompts")
         if cfg.gamma > 0 and not pretrain:
@@ -73,15 +79,15 @@ class PPOTrainer:
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
         seed_everything(seed)
-        for frozen in (ref_policy, reward_model):
-            frozen.eval().requires_grad_(False)
+        ref_policy.eval().requires_grad_(False)
         opt = torch.optim.AdamW([
             {"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.lr},
             {"params": [p for p in value_model.parameters() if p.requires_grad], "lr": cfg.value_lr},
         ])
         self.policy, self.value_model, self.opt = self.accelerator.prepare(policy, value_model, opt)
         self.ref_policy = ref_policy.to(self.accelerator.device)
-        self.reward_model = reward_model.to(self.accelerator.device)
+        self.reward = as_scorer(reward_model).to(self.accelerator.device)
+        self.gold_reward = as_scorer(gold_reward).to(self.accelerator.device) if gold_reward is not None else None
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.beta, cfg.kl_target, cfg.kl_horizon)
         rng = random.Random(seed)
         order = list(prompts)
@@ -132,13 +138,18 @@ class PPOTrainer:
         chunks = []
         for i in range(0, len(prompts), self.cfg.mini_batch_size):
             s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
-            last = P + mask[i : i + self.cfg.mini_batch_size].sum(-1) - 1
-            chunks.append((
-                self._logprobs(self.policy, s, a, P), self._logprobs(self.ref_policy, s, a, P), self._values(s, a, P),
-                token_scores(self.reward_model, s, a)[torch.arange(len(s), device=dev), last],
-            ))
-        lp, ref_lp, values, scores = (torch.cat(x) for x in zip(*chunks))
-        return Rollout(seq, attn, P, mask, lp, ref_lp, values * mask, scores)
+            gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
+            chunks.append((self._logprobs(self.policy, s, a, P), self._logprobs(self.ref_policy, s, a, P), self._values(s, a, P),
+                           self.reward(s, a, P), gold))
+        lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
+        scores = raw.clone()
+        if self.cfg.missing_eos_penalty is not None:
+            # an episode cut off at max_new_tokens ends without EOS: penalise it (trl's missing_eos_penalty)
+            scores -= self.cfg.missing_eos_penalty * (~(seq[:, P:] == self.tokenizer.eos_token_id).any(-1)).float()
+        if self.cfg.whiten_rewards:
+            scores = L.whiten(scores, torch.ones_like(scores), shift_mean=False)
+        return Rollout(seq, attn, P, mask, lp, ref_lp, values * mask, scores, raw,
+                       gold if self.gold_reward is not None else None)
 
     # ------------------------------------------------------------------ step
     def step(self, ro: Rollout) -> dict[str, float]:
@@ -159,8 +170,10 @@ class PPOTrainer:
         self.kl_ctl.update(episode_kl, B)
         out = {k: sum(v) / len(v) for k, v in agg.items()}
         out.update({
-            "reward_mean": ro.scores.mean().item(),
-            "reward_std": ro.scores.std().item() if B > 1 else 0.0,
+            "reward_mean": ro.raw_scores.mean().item(),
+            "reward_std": ro.raw_scores.std().item() if B > 1 else 0.0,
+            "gold_reward_mean": ro.gold_scores.mean().item() if ro.gold_scores is not None else None,
+            "missing_eos": (~(ro.sequences[:, ro.prompt_len:] == self.tokenizer.eos_token_id).any(-1)).float().mean().item(),
             "reward_shaped": ro.rewards.sum(-1).mean().item(),
             "kl": episode_kl,
             "beta": beta,

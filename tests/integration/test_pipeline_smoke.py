@@ -49,7 +49,7 @@ def test_losses_are_finite(smoke_run):
         log = read_jsonl(smoke_run / "checkpoints" / stage / "train_log.jsonl")
         assert len(log) == 2
         for row in log:
-            assert all(math.isfinite(row[k]) for k in ("reward_mean", "kl", "policy_loss", "value_loss"))
+            assert all(math.isfinite(row[k]) for k in ("reward_mean", "gold_reward_mean", "kl", "policy_loss", "value_loss"))
         assert (log[0]["ptx_loss"] is None) == (stage == "ppo")
 
 

@@ -1,0 +1,61 @@
+"""Reward scorers for PPO episodes: a reward model, or a checkable function for tests.
+
+A scorer maps a batch of episodes to one scalar per episode:
+``scorer(sequences [B, P+R], attention_mask [B, P+R], prompt_len P) -> [B]`` (reward units), where
+the prompt is left-padded to ``P`` tokens and ``attention_mask[:, P:]`` marks the response tokens
+up to and including EOS. PPO takes the proxy reward from one scorer and, optionally, logs a
+second ("gold") scorer's reward beside it, so over-optimisation of the proxy shows (Gao et al.
+2022, arXiv 2210.10760).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from harness.models import token_scores
+
+Scorer = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+class ModelRewardScorer:
+    """r_theta(x, y) from a scalar-head reward model: its value at the response's last token."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model.eval().requires_grad_(False)
+
+    def to(self, device) -> ModelRewardScorer:
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        last = prompt_len + attention_mask[:, prompt_len:].sum(-1) - 1
+        return token_scores(self.model, sequences, attention_mask)[torch.arange(len(sequences), device=sequences.device), last]
+
+
+class TokenSetFrequencyReward:
+    """Share of response tokens whose id lies in ``[low, high)``: a reward PPO can be checked against.
+
+    In [0, 1]; with ``[0, vocab/2)`` a random policy starts near 0.5, so a working optimiser must
+    push it clearly towards 1 (the "PPO optimises" invariant test).
+    """
+
+    def __init__(self, low: int, high: int):
+        if not 0 <= low < high:
+            raise ValueError(f"TokenSetFrequencyReward: need 0 <= low < high, got [{low}, {high})")
+        self.low, self.high = low, high
+
+    def to(self, device) -> TokenSetFrequencyReward:
+        return self
+
+    def __call__(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        resp, mask = sequences[:, prompt_len:], attention_mask[:, prompt_len:].float()
+        hit = ((resp >= self.low) & (resp < self.high)).float()
+        return (hit * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+def as_scorer(reward) -> Scorer:
+    """A reward model (``nn.Module``) becomes a :class:`ModelRewardScorer`; a scorer is returned as is."""
+    return ModelRewardScorer(reward) if isinstance(reward, torch.nn.Module) else reward
