@@ -32,16 +32,21 @@ def _files_fingerprint(cfg: DataConfig, relpaths: list[str]) -> dict[str, str]:
     return {p: D.file_fingerprint(Path(root) / p) for p in relpaths}
 
 
+def _hh_splits(cfg: DataConfig) -> tuple[dict[str, list[Comparison]], dict[str, str]]:
+    """All hh-rlhf comparisons split by a seeded hash of the prompt, and the files' fingerprints."""
+    all_pairs = D.load_hh_rlhf(cfg.data_dir, cfg.hh_subsets, hub_id=cfg.hub_hh_rlhf)
+    parts = D.seeded_split(all_pairs, lambda c: c.prompt, dict(cfg.split_fractions), cfg.seed)
+    return parts, _files_fingerprint(cfg, [f"hh_rlhf/{s}_test.jsonl.gz" for s in cfg.hh_subsets])
+
+
 def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Comparison], dict[str, str]]:
     """(train, val, fingerprints) human comparisons for ``split`` = ``rm`` or ``judge``."""
     if split not in ("rm", "judge"):
         raise ValueError(f"comparisons: split must be 'rm' or 'judge', got '{split}'")
-    all_pairs = D.load_hh_rlhf(cfg.data_dir, cfg.hh_subsets, hub_id=cfg.hub_hh_rlhf)
-    parts = D.seeded_split(all_pairs, lambda c: c.prompt, dict(cfg.split_fractions), cfg.seed)
+    parts, fp = _hh_splits(cfg)
     n_train, n_val = (cfg.n_rm_train, cfg.n_rm_val) if split == "rm" else (cfg.n_judge_train, cfg.n_judge_val)
     train = _sample(parts[f"{split}_train"], n_train, cfg.seed)
     val = _sample(parts[f"{split}_val"], n_val, cfg.seed + 1)
-    fp = _files_fingerprint(cfg, [f"hh_rlhf/{s}_test.jsonl.gz" for s in cfg.hh_subsets])
     fp[f"{split}_train_ids"] = D.records_fingerprint([c.id for c in train])
     fp[f"{split}_val_ids"] = D.records_fingerprint([c.id for c in val])
     return train, val, fp
@@ -58,8 +63,7 @@ def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstra
 
 def ppo_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
     """Prompts for PPO episodes: distinct, short first user turns of the RM-side hh prompts."""
-    all_pairs = D.load_hh_rlhf(cfg.data_dir, cfg.hh_subsets, hub_id=cfg.hub_hh_rlhf)
-    parts = D.seeded_split(all_pairs, lambda c: c.prompt, dict(cfg.split_fractions), cfg.seed)
+    parts, fp = _hh_splits(cfg)
     seen, prompts = set(), []
     for c in parts["rm_train"]:
         first = to_messages(c.prompt)[0]["content"]
@@ -67,7 +71,6 @@ def ppo_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
             seen.add(first)
             prompts.append(Prompt(c.id, first, c.source))
     prompts = _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
-    fp = _files_fingerprint(cfg, [f"hh_rlhf/{s}_test.jsonl.gz" for s in cfg.hh_subsets])
     fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
     return prompts, fp
 
