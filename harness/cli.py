@@ -17,9 +17,14 @@ register_configs()
 
 
 def _init_from(cfg: DictConfig, out: Path) -> str:
+    from accelerate import PartialState
+
     from harness import stages
 
-    return cfg.init_from or stages.base_model(cfg.model, cfg.data, out / "checkpoints" / "base", cfg.seed)
+    if cfg.init_from:
+        return cfg.init_from
+    with PartialState().main_process_first():  # under accelerate launch, one process builds or converts the base model
+        return stages.base_model(cfg.model, cfg.data, out / "checkpoints" / "base", cfg.seed)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="sft", version_base="1.3")
@@ -28,7 +33,8 @@ def sft_main(cfg: DictConfig) -> None:
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed)
+    path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
+                             selection_rm=cfg.selection_rm, resume=cfg.resume)
     print(path)
 
 
@@ -38,7 +44,8 @@ def rm_main(cfg: DictConfig) -> None:
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed)
+    path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
+                            resume=cfg.resume)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
 
 
@@ -49,7 +56,7 @@ def ppo_main(cfg: DictConfig) -> None:
 
     stage = "ppo_ptx" if cfg.ppo.gamma > 0 else "ppo"
     path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
-                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward)
+                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume)
     print(path)
 
 

@@ -59,6 +59,13 @@ class SFTConfig:
     max_prompt_length: int = 128
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"  # accelerate: no | bf16 | fp16
+    # checkpoint selection (paper 3.5: the SFT model is chosen by RM score on validation prompts,
+    # although validation loss keeps rising after epoch 1)
+    select_by: str = "last"  # rm_score (needs selection_rm; the pipeline default) | loss | last
+    eval_steps: int = 0  # evaluate a selection candidate every N optimiser steps (0: at each epoch's end)
+    selection_max_new_tokens: int = 64  # greedy response length scored by the selection RM
+    save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
+    keep_checkpoints: int = 1
 
 
 @dataclass
@@ -77,6 +84,8 @@ class RMConfig:
     trainable_layers: int | None = None  # train only the top N blocks + head (None: all); cheap RMs on CPU
     normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
     mixed_precision: str = "no"
+    save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
+    keep_checkpoints: int = 1
 
 
 @dataclass
@@ -109,6 +118,8 @@ class PPOConfig:
     temperature: float = 1.0
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
+    save_steps: int = 0  # training-state checkpoint every N PPO iterations, for resume (0: never)
+    keep_checkpoints: int = 1
 
 
 @dataclass
@@ -136,11 +147,15 @@ class StageConfig:
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     out_dir: str = "${hydra:runtime.output_dir}"
+    # continue a killed run: a trainer restores its newest training-state checkpoint (every
+    # <stage>.save_steps steps) and the pipeline also skips stages whose checkpoint is complete
+    resume: bool = False
 
 
 @dataclass
 class SFTApp(StageConfig):
     init_from: str | None = None  # checkpoint folder / hub id; default: the base model of `model`
+    selection_rm: str | None = None  # reward model scoring checkpoint candidates (sft.select_by=rm_score)
     sft: SFTConfig = field(default_factory=SFTConfig)
 
 
@@ -175,8 +190,7 @@ class ReportApp:
 @dataclass
 class PipelineApp(StageConfig):
     run_id: str = "${now:%Y%m%d-%H%M%S}"
-    resume: bool = False  # skip stages whose checkpoint is complete (has run.json)
-    sft: SFTConfig = field(default_factory=SFTConfig)
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(select_by="rm_score"))  # by the proxy RM, as in the paper
     rm: RMConfig = field(default_factory=RMConfig)
     judge: RMConfig = field(default_factory=RMConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)

@@ -2,7 +2,14 @@
 
 Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders with ``run.json``),
 ``generations/<policy>/``, ``results/results.jsonl`` and per-item files, ``run.json``, ``report.html``.
-With ``resume=true`` a stage whose checkpoint is complete (has ``run.json``) is not run again.
+With ``resume=true`` a stage whose checkpoint is complete (has ``run.json``) is not run again and
+an interrupted stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
+
+With ``sft.select_by=rm_score`` (the default, as in the paper) the SFT stage needs a reward
+model to score its checkpoint candidates, so the proxy RM is trained first, from the base model,
+and then selects the SFT checkpoint and rewards PPO. (The paper initialises its RM from an SFT
+model; with ``sft.select_by=loss`` or ``last`` the pipeline does that: the RM starts from the SFT
+checkpoint.) The judge always starts from the base model.
 """
 
 from __future__ import annotations
@@ -46,22 +53,31 @@ def run_pipeline(cfg: DictConfig) -> Path:
     base = timed("base", stages.base_model, cfg.model, cfg.data, ck / "base", cfg.seed)
 
     sft = ck / "sft"
-    if not _done(sft, cfg.resume):
-        metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed)[1]
-    for name, init, rm_cfg in (("rm", str(sft), cfg.rm), ("judge", base, cfg.judge)):
-        # the judge starts from the base model and sees only judge-split prompts: it never shares
-        # data or weights with the RM the policies optimise
+
+    def reward_model(name: str, init: str, rm_cfg) -> None:
         if not _done(ck / name, cfg.resume):
-            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed)[1]
+            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed, resume=cfg.resume)[1]
         else:
             metrics[name] = read_json(ck / name / "run.json")["metrics"]
+
+    select_by_rm = cfg.sft.select_by == "rm_score"
+    if select_by_rm:
+        reward_model("rm", base, cfg.rm)
+    if not _done(sft, cfg.resume):
+        metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed,
+                               selection_rm=str(ck / "rm") if select_by_rm else None, resume=cfg.resume)[1]
+    if not select_by_rm:
+        reward_model("rm", str(sft), cfg.rm)
+    # the judge starts from the base model and sees only judge-split prompts: it never shares
+    # data or weights with the RM the policies optimise
+    reward_model("judge", base, cfg.judge)
 
     for name, gamma in (("ppo", 0.0), ("ppo_ptx", cfg.ptx_gamma)):
         if not _done(ck / name, cfg.resume):
             ppo_cfg = copy.deepcopy(cfg.ppo)
             ppo_cfg.gamma = gamma
             timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name,
-                  gold_reward=str(ck / "judge"))
+                  gold_reward=str(ck / "judge"), resume=cfg.resume)
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
     rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]

@@ -21,6 +21,7 @@ from harness.io import write_jsonl
 from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
 from harness.records import ResultRow
 from harness.stats import bootstrap_mean
+from trainers.checkpointing import state_root
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,26 @@ def _data_dir(data_cfg) -> str | None:
     return str(root) if root else None
 
 
-def fresh_log(out_dir: str | Path) -> Path:
-    """``<out_dir>_train_log.jsonl``, the per-step log streamed during training (emptied first)."""
+def fresh_log(out_dir: str | Path, resume: bool = False) -> Path:
+    """``<out_dir>_train_log.jsonl``, the per-step log streamed during training.
+
+    Emptied first, unless ``resume`` (the resumed trainer trims it to its checkpoint's step).
+    Only the main process touches it.
+    """
     out_dir = Path(out_dir)
     path = out_dir.with_name(out_dir.name + "_train_log.jsonl")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
+    if is_main_process():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            path.unlink(missing_ok=True)
     return path
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files (rank 0 under ``accelerate launch``, always True otherwise)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def base_model(model_cfg: ModelConfig, data_cfg, out_dir: str | Path, seed: int) -> str:
@@ -48,25 +62,40 @@ def base_model(model_cfg: ModelConfig, data_cfg, out_dir: str | Path, seed: int)
     return materialize_base(model_cfg, out_dir, _data_dir(data_cfg), seed)
 
 
-def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
-    """Stage 1: fine-tune ``init_from`` on demonstrations; returns (checkpoint, metrics)."""
+def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, seed: int,
+            selection_rm: str | None = None, resume: bool = False) -> tuple[Path, dict]:
+    """Stage 1: fine-tune ``init_from`` on demonstrations; returns (checkpoint, metrics).
+
+    With ``sft_cfg.select_by=rm_score`` the checkpoint candidates are scored by the reward model
+    at ``selection_rm``; ``resume`` continues from the newest training-state checkpoint.
+    """
     from trainers.sft import SFTTrainer
 
     train, val, fp = selection.demonstrations(data_cfg)
     tok = load_tokenizer(init_from)
-    trainer = SFTTrainer(sft_cfg, load_policy(init_from), tok, train, val, model_cfg.chat_template, seed)
+    rm = None
+    if sft_cfg.select_by == "rm_score":
+        if not selection_rm:
+            raise ValueError("run_sft: sft.select_by=rm_score needs selection_rm=<reward model checkpoint>")
+        rm = (load_scalar_model(selection_rm), load_tokenizer(selection_rm))
+    trainer = SFTTrainer(sft_cfg, load_policy(init_from), tok, train, val, model_cfg.chat_template, seed, selection_rm=rm)
     out_dir = Path(out_dir)
-    result = trainer.train(out_dir, log_path=fresh_log(out_dir))
+    result = trainer.train(out_dir, log_path=fresh_log(out_dir, resume), resume=resume)
     metrics = {"train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1],
-               "val_loss_before": result.val_loss_before, "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val)}
-    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from, "seed": seed}
+               "val_loss_before": result.val_loss_before, "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val),
+               "select_by": sft_cfg.select_by, "selected_step": result.selected_step, "total_steps": trainer.total_steps,
+               "candidates": result.candidates}
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from,
+           "selection_rm": selection_rm, "seed": seed}
     path = trainer.save(out_dir, cfg, fp, metrics)
-    log.info("SFT: train loss %.3f -> %.3f, val loss %.3f -> %.3f -> %s", result.train_losses[0], result.train_losses[-1],
-             result.val_loss_before, result.val_loss, path)
+    log.info("SFT: train loss %.3f -> %.3f, val loss %.3f -> %.3f, selected step %d of %d by %s -> %s", result.train_losses[0],
+             result.train_losses[-1], result.val_loss_before, result.val_loss, result.selected_step, trainer.total_steps,
+             sft_cfg.select_by, path)
     return path, metrics
 
 
-def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
+def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str | Path, seed: int,
+           resume: bool = False) -> tuple[Path, dict]:
     """Stage 2: train a reward model on the ``split`` ("rm" or "judge") comparisons.
 
     Metrics include ``val_accuracy`` and ``val_outcomes`` (per held-out pair: 1 / 0.5 / 0).
@@ -77,7 +106,7 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
     tok = load_tokenizer(init_from)
     trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed)
     out_dir = Path(out_dir)
-    result = trainer.train(log_path=fresh_log(out_dir))
+    result = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
     shift = 0.0
     if rm_cfg.normalize_to_demos:
         demos, _, demo_fp = selection.demonstrations(data_cfg)
@@ -93,7 +122,7 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
 
 
 def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
-            stage: str = "ppo", gold_reward: str | None = None) -> tuple[Path, list[dict]]:
+            stage: str = "ppo", gold_reward: str | None = None, resume: bool = False) -> tuple[Path, list[dict]]:
     """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``.
 
     ``gold_reward`` (a held-out reward model, e.g. the judge) is scored on every rollout and logged
@@ -111,13 +140,14 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
                          load_scalar_model(reward_model), tok, prompts, pretrain, model_cfg.chat_template, seed,
                          gold_reward=load_scalar_model(gold_reward) if gold_reward else None)
     out_dir = Path(out_dir)
-    history = trainer.train(log_path=fresh_log(out_dir))
+    history = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
     metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
                "ptx_forwards": trainer.ptx_forwards}
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
            "reward_model": reward_model, "gold_reward": gold_reward, "seed": seed}
     path = trainer.save(out_dir, stage, cfg, fp, metrics)
-    write_jsonl(path / "train_log.jsonl", history)
+    if is_main_process():
+        write_jsonl(path / "train_log.jsonl", history)
     log.info("%s: reward %.3f -> %.3f, KL %.3f -> %s", stage, metrics["reward_first"], metrics["reward_last"], metrics["kl_last"], path)
     return path, history
 

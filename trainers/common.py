@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,37 +91,138 @@ def batches(items: list, size: int, rng: random.Random | None = None) -> list[li
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def train_epochs(
-    accelerator, model, opt, sched, items: list, *, batch_size: int, epochs: int, total_steps: int, max_grad_norm: float,
-    rng: random.Random, loss_fn: Callable[[list], tuple[torch.Tensor, dict[str, float]]], desc: str,
-    log_path: str | Path | None = None,
-) -> list[float]:
-    """The optimisation loop SFT and the RM share: shuffled batches, gradient accumulation (accelerate),
-    gradient clipping, one log line ``{step, loss, **extras, lr}`` per optimiser step, a progress bar.
+def plan_epoch(n_items: int, batch_size: int, grad_accum: int, num_processes: int, rng: random.Random | None) -> list[list[list[list[int]]]]:
+    """One epoch as optimiser steps: ``plan[s][p]`` lists the micro-batches (item indices) process ``p`` runs in step ``s``.
 
-    ``loss_fn(batch)`` returns the batch's scalar loss and extra numbers to log. Returns the loss of
-    each optimiser step (the last micro-batch's, under accumulation).
+    The items are shuffled once (``rng``), cut into micro-batches of ``batch_size`` (the last may
+    be short), and dealt round-robin to ``num_processes`` processes; ``grad_accum`` rounds make one
+    optimiser step (the epoch's last step may have fewer). So 2 processes with accumulation A see
+    exactly the micro-batches 1 process with accumulation 2A sees, in the same steps: the
+    invariant behind the distributed test. If the micro-batch count is not a multiple of
+    ``num_processes`` the first micro-batches are repeated to fill the last round, as
+    ``torch.utils.data.DistributedSampler`` pads. Raises ``ValueError`` on an empty epoch.
     """
+    if n_items < 1:
+        raise ValueError("plan_epoch: no items")
+    order = list(range(n_items))
+    if rng is not None:
+        rng.shuffle(order)
+    micro = [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
+    micro += [micro[i % len(micro)] for i in range(-len(micro) % num_processes)]
+    rounds = [micro[i : i + num_processes] for i in range(0, len(micro), num_processes)]
+    steps = [rounds[i : i + grad_accum] for i in range(0, len(rounds), grad_accum)]
+    return [[[r[p] for r in step] for p in range(num_processes)] for step in steps]
+
+
+def steps_per_epoch(n_items: int, batch_size: int, grad_accum: int, num_processes: int = 1) -> int:
+    """Optimiser steps in one epoch of :func:`plan_epoch`."""
+    micro = -(-n_items // batch_size)
+    return -(-(-(-micro // num_processes)) // grad_accum)
+
+
+class StepHook:
+    """Called after every optimiser step of :func:`train_epochs` (e.g. SFT's checkpoint selection).
+
+    ``after_step`` returns extra numbers for that step's log line; the state round-trips through
+    training-state checkpoints so a resumed run continues where the killed one stopped.
+    """
+
+    def after_step(self, step: int, last: bool) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class LoopSpec:
+    """How :func:`train_epochs` batches, clips, logs and checkpoints (the parts every trainer config shares)."""
+
+    batch_size: int
+    grad_accum: int
+    epochs: int
+    max_grad_norm: float
+    save_steps: int = 0  # write a training-state checkpoint every N optimiser steps (0: never)
+    keep_checkpoints: int = 1
+    state_dir: Path | None = None  # where those checkpoints go (trainers.checkpointing.state_root)
+    resume: bool = False  # continue from the newest checkpoint under state_dir, if any
+
+
+def train_epochs(
+    accelerator, model, opt, sched, items: list, spec: LoopSpec, *, seed: int,
+    loss_fn: Callable[[list], tuple[torch.Tensor, dict[str, float]]], desc: str,
+    log_path: str | Path | None = None, hook: StepHook | None = None,
+) -> list[float]:
+    """The optimisation loop SFT and the RM share.
+
+    Each optimiser step runs this process's micro-batches from :func:`plan_epoch` (gradients
+    synchronised across processes only on the last, each loss divided by the micro-batch
+    count, so the step's gradient is the mean over all micro-batches of all processes), clips,
+    steps the optimiser and the lr schedule, and logs ``{step, loss, **extras, lr}`` (means over
+    micro-batches and processes) from the main process. With ``spec.save_steps`` it writes
+    training-state checkpoints; with ``spec.resume`` it first restores the newest one and replays
+    the seeded data order up to it, so the resumed run takes exactly the steps the killed one had
+    left. ``loss_fn(batch)`` returns the micro-batch's scalar loss and extra numbers to log.
+    Returns the loss of every optimiser step (including steps restored from a checkpoint).
+    """
+    from trainers.checkpointing import latest_state, load_state, save_state, trim_log
+
+    rng = random.Random(seed)
+    plans = [plan_epoch(len(items), spec.batch_size, spec.grad_accum, accelerator.num_processes, rng) for _ in range(spec.epochs)]
+    total = sum(len(p) for p in plans)
     losses: list[float] = []
-    step = 0
-    bar = tqdm(total=total_steps, desc=desc, disable=not accelerator.is_main_process)
+    done = 0
+    if spec.resume and spec.state_dir is not None and (ckpt := latest_state(spec.state_dir)) is not None:
+        state = load_state(accelerator, ckpt)
+        done, losses = state["step"], list(state["losses"])
+        if hook is not None:
+            hook.load_state_dict(state.get("hook", {}))
+        if accelerator.is_main_process:
+            trim_log(log_path, done)
+    bar = tqdm(total=total, initial=done, desc=desc, disable=not accelerator.is_main_process)
     model.train()
-    for _ in range(epochs):
-        for chunk in batches(items, batch_size, rng):
-            with accelerator.accumulate(model):
-                loss, extras = loss_fn(chunk)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-            if accelerator.sync_gradients:
-                step += 1
-                losses.append(loss.item())
-                if log_path:
-                    append_jsonl(log_path, {"step": step, "loss": loss.item(), **extras, "lr": sched.get_last_lr()[0]})
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.2f}" for k, v in extras.items()})
+    step = 0
+    for plan in plans:
+        for micro_batches in plan:
+            step += 1
+            if step <= done:
+                continue
+            mine = micro_batches[accelerator.process_index]
+            step_losses, step_extras = [], []
+            for i, idx in enumerate(mine):
+                sync = i == len(mine) - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    loss, extras = loss_fn([items[j] for j in idx])
+                    accelerator.backward(loss / len(mine))
+                step_losses.append(loss.detach().float())
+                step_extras.append(extras)
+            accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            row = _reduce_means(accelerator, {"loss": torch.stack(step_losses).mean(),
+                                              **{k: sum(e[k] for e in step_extras) / len(step_extras) for k in step_extras[0]}})
+            losses.append(row["loss"])
+            if hook is not None:
+                row.update(hook.after_step(step, step == total))
+            if log_path and accelerator.is_main_process:
+                append_jsonl(log_path, {"step": step, **row, "lr": sched.get_last_lr()[0]})
+            if spec.save_steps and spec.state_dir is not None and (step % spec.save_steps == 0 or step == total):
+                save_state(accelerator, spec.state_dir, step, {"losses": losses, "hook": hook.state_dict() if hook else {}},
+                           keep=spec.keep_checkpoints)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()})
     bar.close()
     return losses
+
+
+def _reduce_means(accelerator, values: dict[str, Any]) -> dict[str, float]:
+    """Mean of each scalar over processes (a no-op with one process)."""
+    keys = list(values)
+    t = torch.tensor([float(values[k]) for k in keys], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        t = accelerator.reduce(t, reduction="mean")
+    return dict(zip(keys, t.tolist()))

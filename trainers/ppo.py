@@ -10,6 +10,13 @@ score them, shape per-token rewards with the KL penalty (beta), compute GAE adva
 ``ppo_epochs`` passes of clipped policy and value updates over minibatches. With ``gamma`` > 0
 every minibatch also takes ``gamma * lm_loss`` on a pretraining batch (PPO-ptx); with
 ``gamma == 0`` no pretraining forward runs at all.
+
+Under ``accelerate launch`` each process generates ``batch_size`` episodes of its own per
+iteration (the global batch is ``batch_size * num_processes``), gradients are averaged by DDP,
+and the KL controller and the logged statistics use means over processes. Every
+``save_steps`` iterations the full training state is checkpointed (:mod:`trainers.checkpointing`)
+and ``resume`` continues from it: the prompt order and the pretraining batches are replayed from
+the seed, beta and the log history come from the checkpoint.
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ class PPOTrainer:
             raise ValueError(f"PPOTrainer: batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        n_proc, rank = self.accelerator.num_processes, self.accelerator.process_index
         seed_everything(seed)
         ref_policy.eval().requires_grad_(False)
         opt = torch.optim.AdamW([
@@ -92,10 +100,11 @@ class PPOTrainer:
         rng = random.Random(seed)
         order = list(prompts)
         rng.shuffle(order)
-        self._prompts = itertools.cycle(order)
+        self._prompts = itertools.cycle(order)  # the global order; process p takes slice p of each global batch
         self._prompt_ids = dict(zip([p.id for p in order], encode_prompts([p.prompt for p in order], tokenizer, cfg.max_prompt_length, chat_template)))
-        self._pretrain = self._pretrain_batches(pretrain, rng) if cfg.gamma > 0 else None
-        self.ptx_forwards = 0  # counted, so a test can show gamma=0 runs none
+        # process 0 keeps the single-process stream; the others draw their own pretraining batches
+        self._pretrain = self._pretrain_batches(pretrain, rng if rank == 0 else random.Random(seed + rank)) if cfg.gamma > 0 else None
+        self.ptx_forwards = 0  # counted, so a test can show gamma=0 runs none (and resume can replay the stream)
 
     # ------------------------------------------------------------------ data
     def _pretrain_batches(self, texts: list[PretrainText], rng: random.Random):
@@ -166,19 +175,20 @@ class PPOTrainer:
                 stats = self._minibatch_update(ro, idx)
                 for k, v in stats.items():
                     agg.setdefault(k, []).append(v)
-        episode_kl = kl.sum(-1).mean().item()
-        self.kl_ctl.update(episode_kl, B)
-        out = {k: sum(v) / len(v) for k, v in agg.items()}
+        episode_kl = self._mean_over_processes(kl.sum(-1).mean().item())
+        self.kl_ctl.update(episode_kl, B * self.accelerator.num_processes)
+        out = {k: self._mean_over_processes(sum(v) / len(v)) for k, v in agg.items()}
+        m = self._mean_over_processes
         out.update({
-            "reward_mean": ro.raw_scores.mean().item(),
-            "reward_std": ro.raw_scores.std().item() if B > 1 else 0.0,
-            "gold_reward_mean": ro.gold_scores.mean().item() if ro.gold_scores is not None else None,
-            "missing_eos": (~(ro.sequences[:, ro.prompt_len:] == self.tokenizer.eos_token_id).any(-1)).float().mean().item(),
-            "reward_shaped": ro.rewards.sum(-1).mean().item(),
+            "reward_mean": m(ro.raw_scores.mean().item()),
+            "reward_std": m(ro.raw_scores.std().item() if B > 1 else 0.0),
+            "gold_reward_mean": m(ro.gold_scores.mean().item()) if ro.gold_scores is not None else None,
+            "missing_eos": m((~(ro.sequences[:, ro.prompt_len:] == self.tokenizer.eos_token_id).any(-1)).float().mean().item()),
+            "reward_shaped": m(ro.rewards.sum(-1).mean().item()),
             "kl": episode_kl,
             "beta": beta,
-            "response_length": ro.mask.sum(-1).float().mean().item(),
-            "explained_variance": L.explained_variance(ro.values, ro.returns, ro.mask).item(),
+            "response_length": m(ro.mask.sum(-1).float().mean().item()),
+            "explained_variance": m(L.explained_variance(ro.values, ro.returns, ro.mask).item()),
         })
         out.setdefault("ptx_loss", None)
         return out
@@ -207,23 +217,59 @@ class PPOTrainer:
         self.opt.zero_grad()
         return stats
 
+    def _mean_over_processes(self, x: float) -> float:
+        if self.accelerator.num_processes == 1:
+            return x
+        return self.accelerator.reduce(torch.tensor(x, device=self.accelerator.device), reduction="mean").item()
+
+    def _next_batch(self) -> list[Prompt]:
+        """This process's prompts for one iteration: slice ``rank`` of the next global batch."""
+        n, rank, b = self.accelerator.num_processes, self.accelerator.process_index, self.cfg.batch_size
+        glob = [next(self._prompts) for _ in range(b * n)]
+        return glob[rank * b : (rank + 1) * b]
+
     # ----------------------------------------------------------------- train
-    def train(self, log_path: str | Path | None = None) -> list[dict[str, float]]:
-        """Run ``cfg.steps`` iterations; append one JSON line of statistics per step to ``log_path``."""
-        history = []
-        bar = tqdm(range(1, self.cfg.steps + 1), desc=f"PPO{'-ptx' if self.cfg.gamma > 0 else ''}",
-                   disable=not self.accelerator.is_main_process)
+    def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None,
+              resume: bool = False) -> list[dict[str, float]]:
+        """Run ``cfg.steps`` iterations; append one JSON line of statistics per step to ``log_path``.
+
+        With ``cfg.save_steps`` the training state goes to ``state_dir`` every that many
+        iterations (and after the last); ``resume`` restores the newest one first and runs only
+        the iterations left. Returns every iteration's statistics, restored ones included.
+        """
+        from trainers.checkpointing import latest_state, load_state, save_state, trim_log
+
+        history: list[dict] = []
+        done = 0
+        if resume and state_dir is not None and (ckpt := latest_state(state_dir)) is not None:
+            state = load_state(self.accelerator, ckpt)
+            done, history, self.kl_ctl.value = state["step"], list(state["history"]), state["beta"]
+            for _ in range(done):  # replay the data streams to where the checkpoint left them
+                self._next_batch()
+            for _ in range(state["ptx_forwards"]):
+                next(self._pretrain)
+            self.ptx_forwards = state["ptx_forwards"]
+            if self.accelerator.is_main_process:
+                trim_log(log_path, done)
+        bar = tqdm(range(done + 1, self.cfg.steps + 1), initial=done, total=self.cfg.steps,
+                   desc=f"PPO{'-ptx' if self.cfg.gamma > 0 else ''}", disable=not self.accelerator.is_main_process)
         for step in bar:
             t0 = time.perf_counter()
-            batch = [next(self._prompts) for _ in range(self.cfg.batch_size)]
-            stats = self.step(self.rollout(batch))
-            stats.update(step=step, episodes=step * self.cfg.batch_size, seconds=time.perf_counter() - t0)
+            stats = self.step(self.rollout(self._next_batch()))
+            stats.update(step=step, episodes=step * self.cfg.batch_size * self.accelerator.num_processes,
+                         seconds=time.perf_counter() - t0)
             history.append(stats)
-            if log_path:
+            if log_path and self.accelerator.is_main_process:
                 append_jsonl(log_path, stats)
+            if self.cfg.save_steps and state_dir is not None and (step % self.cfg.save_steps == 0 or step == self.cfg.steps):
+                save_state(self.accelerator, state_dir, step, {"history": history, "beta": self.kl_ctl.value,
+                                                               "ptx_forwards": self.ptx_forwards}, keep=self.cfg.keep_checkpoints)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
         return history
 
     def save(self, out_dir: str | Path, stage: str, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json``."""
-        return save_checkpoint(self.accelerator.unwrap_model(self.policy), self.tokenizer, out_dir, stage, config, fingerprints, metrics)
+        """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json`` (main process)."""
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.accelerator.unwrap_model(self.policy), self.tokenizer, out_dir, stage, config, fingerprints, metrics)
+        self.accelerator.wait_for_everyone()
+        return Path(out_dir)

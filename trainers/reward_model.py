@@ -8,7 +8,6 @@ demonstrations score mean 0 ("so that the labeler demonstrations achieve a mean 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from harness.config import RMConfig
 from harness.models import last_token_index, token_scores
 from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
-from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything, train_epochs
+from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything,
+                             steps_per_epoch, train_epochs)
 from trainers.losses import kwise_ranking_loss
 
 
@@ -43,9 +43,9 @@ class RewardModelTrainer:
             raise ValueError("RewardModelTrainer: no training comparisons")
         self.cfg, self.tokenizer, self.chat_template, self.seed = cfg, tokenizer, chat_template, seed
         self.train_set, self.val_set = train, val
-        self.accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False)
         self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
-        steps = cfg.epochs * -(-len(train) // (cfg.batch_size * cfg.grad_accum))
+        steps = cfg.epochs * steps_per_epoch(len(train), cfg.batch_size, cfg.grad_accum, self.accelerator.num_processes)
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=model.score, head_lr=cfg.head_lr)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
         self.total_steps = steps
@@ -93,8 +93,12 @@ class RewardModelTrainer:
         self.model.train()
         return (sum(outcomes) / len(outcomes) if outcomes else float("nan")), outcomes
 
-    def train(self, log_path: str | Path | None = None) -> RMResult:
-        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val."""
+    def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None, resume: bool = False) -> RMResult:
+        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val.
+
+        Training-state checkpoints go to ``state_dir`` every ``cfg.save_steps`` steps; ``resume``
+        continues from the newest one there.
+        """
         seed_everything(self.seed)
         result = RMResult()
 
@@ -102,10 +106,10 @@ class RewardModelTrainer:
             loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
             return loss, {"accuracy": (n_correct / n_pairs).item()}
 
-        result.train_losses = train_epochs(
-            self.accelerator, self.model, self.opt, self.sched, self.train_set, batch_size=self.cfg.batch_size,
-            epochs=self.cfg.epochs, total_steps=self.total_steps, max_grad_norm=self.cfg.max_grad_norm,
-            rng=random.Random(self.seed), loss_fn=loss_fn, desc="RM", log_path=log_path)
+        spec = LoopSpec(self.cfg.batch_size, self.cfg.grad_accum, self.cfg.epochs, self.cfg.max_grad_norm, self.cfg.save_steps,
+                        self.cfg.keep_checkpoints, Path(state_dir) if state_dir else None, resume)
+        result.train_losses = train_epochs(self.accelerator, self.model, self.opt, self.sched, self.train_set, spec, seed=self.seed,
+                                           loss_fn=loss_fn, desc="RM", log_path=log_path)
         result.val_accuracy, result.val_correct_per_pair = self.evaluate()
         result.val_pairs = len(result.val_correct_per_pair)
         return result
@@ -128,5 +132,7 @@ class RewardModelTrainer:
 
     def save(self, out_dir: str | Path, config, fingerprints: dict[str, str], metrics: dict) -> Path:
         """Save the reward model as a Hugging Face token-classification checkpoint with ``run.json``."""
-        model = self.accelerator.unwrap_model(self.model)
-        return save_checkpoint(model, self.tokenizer, out_dir, "rm", config, fingerprints, metrics)
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.accelerator.unwrap_model(self.model), self.tokenizer, out_dir, "rm", config, fingerprints, metrics)
+        self.accelerator.wait_for_everyone()
+        return Path(out_dir)

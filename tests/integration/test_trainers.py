@@ -155,16 +155,17 @@ def test_ppo_config_errors_are_clear(tiny_dir):
 
 
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
-def test_sft_gradient_accumulation_2x2_equals_batch_4(tiny_dir, tmp_path):
-    """The gradient the optimiser steps on: micro-batches of 2 with accumulation 2 == one batch of 4.
+def test_sft_gradient_accumulation_4x2_and_2x4_equal_batch_8(tiny_dir, tmp_path):
+    """The gradient the optimiser steps on: micro-batches of 4 (or 2) with accumulation 2 (or 4) == one batch of 8.
 
     Compared at the optimiser step (not after it): Adam's first update is invariant to the
     gradient's scale, so only the gradient itself would show a wrong accumulation factor.
     """
     tok = load_tokenizer(tiny_dir)
-    demos = [Demonstration(str(i), f"Name colour {i}.", f"colour {c}", "t") for i, c in enumerate(["red", "blue", "gold", "pink"])]
+    colours = ["red", "blue", "gold", "pink", "grey", "green", "lime", "navy"]
+    demos = [Demonstration(str(i), f"Name colour {i}.", f"colour {c}", "t") for i, c in enumerate(colours)]
     grads = []
-    for batch_size, accum in ((4, 1), (2, 2)):
+    for batch_size, accum in ((8, 1), (4, 2), (2, 4)):
         cfg = SFTConfig(lr=1e-2, epochs=1, batch_size=batch_size, grad_accum=accum, warmup_ratio=0.0, max_grad_norm=1e9,
                         max_length=48, max_prompt_length=32)
         trainer = SFTTrainer(cfg, load_policy(tiny_dir), tok, demos, [], chat_template="false", seed=0)
@@ -177,9 +178,10 @@ def test_sft_gradient_accumulation_2x2_equals_batch_4(tiny_dir, tmp_path):
             return _step(*args, **kwargs)
 
         inner.step = spy
-        trainer.train(tmp_path / f"sft{batch_size}")
-        assert len(seen) == 1  # one optimiser step in both set-ups
+        result = trainer.train(tmp_path / f"sft{batch_size}")
+        assert len(seen) == 1 and len(result.train_losses) == 1  # one optimiser step in every set-up
         grads.append(seen[0])
-    for name, g in grads[0].items():
-        assert torch.allclose(g, grads[1][name], rtol=1e-4, atol=1e-7), name
+    for other in grads[1:]:
+        for name, g in grads[0].items():
+            assert torch.allclose(g, other[name], rtol=1e-4, atol=1e-7), name
     assert max(g.abs().max().item() for g in grads[0].values()) > 1e-3  # not vacuously zero
