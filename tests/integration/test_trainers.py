@@ -185,3 +185,40 @@ def test_sft_gradient_accumulation_4x2_and_2x4_equal_batch_8(tiny_dir, tmp_path)
         for name, g in grads[0].items():
             assert torch.allclose(g, other[name], rtol=1e-4, atol=1e-7), name
     assert max(g.abs().max().item() for g in grads[0].values()) > 1e-3  # not vacuously zero
+
+
+@pytest.mark.parametrize("select_by", ["rm_score", "loss"])
+def test_sft_selects_the_best_candidate_and_ends_with_its_weights(tiny_dir, tmp_path, select_by):
+    tok = load_tokenizer(tiny_dir)
+    rm = load_scalar_model(tiny_dir)
+    torch.manual_seed(2)
+    torch.nn.init.normal_(rm.score.weight, std=1.0)  # a random but fixed "trained" head: scores differ between candidates
+    demos = [Demonstration(str(i), f"Repeat the word {w}.", f"{w} {w} {w}", "t") for i, w in enumerate(["apple", "river", "stone", "cloud"])]
+    # validation asks for something else: training first helps it (format), then overfits away from it
+    demos += [Demonstration(f"v{i}", f"Say hello to {w}.", f"hello {w}, nice to meet you", "t") for i, w in enumerate(["Ann", "Bob"])]
+    cfg = SFTConfig(lr=3e-2, epochs=4, batch_size=2, warmup_ratio=0.0, max_length=48, max_prompt_length=32, select_by=select_by,
+                    eval_steps=2, selection_max_new_tokens=6)
+    trainer = SFTTrainer(cfg, load_policy(tiny_dir), tok, demos[:4], demos[4:], chat_template="false", seed=0, selection_rm=(rm, tok))
+    result = trainer.train(tmp_path / "sft", log_path=tmp_path / "log.jsonl")
+    assert [c["step"] for c in result.candidates] == [2, 4, 6, 8]
+    key, pick = ("val_rm_score", max) if select_by == "rm_score" else ("val_loss", min)
+    values = [c[key] for c in result.candidates]
+    assert len(set(values)) > 1
+    assert result.selected_step == result.candidates[values.index(pick(values))]["step"]
+    assert result.selected_step != trainer.total_steps  # so the restore below is not a no-op
+    # the trainer ends holding the selected candidate's weights, not the last step's
+    assert trainer.evaluate() == pytest.approx(result.candidates[values.index(pick(values))]["val_loss"], rel=1e-5)
+    assert trainer.rm_score() == pytest.approx(result.candidates[values.index(pick(values))]["val_rm_score"], rel=1e-5)
+    logged = [r for r in read_jsonl(tmp_path / "log.jsonl") if "val_loss" in r]
+    assert [r[key] for r in logged] == pytest.approx(values)
+
+
+def test_sft_selection_errors_are_clear(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    demos = [Demonstration("a", "x", "y", "t")]
+    with pytest.raises(ValueError, match="needs a selection reward model"):
+        SFTTrainer(SFTConfig(select_by="rm_score"), load_policy(tiny_dir), tok, demos, demos)
+    with pytest.raises(ValueError, match="needs validation demonstrations"):
+        SFTTrainer(SFTConfig(select_by="loss"), load_policy(tiny_dir), tok, demos, [])
+    with pytest.raises(ValueError, match="select_by='best'"):
+        SFTTrainer(SFTConfig(select_by="best"), load_policy(tiny_dir), tok, demos, demos)
