@@ -1,8 +1,16 @@
 """``harness-pipeline``: base -> SFT -> RM (+ held-out judge RM) -> PPO, PPO-ptx -> eval -> report, in one run dir.
 
+``rm_data`` picks what the policy's (proxy) RM learns from:
+- ``human`` (default): base -> sft -> rm (hh-rlhf ``rm`` split) -> judge (``judge`` split) -> ppo, ppo_ptx -> eval;
+- ``simulated``: base -> sft -> judge -> label (the judge ranks K samples of the SFT policy,
+  :mod:`harness.labeler`) -> rm (on those comparisons, seeded train/val split) -> ppo, ppo_ptx -> eval.
+  The judge is then both the labeler's gold RM and the evaluation judge, as in Gao et al. 2022's
+  synthetic set-up (arXiv 2210.10760).
+
 Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders with ``run.json``),
+``label/`` (``comparisons.jsonl``, ``judge_scores.jsonl``, ``run.json``; simulated only),
 ``generations/<policy>/``, ``results/results.jsonl`` and per-item files, ``run.json``, ``report.html``.
-With ``resume=true`` a stage whose checkpoint is complete (has ``run.json``) is not run again.
+With ``resume=true`` a stage whose output folder is complete (has ``run.json``) is not run again.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness import stages
+from harness.config import JudgeConfig
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
@@ -27,7 +36,12 @@ def _done(path: Path, resume: bool) -> bool:
 
 
 def run_pipeline(cfg: DictConfig) -> Path:
-    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path."""
+    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path.
+
+    Raises ``ValueError`` before any stage runs if ``cfg.rm_data`` is not ``human`` or ``simulated``.
+    """
+    if cfg.rm_data not in ("human", "simulated"):
+        raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
     run_dir = Path(cfg.out_dir)
     ck = run_dir / "checkpoints"
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -48,13 +62,28 @@ def run_pipeline(cfg: DictConfig) -> Path:
     sft = ck / "sft"
     if not _done(sft, cfg.resume):
         metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed)[1]
-    for name, init, rm_cfg in (("rm", str(sft), cfg.rm), ("judge", base, cfg.judge)):
-        # the judge starts from the base model and sees only judge-split prompts: it never shares
-        # data or weights with the RM the policies optimise
+
+    def reward_model(name: str, init: str, rm_cfg, comparisons_file: Path | None = None) -> None:
         if not _done(ck / name, cfg.resume):
-            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed)[1]
+            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed,
+                                  comparisons_file=comparisons_file)[1]
         else:
             metrics[name] = read_json(ck / name / "run.json")["metrics"]
+
+    # the judge starts from the base model and sees only judge-split prompts: it never shares
+    # data or weights with the RM the policies optimise
+    if cfg.rm_data == "human":
+        reward_model("rm", str(sft), cfg.rm)
+        reward_model("judge", base, cfg.judge)
+    else:
+        reward_model("judge", base, cfg.judge)
+        label_dir = run_dir / "label"
+        if not _done(label_dir, cfg.resume):
+            judge_cfg = JudgeConfig(kind="reward_model", path=str(ck / "judge"), name="judge", batch_size=cfg.eval.batch_size,
+                                    max_length=cfg.judge.max_length, max_prompt_length=cfg.judge.max_prompt_length)
+            metrics["label"] = timed("label", stages.run_label, cfg.model, cfg.data, cfg.label, judge_cfg, str(sft), label_dir,
+                                     cfg.seed)[1]
+        reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
 
     for name, gamma in (("ppo", 0.0), ("ppo_ptx", cfg.ptx_gamma)):
         if not _done(ck / name, cfg.resume):
@@ -64,13 +93,13 @@ def run_pipeline(cfg: DictConfig) -> Path:
                   gold_reward=str(ck / "judge"))
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
-    rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]
+    rows: list[ResultRow] = [r for n in ("rm", "judge") for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, str(ck / "judge"), run_dir,
                   cfg.run_id, cfg.seed, chash)
     write_jsonl(run_dir / "results" / "results.jsonl", rows)
 
     fingerprints = {}
-    for stage_dir in sorted(ck.iterdir()):
+    for stage_dir in [*sorted(ck.iterdir()), run_dir / "label"]:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies)
