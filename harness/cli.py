@@ -1,5 +1,9 @@
 """Console scripts: thin Hydra apps over ``conf/`` (one primary config each). All work is in
-:mod:`harness.stages` and :mod:`harness.pipeline`."""
+:mod:`harness.stages` and :mod:`harness.pipeline`.
+
+Without the installed scripts, ``python -m harness.cli <app> [overrides]`` runs the same apps
+(``<app>`` is sft, rm, label, ppo, eval, report or pipeline).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +49,18 @@ def rm_main(cfg: DictConfig) -> None:
 
     out = Path(cfg.out_dir)
     path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
-                            resume=cfg.resume)
+                            resume=cfg.resume, comparisons_file=cfg.comparisons)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="label", version_base="1.3")
+def label_main(cfg: DictConfig) -> None:
+    """``harness-label``: the simulated labeler; a judge ranks K samples of ``policy`` per prompt."""
+    from harness import stages
+
+    path, m = stages.run_label(cfg.model, cfg.data, cfg.label, cfg.judge, cfg.policy, Path(cfg.out_dir) / "label", cfg.seed)
+    print(f"{path}  ({m['n_comparisons']} comparisons, K {m['k_distribution']}, agreement with the noise-free judge "
+          f"{m['measured_agreement']:.3f} on {m['agreement_pairs']} pairs)")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="ppo", version_base="1.3")
@@ -90,3 +104,15 @@ def pipeline_main(cfg: DictConfig) -> None:
 
     report = run_pipeline(cfg)
     print(f"report: {report}")
+
+
+APPS = {"sft": sft_main, "rm": rm_main, "label": label_main, "ppo": ppo_main, "eval": eval_main, "report": report_main,
+        "pipeline": pipeline_main}
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 2 or sys.argv[1] not in APPS:
+        raise SystemExit(f"usage: python -m harness.cli {{{','.join(APPS)}}} [hydra overrides]")
+    app = APPS[sys.argv.pop(1)]
+    app()

@@ -37,6 +37,11 @@ class DataConfig:
     n_ppo_prompts: int = 256  # hh_rlhf first user turns from the rm_train prompts
     max_ppo_prompt_chars: int = 300
     n_eval_prompts: int = 32  # AlpacaEval instructions (no stage trains on them)
+    # simulated labeler (harness-label): hh_rlhf first user turns from the rm_train prompts, none of
+    # them a PPO prompt, an AlpacaEval instruction or a first turn of the judge split
+    n_label_prompts: int = 256
+    max_label_prompt_chars: int = 300
+    comparisons_val_fraction: float = 0.2  # held-out share of a comparisons file (seeded hash of the prompt)
     pretrain_chunk_chars: int = 1000
     hub_demonstrations: str = "tatsu-lab/alpaca"
     hub_hh_rlhf: str = "Anthropic/hh-rlhf"
@@ -140,6 +145,34 @@ class EvalConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The simulated labeler's judge: what scores each (prompt, completion) (harness/labeler.py)."""
+
+    kind: str = "reward_model"  # reward_model (a gold RM checkpoint) | word_count (synthetic, for tests)
+    path: str | None = None  # reward_model: checkpoint folder, e.g. the pipeline's checkpoints/judge
+    name: str | None = None  # recorded as source "simulated:<name>"; default: the checkpoint folder's name, or kind
+    batch_size: int = 8  # completions per judge forward
+    max_length: int = 512  # tokens, prompt + completion, as the judge sees them
+    max_prompt_length: int = 256
+
+
+@dataclass
+class LabelConfig:
+    """Simulated labeler: K policy samples per prompt, ranked by a judge (paper section 3.5: K = 4..9)."""
+
+    k_min: int = 4  # completions per prompt, drawn uniformly from [k_min, k_max] per prompt (2 <= k_min <= k_max <= 9)
+    k_max: int = 9
+    # target share of pairs the labeler orders against the noise-free judge; 0.274 matches the paper's
+    # 72.6 % agreement between training labelers (section 3.4); 0 = the judge's own ranking
+    noise_rate: float = 0.0
+    max_new_tokens: int = 64
+    temperature: float = 1.0  # sampling temperature; 1 samples the policy's own distribution
+    top_p: float = 1.0
+    batch_size: int = 16  # sequences per generate call
+    max_prompt_length: int = 128  # tokens
+
+
+@dataclass
 class StageConfig:
     """Common to every stage app: model, data, seed, where to write."""
 
@@ -162,7 +195,8 @@ class SFTApp(StageConfig):
 @dataclass
 class RMApp(StageConfig):
     init_from: str = MISSING  # usually the SFT checkpoint
-    split: str = "rm"  # rm (the policy's RM) | judge (held-out evaluation judge)
+    split: str = "rm"  # rm (the policy's RM) | judge (held-out evaluation judge); names the checkpoint folder
+    comparisons: str | None = None  # a Comparison JSONL (e.g. harness-label output) instead of the split's human data
     rm: RMConfig = field(default_factory=RMConfig)
 
 
@@ -172,6 +206,13 @@ class PPOApp(StageConfig):
     reward_model: str = MISSING  # RM checkpoint: reward and value-model initialisation
     gold_reward: str | None = None  # held-out RM (e.g. the judge) logged beside the proxy reward, not optimised
     ppo: PPOConfig = field(default_factory=PPOConfig)
+
+
+@dataclass
+class LabelApp(StageConfig):
+    policy: str = MISSING  # policy checkpoint to sample K completions from (usually SFT)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
 
 
 @dataclass
@@ -190,9 +231,13 @@ class ReportApp:
 @dataclass
 class PipelineApp(StageConfig):
     run_id: str = "${now:%Y%m%d-%H%M%S}"
+    # which comparisons train the policy's (proxy) RM: human (hh-rlhf rm split) | simulated (the judge
+    # ranks K samples of the SFT policy; order base -> sft -> judge -> label -> rm -> ppo ...)
+    rm_data: str = "human"
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(select_by="rm_score"))  # by the proxy RM, as in the paper
     rm: RMConfig = field(default_factory=RMConfig)
     judge: RMConfig = field(default_factory=RMConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)  # rm_data=simulated only
     ppo: PPOConfig = field(default_factory=PPOConfig)
     ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the PPO run uses 0)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -204,7 +249,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for name, node in [
         ("sft_schema", SFTApp), ("rm_schema", RMApp), ("ppo_schema", PPOApp), ("eval_schema", EvalApp),
-        ("report_schema", ReportApp), ("pipeline_schema", PipelineApp),
+        ("label_schema", LabelApp), ("report_schema", ReportApp), ("pipeline_schema", PipelineApp),
     ]:
         cs.store(name=name, node=node)
     cs.store(group="model", name="model_schema", node=ModelConfig)

@@ -142,6 +142,39 @@ def load_hh_rlhf(
     return out
 
 
+def load_comparisons_jsonl(path: str | Path) -> list[Comparison]:
+    """Comparison records from a JSONL file, one object per line, as :func:`harness.io.write_jsonl` writes them.
+
+    This is the format of ``harness-label``'s ``comparisons.jsonl`` and any user-supplied ranking
+    file: ``id`` (str, unique in the file), ``prompt`` (str), ``completions`` (list of K >= 2 str),
+    ``ranking`` (best-first permutation of 0..K-1), ``source`` (str) and optionally ``tied``
+    (K - 1 booleans, ``tied[i]``: ``ranking[i]`` and ``ranking[i+1]`` are equally good; see
+    :class:`harness.records.Comparison`). Raises :class:`DataError` naming file, line and field.
+    """
+    path = Path(path)
+    out: list[Comparison] = []
+    first_line: dict[str, int] = {}
+    for ln, obj in iter_jsonl(path):
+        where = f"{path}:{ln}"
+        cid = _field(obj, "id", where)
+        if cid in first_line:
+            raise DataError(f"{where}: field 'id' {cid!r} repeats line {first_line[cid]}")
+        first_line[cid] = ln
+        tied = obj.get("tied", [])
+        if not isinstance(tied, list):
+            raise DataError(f"{where}: field 'tied' should be list, got {type(tied).__name__}")
+        try:
+            out.append(Comparison(cid, _field(obj, "prompt", where), tuple(_field(obj, "completions", where, list)),
+                                  tuple(_field(obj, "ranking", where, list)), _field(obj, "source", where), tuple(tied)))
+        except DataError:
+            raise
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from e
+    if not out:
+        raise DataError(f"{path}: no comparisons")
+    return out
+
+
 # -------------------------------------------------------------- self-instruct seeds -> Demonstration
 
 

@@ -1,15 +1,24 @@
 """``harness-pipeline``: base -> SFT -> RM (+ held-out judge RM) -> PPO, PPO-ptx -> eval -> report, in one run dir.
 
-Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders with ``run.json``),
-``generations/<policy>/``, ``results/results.jsonl`` and per-item files, ``run.json``, ``report.html``.
-With ``resume=true`` a stage whose checkpoint is complete (has ``run.json``) is not run again and
-an interrupted stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
+``rm_data`` picks what the policy's (proxy) RM learns from:
+- ``human`` (default): the proxy RM learns from the hh-rlhf ``rm`` split, the judge from the
+  ``judge`` split. With ``sft.select_by=rm_score`` (the pipeline default, as in the paper) SFT
+  needs that RM to score its checkpoint candidates, so the order is
+  base -> rm (from base) -> sft (selected by the rm) -> judge -> ppo, ppo_ptx -> eval.
+  With ``sft.select_by=loss|last`` it is base -> sft -> rm (from the SFT checkpoint, as the
+  paper initialises its RM) -> judge -> ...
+- ``simulated``: base -> sft -> judge -> label (the judge ranks K samples of the SFT policy,
+  :mod:`harness.labeler`) -> rm (on those comparisons, seeded train/val split) -> ppo, ppo_ptx -> eval.
+  The judge is then both the labeler's gold RM and the evaluation judge, as in Gao et al. 2022's
+  synthetic set-up (arXiv 2210.10760). The RM learns from samples of the SFT policy, so it cannot
+  select the SFT checkpoint: this mode needs ``sft.select_by=loss`` or ``last``.
 
-With ``sft.select_by=rm_score`` (the default, as in the paper) the SFT stage needs a reward
-model to score its checkpoint candidates, so the proxy RM is trained first, from the base model,
-and then selects the SFT checkpoint and rewards PPO. (The paper initialises its RM from an SFT
-model; with ``sft.select_by=loss`` or ``last`` the pipeline does that: the RM starts from the SFT
-checkpoint.) The judge always starts from the base model.
+Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders with ``run.json``),
+``label/`` (``comparisons.jsonl``, ``judge_scores.jsonl``, ``run.json``; simulated only),
+``generations/<policy>/``, ``results/results.jsonl`` and per-item files, ``run.json``, ``report.html``.
+With ``resume=true`` a stage whose output folder is complete (has ``run.json``) is not run again and
+an interrupted training stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
+The judge always starts from the base model.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness import stages
+from harness.config import JudgeConfig
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
@@ -34,7 +44,17 @@ def _done(path: Path, resume: bool) -> bool:
 
 
 def run_pipeline(cfg: DictConfig) -> Path:
-    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path."""
+    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path.
+
+    Raises ``ValueError`` before any stage runs if ``cfg.rm_data`` is not ``human`` or ``simulated``,
+    or is ``simulated`` with ``sft.select_by=rm_score``.
+    """
+    if cfg.rm_data not in ("human", "simulated"):
+        raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
+    select_by_rm = cfg.sft.select_by == "rm_score"
+    if select_by_rm and cfg.rm_data == "simulated":
+        raise ValueError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
+                         "checkpoint: set sft.select_by=loss or sft.select_by=last")
     run_dir = Path(cfg.out_dir)
     ck = run_dir / "checkpoints"
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -54,23 +74,33 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     sft = ck / "sft"
 
-    def reward_model(name: str, init: str, rm_cfg) -> None:
+    def reward_model(name: str, init: str, rm_cfg, comparisons_file: Path | None = None) -> None:
         if not _done(ck / name, cfg.resume):
-            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed, resume=cfg.resume)[1]
+            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed,
+                                  resume=cfg.resume, comparisons_file=comparisons_file)[1]
         else:
             metrics[name] = read_json(ck / name / "run.json")["metrics"]
 
-    select_by_rm = cfg.sft.select_by == "rm_score"
     if select_by_rm:
         reward_model("rm", base, cfg.rm)
     if not _done(sft, cfg.resume):
         metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed,
                                selection_rm=str(ck / "rm") if select_by_rm else None, resume=cfg.resume)[1]
-    if not select_by_rm:
-        reward_model("rm", str(sft), cfg.rm)
     # the judge starts from the base model and sees only judge-split prompts: it never shares
     # data or weights with the RM the policies optimise
-    reward_model("judge", base, cfg.judge)
+    if cfg.rm_data == "human":
+        if not select_by_rm:
+            reward_model("rm", str(sft), cfg.rm)
+        reward_model("judge", base, cfg.judge)
+    else:
+        reward_model("judge", base, cfg.judge)
+        label_dir = run_dir / "label"
+        if not _done(label_dir, cfg.resume):
+            judge_cfg = JudgeConfig(kind="reward_model", path=str(ck / "judge"), name="judge", batch_size=cfg.eval.batch_size,
+                                    max_length=cfg.judge.max_length, max_prompt_length=cfg.judge.max_prompt_length)
+            metrics["label"] = timed("label", stages.run_label, cfg.model, cfg.data, cfg.label, judge_cfg, str(sft), label_dir,
+                                     cfg.seed)[1]
+        reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
 
     for name, gamma in (("ppo", 0.0), ("ppo_ptx", cfg.ptx_gamma)):
         if not _done(ck / name, cfg.resume):
@@ -80,13 +110,13 @@ def run_pipeline(cfg: DictConfig) -> Path:
                   gold_reward=str(ck / "judge"), resume=cfg.resume)
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
-    rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]
+    rows: list[ResultRow] = [r for n in ("rm", "judge") for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, str(ck / "judge"), run_dir,
                   cfg.run_id, cfg.seed, chash)
     write_jsonl(run_dir / "results" / "results.jsonl", rows)
 
     fingerprints = {}
-    for stage_dir in sorted(ck.iterdir()):
+    for stage_dir in [*sorted(ck.iterdir()), run_dir / "label"]:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies)

@@ -4,7 +4,9 @@ hh_rlhf comparisons are split by a seeded hash of their prompt into the policy's
 (``rm_train``/``rm_val``) and the evaluation judge's data (``judge_train``/``judge_val``), so no
 prompt is shared between the RM a policy optimises and the judge that scores it. PPO prompts are
 first user turns of ``rm_train`` prompts; evaluation prompts are AlpacaEval instructions, which no
-stage trains on.
+stage trains on. The simulated labeler's prompts are other first user turns of ``rm_train``
+prompts: none is a PPO prompt, an AlpacaEval instruction or a first turn of a judge-split prompt
+(as in the paper, the RM and PPO prompt sets are disjoint).
 """
 
 from __future__ import annotations
@@ -61,18 +63,79 @@ def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstra
     return train, val, fp
 
 
-def ppo_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
-    """Prompts for PPO episodes: distinct, short first user turns of the RM-side hh prompts."""
-    parts, fp = _hh_splits(cfg)
+def _first_turn(prompt: str) -> str:
+    return to_messages(prompt)[0]["content"]
+
+
+def _ppo_prompts(parts: dict[str, list[Comparison]], cfg: DataConfig) -> list[Prompt]:
     seen, prompts = set(), []
     for c in parts["rm_train"]:
-        first = to_messages(c.prompt)[0]["content"]
+        first = _first_turn(c.prompt)
         if first and len(first) <= cfg.max_ppo_prompt_chars and first not in seen:
             seen.add(first)
             prompts.append(Prompt(c.id, first, c.source))
-    prompts = _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
+    return _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
+
+
+def ppo_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
+    """Prompts for PPO episodes: distinct, short first user turns of the RM-side hh prompts."""
+    parts, fp = _hh_splits(cfg)
+    prompts = _ppo_prompts(parts, cfg)
     fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
     return prompts, fp
+
+
+def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
+    """Prompts for the simulated labeler (``harness-label``): ``cfg.n_label_prompts`` distinct first
+    user turns of ``rm_train`` prompts, at most ``cfg.max_label_prompt_chars`` long, in a seeded order.
+
+    None of them is one of the PPO prompts that :func:`ppo_prompts` selects with the same ``cfg``
+    (same seed and ``n_ppo_prompts``), an AlpacaEval instruction (any of the 805, not only the
+    evaluated sample), or the first user turn of any judge-split prompt (the judge must not rank
+    prompts it was trained on). Raises ``ValueError`` if fewer than ``cfg.n_label_prompts`` remain.
+    """
+    parts, fp = _hh_splits(cfg)
+    ppo = _ppo_prompts(parts, cfg)
+    excluded = {p.prompt for p in ppo}
+    excluded |= {_first_turn(c.prompt) for split in ("judge_train", "judge_val") for c in parts[split]}
+    excluded |= {p.prompt.strip() for p in D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)}
+    seen, pool = set(), []
+    for c in parts["rm_train"]:
+        first = _first_turn(c.prompt)
+        if first and len(first) <= cfg.max_label_prompt_chars and first not in seen and first not in excluded:
+            seen.add(first)
+            pool.append(Prompt(c.id, first, c.source))
+    if len(pool) < cfg.n_label_prompts:
+        raise ValueError(f"label_prompts: data.n_label_prompts={cfg.n_label_prompts} but only {len(pool)} eligible rm_train "
+                         f"first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars) remain")
+    prompts = _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
+    fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
+    fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in ppo])
+    fp["label_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
+    return prompts, fp
+
+
+def comparisons_from_file(cfg: DataConfig, path: str | Path) -> tuple[list[Comparison], list[Comparison], dict[str, str]]:
+    """(train, val, fingerprints) from a Comparison JSONL file (:func:`harness.data.load_comparisons_jsonl`).
+
+    Every record is used; a seeded hash of the prompt (``cfg.seed``) sends a ``cfg.comparisons_val_fraction``
+    share of prompts to val, so comparisons of one prompt never straddle the split. Raises
+    ``ValueError`` if the fraction is not in (0, 1) or either side comes out empty.
+    """
+    f = cfg.comparisons_val_fraction
+    if not 0.0 < f < 1.0:
+        raise ValueError(f"data.comparisons_val_fraction must be in (0, 1), got {f}")
+    path = Path(path)
+    records = D.load_comparisons_jsonl(path)
+    parts = D.seeded_split(records, lambda c: c.prompt, {"train": 1.0 - f, "val": f}, cfg.seed)
+    train, val = parts["train"], parts["val"]
+    if not train or not val:
+        raise ValueError(f"{path}: the seeded split (val fraction {f}) of {len(records)} comparisons left "
+                         f"{len(train)} for training and {len(val)} for validation; both need at least one")
+    fp = {f"comparisons:{path.name}": D.file_fingerprint(path),
+          "comparisons_train_ids": D.records_fingerprint([c.id for c in train]),
+          "comparisons_val_ids": D.records_fingerprint([c.id for c in val])}
+    return train, val, fp
 
 
 def pretrain_texts(cfg: DataConfig) -> tuple[list[PretrainText], dict[str, str]]:

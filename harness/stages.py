@@ -20,6 +20,7 @@ from harness.data import alpaca_eval_baseline_path, load_outputs_file, resolve_d
 from harness.io import write_jsonl
 from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
 from harness.records import ResultRow
+from harness.runinfo import write_run_info
 from harness.stats import bootstrap_mean
 from trainers.checkpointing import state_root
 
@@ -95,14 +96,22 @@ def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, s
 
 
 def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str | Path, seed: int,
-           resume: bool = False) -> tuple[Path, dict]:
-    """Stage 2: train a reward model on the ``split`` ("rm" or "judge") comparisons.
+           resume: bool = False, comparisons_file: str | Path | None = None) -> tuple[Path, dict]:
+    """Stage 2: train a reward model on the ``split`` ("rm" or "judge") human comparisons, or, with
+    ``comparisons_file``, on the Comparison JSONL it names (e.g. ``harness-label`` output), split
+    into train/val by :func:`harness.selection.comparisons_from_file`. ``resume`` continues from the
+    newest training-state checkpoint.
 
-    Metrics include ``val_accuracy`` and ``val_outcomes`` (per held-out pair: 1 / 0.5 / 0).
+    Metrics include ``val_accuracy`` and ``val_outcomes`` (per held-out ranked pair: 1 / 0.5 / 0),
+    ``val_outcome_k`` (the K of each of those pairs) and ``val_accuracy_by_k``
+    (K -> {accuracy, pairs, comparisons}).
     """
     from trainers.reward_model import RewardModelTrainer
 
-    train, val, fp = selection.comparisons(data_cfg, split)
+    if comparisons_file:
+        train, val, fp = selection.comparisons_from_file(data_cfg, comparisons_file)
+    else:
+        train, val, fp = selection.comparisons(data_cfg, split)
     tok = load_tokenizer(init_from)
     trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed)
     out_dir = Path(out_dir)
@@ -113,12 +122,49 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
         shift = trainer.normalize_to_demonstrations(demos)
         fp.update(demo_fp)
     metrics = {"val_accuracy": result.val_accuracy, "val_pairs": result.val_pairs, "val_outcomes": result.val_correct_per_pair,
+               "val_outcome_k": result.val_pair_k, "val_accuracy_by_k": result.val_accuracy_by_k,
                "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "bias_shift": shift,
-               "n_train": len(train), "split": split}
-    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "rm": _plain(rm_cfg), "init_from": init_from, "split": split, "seed": seed}
+               "n_train": len(train), "n_val": len(val), "split": split,
+               "comparisons_file": str(comparisons_file) if comparisons_file else None}
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "rm": _plain(rm_cfg), "init_from": init_from, "split": split,
+           "comparisons_file": str(comparisons_file) if comparisons_file else None, "seed": seed}
     path = trainer.save(out_dir, cfg, fp, metrics)
-    log.info("RM[%s]: val pairwise accuracy %.3f on %d pairs -> %s", split, result.val_accuracy, result.val_pairs, path)
+    by_k = ", ".join(f"K={k}: {v['accuracy']:.3f} ({v['pairs']} pairs)" for k, v in result.val_accuracy_by_k.items())
+    log.info("RM[%s]: val pairwise accuracy %.3f on %d pairs [%s] -> %s", split, result.val_accuracy, result.val_pairs, by_k, path)
     return path, metrics
+
+
+def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
+    """The simulated labeler: sample K completions per label prompt from ``policy``, rank them with the judge.
+
+    Writes ``<out_dir>/comparisons.jsonl`` (Comparison records, source ``simulated:<judge name>``),
+    ``<out_dir>/judge_scores.jsonl`` (each record's judge scores by completion index) and, last,
+    ``<out_dir>/run.json`` (config, seed, git commit, data fingerprints, policy and judge
+    fingerprints, metrics: measured agreement, K distribution, ...), all atomically; a folder with
+    ``run.json`` is complete. Returns (path of comparisons.jsonl, metrics).
+    """
+    from harness.data import file_fingerprint
+    from harness.labeler import make_judge, simulate_labels
+
+    out_dir = Path(out_dir)
+    (out_dir / "run.json").unlink(missing_ok=True)  # a stale marker must not vouch for a half-written rerun
+    prompts, fp = selection.label_prompts(data_cfg)
+    judge = make_judge(judge_cfg, model_cfg.chat_template)
+    policy_hash = model_fingerprint(policy)
+    result = simulate_labels(load_policy(policy), load_tokenizer(policy), prompts, judge, label_cfg,
+                             chat_template=model_cfg.chat_template, seed=seed, policy_name=Path(policy).name, model_hash=policy_hash)
+    path = write_jsonl(out_dir / "comparisons.jsonl", result.comparisons)
+    write_jsonl(out_dir / "judge_scores.jsonl", result.scores)
+    fp["comparisons.jsonl"] = file_fingerprint(path)
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "label": _plain(label_cfg), "judge": _plain(judge_cfg),
+           "policy": policy, "seed": seed}
+    write_run_info(out_dir, "label", cfg, fp, result.metrics, seed=seed, policy=policy, policy_fingerprint=policy_hash,
+                   judge=judge.name, judge_fingerprint=judge.fingerprint)
+    m = result.metrics
+    log.info("label: %d comparisons (K %s, %d all-tied dropped), agreement with the noise-free judge %.3f on %d pairs "
+             "(target %.3f) -> %s", m["n_comparisons"], m["k_distribution"], m["n_dropped_all_tied"], m["measured_agreement"],
+             m["agreement_pairs"], m["expected_agreement"], path)
+    return path, result.metrics
 
 
 def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
@@ -153,9 +199,23 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
 
 
 def rm_accuracy_row(name: str, metrics: dict, run_id: str, seed: int = 0, config_hash: str = "") -> ResultRow:
-    """Pairwise accuracy of a reward model on held-out human comparisons, with its bootstrap interval."""
+    """Pairwise accuracy of a reward model on held-out comparisons, with its bootstrap interval over pairs."""
     est = bootstrap_mean(metrics["val_outcomes"], seed=seed)
     return ResultRow(run_id, name, "reward_model", "pairwise_accuracy", est.value, est.ci_low, est.ci_high, est.n, None, config_hash)
+
+
+def rm_accuracy_rows(name: str, metrics: dict, run_id: str, seed: int = 0, config_hash: str = "") -> list[ResultRow]:
+    """:func:`rm_accuracy_row`, then, when the held-out set mixes several K, one row per K
+    (metric ``pairwise_accuracy_k<K>``, bootstrap over that K's pairs). With a single K the per-K
+    value equals the overall one and is only kept in ``run.json`` (``val_accuracy_by_k``)."""
+    rows = [rm_accuracy_row(name, metrics, run_id, seed, config_hash)]
+    ks = metrics.get("val_outcome_k") or []
+    if len(set(ks)) > 1:
+        for k in sorted(set(ks)):
+            est = bootstrap_mean([o for o, kk in zip(metrics["val_outcomes"], ks) if kk == k], seed=seed)
+            rows.append(ResultRow(run_id, name, "reward_model", f"pairwise_accuracy_k{k}", est.value, est.ci_low, est.ci_high,
+                                  est.n, None, config_hash))
+    return rows
 
 
 def run_eval(model_cfg, data_cfg, eval_cfg, policies: dict[str, str], judge: str, run_dir: str | Path, run_id: str,

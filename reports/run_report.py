@@ -155,10 +155,16 @@ def _rm(df: pd.DataFrame | None) -> Safe:
     sub = df[(df["eval"] == "reward_model") & (df["metric"] == "pairwise_accuracy")]
     if sub.empty:
         return note("reward-model accuracy not available in this run.")
-    rows = [(r["policy"], fmt_pct(r["value"], r["ci_low"], r["ci_high"]), r["n"])
-            for r in sub.to_dict("records")]
+    # per-K rows (metric pairwise_accuracy_k<K>, written when the held-out set mixes several K) follow their model
+    per_k = df[(df["eval"] == "reward_model") & df["metric"].astype(str).str.fullmatch(r"pairwise_accuracy_k\d+")]
+    rows = []
+    for r in sub.to_dict("records"):
+        rows.append((r["policy"], fmt_pct(r["value"], r["ci_low"], r["ci_high"]), r["n"]))
+        mine = sorted(per_k[per_k["policy"] == r["policy"]].to_dict("records"), key=lambda x: int(x["metric"].rsplit("k", 1)[1]))
+        rows += [(f"{r['policy']}, K = {x['metric'].rsplit('k', 1)[1]}", fmt_pct(x["value"], x["ci_low"], x["ci_high"]), x["n"])
+                 for x in mine]
     return join([figure_div(figures.rm_accuracy_figure(sub), "fig-rm-accuracy"),
-                 table(["reward model", "pairwise accuracy [95% CI]", "n"], rows, numeric=(1, 2))])
+                 table(["reward model", "pairwise accuracy [95% CI]", "n (pairs)"], rows, numeric=(1, 2))])
 
 
 def _ppo(run_dir: Path) -> Safe:

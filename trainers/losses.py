@@ -48,31 +48,71 @@ def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tens
     return masked_mean(nll, loss_mask[:, 1:])
 
 
-def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The InstructGPT reward-model loss (paper eq. 1) over a batch of ranked lists.
+def ranked_pairs(valid: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+    """Which (w, l) position pairs are ranked pairs: ``[B, K, K]`` bool, ``True`` where w is ranked above l.
 
-    ``rewards [B, K]``: r(x, y) for each prompt's completions, sorted best first; ``valid [B, K]``
-    marks real completions (lists shorter than K are padded at the end). For each prompt all
-    C(K_b, 2) pairs (w ranked above l) form one batch element:
-        loss_b = -1/C(K_b, 2) * sum_{w<l} log sigmoid(r_w - r_l),
+    ``valid [B, K]`` marks real completions (padding is 0). ``levels [B, K]`` holds each position's
+    rank level (0 = best, equal levels = tied; any integer or float dtype); ``None`` means positions
+    are sorted best first with no ties (``levels = 0..K-1``). Position w is above l iff
+    ``levels[w] < levels[l]``, so tied positions (equal levels) form no pair and each untied pair is
+    counted exactly once.
+    """
+    valid = valid.bool()
+    b, k = valid.shape
+    if levels is None:
+        levels = torch.arange(k, device=valid.device).expand(b, k)
+    elif levels.shape != valid.shape:
+        raise ValueError(f"ranked_pairs: levels {tuple(levels.shape)} and valid {tuple(valid.shape)} differ in shape")
+    above = levels.unsqueeze(2) < levels.unsqueeze(1)  # [B, K, K]: level of w < level of l
+    return above & valid.unsqueeze(2) & valid.unsqueeze(1)
+
+
+def kwise_ranking_loss(
+    rewards: torch.Tensor, valid: torch.Tensor, levels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The InstructGPT reward-model loss (paper eq. 1) over a batch of ranked lists, ties allowed.
+
+    ``rewards [B, K]``: r(x, y) for each prompt's completions; ``valid [B, K]`` marks real
+    completions (lists shorter than K are padded). ``levels [B, K]`` gives rank levels (0 = best,
+    equal = tied; see :func:`ranked_pairs`); ``None`` means ``rewards`` is sorted best first without
+    ties. For each prompt all its ranked pairs (w above l; C(K_b, 2) of them without ties) form one
+    batch element:
+        loss_b = -1/N_b * sum_{(w,l)} log sigmoid(r_w - r_l),   N_b = number of ranked pairs,
     and the loss is the mean of loss_b over prompts, so a prompt with many completions weighs as
     much as one with two (the paper's reason for the batching: no overfitting to repeated prompts).
+    Tied pairs are left out of the sum and of N_b (the paper's labelers ranked without ties; leaving
+    them out is the choice that asserts nothing the labeler did not say).
 
-    Returns ``(loss, n_pairs, n_correct)``: the scalar loss, the number of pairs and how many have
-    r_w > r_l (for pairwise accuracy). Raises ``ValueError`` if a prompt has fewer than 2 completions.
+    Returns ``(loss, n_pairs, n_correct)``: the scalar loss, the number of ranked pairs and how many
+    have r_w > r_l (for pairwise accuracy). Raises ``ValueError`` if a prompt has fewer than 2 valid
+    completions, or no ranked pair (every completion tied).
     """
     valid = valid.bool()
     if (valid.sum(-1) < 2).any():
         raise ValueError("kwise_ranking_loss: every prompt needs at least 2 valid completions")
-    k = rewards.shape[1]
-    upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=rewards.device), diagonal=1)
-    pair = upper & valid.unsqueeze(2) & valid.unsqueeze(1)  # [B, K, K]: w=i ranked above l=j
-    diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)  # [B, K, K]: r_i - r_j
-    per_pair = -F.logsigmoid(diff) * pair
+    pair = ranked_pairs(valid, levels)  # [B, K, K]
     n_pairs_b = pair.sum((1, 2))
+    if (n_pairs_b == 0).any():
+        bad = (n_pairs_b == 0).nonzero().flatten().tolist()
+        raise ValueError(f"kwise_ranking_loss: prompts {bad} have every completion tied, so no ranked pair")
+    diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)  # [B, K, K]: r_w - r_l
+    per_pair = -F.logsigmoid(diff) * pair
     loss = (per_pair.sum((1, 2)) / n_pairs_b).mean()
     n_correct = ((diff > 0) & pair).sum()
     return loss, n_pairs_b.sum(), n_correct
+
+
+def pairwise_outcomes(rewards: torch.Tensor, valid: torch.Tensor, levels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per ranked pair, whether the reward model orders it as ranked: 1 if r_w > r_l, 0.5 if equal, 0 if not.
+
+    Shapes as in :func:`kwise_ranking_loss`. Returns ``(outcomes [B, K, K] float, pair [B, K, K]
+    bool)``; ``outcomes`` is 0 where ``pair`` is False. The mean of ``outcomes[pair]`` is the
+    pairwise accuracy (paper section 3.5 reports RM accuracy this way); tied pairs never count.
+    """
+    pair = ranked_pairs(valid, levels)
+    diff = rewards.unsqueeze(2) - rewards.unsqueeze(1)
+    outcomes = torch.where(diff > 0, 1.0, torch.where(diff == 0, 0.5, 0.0)).to(rewards.dtype)
+    return outcomes * pair, pair
 
 
 def kl_penalized_rewards(

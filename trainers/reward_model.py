@@ -1,7 +1,8 @@
 """Stage 2, the reward model (paper section 3.5 "RM", eq. 1).
 
 r(x, y) is a scalar head on the final token of prompt+completion. A batch element is one prompt
-with its K ranked completions: one forward per completion, then all C(K, 2) pairs enter
+with its K ranked completions (K may differ between prompts, e.g. 2 for hh-rlhf and 4..9 for the
+simulated labeler): one forward per completion, then all C(K, 2) pairs, less the tied ones, enter
 :func:`trainers.losses.kwise_ranking_loss`. After training the head's bias is shifted so that
 demonstrations score mean 0 ("so that the labeler demonstrations achieve a mean score of 0").
 """
@@ -20,17 +21,46 @@ from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
 from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything,
                              steps_per_epoch, train_epochs)
-from trainers.losses import kwise_ranking_loss
+from trainers.losses import kwise_ranking_loss, pairwise_outcomes
+
+
+@dataclass
+class PairwiseAccuracy:
+    """Pairwise accuracy of a reward model on ranked comparisons, overall and per K.
+
+    ``outcomes``: one entry per ranked (untied) pair, 1 if r_w > r_l, 0.5 if equal, 0 otherwise;
+    ``pair_k``: the K of the comparison each outcome came from (same length). ``accuracy`` is the
+    mean of ``outcomes`` (NaN with no pairs), so a K=9 list weighs C(9, 2) = 36 pairs.
+    ``by_k[K] = {"accuracy", "pairs", "comparisons"}`` restricts the same mean to lists of K completions.
+    """
+
+    accuracy: float
+    outcomes: list[float]
+    pair_k: list[int]
+    by_k: dict[int, dict[str, float]]
+
+    @classmethod
+    def from_outcomes(cls, outcomes: list[float], pair_k: list[int], comparisons_by_k: dict[int, int]) -> PairwiseAccuracy:
+        """Aggregate per-pair outcomes (and the K of each) into the overall and per-K accuracy."""
+        by_k: dict[int, dict[str, float]] = {}
+        for k in sorted(comparisons_by_k):
+            sel = [o for o, kk in zip(outcomes, pair_k) if kk == k]
+            by_k[k] = {"accuracy": sum(sel) / len(sel) if sel else float("nan"), "pairs": len(sel),
+                       "comparisons": comparisons_by_k[k]}
+        acc = sum(outcomes) / len(outcomes) if outcomes else float("nan")
+        return cls(acc, outcomes, pair_k, by_k)
 
 
 @dataclass
 class RMResult:
-    """Per-step train loss, held-out pairwise accuracy and the bias shift applied."""
+    """Per-step train loss, held-out pairwise accuracy (overall and per K) and the bias shift applied."""
 
     train_losses: list[float] = field(default_factory=list)
     val_accuracy: float = float("nan")
     val_pairs: int = 0
-    val_correct_per_pair: list[float] = field(default_factory=list)  # 1 / 0 / 0.5 (tie) per pair
+    val_correct_per_pair: list[float] = field(default_factory=list)  # 1 / 0 / 0.5 (tie) per ranked pair
+    val_pair_k: list[int] = field(default_factory=list)  # K of the comparison of each entry above
+    val_accuracy_by_k: dict[int, dict[str, float]] = field(default_factory=dict)  # K -> accuracy, pairs, comparisons
     bias_shift: float = 0.0
 
 
@@ -59,39 +89,49 @@ class RewardModelTrainer:
         scores = token_scores(self.model, ids.to(dev), attn.to(dev))
         return scores[torch.arange(len(enc), device=dev), last_token_index(attn.to(dev))]
 
-    def _batch_rewards(self, comps: list[Comparison]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rewards ``[B, K_max]`` sorted best first and their validity mask, one forward for all completions."""
-        k_max = max(len(c.completions) for c in comps)
+    def _batch_rewards(self, comps: list[Comparison]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward for all completions of ``comps``.
+
+        Returns ``rewards [B, K_max]`` in each record's ranking order (best first), the validity
+        mask ``[B, K_max]`` (lists shorter than K_max are padded at the end) and the rank levels
+        ``[B, K_max]`` (:attr:`Comparison.rank_levels`; tied completions share a level).
+        """
+        k_max = max(c.k for c in comps)
         prompts = [c.prompt for c in comps for _ in c.ranking]
         texts = [c.completions[i] for c in comps for i in c.ranking]
         flat = self.score(prompts, texts)
         rewards = torch.zeros(len(comps), k_max, device=flat.device)
         valid = torch.zeros(len(comps), k_max, dtype=torch.bool, device=flat.device)
+        levels = torch.zeros(len(comps), k_max, dtype=torch.long, device=flat.device)
         pos = 0
         for b, c in enumerate(comps):
-            k = len(c.ranking)
+            k = c.k
             rewards[b, :k], valid[b, :k] = flat[pos : pos + k], True
+            levels[b, :k] = torch.tensor(c.rank_levels, device=flat.device)
             pos += k
-        return rewards, valid
+        return rewards, valid, levels
 
     @torch.no_grad()
-    def evaluate(self, comps: list[Comparison] | None = None) -> tuple[float, list[float]]:
-        """Pairwise accuracy on held-out comparisons: share of ranked pairs with r_w > r_l (ties 0.5).
+    def evaluate(self, comps: list[Comparison] | None = None) -> PairwiseAccuracy:
+        """Pairwise accuracy on held-out comparisons (default: the validation set), overall and per K.
 
-        Returns ``(accuracy, per-pair outcomes)``; accuracy is NaN with no comparisons.
+        Every ranked pair (w above l) scores 1 if r_w > r_l, 0.5 if equal, 0 otherwise; tied
+        pairs do not count. See :class:`PairwiseAccuracy`; accuracy is NaN with no comparisons.
         """
         comps = self.val_set if comps is None else comps
         self.model.eval()
         outcomes: list[float] = []
+        pair_k: list[int] = []
+        n_by_k: dict[int, int] = {}
         for chunk in batches(comps, self.cfg.batch_size):
-            rewards, valid = self._batch_rewards(chunk)
-            for b in range(len(chunk)):
-                r = rewards[b][valid[b]]
-                for i in range(len(r)):
-                    for j in range(i + 1, len(r)):
-                        outcomes.append(1.0 if r[i] > r[j] else 0.5 if r[i] == r[j] else 0.0)
+            out, pair = pairwise_outcomes(*self._batch_rewards(chunk))
+            for b, c in enumerate(chunk):
+                values = out[b][pair[b]].tolist()
+                outcomes += values
+                pair_k += [c.k] * len(values)
+                n_by_k[c.k] = n_by_k.get(c.k, 0) + 1
         self.model.train()
-        return (sum(outcomes) / len(outcomes) if outcomes else float("nan")), outcomes
+        return PairwiseAccuracy.from_outcomes(outcomes, pair_k, n_by_k)
 
     def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None, resume: bool = False) -> RMResult:
         """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val.
@@ -110,8 +150,9 @@ class RewardModelTrainer:
                         self.cfg.keep_checkpoints, Path(state_dir) if state_dir else None, resume)
         result.train_losses = train_epochs(self.accelerator, self.model, self.opt, self.sched, self.train_set, spec, seed=self.seed,
                                            loss_fn=loss_fn, desc="RM", log_path=log_path)
-        result.val_accuracy, result.val_correct_per_pair = self.evaluate()
-        result.val_pairs = len(result.val_correct_per_pair)
+        acc = self.evaluate()
+        result.val_accuracy, result.val_correct_per_pair, result.val_pair_k = acc.accuracy, acc.outcomes, acc.pair_k
+        result.val_accuracy_by_k, result.val_pairs = acc.by_k, len(acc.outcomes)
         return result
 
     @torch.no_grad()

@@ -61,7 +61,7 @@ def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_pat
     cfg = RMConfig(lr=3e-3, epochs=6, batch_size=4, warmup_ratio=0.0, max_length=48, max_prompt_length=24)
     trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, _separable_comparisons(16), _separable_comparisons(8),
                                  chat_template="false", seed=0)
-    acc_before, _ = trainer.evaluate()
+    acc_before = trainer.evaluate().accuracy
     result = trainer.train(log_path=tmp_path / "rm.jsonl")
     assert result.val_pairs == 8 * 3  # C(3, 2) pairs per prompt
     assert result.val_accuracy == 1.0 and acc_before < 1.0
@@ -71,7 +71,15 @@ def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_pat
     assert shift != 0.0
     r = trainer.score([d.prompt for d in demos], [d.completion for d in demos])
     assert r.mean().item() == pytest.approx(0.0, abs=1e-4)
-    assert trainer.evaluate()[0] == 1.0  # a constant shift keeps the ranking
+    assert trainer.evaluate().accuracy == 1.0  # a constant shift keeps the ranking
+    # mixed K with ties: K=2 lists and K=4 lists whose two middle completions tie (5 ranked pairs each)
+    mixed = _separable_comparisons(3, k=2) + [
+        Comparison(f"t{i}", f"\n\nHuman: question {i}?\n\nAssistant:", ("good good good", "good bad", "bad good", "bad bad bad"),
+                   (0, 1, 2, 3), "test", (False, True, False)) for i in range(2)]
+    acc = trainer.evaluate(mixed)
+    assert {k: (v["pairs"], v["comparisons"]) for k, v in acc.by_k.items()} == {2: (3, 3), 4: (10, 2)}
+    assert len(acc.outcomes) == len(acc.pair_k) == 13 and acc.pair_k.count(4) == 10
+    assert acc.accuracy == pytest.approx((acc.by_k[2]["accuracy"] * 3 + acc.by_k[4]["accuracy"] * 10) / 13)
 
 
 def test_new_reward_head_starts_at_zero_and_a_saved_one_is_restored(tiny_dir, tmp_path):

@@ -10,8 +10,14 @@ from harness.cli import CONF_DIR
 from harness.config import register_configs
 
 register_configs()
-GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("model", "data", "pipeline")}
-PRIMARY = ["sft", "rm", "ppo", "eval", "report", "pipeline"]
+# discovered, so a new primary config or group option is composed without editing this file
+GROUPS = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in sorted(Path(CONF_DIR).iterdir()) if d.is_dir()}
+PRIMARY = sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml"))
+
+
+def test_discovery_sees_every_config():
+    assert {"sft", "rm", "label", "ppo", "eval", "report", "pipeline"} <= set(PRIMARY)
+    assert set(GROUPS) == {"model", "data", "pipeline"} and "smoke" in GROUPS["pipeline"]
 
 
 def _compose(name, overrides=()):
@@ -39,6 +45,17 @@ def test_smoke_preset_switches_model_and_sizes():
     assert cfg.ppo.steps == 2 and cfg.data.n_eval_prompts == 8
     default = _compose("pipeline")
     assert default.model.name == "smollm2-135m" and default.pipeline.name == "default"
+
+
+def test_label_app_and_simulated_pipeline_compose():
+    cfg = _compose("label", ["policy=some/ckpt", "judge.path=some/judge", "label.noise_rate=0.27"])
+    assert cfg.label.k_min == 4 and cfg.label.k_max == 9 and cfg.label.noise_rate == 0.27
+    assert cfg.judge.kind == "reward_model" and cfg.data.n_label_prompts == 256
+    smoke = _compose("pipeline", ["pipeline=smoke", "rm_data=simulated"])
+    assert smoke.rm_data == "simulated" and (smoke.label.k_min, smoke.label.k_max) == (2, 4)
+    assert smoke.data.n_label_prompts == 16 and _compose("pipeline").rm_data == "human"
+    rm = _compose("rm", ["comparisons=labels.jsonl"])
+    assert rm.comparisons == "labels.jsonl" and _compose("rm").comparisons is None
 
 
 def test_schema_rejects_unknown_and_mistyped_fields():

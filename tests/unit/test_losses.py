@@ -46,6 +46,62 @@ def test_kwise_loss_rejects_single_completion():
         losses.kwise_ranking_loss(torch.zeros(1, 2), torch.tensor([[1, 0]]))
 
 
+def test_kwise_loss_ties_drop_exactly_the_tied_pairs_by_hand():
+    # prompt 0: positions 0 and 1 tied (levels 0, 0, 1): pairs (0,2) and (1,2) only, not (0,1)
+    # prompt 1: no ties, K=2. The tied pair is mis-ordered (r_0 < r_1) and must not count as wrong.
+    r = torch.tensor([[0.5, 1.5, -1.0], [2.0, 1.0, 0.0]])
+    valid = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    levels = torch.tensor([[0, 0, 1], [0, 1, 2]])
+    loss, n_pairs, n_correct = losses.kwise_ranking_loss(r, valid, levels)
+    p0 = (softplus(-1.5) + softplus(-2.5)) / 2  # d = 0.5 - (-1) and 1.5 - (-1)
+    p1 = softplus(-1.0)
+    assert loss.item() == pytest.approx((p0 + p1) / 2, abs=1e-6)
+    assert (n_pairs.item(), n_correct.item()) == (3, 3)
+    # without the tie the same rewards have 4 pairs, one of them wrong
+    loss_untied, n4, c4 = losses.kwise_ranking_loss(r, valid)
+    assert (n4.item(), c4.item()) == (4, 3) and loss_untied.item() != pytest.approx(loss.item())
+    # accuracy outcomes: only the ranked pairs appear
+    out, pair = losses.pairwise_outcomes(r, valid, levels)
+    assert pair[0].nonzero().tolist() == [[0, 2], [1, 2]] and out[pair].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_kwise_loss_k9_has_36_pairs_and_matches_an_explicit_sum():
+    torch.manual_seed(0)
+    r = torch.randn(1, 9)
+    loss, n_pairs, n_correct = losses.kwise_ranking_loss(r, torch.ones(1, 9))
+    pairs = [(w, l) for w in range(9) for l in range(w + 1, 9)]
+    assert len(pairs) == 36 == math.comb(9, 2) and n_pairs.item() == 36
+    expected = sum(softplus(-(r[0, w] - r[0, l]).item()) for w, l in pairs) / 36
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert n_correct.item() == sum(r[0, w].item() > r[0, l].item() for w, l in pairs)
+    # one tie group of three (levels 0,1,1,1,2,...) removes C(3,2) = 3 pairs
+    levels = torch.tensor([[0, 1, 1, 1, 2, 3, 4, 5, 6]])
+    assert losses.kwise_ranking_loss(r, torch.ones(1, 9), levels)[1].item() == 33
+
+
+def test_kwise_loss_with_levels_ignores_the_order_of_positions():
+    r = torch.tensor([[2.0, 1.0, 0.0, -0.5]])
+    levels = torch.tensor([[0, 1, 1, 2]])
+    perm = torch.tensor([3, 1, 0, 2])
+    a = losses.kwise_ranking_loss(r, torch.ones(1, 4), levels)
+    b = losses.kwise_ranking_loss(r[:, perm], torch.ones(1, 4), levels[:, perm])
+    assert a[0].item() == pytest.approx(b[0].item(), abs=1e-6) and a[1].item() == b[1].item() == 5
+
+
+def test_kwise_loss_k2_with_levels_equals_pairwise_loss():
+    r = torch.tensor([[0.3, 1.2], [-0.5, -2.0]])
+    loss, n, _ = losses.kwise_ranking_loss(r, torch.ones(2, 2), torch.tensor([[0, 1], [0, 1]]))
+    pairwise = -torch.nn.functional.logsigmoid(r[:, 0] - r[:, 1]).mean()
+    assert loss.item() == pytest.approx(pairwise.item(), abs=1e-6) and n.item() == 2
+
+
+def test_kwise_loss_rejects_a_prompt_with_every_completion_tied():
+    r = torch.tensor([[1.0, 0.0, 0.5], [1.0, 0.0, 0.0]])
+    levels = torch.tensor([[0, 1, 2], [3, 3, 3]])
+    with pytest.raises(ValueError, match=r"prompts \[1\] have every completion tied"):
+        losses.kwise_ranking_loss(r, torch.ones(2, 3), levels)
+
+
 def test_kl_shaping_and_gae_on_four_tokens_by_hand():
     logp = torch.tensor([[-1.0, -2.0, -1.0, -3.0]])
     ref = torch.tensor([[-1.5, -1.5, -1.0, -2.0]])

@@ -106,6 +106,17 @@ def test_alignment_tax_table_values(run_dir: Path):
     assert [tax.index(f"<td>{p}</td>") for p in POLICIES] == sorted(tax.index(f"<td>{p}</td>") for p in POLICIES)
 
 
+def test_rm_table_lists_accuracy_per_k_under_its_model(run_dir: Path):
+    rows = _results() + [_row("rm", "reward_model", "pairwise_accuracy_k9", 0.7, 0.6, 0.8, 360),
+                         _row("rm", "reward_model", "pairwise_accuracy_k4", 0.5, 0.4, 0.6, 40)]
+    write_jsonl(run_dir / "results" / "results.jsonl", rows)
+    page = build_run_report(run_dir).read_text(encoding="utf-8")
+    rm = page[page.index('<section id="sec-rm">'):page.index('<section id="sec-ppo">')]
+    order = [rm.index(s) for s in ("<td>rm</td>", "<td>rm, K = 4</td>", "<td>rm, K = 9</td>", "<td>judge</td>")]
+    assert order == sorted(order) and "70.0% [60.0%, 80.0%]" in rm and ">360</td>" in rm
+    assert list(figures.rm_accuracy_figure(rows).data[0].x) == ["rm", "judge"]  # the figure keeps the overall bars
+
+
 def test_winrate_table_and_samples(run_dir: Path):
     page = build_run_report(run_dir, n_samples=3).read_text(encoding="utf-8")
     win = page[page.index('<section id="sec-winrate">'):page.index('<section id="sec-alignment-tax">')]
