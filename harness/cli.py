@@ -28,7 +28,8 @@ def sft_main(cfg: DictConfig) -> None:
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed)
+    path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
+                              tracking=cfg.tracking)
     print(path)
 
 
@@ -38,7 +39,8 @@ def rm_main(cfg: DictConfig) -> None:
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed)
+    path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
+                             tracking=cfg.tracking)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
 
 
@@ -49,7 +51,7 @@ def ppo_main(cfg: DictConfig) -> None:
 
     stage = "ppo_ptx" if cfg.ppo.gamma > 0 else "ppo"
     path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
-                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward)
+                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward, tracking=cfg.tracking)
     print(path)
 
 

@@ -47,12 +47,14 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     sft = ck / "sft"
     if not _done(sft, cfg.resume):
-        metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed)[1]
+        metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed,
+                                tracking=cfg.tracking)[1]
     for name, init, rm_cfg in (("rm", str(sft), cfg.rm), ("judge", base, cfg.judge)):
         # the judge starts from the base model and sees only judge-split prompts: it never shares
         # data or weights with the RM the policies optimise
         if not _done(ck / name, cfg.resume):
-            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed)[1]
+            metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed,
+                                  tracking=cfg.tracking)[1]
         else:
             metrics[name] = read_json(ck / name / "run.json")["metrics"]
 
@@ -61,7 +63,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
             ppo_cfg = copy.deepcopy(cfg.ppo)
             ppo_cfg.gamma = gamma
             timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name,
-                  gold_reward=str(ck / "judge"))
+                  gold_reward=str(ck / "judge"), tracking=cfg.tracking)
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
     rows: list[ResultRow] = [stages.rm_accuracy_row(n, metrics[n], cfg.run_id, cfg.seed, chash) for n in ("rm", "judge")]

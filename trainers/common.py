@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from harness.io import append_jsonl
 from harness.runinfo import write_run_info
+from trainers.tracking import log_step
 
 
 def seed_everything(seed: int) -> None:
@@ -89,23 +89,69 @@ def batches(items: list, size: int, rng: random.Random | None = None) -> list[li
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, mega_batch_mult: int = 50) -> list[list[int]]:
+    """Indices of one epoch in batches of similar length, so padding to the batch maximum wastes little.
+
+    Shuffle all indices; cut them into mega-batches of ``mega_batch_mult * batch_size``; sort each
+    mega-batch by length, longest first; cut it into batches of ``batch_size``; shuffle the batches.
+    The scheme of transformers' ``LengthGroupedSampler`` (mega-batches keep the epoch random, the
+    final shuffle keeps long batches from all coming first). Every index appears exactly once, and
+    there are ``ceil(len(lengths) / batch_size)`` batches, as with random batching.
+    ``lengths``: tokens per example. Raises ``ValueError`` if ``batch_size`` or ``mega_batch_mult`` < 1.
+    """
+    if batch_size < 1 or mega_batch_mult < 1:
+        raise ValueError(f"length_grouped_batches: batch_size ({batch_size}) and mega_batch_mult ({mega_batch_mult}) must be >= 1")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = mega_batch_mult * batch_size
+    out: list[list[int]] = []
+    for start in range(0, len(order), mega):
+        group = sorted(order[start : start + mega], key=lambda i: -lengths[i])  # stable: ties keep the shuffled order
+        out += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def epoch_batches(items: list, batch_size: int, rng: random.Random, lengths: Sequence[int] | None = None) -> list[list]:
+    """One epoch of ``items`` in batches: length-grouped when ``lengths`` (one per item) is given, else shuffled.
+
+    Raises ``ValueError`` if ``lengths`` does not have one entry per item.
+    """
+    if lengths is None:
+        return batches(items, batch_size, rng)
+    if len(lengths) != len(items):
+        raise ValueError(f"epoch_batches: {len(lengths)} lengths for {len(items)} items")
+    return [[items[i] for i in b] for b in length_grouped_batches(lengths, batch_size, rng)]
+
+
+def padding_stats(lengths: Sequence[int]) -> dict[str, int]:
+    """Real and padded token counts of one right-padded batch of sequences of ``lengths`` tokens.
+
+    ``{"tokens": sum(lengths), "padded_tokens": len(lengths) * max(lengths)}``; the second is what
+    the forward pass computes on.
+    """
+    return {"tokens": int(sum(lengths)), "padded_tokens": len(lengths) * int(max(lengths, default=0))}
+
+
 def train_epochs(
     accelerator, model, opt, sched, items: list, *, batch_size: int, epochs: int, total_steps: int, max_grad_norm: float,
     rng: random.Random, loss_fn: Callable[[list], tuple[torch.Tensor, dict[str, float]]], desc: str,
-    log_path: str | Path | None = None,
+    log_path: str | Path | None = None, lengths: Sequence[int] | None = None,
 ) -> list[float]:
     """The optimisation loop SFT and the RM share: shuffled batches, gradient accumulation (accelerate),
-    gradient clipping, one log line ``{step, loss, **extras, lr}`` per optimiser step, a progress bar.
+    gradient clipping, one log line ``{step, loss, **extras, lr}`` per optimiser step (JSONL and the
+    accelerator's trackers, :func:`trainers.tracking.log_step`), a progress bar.
 
-    ``loss_fn(batch)`` returns the batch's scalar loss and extra numbers to log. Returns the loss of
-    each optimiser step (the last micro-batch's, under accumulation).
+    ``loss_fn(batch)`` returns the batch's scalar loss and extra numbers to log. With ``lengths``
+    (tokens per item) batches are length-grouped (:func:`length_grouped_batches`). Returns the loss
+    of each optimiser step (the last micro-batch's, under accumulation).
     """
     losses: list[float] = []
     step = 0
     bar = tqdm(total=total_steps, desc=desc, disable=not accelerator.is_main_process)
     model.train()
     for _ in range(epochs):
-        for chunk in batches(items, batch_size, rng):
+        for chunk in epoch_batches(items, batch_size, rng, lengths):
             with accelerator.accumulate(model):
                 loss, extras = loss_fn(chunk)
                 accelerator.backward(loss)
@@ -117,8 +163,7 @@ def train_epochs(
             if accelerator.sync_gradients:
                 step += 1
                 losses.append(loss.item())
-                if log_path:
-                    append_jsonl(log_path, {"step": step, "loss": loss.item(), **extras, "lr": sched.get_last_lr()[0]})
+                log_step(accelerator, log_path, {"step": step, "loss": loss.item(), **extras, "lr": sched.get_last_lr()[0]}, step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.2f}" for k, v in extras.items()})
     bar.close()

@@ -19,8 +19,9 @@ from harness.config import RMConfig
 from harness.models import last_token_index, token_scores
 from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
-from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything, train_epochs
+from trainers.common import batches, freeze_lower_layers, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything, train_epochs
 from trainers.losses import kwise_ranking_loss
+from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
 
 @dataclass
@@ -38,12 +39,13 @@ class RewardModelTrainer:
     """Trains a scalar-head model (:func:`harness.models.load_scalar_model`) on ranked comparisons."""
 
     def __init__(self, cfg: RMConfig, model, tokenizer, train: list[Comparison], val: list[Comparison],
-                 chat_template: str = "auto", seed: int = 0):
+                 chat_template: str = "auto", seed: int = 0, tracking: Tracking | None = None):
         if not train:
             raise ValueError("RewardModelTrainer: no training comparisons")
         self.cfg, self.tokenizer, self.chat_template, self.seed = cfg, tokenizer, chat_template, seed
         self.train_set, self.val_set = train, val
-        self.accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+        self.accelerator: Accelerator = make_accelerator(tracking, gradient_accumulation_steps=cfg.grad_accum,
+                                                         mixed_precision=cfg.mixed_precision)
         self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
         steps = cfg.epochs * -(-len(train) // (cfg.batch_size * cfg.grad_accum))
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=model.score, head_lr=cfg.head_lr)
@@ -93,21 +95,33 @@ class RewardModelTrainer:
         self.model.train()
         return (sum(outcomes) / len(outcomes) if outcomes else float("nan")), outcomes
 
+    def sequence_lengths(self, comp: Comparison) -> list[int]:
+        """Tokens of each ranked (prompt + completion) sequence of ``comp``, as :meth:`score` encodes them."""
+        return [len(encode_pair(comp.prompt, comp.completions[i], self.tokenizer, self.cfg.max_length, self.cfg.max_prompt_length,
+                                self.chat_template).input_ids) for i in comp.ranking]
+
     def train(self, log_path: str | Path | None = None) -> RMResult:
-        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val."""
+        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, tokens, padded_tokens, lr}``; then evaluate on val.
+
+        With ``group_by_length`` a comparison's length is its longest sequence (all of a batch's
+        sequences are padded together). Trackers, if any, are closed at the end.
+        """
         seed_everything(self.seed)
         result = RMResult()
+        seq_lengths = {id(c): self.sequence_lengths(c) for c in self.train_set}
 
         def loss_fn(chunk: list[Comparison]):
             loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
-            return loss, {"accuracy": (n_correct / n_pairs).item()}
+            return loss, {"accuracy": (n_correct / n_pairs).item(), **padding_stats([n for c in chunk for n in seq_lengths[id(c)]])}
 
         result.train_losses = train_epochs(
             self.accelerator, self.model, self.opt, self.sched, self.train_set, batch_size=self.cfg.batch_size,
             epochs=self.cfg.epochs, total_steps=self.total_steps, max_grad_norm=self.cfg.max_grad_norm,
-            rng=random.Random(self.seed), loss_fn=loss_fn, desc="RM", log_path=log_path)
+            rng=random.Random(self.seed), loss_fn=loss_fn, desc="RM", log_path=log_path,
+            lengths=[max(seq_lengths[id(c)]) for c in self.train_set] if self.cfg.group_by_length else None)
         result.val_accuracy, result.val_correct_per_pair = self.evaluate()
         result.val_pairs = len(result.val_correct_per_pair)
+        finish_tracking(self.accelerator)
         return result
 
     @torch.no_grad()

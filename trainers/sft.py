@@ -2,6 +2,11 @@
 
 Next-token cross-entropy on completion tokens only (prompt tokens are masked), AdamW with warmup
 and cosine decay, under ``accelerate`` so the same loop runs on CPU, one GPU or several.
+
+Options (``SFTConfig``): ``lora`` trains peft LoRA adapters instead of every weight and merges them
+into the saved checkpoint; ``residual_dropout`` trains with that dropout probability (paper
+appendix C.1: 0.2) while the saved config keeps the model's own; ``group_by_length`` batches
+demonstrations of similar length (each logged step records ``tokens`` and ``padded_tokens``).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import torch
 from accelerate import Accelerator
 
 from harness.config import SFTConfig
+from harness.models import add_lora, merge_lora, with_dropout
 from harness.prompting import EncodedPair, encode_pair, pad
 from harness.records import Demonstration
-from trainers.common import batches, optimizer_and_schedule, save_checkpoint, seed_everything, train_epochs
+from trainers.common import batches, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything, train_epochs
 from trainers.losses import lm_loss
+from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
 
 def collate_pairs(pairs: list[EncodedPair], pad_id: int) -> dict[str, torch.Tensor]:
@@ -38,12 +45,23 @@ class SFTResult:
 
 
 class SFTTrainer:
-    """Fine-tunes ``model`` on demonstrations. Construct, then :meth:`train`."""
+    """Fine-tunes ``model`` on demonstrations. Construct, then :meth:`train`, then :meth:`save`.
+
+    ``tracking`` (:func:`trainers.tracking.stage_tracking`) adds experiment trackers beside the
+    JSONL log. Raises ``ValueError`` with no training demonstrations, and (from
+    :func:`harness.models.dropout_fields`) for ``residual_dropout`` on an architecture without dropout.
+    """
 
     def __init__(self, cfg: SFTConfig, model, tokenizer, train: list[Demonstration], val: list[Demonstration],
-                 chat_template: str = "auto", seed: int = 0):
+                 chat_template: str = "auto", seed: int = 0, tracking: Tracking | None = None):
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
-        self.accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+        self.base_dropout: dict[str, float] = {}  # the model's own dropout config, restored in the saved checkpoint
+        if cfg.residual_dropout is not None:
+            model, self.base_dropout = with_dropout(model, cfg.residual_dropout)
+        if cfg.lora.r > 0:
+            model = add_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
+        self.accelerator: Accelerator = make_accelerator(tracking, gradient_accumulation_steps=cfg.grad_accum,
+                                                         mixed_precision=cfg.mixed_precision)
         encode = lambda d: encode_pair(d.prompt, d.completion, tokenizer, cfg.max_length, cfg.max_prompt_length, chat_template)  # noqa: E731
         self.train_pairs = [encode(d) for d in train]
         self.val_pairs = [encode(d) for d in val]
@@ -75,19 +93,33 @@ class SFTTrainer:
         return total / max(count, 1)
 
     def train(self, out_dir: str | Path, log_path: str | Path | None = None) -> SFTResult:
-        """Run all epochs; write per-step ``{step, loss, lr}`` lines to ``log_path``. Returns losses."""
+        """Run all epochs; write per-step ``{step, loss, tokens, padded_tokens, lr}`` lines to ``log_path``
+        (and to the trackers, which are closed at the end). Returns losses."""
         seed_everything(self.seed)
         result = SFTResult(Path(out_dir))
         result.val_loss_before = self.evaluate()
+
+        def loss_fn(chunk: list[EncodedPair]):
+            return self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id)), padding_stats([len(p.input_ids) for p in chunk])
+
         result.train_losses = train_epochs(
             self.accelerator, self.model, self.opt, self.sched, self.train_pairs, batch_size=self.cfg.batch_size,
             epochs=self.cfg.epochs, total_steps=self.total_steps, max_grad_norm=self.cfg.max_grad_norm,
-            rng=random.Random(self.seed), loss_fn=lambda chunk: (self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id)), {}),
-            desc="SFT", log_path=log_path)
+            rng=random.Random(self.seed), loss_fn=loss_fn, desc="SFT", log_path=log_path,
+            lengths=[len(p.input_ids) for p in self.train_pairs] if self.cfg.group_by_length else None)
         result.val_loss = self.evaluate()
+        finish_tracking(self.accelerator)
         return result
 
     def save(self, out_dir: str | Path, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the fine-tuned policy as a Hugging Face checkpoint with ``run.json``."""
-        model = self.accelerator.unwrap_model(self.model)
+        """Save the fine-tuned policy as a plain Hugging Face causal-LM checkpoint with ``run.json``.
+
+        LoRA adapters are merged into the base weights first (in place: the trainer's model has no
+        adapters afterwards), so every later stage loads the checkpoint unchanged. With
+        ``residual_dropout`` the saved config carries the model's own dropout values, not the
+        SFT-time ones, so RM and PPO do not inherit SFT's dropout.
+        """
+        model = merge_lora(self.accelerator.unwrap_model(self.model))
+        for name, value in self.base_dropout.items():
+            setattr(model.config, name, value)
         return save_checkpoint(model, self.tokenizer, out_dir, "sft", config, fingerprints, metrics)
