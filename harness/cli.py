@@ -38,7 +38,7 @@ def sft_main(cfg: DictConfig) -> None:
 
     out = Path(cfg.out_dir)
     path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
-                             selection_rm=cfg.selection_rm, resume=cfg.resume)
+                             selection_rm=cfg.selection_rm, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
 
 
@@ -49,7 +49,7 @@ def rm_main(cfg: DictConfig) -> None:
 
     out = Path(cfg.out_dir)
     path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
-                            resume=cfg.resume, comparisons_file=cfg.comparisons)
+                            resume=cfg.resume, comparisons_file=cfg.comparisons, tracking=cfg.tracking)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
 
 
@@ -70,7 +70,7 @@ def ppo_main(cfg: DictConfig) -> None:
 
     stage = "ppo_ptx" if cfg.ppo.gamma > 0 else "ppo"
     path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
-                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume)
+                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
 
 

@@ -51,6 +51,33 @@ class DataConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment trackers beside the JSONL train logs, through accelerate (``trainers/tracking.py``).
+
+    Each training stage (SFT, RM, judge, PPO, PPO-ptx) is one tracker run named after the stage,
+    with the stage's flattened config as its hyperparameters and every logged step as scalars.
+    """
+
+    log_with: list[str] = field(default_factory=list)  # accelerate tracker names: tensorboard | wandb | mlflow | ...; [] = JSONL only
+    project: str = "instructgpt-harness"  # tensorboard: sub-folder name; wandb project; mlflow experiment
+    dir: str | None = None  # local logging folder, one sub-folder per stage (None: <stage checkpoint's parent>/trackers)
+
+
+@dataclass
+class LoRAConfig:
+    """LoRA adapters for SFT through peft (Hu et al. 2021, arXiv 2106.09685). ``r`` = 0: off (full fine-tuning).
+
+    The adapters are merged into the base weights when the SFT checkpoint is saved, so later
+    stages load a plain causal LM.
+    """
+
+    r: int = 0  # adapter rank; 0 = no LoRA
+    alpha: float = 16.0  # the update is scaled by alpha / r
+    dropout: float = 0.0  # dropout on the adapter's input
+    target_modules: list[str] | None = None  # module names; None = peft's default for the architecture (Llama: q_proj, v_proj); [all-linear] = every linear layer but the output head
+
+
+@dataclass
 class SFTConfig:
     """Supervised fine-tuning on demonstrations (paper section 3.5; 16 epochs, cosine lr decay)."""
 
@@ -71,6 +98,9 @@ class SFTConfig:
     selection_max_new_tokens: int = 64  # greedy response length scored by the selection RM
     save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
     keep_checkpoints: int = 1
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    residual_dropout: float | None = None  # dropout probability during SFT (paper C.1: 0.2); None = the model's own; see models.dropout_fields
+    group_by_length: bool = True  # batch demonstrations of similar token length together (less padding)
 
 
 @dataclass
@@ -91,6 +121,7 @@ class RMConfig:
     mixed_precision: str = "no"
     save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
     keep_checkpoints: int = 1
+    group_by_length: bool = True  # batch comparisons of similar token length together (less padding)
 
 
 @dataclass
@@ -108,13 +139,15 @@ class PPOConfig:
     kl_target: float | None = None  # nats/episode, adaptive only
     kl_horizon: float = 10000.0
     gamma: float = 0.0  # pretraining (ptx) loss coefficient (paper: 27.8 for PPO-ptx)
-    ptx_batch_size: int = 4  # pretraining sequences per minibatch
+    ptx_batch_size: int = 4  # pretraining sequences per minibatch, when ptx_ratio is null
+    ptx_ratio: float | None = None  # pretraining sequences per episode of each minibatch (paper C.4: 8); overrides ptx_batch_size
     ptx_max_length: int = 128
     discount: float = 1.0  # GAE discount (paper: 1)
     gae_lambda: float = 0.95
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 1.0
+    value_head: str = "separate"  # separate: value model initialised from the RM (paper) | shared: scalar head on the policy's trunk
     whiten_advantages: bool = True
     whiten_rewards: bool = False  # scale each batch's RM scores to unit variance (mean kept) before the KL penalty
     missing_eos_penalty: float | None = None  # subtracted from the score of an episode cut off without EOS
@@ -185,11 +218,16 @@ class StageConfig:
     resume: bool = False
 
 
+def _run_tracking() -> TrackingConfig:
+    return TrackingConfig(dir="${out_dir}/trackers")
+
+
 @dataclass
 class SFTApp(StageConfig):
     init_from: str | None = None  # checkpoint folder / hub id; default: the base model of `model`
     selection_rm: str | None = None  # reward model scoring checkpoint candidates (sft.select_by=rm_score)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
@@ -198,6 +236,7 @@ class RMApp(StageConfig):
     split: str = "rm"  # rm (the policy's RM) | judge (held-out evaluation judge); names the checkpoint folder
     comparisons: str | None = None  # a Comparison JSONL (e.g. harness-label output) instead of the split's human data
     rm: RMConfig = field(default_factory=RMConfig)
+    tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
@@ -206,6 +245,7 @@ class PPOApp(StageConfig):
     reward_model: str = MISSING  # RM checkpoint: reward and value-model initialisation
     gold_reward: str | None = None  # held-out RM (e.g. the judge) logged beside the proxy reward, not optimised
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
@@ -242,6 +282,7 @@ class PipelineApp(StageConfig):
     ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the PPO run uses 0)
     eval: EvalConfig = field(default_factory=EvalConfig)
     pipeline: dict[str, Any] = field(default_factory=dict)  # preset name and notes (conf/pipeline/)
+    tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 def register_configs() -> None:

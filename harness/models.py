@@ -14,9 +14,11 @@ every position. Being a stock transformers class, a saved RM loads with ``from_p
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +155,87 @@ def load_scalar_model(path: str) -> PreTrainedModel:
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model
+
+
+# Config fields of residual-stream dropout, by architecture family (GPT-2/GPT-J/Phi, GPT-NeoX/Falcon/Bloom, OPT, BERT-likes)
+RESIDUAL_DROPOUT_FIELDS = ("resid_pdrop", "hidden_dropout", "dropout", "hidden_dropout_prob", "resid_dropout")
+# Attention-probability dropout: the only dropout Llama, Mistral, Qwen2 and Gemma have
+ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+
+
+def dropout_fields(config) -> list[str]:
+    """The fields of a transformers ``config`` that ``residual_dropout`` sets.
+
+    Every residual-dropout field the config has (:data:`RESIDUAL_DROPOUT_FIELDS`; GPT-2's
+    ``resid_pdrop``, the paper's "residual dropout", appendix C.1); if it has none, its
+    attention-dropout fields (:data:`ATTENTION_DROPOUT_FIELDS`; Llama's ``attention_dropout``),
+    the only dropout such architectures have. Raises ``ValueError`` naming the architecture if it
+    has neither.
+    """
+    present = lambda names: [f for f in names if isinstance(getattr(config, f, None), (int, float))]  # noqa: E731
+    fields = present(RESIDUAL_DROPOUT_FIELDS) or present(ATTENTION_DROPOUT_FIELDS)
+    if not fields:
+        raise ValueError(f"residual_dropout: {type(config).__name__} (model_type {getattr(config, 'model_type', '?')!r}) has no dropout "
+                         f"field; looked for {RESIDUAL_DROPOUT_FIELDS + ATTENTION_DROPOUT_FIELDS}")
+    return fields
+
+
+def with_dropout(model: PreTrainedModel, p: float) -> tuple[PreTrainedModel, dict[str, float]]:
+    """The same model (same parameter tensors) rebuilt with dropout probability ``p`` in :func:`dropout_fields`.
+
+    transformers modules read their dropout from the config when they are built, so the model is
+    re-instantiated from the changed config with empty (meta) weights, and the existing parameters
+    and buffers are assigned into it: no copy, no extra memory. Returns ``(model, previous values
+    of the changed fields)``; the caller's old ``model`` object must not be used afterwards.
+    Raises ``ValueError`` if ``p`` is outside [0, 1) or the architecture has no dropout field.
+    """
+    from accelerate import init_empty_weights
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"residual_dropout must be in [0, 1), got {p}")
+    fields = dropout_fields(model.config)
+    previous = {f: getattr(model.config, f) for f in fields}
+    config = copy.deepcopy(model.config)
+    for f in fields:
+        setattr(config, f, p)
+    with init_empty_weights(include_buffers=False):
+        rebuilt = type(model)(config)
+    rebuilt.load_state_dict(model.state_dict(keep_vars=True), assign=True, strict=True)
+    rebuilt.tie_weights()
+    rebuilt.generation_config = model.generation_config
+    rebuilt.train(model.training)
+    return rebuilt, previous
+
+
+def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, target_modules: Sequence[str] | None = None):
+    """Wrap a causal LM in peft LoRA adapters (Hu et al. 2021): only the adapters train.
+
+    Each targeted linear ``W`` becomes ``W + (alpha / r) * B A`` with ``A [r, in]`` random and
+    ``B [out, r]`` zero, so the wrapped model starts equal to ``model``. ``target_modules`` None
+    uses peft's default for the architecture; ``["all-linear"]`` every linear layer but the
+    output head. Returns the ``PeftModel``; :func:`merge_lora` turns it back into a plain model.
+    Raises ``ValueError`` if ``r`` < 1.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if r < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {r}")
+    targets = list(target_modules) if target_modules else None
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, cfg)
+
+
+def merge_lora(model) -> PreTrainedModel:
+    """A plain transformers model with the LoRA updates ``(alpha / r) B A`` added into the base weights.
+
+    Modifies ``model`` in place (peft's ``merge_and_unload``); a model without adapters is returned
+    unchanged.
+    """
+    from peft import PeftModel
+
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     def reward_model(name: str, init: str, rm_cfg, comparisons_file: Path | None = None) -> None:
         if not _done(ck / name, cfg.resume):
             metrics[name] = timed(name, stages.run_rm, cfg.model, cfg.data, rm_cfg, init, name, ck / name, cfg.seed,
-                                  resume=cfg.resume, comparisons_file=comparisons_file)[1]
+                                  resume=cfg.resume, comparisons_file=comparisons_file, tracking=cfg.tracking)[1]
         else:
             metrics[name] = read_json(ck / name / "run.json")["metrics"]
 
@@ -85,7 +85,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
         reward_model("rm", base, cfg.rm)
     if not _done(sft, cfg.resume):
         metrics["sft"] = timed("sft", stages.run_sft, cfg.model, cfg.data, cfg.sft, base, sft, cfg.seed,
-                               selection_rm=str(ck / "rm") if select_by_rm else None, resume=cfg.resume)[1]
+                               selection_rm=str(ck / "rm") if select_by_rm else None, resume=cfg.resume, tracking=cfg.tracking)[1]
     # the judge starts from the base model and sees only judge-split prompts: it never shares
     # data or weights with the RM the policies optimise
     if cfg.rm_data == "human":
@@ -107,7 +107,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
             ppo_cfg = copy.deepcopy(cfg.ppo)
             ppo_cfg.gamma = gamma
             timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name,
-                  gold_reward=str(ck / "judge"), resume=cfg.resume)
+                  gold_reward=str(ck / "judge"), resume=cfg.resume, tracking=cfg.tracking)
 
     policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
     rows: list[ResultRow] = [r for n in ("rm", "judge") for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]

@@ -64,13 +64,15 @@ def base_model(model_cfg: ModelConfig, data_cfg, out_dir: str | Path, seed: int)
 
 
 def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, seed: int,
-            selection_rm: str | None = None, resume: bool = False) -> tuple[Path, dict]:
+            selection_rm: str | None = None, resume: bool = False, tracking=None) -> tuple[Path, dict]:
     """Stage 1: fine-tune ``init_from`` on demonstrations; returns (checkpoint, metrics).
 
     With ``sft_cfg.select_by=rm_score`` the checkpoint candidates are scored by the reward model
-    at ``selection_rm``; ``resume`` continues from the newest training-state checkpoint.
+    at ``selection_rm``; ``resume`` continues from the newest training-state checkpoint;
+    ``tracking`` (a :class:`harness.config.TrackingConfig`) adds experiment trackers for the stage.
     """
     from trainers.sft import SFTTrainer
+    from trainers.tracking import stage_tracking
 
     train, val, fp = selection.demonstrations(data_cfg)
     tok = load_tokenizer(init_from)
@@ -79,15 +81,16 @@ def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, s
         if not selection_rm:
             raise ValueError("run_sft: sft.select_by=rm_score needs selection_rm=<reward model checkpoint>")
         rm = (load_scalar_model(selection_rm), load_tokenizer(selection_rm))
-    trainer = SFTTrainer(sft_cfg, load_policy(init_from), tok, train, val, model_cfg.chat_template, seed, selection_rm=rm)
     out_dir = Path(out_dir)
+    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from,
+           "selection_rm": selection_rm, "seed": seed}
+    trainer = SFTTrainer(sft_cfg, load_policy(init_from), tok, train, val, model_cfg.chat_template, seed, selection_rm=rm,
+                         tracking=stage_tracking(tracking, out_dir, "sft", cfg))
     result = trainer.train(out_dir, log_path=fresh_log(out_dir, resume), resume=resume)
     metrics = {"train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1],
                "val_loss_before": result.val_loss_before, "val_loss": result.val_loss, "n_train": len(train), "n_val": len(val),
                "select_by": sft_cfg.select_by, "selected_step": result.selected_step, "total_steps": trainer.total_steps,
                "candidates": result.candidates}
-    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "sft": _plain(sft_cfg), "init_from": init_from,
-           "selection_rm": selection_rm, "seed": seed}
     path = trainer.save(out_dir, cfg, fp, metrics)
     log.info("SFT: train loss %.3f -> %.3f, val loss %.3f -> %.3f, selected step %d of %d by %s -> %s", result.train_losses[0],
              result.train_losses[-1], result.val_loss_before, result.val_loss, result.selected_step, trainer.total_steps,
@@ -96,25 +99,30 @@ def run_sft(model_cfg, data_cfg, sft_cfg, init_from: str, out_dir: str | Path, s
 
 
 def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str | Path, seed: int,
-           resume: bool = False, comparisons_file: str | Path | None = None) -> tuple[Path, dict]:
+           resume: bool = False, comparisons_file: str | Path | None = None, tracking=None) -> tuple[Path, dict]:
     """Stage 2: train a reward model on the ``split`` ("rm" or "judge") human comparisons, or, with
     ``comparisons_file``, on the Comparison JSONL it names (e.g. ``harness-label`` output), split
     into train/val by :func:`harness.selection.comparisons_from_file`. ``resume`` continues from the
-    newest training-state checkpoint.
+    newest training-state checkpoint; ``tracking`` (a :class:`harness.config.TrackingConfig`) adds
+    experiment trackers (run name: ``split``).
 
     Metrics include ``val_accuracy`` and ``val_outcomes`` (per held-out ranked pair: 1 / 0.5 / 0),
     ``val_outcome_k`` (the K of each of those pairs) and ``val_accuracy_by_k``
     (K -> {accuracy, pairs, comparisons}).
     """
     from trainers.reward_model import RewardModelTrainer
+    from trainers.tracking import stage_tracking
 
     if comparisons_file:
         train, val, fp = selection.comparisons_from_file(data_cfg, comparisons_file)
     else:
         train, val, fp = selection.comparisons(data_cfg, split)
     tok = load_tokenizer(init_from)
-    trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed)
     out_dir = Path(out_dir)
+    run_cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "rm": _plain(rm_cfg), "init_from": init_from, "split": split,
+               "comparisons_file": str(comparisons_file) if comparisons_file else None, "seed": seed}
+    trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed,
+                                 tracking=stage_tracking(tracking, out_dir, split, run_cfg))
     result = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
     shift = 0.0
     if rm_cfg.normalize_to_demos:
@@ -126,9 +134,7 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
                "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "bias_shift": shift,
                "n_train": len(train), "n_val": len(val), "split": split,
                "comparisons_file": str(comparisons_file) if comparisons_file else None}
-    cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "rm": _plain(rm_cfg), "init_from": init_from, "split": split,
-           "comparisons_file": str(comparisons_file) if comparisons_file else None, "seed": seed}
-    path = trainer.save(out_dir, cfg, fp, metrics)
+    path = trainer.save(out_dir, run_cfg, fp, metrics)
     by_k = ", ".join(f"K={k}: {v['accuracy']:.3f} ({v['pairs']} pairs)" for k, v in result.val_accuracy_by_k.items())
     log.info("RM[%s]: val pairwise accuracy %.3f on %d pairs [%s] -> %s", split, result.val_accuracy, result.val_pairs, by_k, path)
     return path, metrics
@@ -168,13 +174,17 @@ def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: s
 
 
 def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
-            stage: str = "ppo", gold_reward: str | None = None, resume: bool = False) -> tuple[Path, list[dict]]:
+            stage: str = "ppo", gold_reward: str | None = None, resume: bool = False, tracking=None) -> tuple[Path, list[dict]]:
     """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``.
 
     ``gold_reward`` (a held-out reward model, e.g. the judge) is scored on every rollout and logged
     beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022.
+    The value model is initialised from ``reward_model`` (``value_head=separate``) or is a new head
+    on the policy (``shared``). ``tracking`` (a :class:`harness.config.TrackingConfig`) adds
+    experiment trackers (run name: ``stage``).
     """
     from trainers.ppo import PPOTrainer
+    from trainers.tracking import stage_tracking
 
     prompts, fp = selection.ppo_prompts(data_cfg)
     pretrain = None
@@ -182,15 +192,17 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
         pretrain, pfp = selection.pretrain_texts(data_cfg)
         fp.update(pfp)
     tok = load_tokenizer(policy)
-    trainer = PPOTrainer(ppo_cfg, load_policy(policy), load_policy(policy), load_scalar_model(reward_model),
-                         load_scalar_model(reward_model), tok, prompts, pretrain, model_cfg.chat_template, seed,
-                         gold_reward=load_scalar_model(gold_reward) if gold_reward else None)
     out_dir = Path(out_dir)
-    history = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
-    metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
-               "ptx_forwards": trainer.ptx_forwards}
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
            "reward_model": reward_model, "gold_reward": gold_reward, "seed": seed}
+    value_model = load_scalar_model(reward_model) if ppo_cfg.value_head == "separate" else None
+    trainer = PPOTrainer(ppo_cfg, load_policy(policy), load_policy(policy), load_scalar_model(reward_model),
+                         value_model, tok, prompts, pretrain, model_cfg.chat_template, seed,
+                         gold_reward=load_scalar_model(gold_reward) if gold_reward else None,
+                         tracking=stage_tracking(tracking, out_dir, stage, cfg))
+    history = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
+    metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
+               "ptx_forwards": trainer.ptx_forwards, "ptx_sequences": trainer.ptx_sequences}
     path = trainer.save(out_dir, stage, cfg, fp, metrics)
     if is_main_process():
         write_jsonl(path / "train_log.jsonl", history)

@@ -6,7 +6,7 @@ import contextlib
 import math
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from harness.io import append_jsonl
 from harness.runinfo import write_run_info
+from trainers.tracking import log_step
 
 
 def seed_everything(seed: int) -> None:
@@ -91,23 +91,75 @@ def batches(items: list, size: int, rng: random.Random | None = None) -> list[li
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def plan_epoch(n_items: int, batch_size: int, grad_accum: int, num_processes: int, rng: random.Random | None) -> list[list[list[list[int]]]]:
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, mega_batch_mult: int = 50) -> list[list[int]]:
+    """Indices of one epoch in batches of similar length, so padding to the batch maximum wastes little.
+
+    Shuffle all indices; cut them into mega-batches of ``mega_batch_mult * batch_size``; sort each
+    mega-batch by length, longest first; cut it into batches of ``batch_size``; shuffle the batches.
+    The scheme of transformers' ``LengthGroupedSampler`` (mega-batches keep the epoch random, the
+    final shuffle keeps long batches from all coming first). Every index appears exactly once, and
+    there are ``ceil(len(lengths) / batch_size)`` batches, as with random batching.
+    ``lengths``: tokens per example. Raises ``ValueError`` if ``batch_size`` or ``mega_batch_mult`` < 1.
+    """
+    if batch_size < 1 or mega_batch_mult < 1:
+        raise ValueError(f"length_grouped_batches: batch_size ({batch_size}) and mega_batch_mult ({mega_batch_mult}) must be >= 1")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = mega_batch_mult * batch_size
+    out: list[list[int]] = []
+    for start in range(0, len(order), mega):
+        group = sorted(order[start : start + mega], key=lambda i: -lengths[i])  # stable: ties keep the shuffled order
+        out += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def epoch_batches(items: list, batch_size: int, rng: random.Random, lengths: Sequence[int] | None = None) -> list[list]:
+    """One epoch of ``items`` in batches: length-grouped when ``lengths`` (one per item) is given, else shuffled.
+
+    Raises ``ValueError`` if ``lengths`` does not have one entry per item.
+    """
+    if lengths is None:
+        return batches(items, batch_size, rng)
+    if len(lengths) != len(items):
+        raise ValueError(f"epoch_batches: {len(lengths)} lengths for {len(items)} items")
+    return [[items[i] for i in b] for b in length_grouped_batches(lengths, batch_size, rng)]
+
+
+def padding_stats(lengths: Sequence[int]) -> dict[str, int]:
+    """Real and padded token counts of one right-padded batch of sequences of ``lengths`` tokens.
+
+    ``{"tokens": sum(lengths), "padded_tokens": len(lengths) * max(lengths)}``; the second is what
+    the forward pass computes on.
+    """
+    return {"tokens": int(sum(lengths)), "padded_tokens": len(lengths) * int(max(lengths, default=0))}
+
+
+def plan_epoch(n_items: int, batch_size: int, grad_accum: int, num_processes: int, rng: random.Random | None,
+               lengths: Sequence[int] | None = None) -> list[list[list[list[int]]]]:
     """One epoch as optimiser steps: ``plan[s][p]`` lists the micro-batches (item indices) process ``p`` runs in step ``s``.
 
-    The items are shuffled once (``rng``), cut into micro-batches of ``batch_size`` (the last may
-    be short), and dealt round-robin to ``num_processes`` processes; ``grad_accum`` rounds make one
-    optimiser step (the epoch's last step may have fewer). So 2 processes with accumulation A see
-    exactly the micro-batches 1 process with accumulation 2A sees, in the same steps: the
-    invariant behind the distributed test. If the micro-batch count is not a multiple of
-    ``num_processes`` the first micro-batches are repeated to fill the last round, as
-    ``torch.utils.data.DistributedSampler`` pads. Raises ``ValueError`` on an empty epoch.
+    The items are shuffled once (``rng``) and cut into micro-batches of ``batch_size`` (the last
+    may be short) or, with ``lengths`` (tokens per item), grouped by length
+    (:func:`length_grouped_batches`, needs ``rng``); the micro-batches are dealt round-robin to
+    ``num_processes`` processes and ``grad_accum`` rounds make one optimiser step (the epoch's last
+    step may have fewer). So 2 processes with accumulation A see exactly the micro-batches 1
+    process with accumulation 2A sees, in the same steps: the invariant behind the distributed
+    test. If the micro-batch count is not a multiple of ``num_processes`` the first micro-batches
+    are repeated to fill the last round, as ``torch.utils.data.DistributedSampler`` pads.
+    Raises ``ValueError`` on an empty epoch or a ``lengths`` of the wrong size.
     """
     if n_items < 1:
         raise ValueError("plan_epoch: no items")
-    order = list(range(n_items))
-    if rng is not None:
-        rng.shuffle(order)
-    micro = [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
+    if lengths is not None:
+        if len(lengths) != n_items:
+            raise ValueError(f"plan_epoch: {len(lengths)} lengths for {n_items} items")
+        micro = length_grouped_batches(lengths, batch_size, rng or random.Random(0))
+    else:
+        order = list(range(n_items))
+        if rng is not None:
+            rng.shuffle(order)
+        micro = [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
     micro += [micro[i % len(micro)] for i in range(-len(micro) % num_processes)]
     rounds = [micro[i : i + num_processes] for i in range(0, len(micro), num_processes)]
     steps = [rounds[i : i + grad_accum] for i in range(0, len(rounds), grad_accum)]
@@ -154,7 +206,7 @@ class LoopSpec:
 def train_epochs(
     accelerator, model, opt, sched, items: list, spec: LoopSpec, *, seed: int,
     loss_fn: Callable[[list], tuple[torch.Tensor, dict[str, float]]], desc: str,
-    log_path: str | Path | None = None, hook: StepHook | None = None,
+    log_path: str | Path | None = None, hook: StepHook | None = None, lengths: Sequence[int] | None = None,
 ) -> list[float]:
     """The optimisation loop SFT and the RM share.
 
@@ -165,13 +217,16 @@ def train_epochs(
     micro-batches and processes) from the main process. With ``spec.save_steps`` it writes
     training-state checkpoints; with ``spec.resume`` it first restores the newest one and replays
     the seeded data order up to it, so the resumed run takes exactly the steps the killed one had
-    left. ``loss_fn(batch)`` returns the micro-batch's scalar loss and extra numbers to log.
-    Returns the loss of every optimiser step (including steps restored from a checkpoint).
+    left. ``loss_fn(batch)`` returns the micro-batch's scalar loss and extra numbers to log (the
+    token counts in :data:`SUMMED` are added up, the rest averaged); log lines also go to the
+    accelerator's trackers (:func:`trainers.tracking.log_step`). With ``lengths`` (tokens per item)
+    micro-batches are length-grouped. Returns the loss of every optimiser step (including steps
+    restored from a checkpoint).
     """
     from trainers.checkpointing import latest_state, load_state, save_state, trim_log
 
     rng = random.Random(seed)
-    plans = [plan_epoch(len(items), spec.batch_size, spec.grad_accum, accelerator.num_processes, rng) for _ in range(spec.epochs)]
+    plans = [plan_epoch(len(items), spec.batch_size, spec.grad_accum, accelerator.num_processes, rng, lengths) for _ in range(spec.epochs)]
     total = sum(len(p) for p in plans)
     losses: list[float] = []
     done = 0
@@ -203,13 +258,11 @@ def train_epochs(
             opt.step()
             sched.step()
             opt.zero_grad()
-            row = _reduce_means(accelerator, {"loss": torch.stack(step_losses).mean(),
-                                              **{k: sum(e[k] for e in step_extras) / len(step_extras) for k in step_extras[0]}})
+            row = _reduce_step(accelerator, torch.stack(step_losses).mean(), step_extras)
             losses.append(row["loss"])
             if hook is not None:
                 row.update(hook.after_step(step, step == total))
-            if log_path and accelerator.is_main_process:
-                append_jsonl(log_path, {"step": step, **row, "lr": sched.get_last_lr()[0]})
+            log_step(accelerator, log_path, {"step": step, **row, "lr": sched.get_last_lr()[0]}, step)
             if spec.save_steps and spec.state_dir is not None and (step % spec.save_steps == 0 or step == total):
                 save_state(accelerator, spec.state_dir, step, {"losses": losses, "hook": hook.state_dict() if hook else {}},
                            keep=spec.keep_checkpoints)
@@ -219,10 +272,18 @@ def train_epochs(
     return losses
 
 
-def _reduce_means(accelerator, values: dict[str, Any]) -> dict[str, float]:
-    """Mean of each scalar over processes (a no-op with one process)."""
-    keys = list(values)
-    t = torch.tensor([float(values[k]) for k in keys], device=accelerator.device)
+SUMMED = ("tokens", "padded_tokens")  # step totals; every other logged number is a mean
+
+
+def _reduce_step(accelerator, loss: torch.Tensor, extras: list[dict[str, float]]) -> dict[str, float]:
+    """One optimiser step's log numbers over its micro-batches and all processes: ``loss`` and the
+    extras averaged, the token counts in :data:`SUMMED` added up."""
+    keys = list(extras[0])
+    means = torch.tensor([float(loss)] + [sum(e[k] for e in extras) / len(extras) for k in keys if k not in SUMMED],
+                         device=accelerator.device)
+    sums = torch.tensor([float(sum(e[k] for e in extras)) for k in keys if k in SUMMED] or [0.0], device=accelerator.device)
     if accelerator.num_processes > 1:
-        t = accelerator.reduce(t, reduction="mean")
-    return dict(zip(keys, t.tolist()))
+        means, sums = accelerator.reduce(means, reduction="mean"), accelerator.reduce(sums, reduction="sum")
+    out = dict(zip(["loss"] + [k for k in keys if k not in SUMMED], means.tolist()))
+    out.update(zip([k for k in keys if k in SUMMED], sums.tolist()))
+    return out

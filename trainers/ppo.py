@@ -3,13 +3,17 @@
 Roles, explicit as in trl's PPOTrainer:
 - ``policy`` (trained) and ``ref_policy`` (frozen copy of the SFT model: the KL anchor pi_SFT);
 - ``reward_model`` (frozen RM: r_theta(x, y) at the last response token);
-- ``value_model`` (trained, initialised from the RM as in the paper).
+- ``value_model`` (trained, initialised from the RM as in the paper), with ``value_head=separate``;
+  with ``value_head=shared`` it is None and a scalar head on the policy's own final hidden states
+  gives the values (:class:`PolicyWithValueHead`: one trunk, one forward for logits and values).
 
 One iteration: sample a batch of prompts, generate responses (KV cache, temperature sampling),
 score them, shape per-token rewards with the KL penalty (beta), compute GAE advantages, then
 ``ppo_epochs`` passes of clipped policy and value updates over minibatches. With ``gamma`` > 0
-every minibatch also takes ``gamma * lm_loss`` on a pretraining batch (PPO-ptx); with
-``gamma == 0`` no pretraining forward runs at all.
+every minibatch also takes ``gamma * lm_loss`` on pretraining sequences (PPO-ptx): ``ptx_batch_size``
+of them, or ``ptx_ratio`` per episode of the minibatch (paper appendix C.4: "8 times more
+pretraining examples than the number of the RL training episodes"). With ``gamma == 0`` no
+pretraining forward runs at all.
 
 Under ``accelerate launch`` each process generates ``batch_size`` episodes of its own per
 iteration (the global batch is ``batch_size * num_processes``), gradients are averaged by DDP,
@@ -22,17 +26,20 @@ the seed, beta and the log history come from the checkpoint.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from harness.config import PPOConfig
-from harness.io import append_jsonl
 from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
@@ -40,6 +47,9 @@ from trainers import losses as L
 from trainers.common import save_checkpoint, seed_everything
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
+from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
+
+VALUE_HEADS = ("separate", "shared")
 
 
 @dataclass
@@ -69,30 +79,110 @@ def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
     return (~after_eos).long()
 
 
+def response_values(values: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """V(s_t) for each response token: the per-position values ``[B, P + R]`` read at the position
+    before each response token (the state it is chosen in), ``[B, R]``."""
+    return values[:, prompt_len - 1 : -1]
+
+
+def ptx_sequences_for_minibatch(ratio: float, mini_batch_size: int, index: int) -> int:
+    """Pretraining sequences for the ``index``-th minibatch (0-based, counted over the whole run).
+
+    ``floor((index + 1) * ratio * m) - floor(index * ratio * m)`` with ``m = mini_batch_size``, in
+    exact rational arithmetic (``ratio`` read from its decimal form), so any run of minibatches
+    consumes ``ratio`` sequences per episode up to less than one sequence, also when
+    ``ratio * m`` is not an integer (e.g. 0.75 x 2 gives 1, 2, 1, 2, ...). Raises ``ValueError``
+    if ``ratio`` <= 0 or ``index`` < 0.
+    """
+    if ratio <= 0 or index < 0:
+        raise ValueError(f"ptx_sequences_for_minibatch: need ratio > 0 and index >= 0, got {ratio}, {index}")
+    per_minibatch = Fraction(repr(float(ratio))) * mini_batch_size
+    return math.floor((index + 1) * per_minibatch) - math.floor(index * per_minibatch)
+
+
+@dataclass
+class PolicyValueOutput:
+    """``logits [B, T, V]`` of the causal LM and ``values [B, T]`` of the shared value head."""
+
+    logits: torch.Tensor
+    values: torch.Tensor
+
+
+class PolicyWithValueHead(torch.nn.Module):
+    """A causal LM with a scalar value head on its final hidden states (``value_head=shared``).
+
+    One forward of the trunk gives both the next-token logits and V(s) at every position:
+    ``values = w . h_T + b`` on the last (final-norm) hidden state ``h_T [B, T, H]``. The head
+    starts at zero (w = 0, b = 0), so every first value estimate is 0 and the early value loss
+    does not push noise into the shared trunk. ``policy`` stays a plain causal LM (saved alone).
+    """
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        self.policy = policy
+        hidden = policy.get_output_embeddings().in_features
+        self.value_head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> PolicyValueOutput:
+        """``input_ids``/``attention_mask``/``position_ids`` ``[B, T]`` -> logits ``[B, T, V]``, values ``[B, T]`` (fp32)."""
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
+        return PolicyValueOutput(out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1).float())
+
+
 class PPOTrainer:
-    """Optimises ``policy`` against ``reward_model`` with a KL penalty to ``ref_policy``."""
+    """Optimises ``policy`` against ``reward_model`` with a KL penalty to ``ref_policy``.
+
+    ``self.policy`` is the trained module as prepared by accelerate (the causal LM, or with
+    ``value_head=shared`` the :class:`PolicyWithValueHead` around it); :attr:`policy_model` is the
+    plain causal LM in both cases.
+    """
 
     def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer,
                  prompts: list[Prompt], pretrain: list[PretrainText] | None = None, chat_template: str = "auto", seed: int = 0,
-                 gold_reward=None):
+                 gold_reward=None, tracking: Tracking | None = None):
         """``reward_model`` (the proxy) and the optional ``gold_reward`` are reward models or scorers
-        (:mod:`trainers.rewards`); the gold reward is only logged, never optimised."""
+        (:mod:`trainers.rewards`); the gold reward is only logged, never optimised. ``value_model``
+        is required with ``value_head=separate`` and must be None with ``shared``.
+
+        Raises ``ValueError`` for: no prompts; gamma > 0 without pretraining texts; a batch size
+        that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
+        that does not match it; ``ptx_ratio`` <= 0.
+        """
         if not prompts:
             raise ValueError("PPOTrainer: no prompts")
         if cfg.gamma > 0 and not pretrain:
             raise ValueError("PPOTrainer: gamma > 0 (PPO-ptx) needs pretraining texts")
         if cfg.batch_size % cfg.mini_batch_size:
             raise ValueError(f"PPOTrainer: batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
+        if cfg.value_head not in VALUE_HEADS:
+            raise ValueError(f"PPOTrainer: value_head must be one of {VALUE_HEADS}, got {cfg.value_head!r}")
+        if (value_model is None) != (cfg.value_head == "shared"):
+            raise ValueError(f"PPOTrainer: value_head={cfg.value_head} needs "
+                             f"{'value_model=None (the head sits on the policy)' if cfg.value_head == 'shared' else 'a value_model'}")
+        if cfg.ptx_ratio is not None and cfg.ptx_ratio <= 0:
+            raise ValueError(f"PPOTrainer: ptx_ratio must be > 0 (pretraining sequences per episode), got {cfg.ptx_ratio}")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-        n_proc, rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision)
+        rank = self.accelerator.process_index
         seed_everything(seed)
         ref_policy.eval().requires_grad_(False)
+        if cfg.value_head == "shared":
+            trained = PolicyWithValueHead(policy)
+            value_params = list(trained.value_head.parameters())
+        else:
+            trained, value_params = policy, list(value_model.parameters())
+        value_ids = {id(p) for p in value_params}
         opt = torch.optim.AdamW([
-            {"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.lr},
-            {"params": [p for p in value_model.parameters() if p.requires_grad], "lr": cfg.value_lr},
+            {"params": [p for p in trained.parameters() if p.requires_grad and id(p) not in value_ids], "lr": cfg.lr},
+            {"params": [p for p in value_params if p.requires_grad], "lr": cfg.value_lr},
         ])
-        self.policy, self.value_model, self.opt = self.accelerator.prepare(policy, value_model, opt)
+        if value_model is None:
+            self.policy, self.opt = self.accelerator.prepare(trained, opt)
+            self.value_model = None
+        else:
+            self.policy, self.value_model, self.opt = self.accelerator.prepare(trained, value_model, opt)
         self.ref_policy = ref_policy.to(self.accelerator.device)
         self.reward = as_scorer(reward_model).to(self.accelerator.device)
         self.gold_reward = as_scorer(gold_reward).to(self.accelerator.device) if gold_reward is not None else None
@@ -102,30 +192,67 @@ class PPOTrainer:
         rng.shuffle(order)
         self._prompts = itertools.cycle(order)  # the global order; process p takes slice p of each global batch
         self._prompt_ids = dict(zip([p.id for p in order], encode_prompts([p.prompt for p in order], tokenizer, cfg.max_prompt_length, chat_template)))
-        # process 0 keeps the single-process stream; the others draw their own pretraining batches
-        self._pretrain = self._pretrain_batches(pretrain, rng if rank == 0 else random.Random(seed + rank)) if cfg.gamma > 0 else None
-        self.ptx_forwards = 0  # counted, so a test can show gamma=0 runs none (and resume can replay the stream)
+        # process 0 keeps the single-process stream; the others draw their own pretraining sequences
+        self._pretrain = self._pretrain_sequences(pretrain, rng if rank == 0 else random.Random(seed + rank)) if cfg.gamma > 0 else None
+        self.ptx_forwards = 0  # counted, so a test can show gamma=0 runs none
+        self.ptx_sequences = 0  # pretraining sequences consumed so far
+        self._minibatches = 0  # minibatch updates so far (indexes the ptx_ratio schedule)
+
+    @property
+    def policy_model(self):
+        """The trained policy as a plain causal LM (unwrapped; without the shared value head)."""
+        model = self.accelerator.unwrap_model(self.policy)
+        return model.policy if isinstance(model, PolicyWithValueHead) else model
 
     # ------------------------------------------------------------------ data
-    def _pretrain_batches(self, texts: list[PretrainText], rng: random.Random):
-        """Endless batches of pretraining token ids ``[b, ptx_max_length]`` (right-padded)."""
+    def _pretrain_sequences(self, texts: list[PretrainText], rng: random.Random) -> Iterator[list[int]]:
+        """Endless pretraining token-id lists (each at most ``ptx_max_length``), reshuffled every pass.
+
+        Raises ``ValueError`` (on first use) if no text has two tokens.
+        """
         seqs = [ids[: self.cfg.ptx_max_length] for ids in self.tokenizer([t.text for t in texts], add_special_tokens=False)["input_ids"] if len(ids) > 1]
+        if not seqs:
+            raise ValueError("PPOTrainer: no pretraining text has two or more tokens")
         while True:
             rng.shuffle(seqs)
-            for i in range(0, len(seqs) - self.cfg.ptx_batch_size + 1, self.cfg.ptx_batch_size):
-                yield pad(seqs[i : i + self.cfg.ptx_batch_size], self.tokenizer.pad_token_id)
+            yield from seqs
+
+    def ptx_sequences_next_minibatch(self) -> int:
+        """Pretraining sequences the next minibatch takes: ``ptx_batch_size``, or from ``ptx_ratio``
+        (:func:`ptx_sequences_for_minibatch`); 0 when ``gamma`` is 0."""
+        if self.cfg.gamma <= 0:
+            return 0
+        if self.cfg.ptx_ratio is None:
+            return self.cfg.ptx_batch_size
+        return ptx_sequences_for_minibatch(self.cfg.ptx_ratio, self.cfg.mini_batch_size, self._minibatches)
 
     # --------------------------------------------------------------- forward
-    def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
-        """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy."""
-        logits = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn)).logits
+    def _response_logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int, with_entropy: bool = False):
+        """Log-probs ``[B, R]`` of the response tokens under temperature-scaled ``logits [B, P + R, V]``, and optionally entropy."""
         logits = logits[:, prompt_len - 1 : -1].float() / self.cfg.temperature
         lp = L.token_logprobs(logits, seq[:, prompt_len:])
         return (lp, L.entropy_from_logits(logits)) if with_entropy else lp
 
+    def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
+        """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy."""
+        logits = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn)).logits
+        return self._response_logprobs(logits, seq, prompt_len, with_entropy)
+
     def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        """V(s_t) for each response token: the value head at the position before it, ``[B, R]``."""
-        return token_scores(self.value_model, seq, attn)[:, prompt_len - 1 : -1]
+        """V(s_t) for each response token from the separate value model, ``[B, R]``."""
+        return response_values(token_scores(self.value_model, seq, attn), prompt_len)
+
+    def _policy_and_values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
+        """``(logprobs [B, R], entropy [B, R] or None, values [B, R])`` of the trained models.
+
+        ``shared``: one forward of the policy trunk gives all three; ``separate``: the value model
+        runs its own forward.
+        """
+        out = self.policy(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn))
+        lp = self._response_logprobs(out.logits, seq, prompt_len, with_entropy)
+        lp, entropy = lp if with_entropy else (lp, None)
+        values = response_values(out.values, prompt_len) if self.value_model is None else self._values(seq, attn, prompt_len)
+        return lp, entropy, values
 
     @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Rollout:
@@ -133,7 +260,7 @@ class PPOTrainer:
         dev = self.accelerator.device
         prompt_ids, prompt_attn = pad([self._prompt_ids[p.id] for p in prompts], self.tokenizer.pad_token_id, side="left")
         prompt_ids, prompt_attn = prompt_ids.to(dev), prompt_attn.to(dev)
-        policy = self.accelerator.unwrap_model(self.policy)
+        policy = self.policy_model
         policy.eval()
         seq = policy.generate(
             input_ids=prompt_ids, attention_mask=prompt_attn, do_sample=True, temperature=self.cfg.temperature,
@@ -148,8 +275,8 @@ class PPOTrainer:
         for i in range(0, len(prompts), self.cfg.mini_batch_size):
             s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
             gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
-            chunks.append((self._logprobs(self.policy, s, a, P), self._logprobs(self.ref_policy, s, a, P), self._values(s, a, P),
-                           self.reward(s, a, P), gold))
+            lp, _, values = self._policy_and_values(s, a, P)
+            chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P), gold))
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
         if self.cfg.missing_eos_penalty is not None:
@@ -191,28 +318,33 @@ class PPOTrainer:
             "explained_variance": m(L.explained_variance(ro.values, ro.returns, ro.mask).item()),
         })
         out.setdefault("ptx_loss", None)
+        out["ptx_sequences"] = sum(agg.get("ptx_sequences", [0]))  # consumed this step (a count, not a mean)
         return out
 
     def _minibatch_update(self, ro: Rollout, idx: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         seq, attn, m = ro.sequences[idx], ro.attention_mask[idx], ro.mask[idx]
-        logprobs, entropy = self._logprobs(self.policy, seq, attn, ro.prompt_len, with_entropy=True)
-        values = self._values(seq, attn, ro.prompt_len)
+        logprobs, entropy, values = self._policy_and_values(seq, attn, ro.prompt_len, with_entropy=True)
         pg_loss, pg_stats = L.ppo_policy_loss(logprobs, ro.logprobs[idx], ro.advantages[idx], m, cfg.cliprange)
         vf_loss, vf_clipfrac = L.ppo_value_loss(values, ro.values[idx], ro.returns[idx], m, cfg.cliprange_value)
         loss = pg_loss + cfg.vf_coef * vf_loss
         stats = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "value_clipfrac": vf_clipfrac.item(),
                  "entropy": L.masked_mean(entropy, m).item(), "clipfrac": pg_stats["clipfrac"].item(),
                  "approx_kl": pg_stats["approx_kl"].item()}
-        if cfg.gamma > 0:
-            ids, pattn = (t.to(self.accelerator.device) for t in next(self._pretrain))
+        n_ptx = self.ptx_sequences_next_minibatch()
+        self._minibatches += 1
+        if n_ptx > 0:
+            ids, pattn = (t.to(self.accelerator.device) for t in pad([next(self._pretrain) for _ in range(n_ptx)], self.tokenizer.pad_token_id))
             logits = self.policy(input_ids=ids, attention_mask=pattn).logits
             ptx = L.lm_loss(logits, ids, pattn)
             self.ptx_forwards += 1
+            self.ptx_sequences += n_ptx
             loss = loss + cfg.gamma * ptx
             stats["ptx_loss"] = ptx.item()
+        stats["ptx_sequences"] = n_ptx
         self.accelerator.backward(loss)
-        self.accelerator.clip_grad_norm_(list(self.policy.parameters()) + list(self.value_model.parameters()), cfg.max_grad_norm)
+        params = list(self.policy.parameters()) + (list(self.value_model.parameters()) if self.value_model is not None else [])
+        self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
         self.opt.step()
         self.opt.zero_grad()
         return stats
@@ -231,7 +363,8 @@ class PPOTrainer:
     # ----------------------------------------------------------------- train
     def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None,
               resume: bool = False) -> list[dict[str, float]]:
-        """Run ``cfg.steps`` iterations; append one JSON line of statistics per step to ``log_path``.
+        """Run ``cfg.steps`` iterations; append one JSON line of statistics per step to ``log_path``
+        and send the same numbers to the trackers (closed at the end).
 
         With ``cfg.save_steps`` the training state goes to ``state_dir`` every that many
         iterations (and after the last); ``resume`` restores the newest one first and runs only
@@ -246,9 +379,9 @@ class PPOTrainer:
             done, history, self.kl_ctl.value = state["step"], list(state["history"]), state["beta"]
             for _ in range(done):  # replay the data streams to where the checkpoint left them
                 self._next_batch()
-            for _ in range(state["ptx_forwards"]):
+            for _ in range(state["ptx_sequences"]):
                 next(self._pretrain)
-            self.ptx_forwards = state["ptx_forwards"]
+            self.ptx_forwards, self.ptx_sequences, self._minibatches = state["ptx_forwards"], state["ptx_sequences"], state["minibatches"]
             if self.accelerator.is_main_process:
                 trim_log(log_path, done)
         bar = tqdm(range(done + 1, self.cfg.steps + 1), initial=done, total=self.cfg.steps,
@@ -259,17 +392,29 @@ class PPOTrainer:
             stats.update(step=step, episodes=step * self.cfg.batch_size * self.accelerator.num_processes,
                          seconds=time.perf_counter() - t0)
             history.append(stats)
-            if log_path and self.accelerator.is_main_process:
-                append_jsonl(log_path, stats)
+            log_step(self.accelerator, log_path, stats, step)
             if self.cfg.save_steps and state_dir is not None and (step % self.cfg.save_steps == 0 or step == self.cfg.steps):
-                save_state(self.accelerator, state_dir, step, {"history": history, "beta": self.kl_ctl.value,
-                                                               "ptx_forwards": self.ptx_forwards}, keep=self.cfg.keep_checkpoints)
+                save_state(self.accelerator, state_dir, step, {"history": history, "beta": self.kl_ctl.value, "ptx_forwards": self.ptx_forwards,
+                                                               "ptx_sequences": self.ptx_sequences, "minibatches": self._minibatches},
+                           keep=self.cfg.keep_checkpoints)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+        finish_tracking(self.accelerator)
         return history
 
     def save(self, out_dir: str | Path, stage: str, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json`` (main process)."""
+        """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json`` (main process).
+
+        The checkpoint is the causal LM alone, so it loads with ``AutoModelForCausalLM``. A shared
+        value head is written beside it, ``value_head/value_head.safetensors`` (``weight [1, H]``,
+        ``bias [1]``), which nothing in the pipeline loads; the separate value model is not saved.
+        """
+        path = Path(out_dir)
         if self.accelerator.is_main_process:
-            save_checkpoint(self.accelerator.unwrap_model(self.policy), self.tokenizer, out_dir, stage, config, fingerprints, metrics)
+            save_checkpoint(self.policy_model, self.tokenizer, out_dir, stage, config, fingerprints, metrics)
+            wrapper = self.accelerator.unwrap_model(self.policy)
+            if isinstance(wrapper, PolicyWithValueHead):
+                (path / "value_head").mkdir(exist_ok=True)
+                save_file({k: v.detach().cpu().contiguous() for k, v in wrapper.value_head.state_dict().items()},
+                          str(path / "value_head" / "value_head.safetensors"))
         self.accelerator.wait_for_everyone()
-        return Path(out_dir)
+        return path

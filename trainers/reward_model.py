@@ -19,9 +19,10 @@ from harness.config import RMConfig
 from harness.models import last_token_index, token_scores
 from harness.prompting import encode_pair, pad
 from harness.records import Comparison, Demonstration
-from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, save_checkpoint, seed_everything,
-                             steps_per_epoch, train_epochs)
+from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, padding_stats, save_checkpoint,
+                             seed_everything, steps_per_epoch, train_epochs)
 from trainers.losses import kwise_ranking_loss, pairwise_outcomes
+from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
 
 @dataclass
@@ -68,12 +69,13 @@ class RewardModelTrainer:
     """Trains a scalar-head model (:func:`harness.models.load_scalar_model`) on ranked comparisons."""
 
     def __init__(self, cfg: RMConfig, model, tokenizer, train: list[Comparison], val: list[Comparison],
-                 chat_template: str = "auto", seed: int = 0):
+                 chat_template: str = "auto", seed: int = 0, tracking: Tracking | None = None):
         if not train:
             raise ValueError("RewardModelTrainer: no training comparisons")
         self.cfg, self.tokenizer, self.chat_template, self.seed = cfg, tokenizer, chat_template, seed
         self.train_set, self.val_set = train, val
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False)
+        self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision,
+                                                         step_scheduler_with_optimizer=False)
         self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
         steps = cfg.epochs * steps_per_epoch(len(train), cfg.batch_size, cfg.grad_accum, self.accelerator.num_processes)
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=model.score, head_lr=cfg.head_lr)
@@ -133,26 +135,36 @@ class RewardModelTrainer:
         self.model.train()
         return PairwiseAccuracy.from_outcomes(outcomes, pair_k, n_by_k)
 
-    def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None, resume: bool = False) -> RMResult:
-        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, lr}``; then evaluate on val.
+    def sequence_lengths(self, comp: Comparison) -> list[int]:
+        """Tokens of each ranked (prompt + completion) sequence of ``comp``, as :meth:`score` encodes them."""
+        return [len(encode_pair(comp.prompt, comp.completions[i], self.tokenizer, self.cfg.max_length, self.cfg.max_prompt_length,
+                                self.chat_template).input_ids) for i in comp.ranking]
 
-        Training-state checkpoints go to ``state_dir`` every ``cfg.save_steps`` steps; ``resume``
-        continues from the newest one there.
+    def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None, resume: bool = False) -> RMResult:
+        """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, tokens, padded_tokens, lr}``; then evaluate on val.
+
+        With ``group_by_length`` a comparison's length is its longest sequence (all of a batch's
+        sequences are padded together). Trackers, if any, are closed at the end. Training-state
+        checkpoints go to ``state_dir`` every ``cfg.save_steps`` steps; ``resume`` continues from the
+        newest one there.
         """
         seed_everything(self.seed)
         result = RMResult()
+        seq_lengths = {id(c): self.sequence_lengths(c) for c in self.train_set}
 
         def loss_fn(chunk: list[Comparison]):
             loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
-            return loss, {"accuracy": (n_correct / n_pairs).item()}
+            return loss, {"accuracy": (n_correct / n_pairs).item(), **padding_stats([n for c in chunk for n in seq_lengths[id(c)]])}
 
         spec = LoopSpec(self.cfg.batch_size, self.cfg.grad_accum, self.cfg.epochs, self.cfg.max_grad_norm, self.cfg.save_steps,
                         self.cfg.keep_checkpoints, Path(state_dir) if state_dir else None, resume)
         result.train_losses = train_epochs(self.accelerator, self.model, self.opt, self.sched, self.train_set, spec, seed=self.seed,
-                                           loss_fn=loss_fn, desc="RM", log_path=log_path)
+                                           loss_fn=loss_fn, desc="RM", log_path=log_path,
+                                           lengths=[max(seq_lengths[id(c)]) for c in self.train_set] if self.cfg.group_by_length else None)
         acc = self.evaluate()
         result.val_accuracy, result.val_correct_per_pair, result.val_pair_k = acc.accuracy, acc.outcomes, acc.pair_k
         result.val_accuracy_by_k, result.val_pairs = acc.by_k, len(acc.outcomes)
+        finish_tracking(self.accelerator)
         return result
 
     @torch.no_grad()

@@ -9,6 +9,11 @@ by the mean RM score of greedy responses to the validation prompts. The paper se
 score ("our SFT models overfit on validation loss after 1 epoch; however, we find that training
 for more epochs helps both the RM score and human preference ratings", section 3.5);
 ``select_by=loss`` picks the lowest validation loss, ``last`` the final weights.
+
+Options (``SFTConfig``): ``lora`` trains peft LoRA adapters instead of every weight and merges them
+into the saved checkpoint; ``residual_dropout`` trains with that dropout probability (paper
+appendix C.1: 0.2) while the saved config keeps the model's own; ``group_by_length`` batches
+demonstrations of similar length (each logged step records ``tokens`` and ``padded_tokens``).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from accelerate import Accelerator
 from safetensors.torch import load_model, save_model
 
 from harness.config import SFTConfig
+from harness.models import add_lora, merge_lora, with_dropout
 from harness.prompting import EncodedPair, encode_pair, pad
 from harness.records import Demonstration, Prompt
 from trainers.checkpointing import state_root
-from trainers.common import (LoopSpec, StepHook, batches, optimizer_and_schedule, save_checkpoint, seed_everything, steps_per_epoch,
-                             train_epochs)
+from trainers.common import (LoopSpec, StepHook, batches, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything,
+                             steps_per_epoch, train_epochs)
 from trainers.losses import lm_loss
+from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
 SELECT_BY = ("rm_score", "loss", "last")
 
@@ -98,11 +105,18 @@ class CheckpointSelector(StepHook):
 
 
 class SFTTrainer:
-    """Fine-tunes ``model`` on demonstrations. Construct, then :meth:`train`."""
+    """Fine-tunes ``model`` on demonstrations. Construct, then :meth:`train`, then :meth:`save`.
+
+    ``tracking`` (:func:`trainers.tracking.stage_tracking`) adds experiment trackers beside the
+    JSONL log. Raises ``ValueError`` with no training demonstrations, and (from
+    :func:`harness.models.dropout_fields`) for ``residual_dropout`` on an architecture without dropout.
+    """
 
     def __init__(self, cfg: SFTConfig, model, tokenizer, train: list[Demonstration], val: list[Demonstration],
-                 chat_template: str = "auto", seed: int = 0, selection_rm: tuple[Any, Any] | None = None):
-        """``selection_rm`` is ``(reward_model, its_tokenizer)``, required when ``cfg.select_by == "rm_score"``.
+                 chat_template: str = "auto", seed: int = 0, selection_rm: tuple[Any, Any] | None = None,
+                 tracking: Tracking | None = None):
+        """``selection_rm`` is ``(reward_model, its_tokenizer)``, required when ``cfg.select_by == "rm_score"``;
+        ``tracking`` starts experiment trackers (closed when training ends).
 
         Raises ``ValueError`` on an unknown ``select_by``, a missing selection RM, selection
         without validation demonstrations, or no training demonstrations.
@@ -114,7 +128,13 @@ class SFTTrainer:
         if cfg.select_by != "last" and not val:
             raise ValueError(f"SFTTrainer: select_by={cfg.select_by} needs validation demonstrations")
         self.cfg, self.tokenizer, self.seed, self.chat_template = cfg, tokenizer, seed, chat_template
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, step_scheduler_with_optimizer=False)
+        self.base_dropout: dict[str, float] = {}  # the model's own dropout config, restored in the saved checkpoint
+        if cfg.residual_dropout is not None:
+            model, self.base_dropout = with_dropout(model, cfg.residual_dropout)
+        if cfg.lora.r > 0:
+            model = add_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
+        self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision,
+                                                         step_scheduler_with_optimizer=False)
         encode = lambda d: encode_pair(d.prompt, d.completion, tokenizer, cfg.max_length, cfg.max_prompt_length, chat_template)  # noqa: E731
         self.train_pairs = [encode(d) for d in train]
         self.val_pairs = [encode(d) for d in val]
@@ -177,22 +197,35 @@ class SFTTrainer:
         result.val_loss_before = self.evaluate()
         root = state_root(out_dir)
         selector = CheckpointSelector(self, self.cfg.eval_steps or self.epoch_steps, root / "best")
+        def loss_fn(chunk: list[EncodedPair]):
+            return self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id)), padding_stats([len(p.input_ids) for p in chunk])
+
         spec = LoopSpec(self.cfg.batch_size, self.cfg.grad_accum, self.cfg.epochs, self.cfg.max_grad_norm, self.cfg.save_steps,
                         self.cfg.keep_checkpoints, root, resume)
         result.train_losses = train_epochs(
             self.accelerator, self.model, self.opt, self.sched, self.train_pairs, spec, seed=self.seed,
-            loss_fn=lambda chunk: (self._loss(collate_pairs(chunk, self.tokenizer.pad_token_id)), {}),
-            desc="SFT", log_path=log_path, hook=selector)
+            loss_fn=loss_fn, desc="SFT", log_path=log_path, hook=selector,
+            lengths=[len(p.input_ids) for p in self.train_pairs] if self.cfg.group_by_length else None)
         result.candidates, result.selected_step = selector.candidates, selector.best_step
         if self.cfg.select_by != "last" and selector.best_step != self.total_steps:
             self.accelerator.wait_for_everyone()
             load_model(self.accelerator.unwrap_model(self.model), str(root / "best" / "model.safetensors"))
         result.val_loss = next(c["val_loss"] for c in selector.candidates if c["step"] == selector.best_step)
+        finish_tracking(self.accelerator)
         return result
 
     def save(self, out_dir: str | Path, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the fine-tuned policy as a Hugging Face checkpoint with ``run.json``."""
+        """Save the fine-tuned policy as a plain Hugging Face causal-LM checkpoint with ``run.json`` (main process).
+
+        LoRA adapters are merged into the base weights first (in place: the trainer's model has no
+        adapters afterwards), so every later stage loads the checkpoint unchanged. With
+        ``residual_dropout`` the saved config carries the model's own dropout values, not the
+        SFT-time ones, so RM and PPO do not inherit SFT's dropout.
+        """
         if self.accelerator.is_main_process:
-            save_checkpoint(self.accelerator.unwrap_model(self.model), self.tokenizer, out_dir, "sft", config, fingerprints, metrics)
+            model = merge_lora(self.accelerator.unwrap_model(self.model))
+            for name, value in self.base_dropout.items():
+                setattr(model.config, name, value)
+            save_checkpoint(model, self.tokenizer, out_dir, "sft", config, fingerprints, metrics)
         self.accelerator.wait_for_everyone()
         return Path(out_dir)

@@ -88,3 +88,34 @@ def test_no_config_names_a_target_that_does_not_import():
     for t in targets:
         module, _, attr = t.rpartition(".")
         assert hasattr(importlib.import_module(module), attr), t
+
+
+@pytest.mark.parametrize("name", ["sft", "rm", "ppo", "pipeline"])
+def test_trainer_options_compose_typed(name):
+    """Every new trainer option is a typed field: it composes, keeps its type, and rejects a wrong one."""
+    from hydra.errors import ConfigCompositionException
+
+    common = ["tracking.log_with=[tensorboard,wandb]", "tracking.project=p"]
+    per_app = {
+        "sft": ["sft.lora.r=8", "sft.lora.target_modules=[q_proj,k_proj]", "sft.residual_dropout=0.2", "sft.group_by_length=false"],
+        "rm": ["rm.group_by_length=false"],
+        "ppo": ["ppo.value_head=shared", "ppo.ptx_ratio=8"],
+    }
+    per_app["pipeline"] = per_app["sft"] + per_app["rm"] + per_app["ppo"]
+    cfg = _compose(name, common + per_app[name])
+    assert list(cfg.tracking.log_with) == ["tensorboard", "wandb"] and cfg.tracking.project == "p"
+    cfg.out_dir = "/runs/x"  # (hydra's output dir is unset outside an app)
+    assert cfg.tracking.dir == "/runs/x/trackers"  # each run's trackers live in its own folder
+    if "sft" in cfg:
+        assert cfg.sft.lora.r == 8 and list(cfg.sft.lora.target_modules) == ["q_proj", "k_proj"] and cfg.sft.lora.alpha == 16.0
+        assert cfg.sft.residual_dropout == 0.2 and cfg.sft.group_by_length is False
+        with pytest.raises(ConfigCompositionException):
+            _compose(name, ["sft.lora.r=many"])
+    if "ppo" in cfg:
+        assert cfg.ppo.value_head == "shared" and cfg.ppo.ptx_ratio == 8.0 and isinstance(cfg.ppo.ptx_ratio, float)
+    defaults = _compose(name)
+    assert list(defaults.tracking.log_with) == []
+    if "sft" in defaults:
+        assert defaults.sft.lora.r == 0 and defaults.sft.residual_dropout is None and defaults.sft.group_by_length is True
+    if "ppo" in defaults:
+        assert defaults.ppo.value_head == "separate" and defaults.ppo.ptx_ratio is None

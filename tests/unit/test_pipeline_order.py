@@ -29,12 +29,12 @@ def calls(monkeypatch):
         log.append(("base",))
         return str(out_dir)
 
-    def run_sft(model_cfg, data_cfg, sft_cfg, init_from, out_dir, seed, selection_rm=None, resume=False):
+    def run_sft(model_cfg, data_cfg, sft_cfg, init_from, out_dir, seed, selection_rm=None, resume=False, tracking=None):
         log.append(("sft", Path(init_from).name, selection_rm and Path(selection_rm).name))
         done(out_dir)
         return Path(out_dir), {}
 
-    def run_rm(model_cfg, data_cfg, rm_cfg, init_from, split, out_dir, seed, resume=False, comparisons_file=None):
+    def run_rm(model_cfg, data_cfg, rm_cfg, init_from, split, out_dir, seed, resume=False, comparisons_file=None, tracking=None):
         log.append((split, Path(init_from).name, comparisons_file and Path(comparisons_file).relative_to(out_dir.parents[1])))
         done(out_dir, rm_metrics)
         return Path(out_dir), rm_metrics
@@ -44,7 +44,7 @@ def calls(monkeypatch):
         done(out_dir)
         return Path(out_dir) / "comparisons.jsonl", {}
 
-    def run_ppo(model_cfg, data_cfg, ppo_cfg, policy, reward_model, out_dir, seed, stage="ppo", gold_reward=None, resume=False):
+    def run_ppo(model_cfg, data_cfg, ppo_cfg, policy, reward_model, out_dir, seed, stage="ppo", gold_reward=None, resume=False, tracking=None):
         log.append((stage, Path(reward_model).name, Path(gold_reward).name))
         done(out_dir)
         return Path(out_dir), []
