@@ -14,6 +14,7 @@ every minibatch also takes ``gamma * lm_loss`` on a pretraining batch (PPO-ptx);
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import random
 import time
@@ -30,7 +31,7 @@ from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
 from trainers import losses as L
-from trainers.common import save_checkpoint, seed_everything
+from trainers.common import adamw, save_checkpoint, seed_everything
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
 
@@ -80,10 +81,12 @@ class PPOTrainer:
         self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
         seed_everything(seed)
         ref_policy.eval().requires_grad_(False)
-        opt = torch.optim.AdamW([
+        opt = adamw([
             {"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.lr},
             {"params": [p for p in value_model.parameters() if p.requires_grad], "lr": cfg.value_lr},
         ])
+        # Both policies are the same class; ask once whether the LM head can skip the prompt positions.
+        self._head_skips_prompt = "logits_to_keep" in inspect.signature(type(policy).forward).parameters
         self.policy, self.value_model, self.opt = self.accelerator.prepare(policy, value_model, opt)
         self.ref_policy = ref_policy.to(self.accelerator.device)
         self.reward = as_scorer(reward_model).to(self.accelerator.device)
@@ -108,11 +111,25 @@ class PPOTrainer:
 
     # --------------------------------------------------------------- forward
     def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
-        """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy."""
-        logits = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn)).logits
-        logits = logits[:, prompt_len - 1 : -1].float() / self.cfg.temperature
-        lp = L.token_logprobs(logits, seq[:, prompt_len:])
-        return (lp, L.entropy_from_logits(logits)) if with_entropy else lp
+        """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy.
+
+        Response token t is predicted by the logits at position t - 1, so only positions
+        P - 1 .. P + R - 2 go through the LM head (``logits_to_keep``). Skipping the prompt matters:
+        with a 50k vocabulary the head is as large a matmul as all the blocks of a small model,
+        prompts are often longer than responses, and no vocabulary-sized tensor is sliced in
+        backward. Dividing by a temperature of exactly 1 is skipped (it changes no value).
+        """
+        wanted = torch.arange(prompt_len - 1, seq.shape[1] - 1, device=seq.device)
+        extra = {"logits_to_keep": wanted} if self._head_skips_prompt else {}
+        logits = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn), **extra).logits
+        if not self._head_skips_prompt:
+            logits = logits[:, wanted]
+        logits = logits.float()
+        if self.cfg.temperature != 1.0:
+            logits = logits / self.cfg.temperature
+        if with_entropy:
+            return L.token_logprobs_and_entropy(logits, seq[:, prompt_len:])
+        return L.selective_logprobs(logits, seq[:, prompt_len:])
 
     def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
         """V(s_t) for each response token: the value head at the position before it, ``[B, R]``."""
@@ -136,11 +153,16 @@ class PPOTrainer:
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)
         attn = torch.cat([prompt_attn, mask], dim=1)
         chunks = []
-        for i in range(0, len(prompts), self.cfg.mini_batch_size):
-            s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
-            gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
-            chunks.append((self._logprobs(self.policy, s, a, P), self._logprobs(self.ref_policy, s, a, P), self._values(s, a, P),
-                           self.reward(s, a, P), gold))
+        # The prepared policy and value model run under the accelerator's autocast; the frozen
+        # reference policy and the scorers are not prepared, so they get the same context here. In
+        # bf16 the KL to the reference would otherwise measure bf16 rounding as well: a nonzero KL
+        # penalty between identical weights.
+        with self.accelerator.autocast():
+            for i in range(0, len(prompts), self.cfg.mini_batch_size):
+                s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
+                gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
+                chunks.append((self._logprobs(self.policy, s, a, P), self._logprobs(self.ref_policy, s, a, P), self._values(s, a, P),
+                               self.reward(s, a, P).float(), gold.float()))
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
         if self.cfg.missing_eos_penalty is not None:
