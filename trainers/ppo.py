@@ -25,6 +25,7 @@ the seed, beta and the log history come from the checkpoint.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import random
@@ -44,7 +45,7 @@ from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
 from trainers import losses as L
-from trainers.common import save_checkpoint, seed_everything
+from trainers.common import adamw, save_checkpoint, seed_everything
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
@@ -125,9 +126,15 @@ class PolicyWithValueHead(torch.nn.Module):
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> PolicyValueOutput:
-        """``input_ids``/``attention_mask``/``position_ids`` ``[B, T]`` -> logits ``[B, T, V]``, values ``[B, T]`` (fp32)."""
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                **lm_kwargs) -> PolicyValueOutput:
+        """``input_ids``/``attention_mask``/``position_ids`` ``[B, T]`` -> logits ``[B, T, V]``, values ``[B, T]`` (fp32).
+
+        ``lm_kwargs`` go to the causal LM (e.g. ``logits_to_keep``, which trims the logits only:
+        the values still cover every position).
+        """
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True,
+                          **lm_kwargs)
         return PolicyValueOutput(out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1).float())
 
 
@@ -174,10 +181,12 @@ class PPOTrainer:
         else:
             trained, value_params = policy, list(value_model.parameters())
         value_ids = {id(p) for p in value_params}
-        opt = torch.optim.AdamW([
+        opt = adamw([
             {"params": [p for p in trained.parameters() if p.requires_grad and id(p) not in value_ids], "lr": cfg.lr},
             {"params": [p for p in value_params if p.requires_grad], "lr": cfg.value_lr},
         ])
+        # Both policies are the same class; ask once whether the LM head can skip the prompt positions.
+        self._head_skips_prompt = "logits_to_keep" in inspect.signature(type(policy).forward).parameters
         if value_model is None:
             self.policy, self.opt = self.accelerator.prepare(trained, opt)
             self.value_model = None
@@ -227,16 +236,33 @@ class PPOTrainer:
         return ptx_sequences_for_minibatch(self.cfg.ptx_ratio, self.cfg.mini_batch_size, self._minibatches)
 
     # --------------------------------------------------------------- forward
+    def _lm_forward(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int):
+        """Run ``model`` on ``seq [B, P + R]``; returns ``(output, logits [B, R, V])``: the fp32,
+        temperature-scaled logits that predict the response tokens.
+
+        Response token t is predicted by the logits at position t - 1, so only positions
+        P - 1 .. P + R - 2 go through the LM head (``logits_to_keep``). Skipping the prompt matters:
+        with a 50k vocabulary the head is as large a matmul as all the blocks of a small model,
+        prompts are often longer than responses, and no vocabulary-sized tensor is sliced in
+        backward. Dividing by a temperature of exactly 1 is skipped (it changes no value).
+        """
+        wanted = torch.arange(prompt_len - 1, seq.shape[1] - 1, device=seq.device)
+        extra = {"logits_to_keep": wanted} if self._head_skips_prompt else {}
+        out = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn), **extra)
+        logits = (out.logits if self._head_skips_prompt else out.logits[:, wanted]).float()
+        if self.cfg.temperature != 1.0:
+            logits = logits / self.cfg.temperature
+        return out, logits
+
     def _response_logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int, with_entropy: bool = False):
-        """Log-probs ``[B, R]`` of the response tokens under temperature-scaled ``logits [B, P + R, V]``, and optionally entropy."""
-        logits = logits[:, prompt_len - 1 : -1].float() / self.cfg.temperature
-        lp = L.token_logprobs(logits, seq[:, prompt_len:])
-        return (lp, L.entropy_from_logits(logits)) if with_entropy else lp
+        """Log-probs ``[B, R]`` of the response tokens under ``logits [B, R, V]`` (from :meth:`_lm_forward`), and optionally entropy."""
+        if with_entropy:
+            return L.token_logprobs_and_entropy(logits, seq[:, prompt_len:])
+        return L.selective_logprobs(logits, seq[:, prompt_len:])
 
     def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
         """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy."""
-        logits = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn)).logits
-        return self._response_logprobs(logits, seq, prompt_len, with_entropy)
+        return self._response_logprobs(self._lm_forward(model, seq, attn, prompt_len)[1], seq, prompt_len, with_entropy)
 
     def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
         """V(s_t) for each response token from the separate value model, ``[B, R]``."""
@@ -248,8 +274,8 @@ class PPOTrainer:
         ``shared``: one forward of the policy trunk gives all three; ``separate``: the value model
         runs its own forward.
         """
-        out = self.policy(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn))
-        lp = self._response_logprobs(out.logits, seq, prompt_len, with_entropy)
+        out, logits = self._lm_forward(self.policy, seq, attn, prompt_len)
+        lp = self._response_logprobs(logits, seq, prompt_len, with_entropy)
         lp, entropy = lp if with_entropy else (lp, None)
         values = response_values(out.values, prompt_len) if self.value_model is None else self._values(seq, attn, prompt_len)
         return lp, entropy, values
@@ -272,11 +298,16 @@ class PPOTrainer:
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)
         attn = torch.cat([prompt_attn, mask], dim=1)
         chunks = []
-        for i in range(0, len(prompts), self.cfg.mini_batch_size):
-            s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
-            gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
-            lp, _, values = self._policy_and_values(s, a, P)
-            chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P), gold))
+        # The prepared policy and value model run under the accelerator's autocast; the frozen
+        # reference policy and the scorers are not prepared, so they get the same context here. In
+        # bf16 the KL to the reference would otherwise measure bf16 rounding as well: a nonzero KL
+        # penalty between identical weights.
+        with self.accelerator.autocast():
+            for i in range(0, len(prompts), self.cfg.mini_batch_size):
+                s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
+                gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
+                lp, _, values = self._policy_and_values(s, a, P)
+                chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P).float(), gold.float()))
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
         if self.cfg.missing_eos_penalty is not None:

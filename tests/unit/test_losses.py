@@ -175,3 +175,27 @@ def test_kl_controllers_follow_their_update_rules():
     assert ada.update(5.4, 100) == pytest.approx(0.1 * 1.02 * 0.99)
     with pytest.raises(ValueError):
         make_kl_controller("adaptive", 0.1, target=None)
+
+
+def test_selective_logprobs_match_log_softmax_in_value_and_gradient():
+    """The hand-written backward gives autograd's gradient of gather(log_softmax(logits))."""
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2, 5, 11, dtype=torch.float64)).requires_grad_()
+    labels = torch.randint(0, 11, (2, 5))
+    upstream = torch.randn(2, 5, dtype=torch.float64)
+    ref = torch.gather(torch.log_softmax(logits, -1), -1, labels.unsqueeze(-1)).squeeze(-1)
+    (ref_grad,) = torch.autograd.grad((ref * upstream).sum(), logits)
+    got = losses._SelectiveLogSoftmax.apply(logits, labels)
+    (got_grad,) = torch.autograd.grad((got * upstream).sum(), logits)
+    assert torch.allclose(got, ref, atol=1e-12) and torch.allclose(got_grad, ref_grad, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: losses._SelectiveLogSoftmax.apply(x, labels), (logits,))
+
+
+def test_token_logprobs_and_entropy_equal_the_separate_functions():
+    torch.manual_seed(1)
+    logits = 4 * torch.randn(3, 4, 9)
+    labels = torch.randint(0, 9, (3, 4))
+    lp, ent = losses.token_logprobs_and_entropy(logits, labels)
+    assert torch.allclose(lp, losses.token_logprobs(logits, labels), atol=1e-6)
+    assert torch.allclose(ent, losses.entropy_from_logits(logits), atol=1e-5)
+    assert not ent.requires_grad  # logged only: no graph kept for it
