@@ -107,7 +107,7 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
             trainer.train()
     finally:
         timer.prof.restore()
-    return timer.record()
+    return timer.record(trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 
 def main(argv=None) -> Path:

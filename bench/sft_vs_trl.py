@@ -102,7 +102,7 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
             trainer.train()
     finally:
         timer.prof.restore()
-    return timer.record(trl_loss_type=trainer.args.loss_type)
+    return timer.record(trl_loss_type=trainer.args.loss_type, trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 
 def main(argv=None) -> Path:
