@@ -32,7 +32,8 @@ test-slow: install
 
 # Our PPO, SFT and RM trainers against trl 1.12's, same model and settings, one process each;
 # writes bench/results/*.json and prints the tables in bench/README.md. BENCH_ARGS go to every
-# script (e.g. BENCH_ARGS="--threads 1 --repeats 3"); see `python -m bench.ppo_vs_trl --help`.
+# script; the default is what bench/README.md ran on the shared 2-core machine (one thread: see there).
+BENCH_ARGS ?= --threads 1 --repeats 3 --op-profile
 bench: install
 	$(BIN)/python -m bench.ppo_vs_trl $(BENCH_ARGS)
 	$(BIN)/python -m bench.sft_vs_trl $(BENCH_ARGS)

@@ -196,7 +196,7 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
     finally:
         prof.restore()
         trl_ppo.batch_generation = original_generation
-    return timer.record(response_widths=widths)
+    return timer.record(response_widths=widths, trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 
 def main(argv=None) -> Path:

@@ -52,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=4, help="comparisons (prompts with 2 completions) per optimiser step")
     p.add_argument("--prompt-length", type=int, default=64, help="prompt tokens (fixed)")
     p.add_argument("--completion-length", type=int, default=64, help="tokens per completion, EOS included (fixed)")
+    p.set_defaults(steps=4)  # a step is seconds here, a PPO iteration tens of seconds
     return p.parse_args(argv)
 
 
@@ -107,7 +108,7 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
             trainer.train()
     finally:
         timer.prof.restore()
-    return timer.record()
+    return timer.record(trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 
 def main(argv=None) -> Path:

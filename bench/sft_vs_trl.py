@@ -52,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--prompt-length", type=int, default=64, help="prompt tokens per demonstration (fixed)")
     p.add_argument("--completion-length", type=int, default=64, help="completion tokens per demonstration, EOS included (fixed)")
     p.add_argument("--trl-loss-type", default=None, help="trl SFTConfig.loss_type (default: trl's own, chunked_nll)")
+    p.set_defaults(steps=4)  # a step is seconds here, a PPO iteration tens of seconds
     return p.parse_args(argv)
 
 
@@ -102,7 +103,7 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
             trainer.train()
     finally:
         timer.prof.restore()
-    return timer.record(trl_loss_type=trainer.args.loss_type)
+    return timer.record(trl_loss_type=trainer.args.loss_type, trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 
 def main(argv=None) -> Path:

@@ -288,11 +288,15 @@ class PPOTrainer:
         prompt_ids, prompt_attn = prompt_ids.to(dev), prompt_attn.to(dev)
         policy = self.policy_model
         policy.eval()
-        seq = policy.generate(
-            input_ids=prompt_ids, attention_mask=prompt_attn, do_sample=True, temperature=self.cfg.temperature,
-            top_k=0, top_p=1.0, max_new_tokens=self.cfg.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id, use_cache=True,
-        )
+        # Under mixed precision the prepared policy autocasts each forward, and torch drops its cache
+        # of weight casts when the outermost autocast region ends: one region around the whole
+        # generate call casts each weight once per rollout instead of once per sampled token.
+        with self.accelerator.autocast():
+            seq = policy.generate(
+                input_ids=prompt_ids, attention_mask=prompt_attn, do_sample=True, temperature=self.cfg.temperature,
+                top_k=0, top_p=1.0, max_new_tokens=self.cfg.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id, use_cache=True,
+            )
         policy.train()
         P = prompt_ids.shape[1]
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)

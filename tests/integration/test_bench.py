@@ -19,6 +19,7 @@ def _check(path, bench, phases):
         assert set(phases) <= set(res["phases"]["fp32"][impl]), impl
     assert row["ratio_ours_over_trl"] > 0 and row["repeats"] == 1
     assert [r["impl"] for r in res["runs"]] == ["ours", "trl"]  # one process, both trainers
+    assert res["runs"][1]["trl_gradient_checkpointing"] is False  # trl's default is on; ours has none
     assert res["per_step"]["required_flops"] > 0
     return res
 

@@ -155,6 +155,31 @@ def test_ppo_ptx_mixes_a_pretraining_batch_into_every_minibatch(tiny_dir):
     assert all(math.isfinite(h["ptx_loss"]) and h["ptx_loss"] > 0 for h in history)
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-wide precision; let a test pick its own and leave none behind."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_ppo_under_bf16_autocast_sees_zero_kl_between_identical_policies(tiny_dir, fresh_accelerate_state):
+    """With lr 0 the policy stays equal to the frozen reference, so the KL penalty must be exactly 0:
+    under bf16 the reference (and the reward model) must run under the same autocast as the policy."""
+    tok = load_tokenizer(tiny_dir)
+    cfg = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=6, lr=0.0, value_lr=0.0, max_prompt_length=32,
+                    mixed_precision="bf16")
+    reward_model = load_scalar_model(tiny_dir)
+    torch.nn.init.normal_(reward_model.score.weight, std=0.5)
+    trainer = PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok,
+                         [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)], chat_template="false", seed=0)
+    history = trainer.train()
+    assert all(h["kl"] == 0.0 and h["approx_kl"] == 0.0 for h in history)
+    assert all(math.isfinite(h["reward_mean"]) and h["reward_std"] > 0 for h in history)  # the reward model did score
+
+
 def test_ppo_config_errors_are_clear(tiny_dir):
     tok = load_tokenizer(tiny_dir)
     with pytest.raises(ValueError, match="needs pretraining texts"):
