@@ -563,6 +563,17 @@ def free() -> None:
 
 
 @contextlib.contextmanager
+def profiled_run(prof: PhaseProfiler) -> Iterator[None]:
+    """Around one trainer's ``train()``: transformers kept quiet, and every ``prof.wrap`` undone
+    afterwards, even when the run raises."""
+    try:
+        with quiet_transformers():
+            yield
+    finally:
+        prof.restore()
+
+
+@contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers/trl info logging and progress bars during a run (they print per step)."""
     from transformers.utils import logging as hf_logging

@@ -143,11 +143,8 @@ def run_ours(s: Setting, precision: str) -> dict[str, Any]:
         return out
 
     trainer.step = step
-    try:
-        with C.quiet_transformers():
-            trainer.train()
-    finally:
-        prof.restore()
+    with C.profiled_run(prof):
+        trainer.train()
     return timer.record(response_widths=widths)
 
 
@@ -191,10 +188,9 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
 
     C.attach_hf_timing(trainer, timer)  # trl's PPO loop calls on_step_end once per iteration
     try:
-        with C.quiet_transformers():
+        with C.profiled_run(prof):
             trainer.train()
     finally:
-        prof.restore()
         trl_ppo.batch_generation = original_generation
     return timer.record(response_widths=widths, trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 

@@ -74,11 +74,8 @@ def run_ours(s: Setting, precision: str) -> dict[str, Any]:
     timer.prof.wrap(trainer, "_batch_rewards", "forward")
     timer.prof.wrap(trainer.accelerator, "backward", "backward")
     timer.prof.wrap(trainer.accelerator, "clip_grad_norm_", "clip_grad")
-    try:
-        with C.quiet_transformers():
-            trainer.train()
-    finally:
-        timer.prof.restore()
+    with C.profiled_run(timer.prof):
+        trainer.train()
     return timer.record()
 
 
@@ -103,11 +100,8 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
     timer.prof.wrap(trainer, "compute_loss", "forward")
     timer.prof.wrap(trainer.accelerator, "backward", "backward")
     timer.prof.wrap(trainer.accelerator, "clip_grad_norm_", "clip_grad")
-    try:
-        with C.quiet_transformers():
-            trainer.train()
-    finally:
-        timer.prof.restore()
+    with C.profiled_run(timer.prof):
+        trainer.train()
     return timer.record(trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 

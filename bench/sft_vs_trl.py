@@ -71,11 +71,8 @@ def run_ours(s: Setting, precision: str) -> dict[str, Any]:
     timer.prof.wrap(trainer, "_loss", "forward")
     timer.prof.wrap(trainer.accelerator, "backward", "backward")
     timer.prof.wrap(trainer.accelerator, "clip_grad_norm_", "clip_grad")
-    try:
-        with C.quiet_transformers():
-            trainer.train(s.workdir / "ours_sft")
-    finally:
-        timer.prof.restore()
+    with C.profiled_run(timer.prof):
+        trainer.train(s.workdir / "ours_sft")
     return timer.record()
 
 
@@ -98,11 +95,8 @@ def run_trl(s: Setting, precision: str) -> dict[str, Any]:
     timer.prof.wrap(trainer, "compute_loss", "forward")
     timer.prof.wrap(trainer.accelerator, "backward", "backward")
     timer.prof.wrap(trainer.accelerator, "clip_grad_norm_", "clip_grad")
-    try:
-        with C.quiet_transformers():
-            trainer.train()
-    finally:
-        timer.prof.restore()
+    with C.profiled_run(timer.prof):
+        trainer.train()
     return timer.record(trl_loss_type=trainer.args.loss_type, trl_gradient_checkpointing=bool(trainer.model.is_gradient_checkpointing))
 
 

@@ -132,18 +132,6 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return out
 
 
-def epoch_batches(items: list, batch_size: int, rng: random.Random, lengths: Sequence[int] | None = None) -> list[list]:
-    """One epoch of ``items`` in batches: length-grouped when ``lengths`` (one per item) is given, else shuffled.
-
-    Raises ``ValueError`` if ``lengths`` does not have one entry per item.
-    """
-    if lengths is None:
-        return batches(items, batch_size, rng)
-    if len(lengths) != len(items):
-        raise ValueError(f"epoch_batches: {len(lengths)} lengths for {len(items)} items")
-    return [[items[i] for i in b] for b in length_grouped_batches(lengths, batch_size, rng)]
-
-
 def padding_stats(lengths: Sequence[int]) -> dict[str, int]:
     """Real and padded token counts of one right-padded batch of sequences of ``lengths`` tokens.
 

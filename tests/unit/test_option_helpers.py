@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, MambaConfig, OP
 from harness import data as D
 from harness.models import dropout_fields, load_tokenizer
 from harness.prompting import encode_pair
-from trainers.common import batches, epoch_batches, length_grouped_batches, padding_stats
+from trainers.common import batches, length_grouped_batches, padding_stats, plan_epoch
 from trainers.ppo import ptx_sequences_for_minibatch
 from trainers.tracking import Tracking, flatten_config, make_accelerator, scalars
 
@@ -54,15 +54,15 @@ def test_length_grouping_is_random_across_epochs_and_seeded():
     assert sum(spread) / len(spread) < 0.1 * (max(lengths) - min(lengths))
 
 
-def test_epoch_batches_maps_indices_back_to_items_and_checks_lengths():
+def test_plan_epoch_groups_by_length_and_checks_lengths():
     items = ["a", "bbb", "cc", "dddd", "e"]
     lengths = [len(x) for x in items]
-    out = epoch_batches(items, 2, random.Random(0), lengths)
-    assert sorted(x for b in out for x in b) == sorted(items)
-    assert all(max(len(x) for x in b) - min(len(x) for x in b) <= 2 for b in out)
-    assert epoch_batches(items, 2, random.Random(3)) == batches(items, 2, random.Random(3))
+    out = [mb for step in plan_epoch(len(items), 2, 1, 1, random.Random(0), lengths) for mb in step[0]]
+    assert sorted(i for b in out for i in b) == list(range(5))
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 2 for b in out)
+    assert out == length_grouped_batches(lengths, 2, random.Random(0))
     with pytest.raises(ValueError, match="4 lengths for 5 items"):
-        epoch_batches(items, 2, random.Random(0), lengths[:4])
+        plan_epoch(len(items), 2, 1, 1, random.Random(0), lengths[:4])
     with pytest.raises(ValueError, match="must be >= 1"):
         length_grouped_batches(lengths, 0, random.Random(0))
 
