@@ -93,10 +93,24 @@ def eval_main(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
 def report_main(cfg: DictConfig) -> None:
-    """``harness-report run_dir=...``: (re)build ``report.html`` for a run directory."""
-    from reports.run_report import build_run_report
+    """``harness-report run_dir=...`` (run report), ``run_dir=... compare_to=...`` (comparison report) or
+    ``sweep_dir=...`` (sweep report over a Hydra multirun directory); prints the written path."""
+    if (cfg.run_dir is None) == (cfg.sweep_dir is None):
+        raise SystemExit("harness-report: give exactly one of run_dir=<run directory> or sweep_dir=<multirun directory>")
+    if cfg.compare_to is not None and cfg.run_dir is None:
+        raise SystemExit("harness-report: compare_to=... compares against run_dir=...; give run_dir")
+    if cfg.sweep_dir is not None:
+        from reports.sweep_report import build_sweep_report
 
-    print(build_run_report(cfg.run_dir))
+        print(build_sweep_report(cfg.sweep_dir, cfg.out))
+    elif cfg.compare_to is not None:
+        from reports.compare_report import build_compare_report
+
+        print(build_compare_report(cfg.run_dir, cfg.compare_to, cfg.out))
+    else:
+        from reports.run_report import build_run_report
+
+        print(build_run_report(cfg.run_dir, cfg.out))
 
 
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")

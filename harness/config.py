@@ -278,7 +278,14 @@ class EvalApp(StageConfig):
 
 @dataclass
 class ReportApp:
-    run_dir: str = MISSING
+    """``harness-report``: exactly one of ``run_dir`` (run report, or with ``compare_to`` a comparison
+    report) and ``sweep_dir`` (sweep report over a Hydra multirun directory)."""
+
+    run_dir: str | None = None  # a run directory -> <run_dir>/report.html
+    sweep_dir: str | None = None  # a Hydra multirun directory -> <sweep_dir>/sweep_report.html
+    # with run_dir: a second run directory or a baseline results.jsonl -> <run_dir>/comparison.html
+    compare_to: str | None = None
+    out: str | None = None  # write here instead of the default path
 
 
 @dataclass
