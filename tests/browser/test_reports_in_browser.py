@@ -1,0 +1,63 @@
+"""Every report kind in headless Chromium (Debian's system chromium, --headless --no-sandbox).
+
+Slow: needs the browser and a smoke run. Run with ``pytest -m slow tests/browser``. Screenshots go to
+``tmp_path`` and, when ``HARNESS_SCREENSHOT_DIR`` is set, are copied there to look at.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.io import read_jsonl, write_jsonl
+from reports.browser_check import XSS_PAYLOADS, check_page
+
+pytestmark = pytest.mark.slow
+
+
+def _keep(shot: Path) -> None:
+    keep = os.environ.get("HARNESS_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_checker_catches_what_it_looks_for(tmp_path):
+    """The check itself can fail: raw script runs, an empty plot div, a console error and a network fetch are all seen."""
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><body>" + "".join(XSS_PAYLOADS[:2])
+                    + "<div class='plotly-graph-div' id='fig-empty'></div>"
+                    + "<script>console.error('boom')</script><img src='http://192.0.2.1/x.png'></body></html>")
+    res = check_page(page, settle_ms=300)
+    assert res.xss in ("script", "img") and res.dialogs
+    assert res.empty_figures == ["fig-empty"]
+    assert "boom" in res.console_errors
+    assert any(u.startswith("http://192.0.2.1") for u in res.network_requests)
+    assert not res.ok
+
+
+def _poison(run_dir: Path) -> None:
+    """Put every XSS payload into the outputs and instructions of each per-item file that has text."""
+    for path in sorted((run_dir / "results").glob("*_items.jsonl")):
+        rows = read_jsonl(path)
+        for i, r in enumerate(rows):
+            for key in ("output", "instruction", "baseline_output", "prompt"):
+                if isinstance(r.get(key), str):
+                    r[key] = XSS_PAYLOADS[i % len(XSS_PAYLOADS)] + r[key]
+        write_jsonl(path, rows)
+
+
+def test_run_report_in_browser(smoke_run_copy, tmp_path):
+    from reports.run_report import build_run_report
+
+    _poison(smoke_run_copy)
+    report = build_run_report(smoke_run_copy)
+    shot = tmp_path / "run_report.png"
+    res = check_page(report, shot, find_text=XSS_PAYLOADS)
+    _keep(shot)
+    assert res.figures and not res.empty_figures, res.figures
+    assert res.console_errors == [] and res.page_errors == [] and res.network_requests == []
+    assert res.xss is None and res.dialogs == []
+    assert all(res.found_text.values()), res.found_text  # the payloads are shown as text
+    assert shot.stat().st_size > 50_000
