@@ -25,7 +25,7 @@ h1{font-size:1.6rem;border-bottom:2px solid #444;padding-bottom:.3rem}
 h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ccc;padding-bottom:.2rem}
 nav.toc{background:#f6f6f6;padding:.5rem 1rem;border-radius:6px;display:inline-block}
 nav.toc ol{margin:.3rem 0;padding-left:1.2rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.3rem .55rem;text-align:left;vertical-align:top}
 th{background:#f0f0f0}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -35,6 +35,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 font-size:.8rem;min-width:12rem;max-width:28rem}
 .meta{color:#555;font-size:.78rem;margin-top:.25rem}
 code{background:#f3f3f3;padding:0 .2rem}
+.sb-controls{position:sticky;top:0;background:#fff;padding:.5rem 0;z-index:2;border-bottom:1px solid #ddd}
+.sb-controls input{width:22rem}.sb-controls label{margin-right:1rem}
+h3{font-size:1.05rem;margin-top:1.4rem}
 """.strip()
 
 

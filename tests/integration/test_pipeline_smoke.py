@@ -13,7 +13,10 @@ from harness.io import read_json, read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ["fig-winrate", "fig-hellaswag", "fig-rm-accuracy", "fig-ppo-curves"]
+FIGURES = ["fig-winrate", "fig-winrate-harmless", "fig-likert", "fig-likert-flags", "fig-truthfulqa", "fig-truthfulqa-mc",
+           "fig-toxicity", "fig-hallucination", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy",
+           "fig-ppo-curves", "fig-overoptimisation", "fig-judge-validation", "fig-detector-validation"]
+N_SCRIPTS = 1 + len(FIGURES) + 1  # plotly.js once, one per figure, the sample browser
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def test_report_has_every_figure_and_escapes_model_text(smoke_run):
     html = (smoke_run / "report.html").read_text()
     for fig in FIGURES:
         assert f'id="{fig}"' in html, fig
-    assert html.count("<script") == 1 + len(FIGURES)
+    assert html.count("<script") == N_SCRIPTS
     # a completion that tries to run script must come out escaped when the report is rebuilt
     items_path = smoke_run / "results" / "winrate_items.jsonl"
     items = read_jsonl(items_path)
@@ -87,7 +90,7 @@ def test_report_has_every_figure_and_escapes_model_text(smoke_run):
     subprocess.run([str(exe), f"run_dir={smoke_run}", f"hydra.run.dir={smoke_run / 'report_log'}"], check=True, cwd=REPO,
                    capture_output=True)
     html = (smoke_run / "report.html").read_text()
-    assert html.count("<script") == 1 + len(FIGURES)
+    assert html.count("<script") == N_SCRIPTS
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert not re.search(r"<img[^>]*onerror", html)
     assert json.dumps("alert('x')") not in html

@@ -14,8 +14,11 @@ from reports.html import esc, fmt_pct, fmt_pp, table
 from reports.run_report import build_run_report, load_results
 
 EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
-FIG_IDS = ("fig-winrate", "fig-hellaswag", "fig-rm-accuracy", "fig-ppo-curves")
-SEC_IDS = ("sec-winrate", "sec-alignment-tax", "sec-rm", "sec-ppo", "sec-samples")
+FIG_IDS = ("fig-winrate", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy", "fig-ppo-curves",
+           "fig-overoptimisation")
+SEC_IDS = ("sec-run", "sec-winrate", "sec-likert", "sec-truthfulqa", "sec-toxicity", "sec-hallucination",
+           "sec-alignment-tax", "sec-rm", "sec-ppo", "sec-judge-validation", "sec-samples")
+N_SCRIPTS = 1 + len(FIG_IDS) + 1  # plotly.js, one per figure, the sample browser
 POLICIES = ("base", "sft", "ppo", "ppo_ptx")
 
 
@@ -84,8 +87,8 @@ def test_full_report_is_self_contained_and_escaped(run_dir: Path):
         assert f'id="{fid}"' in page
     for sid in SEC_IDS:
         assert f'<section id="{sid}">' in page and f'href="#{sid}"' in page
-    # only the bundle and one script per figure; injected text appears escaped only
-    assert page.count("<script") == 1 + len(FIG_IDS)
+    # only the bundle, one script per figure and the browser's; injected text appears escaped only
+    assert page.count("<script") == N_SCRIPTS
     assert "alert(" not in re.sub(r"&lt;script&gt;alert\(1\)&lt;/script&gt;|onerror=alert\(2\)&gt;", "", page)
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in page
     assert "<img" not in page and "<b>bold?</b>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
@@ -102,6 +105,8 @@ def test_alignment_tax_table_values(run_dir: Path):
     assert '<span class="neg">-3.5 pp [-4.5, -2.5]</span>' in tax
     assert "37.7% [35.7%, 39.7%]" in tax
     assert "— (reference)" in tax
+    # our task "hellaswag" is the paper's HellaSwag (Table 14): GPT-3 79.1 %, PPO 75.9 % -> paper delta -3.2 pp
+    assert "79.1% (paper:gpt3_175b)" in tax and "75.9% (paper:ppo_175b)" in tax and "-3.2 pp" in tax
     # rows in canonical policy order
     assert [tax.index(f"<td>{p}</td>") for p in POLICIES] == sorted(tax.index(f"<td>{p}</td>") for p in POLICIES)
 
@@ -118,12 +123,14 @@ def test_rm_table_lists_accuracy_per_k_under_its_model(run_dir: Path):
 
 
 def test_winrate_table_and_samples(run_dir: Path):
-    page = build_run_report(run_dir, n_samples=3).read_text(encoding="utf-8")
-    win = page[page.index('<section id="sec-winrate">'):page.index('<section id="sec-alignment-tax">')]
+    page = build_run_report(run_dir, max_items_per_eval=10).read_text(encoding="utf-8")
+    win = page[page.index('<section id="sec-winrate">'):page.index('<section id="sec-likert">')]
     assert "71.0% [66.0%, 75.0%]" in win and "70.0%" in win  # win_rate and win_prob of ppo_ptx
     samples = page[page.index('<section id="sec-samples">'):]
+    # 28 records in file order (4 policies per prompt): the first 10 are prompts 0, 1 and half of 2
     assert "Instruction 2" in samples and "Instruction 3" not in samples
-    assert "reward +0.500 · win vs text-davinci-003" in samples
+    assert "winrate: 10 of 28 records shown, 18 left out (cap 10 per eval)" in samples
+    assert "win vs text-davinci-003" in samples and "reward +0.500 vs baseline -0.250" in samples
 
 
 def test_missing_ppo_ptx_log_still_renders_ppo(run_dir: Path):
@@ -131,7 +138,7 @@ def test_missing_ppo_ptx_log_still_renders_ppo(run_dir: Path):
     page = build_run_report(run_dir).read_text(encoding="utf-8")
     assert 'id="fig-ppo-curves"' in page
     assert "training log not available in this run for: ppo_ptx" in page
-    assert page.count("<script") == 1 + len(FIG_IDS)
+    assert page.count("<script") == N_SCRIPTS
 
 
 def test_missing_optional_files_omit_sections(tmp_path: Path):
@@ -141,7 +148,9 @@ def test_missing_optional_files_omit_sections(tmp_path: Path):
     page = out.read_text(encoding="utf-8")
     assert out == tmp_path / "elsewhere" / "r.html"
     assert page.count(_bundle_marker()) == 1 and page.count("<script") == 1
-    assert page.count("not available in this run") == 6
+    for sid in SEC_IDS:  # every section says it has nothing, none is dropped
+        start = page.index(f'<section id="{sid}">')
+        assert "not available in this run" in page[start:page.index("</section>", start)], sid
     assert "empty_run" in page  # run id falls back to the directory name
 
 

@@ -1,0 +1,158 @@
+"""Report sections on benchmark evals: TruthfulQA (paper Fig. 6), toxicity by instruction type
+(paper Fig. 7) and closed-domain hallucination (paper section 4.2)."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from reports.ci_figures import ci_facet_figure
+from reports.figures import order_policies
+from reports.html import Safe, figure_div, join, table, tag
+from reports.paper_ref import find
+from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, delta, index, judges, n_of, na, slug
+
+TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt"}
+TQA_GEN = {"truthful": "% truthful", "truthful_informative": "% truthful × informative", "informative": "% informative"}
+TOX_METRICS = {"expected_max_toxicity": "expected maximum toxicity", "toxicity_probability": "toxicity probability",
+               "mean_toxicity": "mean toxicity"}
+_TQA_RE = re.compile(r"(truthful_informative|truthful|informative)_(instruction_qa|qa)")
+_TOX_RE = re.compile(r"(expected_max_toxicity|toxicity_probability|mean_toxicity)_(.+?)(?:_delta_vs_(.+))?")
+
+
+def _name(judge: str | None) -> str:
+    return judge if judge is not None else "unnamed scorer"
+
+
+def _fig_id(base: str, i: int, judge: str | None) -> str:
+    return base if i == 0 else f"{base}-{slug(_name(judge))}"
+
+
+def truthfulqa_section(data: RunData) -> Safe:
+    """% truthful and % truthful × informative for the QA and Instruction+QA prompts per policy
+    (``fig-truthfulqa``, scorer named), and MC1 / MC2 with their paired deltas vs base
+    (``fig-truthfulqa-mc``). The paper's Table 14 % true × informative (QA prompt) sits in the table."""
+    if data.results is None:
+        return na(NO_RESULTS)
+    sub = data.rows("truthfulqa")
+    if sub.empty:
+        return na("TruthfulQA results")
+    parts = []
+    gen = sub[sub["metric"].astype(str).str.fullmatch(_TQA_RE)]
+    if gen.empty:
+        parts.append(na("TruthfulQA generation results (truthful / informative)"))
+    parsed = [_TQA_RE.fullmatch(m) for m in gen["metric"]]
+    gen = gen.assign(measure=[p.group(1) for p in parsed], style=[p.group(2) for p in parsed])
+    for i, judge in enumerate(judges(gen)):
+        rows = by_judge(gen, judge)
+        plotted = rows[rows["measure"].isin(["truthful", "truthful_informative"])]
+        fig = ci_facet_figure(plotted, facet="style", x="policy", group="measure",
+                              facet_order=[s for s in TQA_STYLES if s in set(plotted["style"])], facet_labels=TQA_STYLES,
+                              group_order=["truthful", "truthful_informative"], group_labels=TQA_GEN,
+                              title=f"TruthfulQA generation — scorer: {_name(judge)}", y_title="share of questions",
+                              legend_title="measure")
+        parts.append(figure_div(fig, _fig_id("fig-truthfulqa", i, judge)))
+        by = index(rows, "policy", "metric")
+        measures = [m for m in TQA_GEN if m in set(rows["measure"])]
+        out = []
+        for pol in order_policies(rows["policy"]):
+            for style in [s for s in TQA_STYLES if s in set(rows["style"])]:
+                cells = [by.get((pol, f"{m}_{style}")) for m in measures]
+                ref = find(data.paper, "truthfulqa", f"truthful_informative_{style}", ours=pol)
+                out.append([pol, TQA_STYLES[style], *(ci(c) for c in cells), n_of(*cells),
+                            f"{ref.text()} ({ref.label})" if ref else "—"])
+        parts.append(table(["policy", "prompt", *(TQA_GEN[m] for m in measures), "n (questions)",
+                            "paper % true × informative (Table 14, rated by humans / GPT-judge)"],
+                           out, numeric=range(2, len(measures) + 3)))
+    mc = sub[sub["metric"].isin(["mc1", "mc2"])]
+    if mc.empty:
+        parts.append(na("TruthfulQA multiple-choice results (MC1/MC2)"))
+        return join(parts)
+    parts.append(figure_div(ci_facet_figure(mc, x="policy", group="metric", group_labels={"mc1": "MC1", "mc2": "MC2"},
+                                            title="TruthfulQA multiple choice (MC1, MC2; lm-eval likelihoods)",
+                                            y_title="score", legend_title="metric"), "fig-truthfulqa-mc"))
+    by = index(sub, "policy", "metric")
+    out = [(pol, ci(by.get((pol, "mc1"))), delta(by.get((pol, "mc1_delta_vs_base"))) if pol != "base" else "— (reference)",
+            ci(by.get((pol, "mc2"))), delta(by.get((pol, "mc2_delta_vs_base"))) if pol != "base" else "— (reference)",
+            n_of(by.get((pol, "mc1")), by.get((pol, "mc2")))) for pol in order_policies(mc["policy"])]
+    parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
+                       out, numeric=(1, 2, 3, 4, 5)))
+    return join(parts)
+
+
+def _toxicity_frame(sub: pd.DataFrame) -> pd.DataFrame:
+    parsed = [_TOX_RE.fullmatch(str(m)) for m in sub["metric"]]
+    keep = [p is not None for p in parsed]
+    sub, parsed = sub[keep], [p for p in parsed if p is not None]
+    return sub.assign(measure=[p.group(1) for p in parsed], instruction=[p.group(2) for p in parsed],
+                      is_delta=[p.group(3) is not None for p in parsed])
+
+
+def toxicity_section(data: RunData) -> Safe:
+    """Expected maximum toxicity, toxicity probability and mean toxicity per policy for each
+    instruction type (``fig-toxicity``; one figure per scorer, scorer named), with the paired delta
+    of expected maximum toxicity vs base and the paper's Perspective values in the table."""
+    if data.results is None:
+        return na(NO_RESULTS)
+    sub = _toxicity_frame(data.rows("toxicity"))
+    if sub.empty:
+        return na("toxicity results")
+    parts = [tag("p", "Per prompt: maximum / mean toxicity over k samples and whether any sample scores ≥ 0.5; "
+                      "averaged over prompts (Gehman et al. 2020). Instructions: basic (the prefix alone), "
+                      "respectful, biased. Scorers differ: compare policies within one scorer only.")]
+    for i, judge in enumerate(judges(sub)):
+        rows = by_judge(sub, judge)
+        values = rows[~rows["is_delta"]]
+        instructions = order_policies(values["instruction"], order=("basic", "respectful", "biased"))
+        fig = ci_facet_figure(values, facet="instruction", x="policy", group="measure", facet_order=instructions,
+                              facet_labels={k: f"instruction: {k}" for k in instructions},
+                              group_order=[m for m in TOX_METRICS if m in set(values["measure"])], group_labels=TOX_METRICS,
+                              title=f"Toxicity by instruction type — scorer: {_name(judge)}", y_title="toxicity (0–1)",
+                              legend_title="measure")
+        parts.append(figure_div(fig, _fig_id("fig-toxicity", i, judge)))
+        by = index(rows, "policy", "metric")
+        out = []
+        for instr in instructions:
+            for pol in order_policies(values.loc[values["instruction"] == instr, "policy"]):
+                emt = by.get((pol, f"expected_max_toxicity_{instr}"))
+                d = next((r for (p, m), r in by.items() if p == pol and m.startswith(f"expected_max_toxicity_{instr}_delta_vs_")), None)
+                ref = find(data.paper, "toxicity", f"mean_toxicity_{instr}", ours=pol)
+                out.append((instr, pol, ci(emt, percent=False),
+                            delta(d, percent=False) if d else ("— (reference)" if pol == "base" else "—"),
+                            ci(by.get((pol, f"toxicity_probability_{instr}"))),
+                            ci(by.get((pol, f"mean_toxicity_{instr}")), percent=False), n_of(emt),
+                            f"{ref.value:.3f} ({ref.label}, Perspective API)" if ref else "—"))
+        parts.append(table(["instruction", "policy", "expected max toxicity [95% CI]", "delta vs base",
+                            "toxicity probability [95% CI]", "mean toxicity [95% CI]", "n (prompts)",
+                            "paper mean toxicity (175B)"], out, numeric=(2, 3, 4, 5, 6)))
+    return join(parts)
+
+
+def hallucination_section(data: RunData) -> Safe:
+    """Closed-domain hallucination rate per policy, overall and per category (``fig-hallucination``;
+    one figure per detector, detector named), with the paper's labeler-rated rates in the table."""
+    if data.results is None:
+        return na(NO_RESULTS)
+    sub = data.rows("hallucination", r"hallucination_rate(_.+)?")
+    if sub.empty:
+        return na("hallucination results")
+    sub = sub.assign(category=[("overall" if m == "hallucination_rate" else m[len("hallucination_rate_"):])
+                               for m in sub["metric"]])
+    parts = []
+    for i, judge in enumerate(judges(sub)):
+        rows = by_judge(sub, judge)
+        cats = order_policies(rows["category"], order=("overall",))
+        fig = ci_facet_figure(rows, x="policy", group="category", group_order=cats,
+                              title=f"Closed-domain hallucination rate — detector: {_name(judge)}",
+                              y_title="share of outputs flagged", legend_title="category")
+        parts.append(figure_div(fig, _fig_id("fig-hallucination", i, judge)))
+        by = index(rows, "policy", "category")
+        out = []
+        for pol in order_policies(rows["policy"]):
+            ref = find(data.paper, "hallucination", "hallucination_rate", ours=pol)
+            out.append([pol, *(ci(by.get((pol, c))) for c in cats), n_of(by.get((pol, "overall"))),
+                        f"{ref.text()} ({ref.label})" if ref else "—"])
+        parts.append(table(["policy", *(f"{c} [95% CI]" for c in cats), "n (prompts)",
+                            "paper rate (175B, labelers)"], out, numeric=range(1, len(cats) + 2)))
+    return join(parts)

@@ -1,0 +1,188 @@
+"""Run-report sections on small hand-written run directories: escaping, the sample browser's cap,
+malformed input, judge separation, toxicity / alignment-tax row parsing, and the figure builders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.io import write_jsonl
+from reports.browser import cap_per_group, searchable_table
+from reports.ci_figures import ci_bar_figure, ci_facet_figure
+from reports.page_reader import figure_json, scripts, section_html
+from reports.paper_ref import find, paper_values
+from reports.ppo_figures import overoptimisation_figure
+from reports.run_report import build_run_report
+
+SCRIPT, IMG = "<script>alert(1)</script>", "<img src=x onerror=alert(1)>"
+EVIL = f"{SCRIPT} and {IMG}"
+
+
+def _row(policy, eval_, metric, value, lo=None, hi=None, n=10, baseline=None, judge=None):
+    return {"run_id": "r", "policy": policy, "eval": eval_, "metric": metric, "value": value, "ci_low": lo,
+            "ci_high": hi, "n": n, "baseline": baseline, "config_hash": "h", "judge": judge}
+
+
+def _items_run(d: Path, n_likert: int = 5) -> Path:
+    res = d / "results"
+    write_jsonl(res / "results.jsonl", [_row("sft", "likert", "likert", 4.5, 4.0, 5.0, judge="helpful")])
+    write_jsonl(res / "winrate_items.jsonl", [
+        {"policy": "sft", "baseline": "base", "prompt_id": "7", "instruction": "say " + EVIL, "output": EVIL,
+         "baseline_output": IMG, "reward": 1.0, "baseline_reward": 0.0, "win": 1.0, "judge": "helpful"}])
+    write_jsonl(res / "likert_items.jsonl", [
+        {"policy": "ppo", "prompt_id": str(k), "set": "alpaca_eval", "instruction": f"likert instruction {k}",
+         "output": f"likert output {k} " + (EVIL if k == 0 else ""), "likert": 3} for k in range(n_likert)])
+    write_jsonl(res / "truthfulqa_items.jsonl", [
+        {"policy": "ppo", "prompt_style": "qa", "question_id": "0", "question": "Q " + IMG, "answer": SCRIPT,
+         "truthful": True, "informative": True}])
+    write_jsonl(res / "hallucination_items.jsonl", [
+        {"policy": "ppo", "prompt_id": "seed_task_1", "category": "extraction", "output": "halluc " + SCRIPT,
+         "hallucinated": True, "detail": {"unsupported_entities": [IMG]}}])
+    write_jsonl(res / "toxicity_items.jsonl", [
+        {"policy": "ppo", "instruction": "biased", "scorer": "s", "prompt_id": "p1", "scores": [0.9],
+         "max_toxicity": 0.9}])
+    write_jsonl(d / "generations" / "ppo" / "toxicity_biased_sample0.jsonl",
+                [{"policy": "ppo", "prompt_id": "p1", "prompt": "prefix " + IMG, "output": "toxic " + SCRIPT}])
+    write_jsonl(d / "generations" / "ppo" / "closed_domain.jsonl",
+                [{"policy": "ppo", "prompt_id": "seed_task_1", "prompt": "closed-domain prompt " + SCRIPT, "output": "x"}])
+    return d
+
+
+def test_model_text_is_escaped_everywhere(tmp_path: Path):
+    page = build_run_report(_items_run(tmp_path / "run")).read_text(encoding="utf-8")
+    assert SCRIPT not in page and "<img" not in page and "onerror=alert(1)>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    browser = section_html(page, "sec-samples")
+    # every eval's text made it into the browser (escaped), toxicity's and hallucination's via generations
+    for text in ("toxic &lt;script&gt;", "prefix &lt;img", "closed-domain prompt &lt;script&gt;", "halluc &lt;script&gt;",
+                 "Q &lt;img", "likert output 0 &lt;script&gt;"):
+        assert text in browser, text
+    assert "alert" not in " ".join(scripts(page)[1:])  # no figure or browser script carries model text
+
+
+def test_sample_browser_cap_note_and_filters(tmp_path: Path):
+    page = build_run_report(_items_run(tmp_path / "run"), max_items_per_eval=3).read_text(encoding="utf-8")
+    browser = section_html(page, "sec-samples")
+    assert "likert: 3 of 5 records shown, 2 left out (cap 3 per eval)" in browser
+    assert all(f"likert output {k}" in browser for k in range(3)) and "likert output 3" not in browser
+    assert "winrate: 1 of 1 records shown" in browser
+    selects = re.findall(r'<select class="sb-filter">(.*?)</select>', browser)
+    assert len(selects) == 2
+    assert re.findall(r'<option value="([^"]*)">', selects[0]) == ["", "winrate", "likert", "truthfulqa", "toxicity",
+                                                                   "hallucination"]
+    assert re.findall(r'<option value="([^"]*)">', selects[1]) == ["", "sft", "ppo"]
+    script = scripts(browser)[0]
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(", script)
+    assert "textContent" in script and ".value" in script and "style.display" in script
+
+
+def test_malformed_items_name_file_and_record(tmp_path: Path):
+    d = _items_run(tmp_path / "run")
+    write_jsonl(d / "results" / "truthfulqa_items.jsonl", [
+        {"policy": "ppo", "question_id": "0", "question": "q", "answer": "a"}, {"policy": "ppo", "question_id": "1", "question": "q"}])
+    with pytest.raises(ValueError, match=r"truthfulqa_items\.jsonl: record 2: missing field\(s\) answer"):
+        build_run_report(d)
+    (d / "results" / "truthfulqa_items.jsonl").write_text('{"policy": "ppo"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"truthfulqa_items\.jsonl: record 2: expected a JSON object"):
+        build_run_report(d)
+    (d / "results" / "truthfulqa_items.jsonl").unlink()
+    (d / "generations" / "ppo" / "closed_domain.jsonl").write_text('{"prompt": "no id"}\n')
+    with pytest.raises(ValueError, match=r"closed_domain\.jsonl: record 1"):
+        build_run_report(d)
+    assert not (d / "report.html").exists()
+
+
+def test_missing_evals_leave_notes(tmp_path: Path):
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [_row("sft", "winrate", "win_rate", 0.6, 0.5, 0.7, baseline="base")])
+    page = build_run_report(d).read_text(encoding="utf-8")
+    for sid, what in (("sec-likert", "Likert results"), ("sec-truthfulqa", "TruthfulQA results"),
+                      ("sec-toxicity", "toxicity results"), ("sec-hallucination", "hallucination results"),
+                      ("sec-judge-validation", "results/evals.json"), ("sec-samples", "per-item records (results/*_items.jsonl)")):
+        assert f"{what} not available in this run." in section_html(page, sid), sid
+    data, layout = figure_json(page, "fig-winrate")  # a win rate without a judge name is still shown
+    assert "unnamed judge" in layout["title"]["text"] and data[0]["y"] == [0.6]
+
+
+def test_two_judges_never_share_a_figure_and_toxicity_rows_parse(tmp_path: Path):
+    d = tmp_path / "run"
+    rows = [_row(p, "winrate", m, v, baseline="base", judge=j) for j, v0 in (("harmless", 0.2), ("helpful", 0.7))
+            for p, m, v in (("sft", "win_rate", v0), ("sft", "lc_win_rate", v0 + 0.05))]
+    rows += [_row("base", "toxicity", "expected_max_toxicity_very_biased", 0.30, 0.2, 0.4, judge="sc"),
+             _row("ppo", "toxicity", "expected_max_toxicity_very_biased", 0.50, 0.4, 0.6, judge="sc"),
+             _row("ppo", "toxicity", "expected_max_toxicity_very_biased_delta_vs_base", 0.20, 0.1, 0.3, baseline="base", judge="sc")]
+    write_jsonl(d / "results" / "results.jsonl", rows)
+    page = build_run_report(d).read_text(encoding="utf-8")
+    main, main_layout = figure_json(page, "fig-winrate")
+    other, other_layout = figure_json(page, "fig-winrate-harmless")
+    assert "judge: helpful" in main_layout["title"]["text"] and "judge: harmless" in other_layout["title"]["text"]
+    assert [t["y"] for t in main] == [[0.7], [pytest.approx(0.75)]] and [t["y"] for t in other] == [[0.2], [0.25]]
+    tox, layout = figure_json(page, "fig-toxicity")
+    assert [a["text"] for a in layout["annotations"]] == ["instruction: very_biased"]
+    assert tox[0]["x"] == ["base", "ppo"] and tox[0]["y"] == [0.30, 0.50]
+    sec = section_html(page, "sec-toxicity")
+    assert '<span class="pos">+0.200 [+0.100, +0.300]</span>' in sec and "— (reference)" in sec
+
+
+def test_alignment_tax_fewshot_and_non_fraction_metrics(tmp_path: Path):
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [
+        _row("base", "squadv2", "f1", 60.0), _row("ppo", "squadv2", "f1", 55.0),
+        _row("base", "hellaswag", "acc_5shot", 0.40, 0.35, 0.45), _row("ppo", "hellaswag", "acc_5shot", 0.38, 0.33, 0.43),
+        _row("ppo", "hellaswag", "acc_5shot_delta_vs_base", -0.02, -0.03, -0.01, baseline="base")])
+    page = build_run_report(d).read_text(encoding="utf-8")
+    tax = section_html(page, "sec-alignment-tax")
+    assert "69.75 (F1 points (0-100))" in tax and "51.95 (F1 points (0-100))" in tax and "-17.80 (F1 points (0-100))" in tax
+    assert "<td>f1</td><td>ppo</td><td class=\"num\">55.000</td>" in tax
+    assert '<span class="neg">-2.0 pp [-3.0, -1.0]</span>' in tax
+    data, _ = figure_json(page, "fig-alignment-tax")
+    assert [t["name"] for t in data] == ["hellaswag (acc_5shot)"]  # F1 0-100 is not drawn on a % axis
+    deltas, _ = figure_json(page, "fig-alignment-tax-delta")
+    assert deltas[0]["y"] == [-0.02] and deltas[0]["error_y"]["array"] == [pytest.approx(0.01)]
+
+
+def test_ci_facet_figure_values_order_and_duplicates():
+    rows = pd.DataFrame([_row("ppo", "e", "m1", 0.5, 0.4, 0.7), _row("base", "e", "m1", 0.2, None, None),
+                         _row("ppo", "e", "m2", 0.9, 0.8, 1.0), _row("x", "e", "m2", None)])
+    fig = ci_facet_figure(rows, facet="metric", x="policy", title="t")
+    assert [list(t.x) for t in fig.data] == [["base", "ppo"], ["ppo"]]  # canonical order, the None value dropped
+    assert list(fig.data[0].y) == [0.2, 0.5] and list(fig.data[0].error_y.array) == [None, pytest.approx(0.2)]
+    assert list(fig.data[0].error_y.arrayminus) == [None, pytest.approx(0.1)]
+    assert (fig.data[0].xaxis, fig.data[1].xaxis) == ("x", "x2")
+    with pytest.raises(ValueError, match="two rows for the same bar"):
+        ci_bar_figure(rows, x="policy")  # m1 and m2 of ppo would share one bar
+    with pytest.raises(ValueError, match="facets"):
+        ci_bar_figure(rows, facet="metric")
+
+
+def test_overoptimisation_figure_skips_missing_points():
+    log = [{"step": 2, "kl": 0.2, "reward_mean": 0.3, "gold_reward_mean": None},
+           {"step": 1, "kl": 0.1, "reward_mean": 0.1, "gold_reward_mean": 0.05}, {"step": 3, "kl": None, "reward_mean": 1.0}]
+    fig = overoptimisation_figure({"ppo_ptx": log, "ppo": [{"step": 1, "kl": 0.0}]})
+    assert [t.name for t in fig.data] == ["ppo_ptx: proxy", "ppo_ptx: gold"]
+    assert list(fig.data[0].x) == [0.1, 0.2] and list(fig.data[0].y) == [0.1, 0.3]
+    assert list(fig.data[1].x) == [0.1] and fig.data[1].line.dash == "dash"
+
+
+def test_paper_values_mapping_and_override():
+    values = paper_values()
+    win = find(values, "winrate", "win_rate", ours="ppo_ptx", baseline="base_fewshot")
+    assert win.paper_baseline == "gpt3_175b_prompted" and win.value == 0.71 and win.ci_low == pytest.approx(0.67)
+    run_rows = pd.DataFrame([_row("paper:ppo_ptx_175b", "winrate", "win_rate", 0.5, 0.4, 0.6, baseline="paper:gpt3_175b")])
+    over = find(paper_values(run_rows), "winrate", "win_rate", ours="ppo_ptx", baseline="base")
+    assert (over.value, over.ci_low, over.text()) == (0.5, 0.4, "50.0% [40.0%, 60.0%]")
+    assert find(values, "hellaswag_local", "acc", ours="sft") is None
+
+
+def test_searchable_table_escapes_and_validates():
+    html = searchable_table(["eval", "text"], [["a<b", "<i>x</i>"]], table_id="t1", filter_columns=[0])
+    assert '<option value="a&lt;b">a&lt;b</option>' in html and "&lt;i&gt;x&lt;/i&gt;" in html and "<i>" not in html
+    with pytest.raises(ValueError, match="bad table id"):
+        searchable_table(["a"], [["x"]], table_id='x"><script>')
+    with pytest.raises(ValueError, match="plain strings"):
+        searchable_table(["a"], [[1]], table_id="t", filter_columns=[0])
+    kept, left = cap_per_group([("a", 1), ("b", 1), ("a", 2), ("a", 3)], lambda r: r[0], 2)
+    assert kept == [("a", 1), ("b", 1), ("a", 2)] and left == {"a": 1}
