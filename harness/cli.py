@@ -2,7 +2,7 @@
 :mod:`harness.stages` and :mod:`harness.pipeline`.
 
 Without the installed scripts, ``python -m harness.cli <app> [overrides]`` runs the same apps
-(``<app>`` is sft, rm, label, ppo, eval, report or pipeline).
+(``<app>`` is sft, rm, label, ppo, eval, report, pipeline or regress).
 """
 
 from __future__ import annotations
@@ -113,6 +113,33 @@ def report_main(cfg: DictConfig) -> None:
         print(build_run_report(cfg.run_dir, cfg.out))
 
 
+_REGRESS: dict[str, int | None] = {"code": None}
+
+
+@hydra.main(config_path=CONF_DIR, config_name="regress", version_base="1.3")
+def regress_main(cfg: DictConfig) -> None:
+    """The ``harness-regress`` Hydra app; :func:`regress_entry` turns its verdict into the exit code."""
+    from harness.regress.app import run_regress
+
+    _REGRESS["code"] = run_regress(cfg)
+
+
+def regress_entry() -> None:
+    """``harness-regress``: the regression gate, or ``snapshot=true`` (harness/regress/app.py, docs/regression.md).
+
+    Exits 0 (ok), 1 (regression) or 2 (error). Hydra itself exits 1 on a bad override or config;
+    that is an error of the gate's inputs, not a regression, so it becomes 2 here.
+    """
+    _REGRESS["code"] = None
+    try:
+        regress_main()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise SystemExit(2) from None
+        raise
+    raise SystemExit(_REGRESS["code"] or 0)
+
+
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 def pipeline_main(cfg: DictConfig) -> None:
     """``harness-pipeline``: every stage, evaluation and the report in one run directory."""
@@ -123,7 +150,7 @@ def pipeline_main(cfg: DictConfig) -> None:
 
 
 APPS = {"sft": sft_main, "rm": rm_main, "label": label_main, "ppo": ppo_main, "eval": eval_main, "report": report_main,
-        "pipeline": pipeline_main}
+        "pipeline": pipeline_main, "regress": regress_entry}
 
 if __name__ == "__main__":
     import sys

@@ -289,6 +289,39 @@ class ReportApp:
 
 
 @dataclass
+class RegressRule:
+    """One rule of the regression gate (harness/regress/gate.py): the first rule whose glob ``pattern``
+    matches a metric id ``eval/policy/baseline/judge/metric`` (``-`` for none) applies to it."""
+
+    pattern: str = "*"
+    direction: str = "higher"  # higher | lower is better
+    tolerance: float = 0.0  # largest drop (in the bad direction) that passes, in the metric's own units
+    alpha: float = 0.05  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
+
+
+@dataclass
+class RegressApp:
+    """``harness-regress``: gate ``run_dir`` against ``baseline`` (exit 0 ok, 1 regression, 2 error), or with
+    ``snapshot=true`` write the baseline snapshot of ``run_dir`` to ``baseline`` (docs/regression.md)."""
+
+    run_dir: str = MISSING  # a run directory (or its results.jsonl)
+    baseline: str = MISSING  # a snapshot .json (e.g. ci/baseline/smoke.json), a run directory or a results.jsonl
+    snapshot: bool = False  # write the snapshot of run_dir to baseline instead of gating
+    rules: list[RegressRule] = field(default_factory=list)  # first match wins
+    default: RegressRule = field(default_factory=RegressRule)  # for metrics no rule matches
+    ignore: list[str] = field(default_factory=list)  # glob patterns of metric ids not compared at all
+    correction: str = "fdr_bh"  # over the paired metrics: none | fdr_bh (Benjamini-Hochberg) | holm | bonferroni
+    # unpaired metrics whose rows both carry a 95 % interval regress only if the intervals also do not overlap;
+    # false: the tolerance alone decides
+    unpaired_intervals: bool = True
+    n_resamples: int = 9999  # sign assignments of the permutation test when 2^n exceeds it (else exact)
+    seed: int = 0  # of the Monte Carlo permutation test
+    markdown: str | None = None  # default <run_dir>/regress/summary.md
+    junit: str | None = None  # default <run_dir>/regress/junit.xml
+    step_summary: bool = True  # also append the markdown to $GITHUB_STEP_SUMMARY when that variable is set
+
+
+@dataclass
 class PipelineApp(StageConfig):
     run_id: str = "${now:%Y%m%d-%H%M%S}"
     # which comparisons train the policy's (proxy) RM: human (hh-rlhf rm split) | simulated (the judge
@@ -311,6 +344,7 @@ def register_configs() -> None:
     for name, node in [
         ("sft_schema", SFTApp), ("rm_schema", RMApp), ("ppo_schema", PPOApp), ("eval_schema", EvalApp),
         ("label_schema", LabelApp), ("report_schema", ReportApp), ("pipeline_schema", PipelineApp),
+        ("regress_schema", RegressApp),
     ]:
         cs.store(name=name, node=node)
     cs.store(group="model", name="model_schema", node=ModelConfig)

@@ -1,0 +1,116 @@
+"""harness-regress on real evaluations of model=tiny: a run with a sabotaged policy fails the gate,
+a re-run with another seed (whose sampled outputs really differ) passes it.
+
+Three evaluations (winrate + likert, one random-head judge) of the tiny base checkpoint and the
+text-davinci-001 outputs file: A (seed 0) is snapshotted as the baseline; B is A with seed 1; C is
+A with the davinci-001 outputs emptied, a genuinely worse policy.
+"""
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from harness import stages
+from harness.cli import CONF_DIR, regress_entry
+from harness.io import read_jsonl, write_jsonl
+from harness.models import load_scalar_model, load_tokenizer
+from harness.regress.app import run_regress
+from harness.regress.results import load_result_set, write_snapshot
+
+pytestmark = pytest.mark.integration
+SMALL = ["data.n_eval_prompts=12", "data.n_sft_train=8", "data.n_sft_val=2", "eval.batch_size=4", "eval.bootstrap_resamples=100",
+         "eval.run=[winrate,likert]", "eval.winrate.baselines=[text-davinci-003]", "eval.winrate.judges=[helpful]",
+         "eval.winrate.decoding.max_new_tokens=6", "eval.winrate.n_agreement_hh=2", "eval.winrate.n_agreement_gpt4=2",
+         "eval.hallucination.n=3", "eval.hallucination.decoding.max_new_tokens=6", "eval.likert.n_calibration=14",
+         "eval.likert.harmless_judge=helpful"]
+FAILS = "likert/davinci001/-/heuristic/fails_to_follow"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_dir, data_dir):
+    root = tmp_path_factory.mktemp("regress")
+    judge = load_scalar_model(tiny_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        judge.score.weight.normal_(0, 1.0)  # a random non-zero head, so rewards differ between outputs
+    judge.save_pretrained(root / "judge")
+    load_tokenizer(tiny_dir).save_pretrained(root / "judge")
+    davinci = Path(data_dir) / "alpaca_eval" / "text_davinci_001_model_outputs.json"
+    emptied = root / "davinci001_emptied.json"
+    emptied.write_text(json.dumps([dict(r, output="") for r in json.loads(davinci.read_text())]))
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}"])
+    out = {}
+    for name, seed, outputs in (("A", 0, davinci), ("B", 1, davinci), ("C", 0, emptied)):
+        policies = {"base": tiny_dir, "davinci001": {"outputs": str(outputs)}}
+        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, policies, {"helpful": str(root / "judge")}, root / name, name, seed)
+        write_jsonl(root / name / "results" / "results.jsonl", rows)
+        out[name] = root / name
+    out["baseline"] = write_snapshot(out["A"], root / "baseline.json")
+    return out
+
+
+def _gate(run_dir: Path, baseline: Path, out: Path) -> int:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("regress", overrides=[f"run_dir={run_dir}", f"baseline={baseline}", f"markdown={out / 'summary.md'}",
+                                            f"junit={out / 'junit.xml'}", "step_summary=false"])
+    return run_regress(cfg)
+
+
+def _entry(monkeypatch, *overrides) -> int:
+    """``harness-regress <overrides>`` in process, through the console script's entry point; its exit code."""
+    monkeypatch.setattr(sys, "argv", ["harness-regress", *overrides])
+    with pytest.raises(SystemExit) as exit_info:
+        regress_entry()
+    return exit_info.value.code
+
+
+def test_every_winrate_and_likert_row_is_paired(runs):
+    a = load_result_set(runs["A"])  # raises if an item vector disagreed with its row
+    paired = sorted(m.key.metric for m in a.metrics.values() if m.items is not None)
+    # 2 policies x (win_rate, win_prob) + likert, fails_to_follow, inappropriate, toxic for both + hallucination for base
+    assert paired == sorted(["win_rate", "win_prob"] * 2 + ["likert", "fails_to_follow", "inappropriate", "toxic"] * 2
+                            + ["hallucination"])
+
+
+def test_rerun_with_another_seed_differs_per_item_yet_passes(runs, tmp_path):
+    gen = {r: {g["prompt_id"]: g["output"] for g in read_jsonl(runs[r] / "generations" / "base" / "alpaca_eval.jsonl")}
+           for r in "AB"}
+    assert gen["A"].keys() == gen["B"].keys() and sum(gen["A"][i] != gen["B"][i] for i in gen["A"]) >= 6  # sampled anew
+    a, b = load_result_set(runs["A"]), load_result_set(runs["B"])
+    changed = [k for k in a.metrics if a.metrics[k].items is not None and a.metrics[k].items != b.metrics[k].items]
+    assert any(k.metric == "win_prob" and k.policy == "base" for k in changed)
+    assert _gate(runs["B"], runs["baseline"], tmp_path) == 0
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("errors") == "0" and int(suite.get("tests")) == len(a.metrics)
+
+
+def test_sabotaged_policy_fails_the_gate(runs, tmp_path, monkeypatch, capsys):
+    # by hand: items whose fails_to_follow went 0 -> 1 (emptied outputs fail as "empty"); none went 1 -> 0
+    a = {it["prompt_id"]: it["fails_to_follow"] for it in read_jsonl(runs["A"] / "results" / "likert_items.jsonl")
+         if it["policy"] == "davinci001"}
+    c = {it["prompt_id"]: it["fails_to_follow"] for it in read_jsonl(runs["C"] / "results" / "likert_items.jsonl")
+         if it["policy"] == "davinci001"}
+    assert all(c.values()) and a.keys() == c.keys()
+    k = sum(not v for v in a.values())
+    assert k >= 10
+    # the console script's entry point: exit code 1 and a JUnit failure for the metric
+    assert _entry(monkeypatch, f"run_dir={runs['C']}", f"baseline={runs['baseline']}", f"junit={tmp_path / 'junit.xml'}",
+                  f"markdown={tmp_path / 'summary.md'}", "step_summary=false") == 1
+    cases = {tc.get("name"): tc for tc in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    failure = cases[FAILS].find("failure")
+    assert failure is not None and failure.get("type") == "regression"
+    # the one-sided sign-flip p-value: only the all-worse assignment of the k changed items -> 2^-k
+    assert f"p={2.0 ** -k:.4g}" in failure.text
+    assert f"REGRESSION  {FAILS}" in capsys.readouterr().err and FAILS in (tmp_path / "summary.md").read_text()
+
+
+def test_a_bad_override_is_an_error_not_a_regression(runs, monkeypatch, capsys):
+    # Hydra exits 1 on a config error; the entry point reports it as 2 (an error of the inputs), not as a regression
+    assert _entry(monkeypatch, f"run_dir={runs['B']}", f"baseline={runs['baseline']}", "no_such_field=1") == 2
+    assert "no_such_field" in capsys.readouterr().err
