@@ -61,3 +61,16 @@ def test_run_report_in_browser(smoke_run_copy, tmp_path):
     assert res.xss is None and res.dialogs == []
     assert all(res.found_text.values()), res.found_text  # the payloads are shown as text
     assert shot.stat().st_size > 50_000
+
+
+def test_comparison_report_in_browser(smoke_run, smoke_run_copy, tmp_path):
+    from reports.compare_report import build_compare_report
+
+    _poison(smoke_run_copy)
+    report = build_compare_report(smoke_run_copy, smoke_run, tmp_path / "comparison.html")
+    shot = tmp_path / "comparison_report.png"
+    res = check_page(report, shot)
+    _keep(shot)
+    assert res.figures and not res.empty_figures, res.figures
+    assert res.console_errors == [] and res.page_errors == [] and res.network_requests == []
+    assert res.xss is None and res.dialogs == []
