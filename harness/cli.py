@@ -142,10 +142,26 @@ def regress_entry() -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 def pipeline_main(cfg: DictConfig) -> None:
-    """``harness-pipeline``: every stage, evaluation and the report in one run directory."""
+    """``harness-pipeline``: every stage, evaluation and the report in one run directory.
+
+    A raised exception is first recorded in the job directory's ``error.json`` (type, message,
+    traceback; :mod:`harness.failures`), then re-raised: in a ``--multirun`` sweep Hydra still runs
+    the other jobs of the batch and the sweep report lists the failed one with its error.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from harness.failures import clear_failure, record_failure
     from harness.pipeline import run_pipeline
 
-    report = run_pipeline(cfg)
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    clear_failure(job_dir)
+    try:
+        report = run_pipeline(cfg)
+    except Exception as e:
+        path = record_failure(job_dir, e, list(hydra_cfg.overrides.task))
+        log.error("harness-pipeline failed: %s: %s (recorded in %s)", type(e).__name__, e, path)
+        raise
     print(f"report: {report}")
 
 

@@ -332,7 +332,13 @@ class PipelineApp(StageConfig):
     judge: RMConfig = field(default_factory=RMConfig)
     label: LabelConfig = field(default_factory=LabelConfig)  # rm_data=simulated only
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the PPO run uses 0)
+    ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the run named ppo uses ppo.gamma, 0 by default)
+    # RL policies to train: ppo (gamma = ppo.gamma; 0 = plain PPO) and/or ppo_ptx (gamma = ptx_gamma); [] = none
+    rl_runs: list[str] = field(default_factory=lambda: ["ppo", "ppo_ptx"])
+    # a finished pipeline run directory: its checkpoints/{base,sft,rm,judge_helpful,judge_harmless} are
+    # reused read-only and only rl_runs train here (one SFT and one RM for every job of a sweep)
+    upstream: str | None = None
+    require_upstream: bool = False  # refuse to run without upstream (a sweep job must not train its own SFT and RM)
     eval: EvalConfig = field(default_factory=EvalConfig)
     pipeline: dict[str, Any] = field(default_factory=dict)  # preset name and notes (conf/pipeline/)
     tracking: TrackingConfig = field(default_factory=_run_tracking)

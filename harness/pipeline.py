@@ -22,12 +22,19 @@ Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders wit
 per-item files and ``results/evals.json``, ``run.json``, ``report.html``.
 With ``resume=true`` a stage whose output folder is complete (has ``run.json``) is not run again and
 an interrupted training stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
+
+``rl_runs`` picks the RL policies to train (default ``[ppo, ppo_ptx]``): ``ppo`` with ``ppo.gamma``
+(0 unless set: plain PPO), ``ppo_ptx`` with ``ptx_gamma``. ``upstream=<run dir>`` reuses that run's
+base, SFT, RM and judge checkpoints read-only (:mod:`harness.upstream`) and trains only the RL
+runs: a beta x gamma sweep (``experiment=ppo_beta_gamma``, docs/sweeps.md) trains one policy per
+job from one SFT model and one RM, as the paper's sweeps do.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -38,47 +45,61 @@ from harness.config import JudgeConfig
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
+from harness.upstream import REUSED, upstream_checkpoints
 
 log = logging.getLogger(__name__)
 # the two held-out evaluation judges (hh-rlhf helpful-* and harmless-base judge-side prompts); the
 # helpful one is also the gold reward logged during PPO and the simulated labeler's judge
 JUDGES = ("judge_helpful", "judge_harmless")
 GOLD = "judge_helpful"
+RL_RUNS = ("ppo", "ppo_ptx")  # rl_runs entries: gamma = ppo.gamma | ptx_gamma
 
 
 def _done(path: Path, resume: bool) -> bool:
     return resume and (path / "run.json").is_file()
 
 
-def run_pipeline(cfg: DictConfig) -> Path:
-    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path.
+def _rl_gammas(cfg: DictConfig) -> dict[str, float]:
+    """gamma of each RL run of ``cfg.rl_runs``: ``ppo`` uses ``ppo.gamma`` (0, plain PPO, unless set), ``ppo_ptx`` ``ptx_gamma``."""
+    return {name: float(cfg.ppo.gamma if name == "ppo" else cfg.ptx_gamma) for name in cfg.rl_runs}
 
-    Raises ``ValueError`` before any stage runs if ``cfg.rm_data`` is not ``human`` or ``simulated``,
-    or is ``simulated`` with ``sft.select_by=rm_score``.
+
+def validate(cfg: DictConfig) -> dict[str, str] | None:
+    """Check ``cfg`` before any stage runs; returns the upstream checkpoints (:mod:`harness.upstream`) or None.
+
+    Raises ``ValueError`` for: ``rm_data`` not ``human``/``simulated``; ``simulated`` with
+    ``sft.select_by=rm_score``; an ``rl_runs`` entry other than ``ppo``/``ppo_ptx`` or a repeated one;
+    a negative or non-finite KL penalty ``ppo.beta`` or ptx coefficient (``ppo.gamma``/``ptx_gamma``) of
+    a run that trains; ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run
+    directory with every checkpoint the run reuses.
     """
     if cfg.rm_data not in ("human", "simulated"):
         raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
-    select_by_rm = cfg.sft.select_by == "rm_score"
-    if select_by_rm and cfg.rm_data == "simulated":
+    if cfg.sft.select_by == "rm_score" and cfg.rm_data == "simulated":
         raise ValueError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
                          "checkpoint: set sft.select_by=loss or sft.select_by=last")
-    run_dir = Path(cfg.out_dir)
+    runs = list(cfg.rl_runs)
+    bad = [r for r in runs if r not in RL_RUNS]
+    if bad or len(set(runs)) != len(runs):
+        raise ValueError(f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
+                         f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
+    checks = [("ppo.gamma" if r == "ppo" else "ptx_gamma", g, "ptx loss coefficient") for r, g in _rl_gammas(cfg).items()]
+    if runs:
+        checks.insert(0, ("ppo.beta", float(cfg.ppo.beta), "KL penalty coefficient"))
+    for name, value, what in checks:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0 (the {what}), got {value}")
+    if cfg.require_upstream and not cfg.upstream:
+        raise ValueError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
+                         "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
+    return upstream_checkpoints(cfg.upstream, cfg.model) if cfg.upstream else None
+
+
+def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, dict]) -> dict[str, str]:
+    """Train base -> (rm) -> sft -> (rm) -> judges [-> label -> rm] in ``run_dir``; returns the checkpoint paths."""
     ck = run_dir / "checkpoints"
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    chash = config_hash(plain)
-    timings: dict[str, float] = {}
-    metrics: dict[str, dict] = {}
-
-    def timed(name: str, fn, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[name] = round(time.perf_counter() - t0, 1)
-        log.info("stage %s done in %.0f s", name, timings[name])
-        stages.free_memory()
-        return out
-
+    select_by_rm = cfg.sft.select_by == "rm_score"
     base = timed("base", stages.base_model, cfg.model, cfg.data, ck / "base", cfg.seed)
-
     sft = ck / "sft"
 
     def reward_model(name: str, init: str, rm_cfg, comparisons_file: Path | None = None) -> None:
@@ -105,25 +126,71 @@ def run_pipeline(cfg: DictConfig) -> Path:
             metrics["label"] = timed("label", stages.run_label, cfg.model, cfg.data, cfg.label, judge_cfg, str(sft), label_dir,
                                      cfg.seed)[1]
         reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
+    return {"base": base, "sft": str(sft), "rm": str(ck / "rm"), **{j: str(ck / j) for j in JUDGES}}
 
-    for name, gamma in (("ppo", 0.0), ("ppo_ptx", cfg.ptx_gamma)):
+
+def _hydra_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def run_pipeline(cfg: DictConfig) -> Path:
+    """Run every stage of ``cfg`` (a composed ``conf/pipeline.yaml``); returns the report path.
+
+    With ``cfg.upstream`` the base, SFT, RM and judge checkpoints come from that run directory
+    (read-only) and only the RL runs of ``cfg.rl_runs`` train here. ``run.json`` records the
+    upstream, each RL run's ``beta`` and ``gamma`` and the Hydra overrides (a sweep job's parameters).
+    Raises ``ValueError`` from :func:`validate` before any stage runs.
+    """
+    reused = validate(cfg)
+    run_dir = Path(cfg.out_dir)
+    ck = run_dir / "checkpoints"
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    chash = config_hash(plain)
+    timings: dict[str, float] = {}
+    metrics: dict[str, dict] = {}
+
+    def timed(name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        log.info("stage %s done in %.0f s", name, timings[name])
+        stages.free_memory()
+        return out
+
+    if reused is not None:
+        log.info("reusing upstream checkpoints (read-only): %s", reused)
+        for name in ("rm", *JUDGES):
+            metrics[name] = read_json(Path(reused[name]) / "run.json")["metrics"]
+        paths = reused
+    else:
+        paths = _train_upstream(cfg, run_dir, timed, metrics)
+
+    gammas = _rl_gammas(cfg)
+    for name, gamma in gammas.items():
         if not _done(ck / name, cfg.resume):
             ppo_cfg = copy.deepcopy(cfg.ppo)
             ppo_cfg.gamma = gamma
-            timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, str(sft), str(ck / "rm"), ck / name, cfg.seed, stage=name,
-                  gold_reward=str(ck / GOLD), resume=cfg.resume, tracking=cfg.tracking)
+            timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, paths["sft"], paths["rm"], ck / name, cfg.seed, stage=name,
+                  gold_reward=paths[GOLD], resume=cfg.resume, tracking=cfg.tracking)
 
-    policies = {"base": base, "sft": str(sft), "ppo": str(ck / "ppo"), "ppo_ptx": str(ck / "ppo_ptx")}
-    judges = {j.removeprefix("judge_"): str(ck / j) for j in JUDGES}
+    policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in gammas}}
+    judges = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
     rows: list[ResultRow] = [r for n in ("rm", *JUDGES) for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, judges, run_dir, cfg.run_id, cfg.seed, chash)
     write_jsonl(run_dir / "results" / "results.jsonl", rows)
 
     fingerprints = {}
-    for stage_dir in [*sorted(ck.iterdir()), run_dir / "label"]:
+    stage_dirs = [Path(paths[n]) for n in REUSED] if reused is not None else []
+    stage_dirs += [*sorted(ck.iterdir()), run_dir / "label"] if ck.is_dir() else []
+    for stage_dir in stage_dirs:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
-    write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies)
+    rl = {name: {"beta": float(cfg.ppo.beta), "gamma": gamma} for name, gamma in gammas.items()}
+    write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies,
+                   upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
+                   overrides=_hydra_overrides())
 
     from reports.run_report import build_run_report
 

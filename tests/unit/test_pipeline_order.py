@@ -111,3 +111,87 @@ def test_simulated_labels_cannot_select_the_sft_checkpoint(tmp_path, calls):
     with pytest.raises(ValueError, match="set sft.select_by=loss or sft.select_by=last"):
         pipeline.run_pipeline(_cfg(tmp_path, "rm_data=simulated"))
     assert calls == []
+
+
+def _upstream(root: Path, model_name: str = "tiny") -> Path:
+    """A hand-made finished run: checkpoints/{base,sft,rm,judge_*} with config.json (+ run.json when trained)."""
+    for name in ("base", "sft", "rm", "judge_helpful", "judge_harmless"):
+        write_json(root / "checkpoints" / name / "config.json", {})
+        if name != "base":
+            write_json(root / "checkpoints" / name / "run.json", {"metrics": {"val_outcomes": [1.0, 1.0, 0.0, 0.0]},
+                                                                 "data_fingerprints": {f"{name}_ids": "up"}})
+    write_json(root / "run.json", {"config": {"model": {"name": model_name, "tokenizer": None, "chat_template": "false"}},
+                                   "policies": {"base": str(root / "checkpoints" / "base")}})
+    return root
+
+
+@pytest.fixture
+def rl_calls(calls, monkeypatch):
+    """Also record each RL run's full arguments and the policies the eval gets."""
+    seen: dict = {"ppo": [], "eval": []}
+
+    def run_ppo(model_cfg, data_cfg, ppo_cfg, policy, reward_model, out_dir, seed, stage="ppo", gold_reward=None, resume=False, tracking=None):
+        calls.append((stage,))
+        seen["ppo"].append({"stage": stage, "policy": policy, "rm": reward_model, "gold": gold_reward, "out": str(out_dir),
+                            "beta": ppo_cfg.beta, "gamma": ppo_cfg.gamma})
+        write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
+        return Path(out_dir), []
+
+    def run_eval(model_cfg, data_cfg, eval_cfg, policies, judges, run_dir, run_id, seed, config_hash=""):
+        calls.append(("eval",))
+        seen["eval"].append({"policies": dict(policies), "judges": dict(judges), "run": list(eval_cfg.run)})
+        return []
+
+    monkeypatch.setattr(stages, "run_ppo", run_ppo)
+    monkeypatch.setattr(stages, "run_eval", run_eval)
+    return seen
+
+
+def test_default_rl_runs_train_ppo_with_ppo_gamma_and_ppo_ptx_with_ptx_gamma(tmp_path, rl_calls):
+    pipeline.run_pipeline(_cfg(tmp_path, "ppo.beta=0.03", "ptx_gamma=2.5"))
+    assert [(r["stage"], r["gamma"], r["beta"]) for r in rl_calls["ppo"]] == [("ppo", 0.0, 0.03), ("ppo_ptx", 2.5, 0.03)]
+    assert read_json(tmp_path / "run.json")["rl_runs"] == {"ppo": {"beta": 0.03, "gamma": 0.0}, "ppo_ptx": {"beta": 0.03, "gamma": 2.5}}
+
+
+def test_upstream_run_reuses_its_checkpoints_and_trains_one_policy(tmp_path, calls, rl_calls):
+    up = _upstream(tmp_path / "up")
+    before = sorted((p.relative_to(up), p.stat().st_mtime_ns) for p in up.rglob("*"))
+    run = tmp_path / "job"
+    pipeline.run_pipeline(_cfg(run, f"upstream={up}", "rl_runs=[ppo]", "ppo.beta=0.05", "ppo.gamma=1.0", "require_upstream=true"))
+    assert [c[0] for c in calls] == ["ppo", "eval"]  # no base, SFT, RM or judge stage
+    ck = up / "checkpoints"
+    assert rl_calls["ppo"] == [{"stage": "ppo", "policy": str(ck / "sft"), "rm": str(ck / "rm"), "gold": str(ck / "judge_helpful"),
+                                "out": str(run / "checkpoints" / "ppo"), "beta": 0.05, "gamma": 1.0}]
+    assert rl_calls["eval"][0]["policies"] == {"base": str(ck / "base"), "sft": str(ck / "sft"), "ppo": str(run / "checkpoints" / "ppo")}
+    assert rl_calls["eval"][0]["judges"] == {"helpful": str(ck / "judge_helpful"), "harmless": str(ck / "judge_harmless")}
+    info = read_json(run / "run.json")
+    assert info["upstream"] == str(up) and info["rl_runs"] == {"ppo": {"beta": 0.05, "gamma": 1.0}}
+    assert info["metrics"]["timings_s"].keys() == {"ppo", "eval"} and info["data_fingerprints"]["rm_ids"] == "up"
+    acc = {r["policy"]: r["value"] for r in read_jsonl(run / "results" / "results.jsonl") if r["metric"] == "pairwise_accuracy"}
+    assert acc == {"rm": 0.5, "judge_helpful": 0.5, "judge_harmless": 0.5}  # the upstream RMs' held-out outcomes (2 of 4)
+    assert sorted((p.relative_to(up), p.stat().st_mtime_ns) for p in up.rglob("*")) == before  # read-only
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (("rl_runs=[ppo]", "require_upstream=true"), "require_upstream=true .* give upstream="),
+    (("upstream={up}", "rl_runs=[ppo]", "ppo.beta=-0.01"), r"ppo.beta must be a finite number >= 0 \(the KL penalty coefficient\), got -0.01"),
+    (("upstream={up}", "rl_runs=[ppo]", "ppo.gamma=-1"), r"ppo.gamma must be a finite number >= 0"),
+    (("rl_runs=[ppo_ptx]", "ptx_gamma=-2"), r"ptx_gamma must be a finite number >= 0"),
+    (("rl_runs=[ppo,dpo]",), r"unknown: \['dpo'\]"),
+    (("rl_runs=[ppo,ppo]",), "at most once"),
+    (("upstream={up}/nowhere",), "no such directory"),
+    (("upstream={up}", "model.chat_template=auto"), "model.chat_template='false', this run has model.chat_template='auto'"),
+])
+def test_bad_rl_or_upstream_settings_fail_before_any_stage(tmp_path, calls, overrides, match):
+    up = _upstream(tmp_path / "up")
+    with pytest.raises(ValueError, match=match):
+        pipeline.run_pipeline(_cfg(tmp_path / "job", *(o.format(up=up) for o in overrides)))
+    assert calls == []
+
+
+def test_upstream_missing_a_checkpoint_names_the_folder(tmp_path, calls):
+    up = _upstream(tmp_path / "up")
+    (up / "checkpoints" / "judge_harmless" / "run.json").unlink()  # an unfinished judge
+    with pytest.raises(ValueError, match=f"missing checkpoint folder\\(s\\) {up / 'checkpoints' / 'judge_harmless'} "):
+        pipeline.run_pipeline(_cfg(tmp_path / "job", f"upstream={up}"))
+    assert calls == []
