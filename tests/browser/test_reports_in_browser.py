@@ -74,3 +74,29 @@ def test_comparison_report_in_browser(smoke_run, smoke_run_copy, tmp_path):
     assert res.figures and not res.empty_figures, res.figures
     assert res.console_errors == [] and res.page_errors == [] and res.network_requests == []
     assert res.xss is None and res.dialogs == []
+
+
+def test_sweep_report_in_browser(smoke_run, tmp_path):
+    """A real 2 x 2 beta x gamma sweep from the smoke run, plus a failed job whose error text carries XSS payloads."""
+    import subprocess
+    import sys
+
+    from reports.sweep_report import build_sweep_report
+    from tests.sweep_helpers import write_job
+
+    sweep_dir = tmp_path / "sweep"
+    exe = Path(sys.executable).parent / "harness-pipeline"
+    proc = subprocess.run([str(exe), "pipeline=smoke", "experiment=ppo_beta_gamma", f"upstream={smoke_run}",
+                           "ppo.beta=0.01,0.1", "ppo.gamma=0.0,1.0", f"hydra.sweep.dir={sweep_dir}", "--multirun"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    write_job(sweep_dir, "99", ["ppo.beta=0.5", "ppo.gamma=2.0"],
+              error={"type": "RuntimeError", "message": XSS_PAYLOADS[0], "traceback": XSS_PAYLOADS[1]})
+    report = build_sweep_report(sweep_dir)
+    shot = tmp_path / "sweep_report.png"
+    res = check_page(report, shot, find_text=(XSS_PAYLOADS[0],))
+    _keep(shot)
+    assert len(res.figures) >= 3 and not res.empty_figures, res.figures
+    assert res.console_errors == [] and res.page_errors == [] and res.network_requests == []
+    assert res.xss is None and res.dialogs == [] and all(res.found_text.values())
