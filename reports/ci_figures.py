@@ -12,7 +12,6 @@ mixes two judges, scorers or baselines; the caller must split them (e.g. one fig
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reports.figures import order_policies
+from reports.figures import num, order_policies
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -48,17 +47,6 @@ def frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]], columns: Sequence[st
     for col in columns:
         df[col] = [("—" if v is None or (isinstance(v, float) and v != v) else str(v)) for v in df[col]]
     return df
-
-
-def num(x: Any) -> float | None:
-    """A finite float, or None for None, NaN, infinities and non-numbers."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def error_bars(value: Any, ci_low: Any, ci_high: Any) -> tuple[float | None, float | None]:

@@ -52,9 +52,9 @@ def _frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def _num(x: Any) -> float | None:
-    """A finite float or None (NaN, None and non-numbers become None)."""
-    if x is None:
+def num(x: Any) -> float | None:
+    """A finite float, or None for None, NaN, infinities, booleans and non-numbers."""
+    if x is None or isinstance(x, bool):
         return None
     try:
         f = float(x)
@@ -70,7 +70,7 @@ def _bar(df: pd.DataFrame, x_order: list[str], name: str) -> go.Bar:
     ys, plus, minus, texts = [], [], [], []
     for p in xs:
         r = by_policy[p]
-        v, lo, hi = _num(r["value"]), _num(r["ci_low"]), _num(r["ci_high"])
+        v, lo, hi = num(r["value"]), num(r["ci_low"]), num(r["ci_high"])
         ys.append(v)
         plus.append(None if v is None or hi is None else max(hi - v, 0.0))
         minus.append(None if v is None or lo is None else max(v - lo, 0.0))
@@ -171,7 +171,7 @@ def ppo_curves_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Fig
         color = palette[i % len(palette)]
         shown = False
         for row, (key, label) in enumerate(metrics, start=1):
-            pts = [(_num(s.get("step")), _num(s.get(key))) for s in logs[run]]
+            pts = [(num(s.get("step")), num(s.get(key))) for s in logs[run]]
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
             if not pts:
                 continue

@@ -25,7 +25,6 @@ reward-model accuracy and judge validation.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -206,21 +205,13 @@ BUILDERS = {"winrate": _winrate, "likert": _likert, "truthfulqa": _truthfulqa, "
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """``("<file>:<line>", record)`` for each non-blank line of a JSONL file.
-    Raises ``ValueError`` naming file and line on invalid JSON or a line that is no object."""
+    """``("<file>:<line>", record)`` for each non-blank line of a JSONL file (:func:`harness.data.iter_jsonl`).
+    Raises ``ValueError`` (``DataError``) naming file and line on a missing file, invalid JSON or a line that is no object."""
+    from harness.data import iter_jsonl
+
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON: {e.msg}") from e
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            yield where, rec
+    for lineno, rec in iter_jsonl(path):
+        yield f"{path}:{lineno}", rec
 
 
 def item_vectors(eval_name: str, records: Iterable[tuple[str, dict]]) -> dict[MetricKey, ItemVector]:
