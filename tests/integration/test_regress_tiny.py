@@ -7,6 +7,7 @@ A with the davinci-001 outputs emptied, a genuinely worse policy.
 """
 
 import json
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from harness import stages
-from harness.cli import CONF_DIR, regress_entry
+from harness.cli import CONF_DIR
 from harness.io import read_jsonl, write_jsonl
 from harness.models import load_scalar_model, load_tokenizer
 from harness.regress.app import run_regress
@@ -62,12 +63,12 @@ def _gate(run_dir: Path, baseline: Path, out: Path) -> int:
     return run_regress(cfg)
 
 
-def _entry(monkeypatch, *overrides) -> int:
-    """``harness-regress <overrides>`` in process, through the console script's entry point; its exit code."""
-    monkeypatch.setattr(sys, "argv", ["harness-regress", *overrides])
-    with pytest.raises(SystemExit) as exit_info:
-        regress_entry()
-    return exit_info.value.code
+def _entry(*overrides) -> tuple[int, str]:
+    """``harness-regress <overrides>`` through the installed console script in a subprocess (Hydra's logging set-up
+    stays out of the test process): (exit code, stderr)."""
+    exe = Path(sys.executable).parent / "harness-regress"
+    proc = subprocess.run([str(exe), *overrides], capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
 
 
 def test_every_winrate_and_likert_row_is_paired(runs):
@@ -90,7 +91,7 @@ def test_rerun_with_another_seed_differs_per_item_yet_passes(runs, tmp_path):
     assert suite.get("failures") == "0" and suite.get("errors") == "0" and int(suite.get("tests")) == len(a.metrics)
 
 
-def test_sabotaged_policy_fails_the_gate(runs, tmp_path, monkeypatch, capsys):
+def test_sabotaged_policy_fails_the_gate(runs, tmp_path):
     # by hand: items whose fails_to_follow went 0 -> 1 (emptied outputs fail as "empty"); none went 1 -> 0
     a = {it["prompt_id"]: it["fails_to_follow"] for it in read_jsonl(runs["A"] / "results" / "likert_items.jsonl")
          if it["policy"] == "davinci001"}
@@ -100,17 +101,18 @@ def test_sabotaged_policy_fails_the_gate(runs, tmp_path, monkeypatch, capsys):
     k = sum(not v for v in a.values())
     assert k >= 10
     # the console script's entry point: exit code 1 and a JUnit failure for the metric
-    assert _entry(monkeypatch, f"run_dir={runs['C']}", f"baseline={runs['baseline']}", f"junit={tmp_path / 'junit.xml'}",
-                  f"markdown={tmp_path / 'summary.md'}", "step_summary=false") == 1
+    code, err = _entry(f"run_dir={runs['C']}", f"baseline={runs['baseline']}", f"junit={tmp_path / 'junit.xml'}",
+                       f"markdown={tmp_path / 'summary.md'}", "step_summary=false")
+    assert code == 1, err[-2000:]
     cases = {tc.get("name"): tc for tc in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     failure = cases[FAILS].find("failure")
     assert failure is not None and failure.get("type") == "regression"
     # the one-sided sign-flip p-value: only the all-worse assignment of the k changed items -> 2^-k
     assert f"p={2.0 ** -k:.4g}" in failure.text
-    assert f"REGRESSION  {FAILS}" in capsys.readouterr().err and FAILS in (tmp_path / "summary.md").read_text()
+    assert f"REGRESSION  {FAILS}" in err and FAILS in (tmp_path / "summary.md").read_text()
 
 
-def test_a_bad_override_is_an_error_not_a_regression(runs, monkeypatch, capsys):
+def test_a_bad_override_is_an_error_not_a_regression(runs):
     # Hydra exits 1 on a config error; the entry point reports it as 2 (an error of the inputs), not as a regression
-    assert _entry(monkeypatch, f"run_dir={runs['B']}", f"baseline={runs['baseline']}", "no_such_field=1") == 2
-    assert "no_such_field" in capsys.readouterr().err
+    code, err = _entry(f"run_dir={runs['B']}", f"baseline={runs['baseline']}", "no_such_field=1")
+    assert code == 2 and "no_such_field" in err
