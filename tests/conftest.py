@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,37 +19,6 @@ def _isolated_hf(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
-
-
-def _all_loggers() -> list[logging.Logger]:
-    return [logging.getLogger(), *(lg for lg in list(logging.root.manager.loggerDict.values()) if isinstance(lg, logging.Logger))]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging_and_streams():
-    """Undo what in-process apps (Hydra's job logging, lm-eval's set-up) do to global logging state.
-
-    They attach handlers bound to the streams pytest captures for this test; pytest closes those streams
-    afterwards, and a later log record or warning written through such a handler fails with
-    "I/O operation on closed file" in an unrelated test (and can take the interpreter's stderr with it).
-    Every logger's handlers, level and propagation, ``logging.captureWarnings`` and ``sys.stdout``/``sys.stderr``
-    are put back as they were before the test."""
-    def ours(handlers):  # pytest's own capture handlers come and go with each test phase: leave them to pytest
-        return [h for h in handlers if not type(h).__module__.startswith("_pytest")]
-
-    before = {lg.name: (ours(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in _all_loggers()}
-    streams = (sys.stdout, sys.stderr)
-    yield
-    for lg in _all_loggers():
-        handlers, level, propagate, disabled = before.get(lg.name, ([], logging.NOTSET, True, False))
-        for h in ours(lg.handlers):
-            if h not in handlers:
-                h.close()
-        lg.handlers[:] = handlers + [h for h in lg.handlers if h not in ours(lg.handlers)]
-        lg.setLevel(level)
-        lg.propagate, lg.disabled = propagate, disabled
-    logging.captureWarnings(False)
-    sys.stdout, sys.stderr = streams
 
 
 @pytest.fixture(scope="session")

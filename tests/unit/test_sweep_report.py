@@ -2,6 +2,9 @@
 failed / incomplete / missing jobs, and bad input."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -148,11 +151,13 @@ def test_results_rows_of_other_runs_or_judges_never_become_the_win_rate():
     assert policy_metrics(rows, "ppo")["win_rate"] is None
 
 
-def test_harness_report_sweep_dir_writes_the_report(tmp_path, monkeypatch, capsys):
-    from harness.cli import report_main
-
+def test_harness_report_sweep_dir_writes_the_report(tmp_path):
+    """Through the installed console script in a subprocess: in process, Hydra's job logging binds handlers to
+    pytest's captured streams, which pytest closes after the test, and a later test then fails on a closed file."""
     root = _grid_sweep(tmp_path / "sw")
-    monkeypatch.setattr("sys.argv", ["harness-report", f"sweep_dir={root}", f"out={tmp_path / 'r.html'}",
-                                     f"hydra.run.dir={tmp_path / 'log'}"])
-    report_main()
-    assert capsys.readouterr().out.strip() == str(tmp_path / "r.html") and "fig-winrate-ppo" in (tmp_path / "r.html").read_text()
+    exe = Path(sys.executable).parent / "harness-report"
+    proc = subprocess.run([str(exe), f"sweep_dir={root}", f"out={tmp_path / 'r.html'}", f"hydra.run.dir={tmp_path / 'log'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "r.html")
+    assert "fig-winrate-ppo" in (tmp_path / "r.html").read_text()
