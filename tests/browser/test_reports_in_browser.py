@@ -91,7 +91,11 @@ def test_sweep_report_in_browser(smoke_run, tmp_path):
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    write_job(sweep_dir, "99", ["ppo.beta=0.5", "ppo.gamma=2.0"],
+    import yaml
+
+    constant = [o for o in yaml.safe_load((sweep_dir / "0" / ".hydra" / "overrides.yaml").read_text())
+                if not o.startswith(("ppo.beta=", "ppo.gamma="))]  # the failed job shares the sweep's command line
+    write_job(sweep_dir, "99", [*constant, "ppo.beta=0.5", "ppo.gamma=2.0"],
               error={"type": "RuntimeError", "message": XSS_PAYLOADS[0], "traceback": XSS_PAYLOADS[1]})
     report = build_sweep_report(sweep_dir)
     shot = tmp_path / "sweep_report.png"
