@@ -94,3 +94,26 @@ def test_report_has_every_figure_and_escapes_model_text(smoke_run):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert not re.search(r"<img[^>]*onerror", html)
     assert json.dumps("alert('x')") not in html
+
+
+def test_workflow_gate_and_report_steps_pass_on_a_fresh_smoke_run(smoke_run, tmp_path):
+    """The regression gate and comparison report steps of .github/workflows/regress.yml, run as written
+    (bash, from the repository root) on this fresh `pipeline=smoke` run against the committed baseline:
+    what every pull request runs. The gate must pass (exit 0), append its summary to the step summary,
+    and every file the workflow uploads must exist."""
+    import yaml
+
+    wf = yaml.safe_load((REPO / ".github" / "workflows" / "regress.yml").read_text())
+    steps = {s.get("name"): s for s in wf["jobs"]["regress"]["steps"]}
+    summary = tmp_path / "step_summary.md"
+    # on the runner the installed console scripts are on PATH; here they are beside this interpreter
+    path = f"{Path(os.sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "RUN_DIR": str(smoke_run), "GITHUB_STEP_SUMMARY": str(summary)}
+    for name in ("Regression gate", "Comparison report (run vs baseline)"):
+        proc = subprocess.run(["bash", "-e", "-c", steps[name]["run"]], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (name, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert re.search(r"\b0 regressions, 0 errors\b", summary.read_text())
+    run_prefix = wf["jobs"]["regress"]["env"]["RUN_DIR"].replace("${{ github.workspace }}/", "")
+    for path in steps["Upload the gate's outputs and the reports"]["with"]["path"].split():
+        assert (smoke_run / Path(path).relative_to(run_prefix)).is_file(), path
