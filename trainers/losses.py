@@ -91,8 +91,17 @@ def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tens
     tokens count. SFT passes the completion mask (prompt tokens masked, paper section 3.5 "SFT");
     the ptx term passes the attention mask (all text counts, paper eq. 2's log pi(x)).
     """
-    nll = -token_logprobs(logits[:, :-1], input_ids[:, 1:])
-    return masked_mean(nll, loss_mask[:, 1:])
+    return target_nll(logits[:, :-1], input_ids[:, 1:], loss_mask[:, 1:])
+
+
+def target_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of already aligned predictions, averaged where ``mask`` is 1 (nats/token).
+
+    ``logits [B, T, V]``: ``logits[:, t]`` predicts ``targets[:, t]`` (``[B, T]``); ``mask [B, T]``.
+    The log-probs come from :func:`selective_logprobs` (same values as a log-softmax and gather,
+    one vocabulary-sized tensor in backward).
+    """
+    return masked_mean(-selective_logprobs(logits, targets), mask)
 
 
 def ranked_pairs(valid: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,7 +15,8 @@ from harness.models import load_policy, load_scalar_model, load_tokenizer, with_
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
 from trainers.ppo import PolicyWithValueHead, PPOTrainer
 from trainers.reward_model import RewardModelTrainer
-from trainers.sft import SFTTrainer
+from trainers.losses import token_logprobs
+from trainers.sft import SFTTrainer, collate_pairs
 from trainers.tracking import Tracking
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,35 @@ class RecordingTracker(GeneralTracker):
 
 
 # ------------------------------------------------------------------------------------------ SFT options
+def test_sft_loss_skips_the_prompt_in_the_lm_head_with_the_same_loss_and_gradient(tiny_dir):
+    """SFT sends only the positions from the batch's first completion token on through the LM head;
+    the loss and every gradient equal the full-width log-softmax loss over all positions."""
+    tok = load_tokenizer(tiny_dir)
+    demos = [Demonstration("a", "Tell me one word, please, any word at all.", "apple river", "t"),
+             Demonstration("b", "Say two words.", "stone cloud maple", "t")]  # prompts of different lengths
+    trainer = SFTTrainer(_sft_cfg(), load_policy(tiny_dir), tok, demos, [], chat_template="false")
+    batch = collate_pairs(trainer.train_pairs, tok.pad_token_id)
+    first = int(batch["loss_mask"][:, 1:].any(0).nonzero()[0, 0])
+    assert trainer._head_skips_prompt and first >= 3  # the shorter prompt still leaves positions to skip
+    seen = []
+    head = trainer.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    loss = trainer._loss(batch)
+    hook.remove()
+    assert seen == [batch["input_ids"].shape[1] - 1 - first]
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+    trainer.model.zero_grad()
+    # reference: log-softmax and gather over every position, completion tokens averaged
+    logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    mask = batch["loss_mask"][:, 1:].float()
+    ref = -(token_logprobs(logits[:, :-1], batch["input_ids"][:, 1:]) * mask).sum() / mask.sum()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-6)
+    for n, p in trainer.model.named_parameters():
+        assert torch.allclose(grads[n], p.grad, atol=1e-6), n
+
+
 def test_sft_lora_trains_only_adapters_and_saves_a_merged_plain_model(tiny_dir, tmp_path):
     tok = load_tokenizer(tiny_dir)
     base = load_policy(tiny_dir).eval()
