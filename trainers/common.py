@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 import shutil
@@ -59,6 +60,13 @@ def optimizer_and_schedule(model: torch.nn.Module, lr: float, total_steps: int, 
     opt = adamw(groups, lr=lr, weight_decay=weight_decay)
     warmup = math.ceil(warmup_ratio * total_steps)
     return opt, get_cosine_schedule_with_warmup(opt, warmup, max(total_steps, 1))
+
+
+def head_can_skip_positions(model: torch.nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers causal LMs: an int or an index
+    tensor of positions that go through the LM head). A peft wrapper's signature does not show it, so
+    LoRA models answer ``False`` and take the full-width path."""
+    return "logits_to_keep" in inspect.signature(type(model).forward).parameters
 
 
 def freeze_lower_layers(model: torch.nn.Module, trainable_layers: int | None) -> int:

@@ -25,7 +25,6 @@ the seed, beta and the log history come from the checkpoint.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import random
@@ -45,7 +44,7 @@ from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
 from trainers import losses as L
-from trainers.common import adamw, save_checkpoint, seed_everything
+from trainers.common import adamw, head_can_skip_positions, save_checkpoint, seed_everything
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
@@ -186,7 +185,7 @@ class PPOTrainer:
             {"params": [p for p in value_params if p.requires_grad], "lr": cfg.value_lr},
         ])
         # Both policies are the same class; ask once whether the LM head can skip the prompt positions.
-        self._head_skips_prompt = "logits_to_keep" in inspect.signature(type(policy).forward).parameters
+        self._head_skips_prompt = head_can_skip_positions(policy)
         if value_model is None:
             self.policy, self.opt = self.accelerator.prepare(trained, opt)
             self.value_model = None

@@ -18,7 +18,6 @@ demonstrations of similar length (each logged step records ``tokens`` and ``padd
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from harness.models import add_lora, merge_lora, with_dropout
 from harness.prompting import EncodedPair, encode_pair, pad
 from harness.records import Demonstration, Prompt
 from trainers.checkpointing import state_root
-from trainers.common import (LoopSpec, StepHook, batches, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything,
+from trainers.common import (LoopSpec, StepHook, batches, head_can_skip_positions, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything,
                              steps_per_epoch, train_epochs)
 from trainers.losses import target_nll
 from trainers.tracking import Tracking, finish_tracking, make_accelerator
@@ -145,8 +144,7 @@ class SFTTrainer:
         self.epoch_steps = steps_per_epoch(len(self.train_pairs), cfg.batch_size, cfg.grad_accum, self.accelerator.num_processes)
         self.total_steps = cfg.epochs * self.epoch_steps
         opt, sched = optimizer_and_schedule(model, cfg.lr, self.total_steps, cfg.warmup_ratio, cfg.weight_decay)
-        # causal LMs of transformers take logits_to_keep; a peft wrapper's signature does not show it
-        self._head_skips_prompt = "logits_to_keep" in inspect.signature(type(model).forward).parameters
+        self._head_skips_prompt = head_can_skip_positions(model)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
         self.selection_rm = None
         if selection_rm is not None:
@@ -155,22 +153,22 @@ class SFTTrainer:
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean next-token cross-entropy over the completion tokens of ``batch`` (nats/token).
 
-        Target t is predicted by the logits at position t - 1, and no row counts a target before
-        ``first``, the earliest completion token in the batch. So only positions ``first - 1 .. T - 2``
-        go through the LM head (``logits_to_keep``), as in PPO: with a 50k vocabulary the head is as
-        large a matmul as all the blocks of a small model, and prompts are often as long as the
-        completions. The loss and its gradient are the same as over every position.
+        Target t is predicted by the logits at position t - 1. ``start`` is the first position whose
+        prediction any row of the batch counts (its earliest completion token minus one), so only
+        positions ``start .. T - 2`` go through the LM head (``logits_to_keep``), as in PPO: with a 50k
+        vocabulary the head is as large a matmul as all the blocks of a small model, and prompts are
+        often as long as the completions. The loss and its gradient are the same as over every position.
         """
         dev = self.accelerator.device
-        counted = batch["loss_mask"][:, 1:].any(0).nonzero()  # target positions (minus 1) any row counts
-        first = int(counted[0, 0]) if self._head_skips_prompt and len(counted) else 0
+        counted = batch["loss_mask"][:, 1:].any(0).nonzero()  # positions whose next token counts in some row
+        start = int(counted[0, 0]) if self._head_skips_prompt and len(counted) else 0
         ids, attn, mask = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "loss_mask"))
         if self._head_skips_prompt:
-            keep = torch.arange(first, ids.shape[1] - 1, device=dev)
+            keep = torch.arange(start, ids.shape[1] - 1, device=dev)
             logits = self.model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits
         else:
             logits = self.model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        return target_nll(logits, ids[:, first + 1:], mask[:, first + 1:])
+        return target_nll(logits, ids[:, start + 1:], mask[:, start + 1:])
 
     @torch.no_grad()
     def evaluate(self) -> float:

@@ -15,6 +15,7 @@ from harness.models import load_policy, load_scalar_model, load_tokenizer, with_
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
 from trainers.ppo import PolicyWithValueHead, PPOTrainer
 from trainers.reward_model import RewardModelTrainer
+from trainers.common import head_can_skip_positions
 from trainers.losses import token_logprobs
 from trainers.sft import SFTTrainer, collate_pairs
 from trainers.tracking import Tracking
@@ -70,6 +71,7 @@ def test_sft_loss_skips_the_prompt_in_the_lm_head_with_the_same_loss_and_gradien
     batch = collate_pairs(trainer.train_pairs, tok.pad_token_id)
     first = int(batch["loss_mask"][:, 1:].any(0).nonzero()[0, 0])
     assert trainer._head_skips_prompt and first >= 3  # the shorter prompt still leaves positions to skip
+    assert not head_can_skip_positions(torch.nn.Linear(2, 2))  # a forward without logits_to_keep: full-width path
     seen = []
     head = trainer.model.get_output_embeddings()
     hook = head.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
