@@ -128,8 +128,18 @@ def run_ours(s: Setting, precision: str) -> dict[str, Any]:
     prof = timer.prof
     policy = trainer.accelerator.unwrap_model(trainer.policy)
     prof.wrap(policy, "generate", "generate")
-    prof.wrap(trainer, "_logprobs", lambda model, *a, **k: "train_forward" if torch.is_grad_enabled()
-              else ("rollout_ref_forward" if model is trainer.ref_policy else "rollout_policy_forward"))
+    # A policy forward is _lm_forward then _response_logprobs (log-softmax over the vocabulary); both
+    # count in the forward's phase. With autograd on it is a training forward: that includes the
+    # rollout's forward when the batch is one minibatch, since the first update reuses it.
+    last = {"label": None}
+
+    def lm_label(model, *a, **k):
+        last["label"] = ("rollout_ref_forward" if model is trainer.ref_policy else
+                         "train_forward" if torch.is_grad_enabled() else "rollout_policy_forward")
+        return last["label"]
+
+    prof.wrap(trainer, "_lm_forward", lm_label)
+    prof.wrap(trainer, "_response_logprobs", lambda *a, **k: last["label"])
     prof.wrap(trainer, "_values", C.grad_label("rollout_value_forward", "train_forward"))
     prof.wrap(trainer, "reward", "rollout_reward_forward")
     prof.wrap(trainer.accelerator, "backward", "backward")

@@ -31,10 +31,25 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.gather(F.log_softmax(logits.float(), dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
 
 
+# Rows per chunk for the row-wise passes over ``[..., V]`` logits below. A ``[16, 50257]`` fp32
+# temporary is 3 MB: small enough for the C allocator to recycle from its heap (and to stay in cache),
+# where one temporary for all rows (e.g. 77 MB for 8 x 48 x 50257) is a fresh mapping every time, and
+# its first-touch page faults cost more than the arithmetic on a CPU.
+_ROWS = 16
+
+
+def _logsumexp_rows(logits: torch.Tensor) -> torch.Tensor:
+    """``logsumexp`` over the last dim, ``[..., V]`` -> ``[...]``, computed ``_ROWS`` rows at a time
+    (each row is reduced by ``torch.logsumexp`` exactly as on the whole tensor)."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    return torch.cat([torch.logsumexp(rows, dim=-1) for rows in flat.split(_ROWS)]).view(logits.shape[:-1])
+
+
 class _SelectiveLogSoftmax(torch.autograd.Function):
     """``log_softmax(logits)[label]`` with a hand-written backward that makes one vocabulary-sized tensor.
 
-    Forward: ``logits[label] - logsumexp(logits)``. Backward, for upstream gradient g:
+    Forward: ``logits[label] - logsumexp(logits)``; it also returns the ``logsumexp`` (no gradient) so
+    that the entropy can reuse it. Backward, for upstream gradient g:
     ``d/d logits = g * (onehot(label) - softmax(logits))``, built in place as ``-g * softmax`` plus a
     scatter-add of g at the labels. Autograd's version of ``gather(log_softmax(x))`` instead zero-fills
     a ``[..., V]`` tensor for the gather, scatters into it, and runs ``log_softmax``'s backward over it:
@@ -42,13 +57,14 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        lse = torch.logsumexp(logits, dim=-1)
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lse = _logsumexp_rows(logits)
         ctx.save_for_backward(logits, lse, labels)
-        return torch.gather(logits, -1, labels.unsqueeze(-1)).squeeze(-1) - lse
+        ctx.mark_non_differentiable(lse)
+        return torch.gather(logits, -1, labels.unsqueeze(-1)).squeeze(-1) - lse, lse
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, _grad_lse: torch.Tensor | None):
         logits, lse, labels = ctx.saved_tensors
         g = grad.unsqueeze(-1)
         out = (logits - lse.unsqueeze(-1)).exp_().mul_(-g)  # -g * softmax(logits)
@@ -58,8 +74,8 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
 
 def selective_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Same values and gradient as :func:`token_logprobs` (``[B, T, V]`` x ``[B, T]`` -> ``[B, T]``, nats),
-    with less memory traffic in backward (see :class:`_SelectiveLogSoftmax`)."""
-    return _SelectiveLogSoftmax.apply(logits.float(), labels)
+    with less memory traffic (see :class:`_SelectiveLogSoftmax`)."""
+    return _SelectiveLogSoftmax.apply(logits.float(), labels)[0]
 
 
 def token_logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,14 +83,17 @@ def token_logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tu
 
     Equal to ``(token_logprobs(logits, labels), entropy_from_logits(logits))``. The log-probs keep
     their graph (:func:`selective_logprobs`); the entropy, ``logsumexp(x) - sum(softmax(x) * x)``,
-    is computed without one because it is only logged, reusing one vocabulary-sized buffer.
+    is computed without one because it is only logged. It reuses the log-probs' ``logsumexp`` and
+    runs ``_ROWS`` rows at a time, so no vocabulary-sized temporary is made for it.
     """
     logits = logits.float()
-    lp = selective_logprobs(logits, labels)
+    lp, lse = _SelectiveLogSoftmax.apply(logits, labels)
     with torch.no_grad():
-        lse = torch.logsumexp(logits, dim=-1)
-        p = (logits - lse.unsqueeze(-1)).exp_()
-        entropy = lse - p.mul_(logits).sum(-1)
+        flat, flat_lse = logits.detach().reshape(-1, logits.shape[-1]), lse.reshape(-1)
+        entropy = torch.cat([
+            l - (rows - l.unsqueeze(-1)).exp_().mul_(rows).sum(-1)
+            for rows, l in zip(flat.split(_ROWS), flat_lse.split(_ROWS))
+        ]).view(lse.shape)
     return lp, entropy
 
 

@@ -70,6 +70,9 @@ class Rollout:
     rewards: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    # (logprobs, entropy, values), each [B, R], of a policy/value forward run with autograd on at
+    # the rollout's weights: the first update back-propagates through it (see PPOTrainer.rollout).
+    first_forward: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -281,7 +284,15 @@ class PPOTrainer:
 
     @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Rollout:
-        """Generate one response per prompt and score it; returns the episodes (no advantages yet)."""
+        """Generate one response per prompt and score it; returns the episodes (no advantages yet).
+
+        When the batch is a single minibatch (``mini_batch_size >= batch_size``), the first PPO
+        update would run the policy and value forward on exactly these episodes at exactly these
+        weights. That forward runs here instead, with autograd on: its detached outputs are the
+        behaviour log-probs and old values, and the first update back-propagates through it
+        (``Rollout.first_forward``) instead of repeating it. Same numbers, one policy and one value
+        forward fewer per iteration.
+        """
         dev = self.accelerator.device
         prompt_ids, prompt_attn = pad([self._prompt_ids[p.id] for p in prompts], self.tokenizer.pad_token_id, side="left")
         prompt_ids, prompt_attn = prompt_ids.to(dev), prompt_attn.to(dev)
@@ -309,7 +320,13 @@ class PPOTrainer:
             for i in range(0, len(prompts), self.cfg.mini_batch_size):
                 s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
                 gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
-                lp, _, values = self._policy_and_values(s, a, P)
+                if len(prompts) <= self.cfg.mini_batch_size:
+                    with torch.enable_grad():
+                        first_forward = self._policy_and_values(s, a, P, with_entropy=True)
+                    lp, values = first_forward[0].detach(), first_forward[2].detach()
+                else:
+                    first_forward = None
+                    lp, _, values = self._policy_and_values(s, a, P)
                 chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P).float(), gold.float()))
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
@@ -319,7 +336,7 @@ class PPOTrainer:
         if self.cfg.whiten_rewards:
             scores = L.whiten(scores, torch.ones_like(scores), shift_mean=False)
         return Rollout(seq, attn, P, mask, lp, ref_lp, values * mask, scores, raw,
-                       gold if self.gold_reward is not None else None)
+                       gold if self.gold_reward is not None else None, first_forward=first_forward)
 
     # ------------------------------------------------------------------ step
     def step(self, ro: Rollout) -> dict[str, float]:
@@ -333,7 +350,10 @@ class PPOTrainer:
         B = ro.sequences.shape[0]
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(B).split(cfg.mini_batch_size):
-                stats = self._minibatch_update(ro, idx)
+                forward = None
+                if ro.first_forward is not None:  # the first update only: the weights change after it
+                    forward, ro.first_forward = tuple(t[idx] for t in ro.first_forward), None
+                stats = self._minibatch_update(ro, idx, forward)
                 for k, v in stats.items():
                     agg.setdefault(k, []).append(v)
         episode_kl = self._mean_over_processes(kl.sum(-1).mean().item())
@@ -355,10 +375,14 @@ class PPOTrainer:
         out["ptx_sequences"] = sum(agg.get("ptx_sequences", [0]))  # consumed this step (a count, not a mean)
         return out
 
-    def _minibatch_update(self, ro: Rollout, idx: torch.Tensor) -> dict[str, float]:
+    def _minibatch_update(self, ro: Rollout, idx: torch.Tensor, forward: tuple[torch.Tensor, ...] | None = None) -> dict[str, float]:
+        """One clipped PPO (+ ptx) update on episodes ``idx``. ``forward``: their (logprobs, entropy,
+        values) ``[b, R]`` with graph, when already computed at the current weights (the rollout's)."""
         cfg = self.cfg
         seq, attn, m = ro.sequences[idx], ro.attention_mask[idx], ro.mask[idx]
-        logprobs, entropy, values = self._policy_and_values(seq, attn, ro.prompt_len, with_entropy=True)
+        if forward is None:
+            forward = self._policy_and_values(seq, attn, ro.prompt_len, with_entropy=True)
+        logprobs, entropy, values = forward
         pg_loss, pg_stats = L.ppo_policy_loss(logprobs, ro.logprobs[idx], ro.advantages[idx], m, cfg.cliprange)
         vf_loss, vf_clipfrac = L.ppo_value_loss(values, ro.values[idx], ro.returns[idx], m, cfg.cliprange_value)
         loss = pg_loss + cfg.vf_coef * vf_loss

@@ -29,8 +29,12 @@ def test_ppo_bench_writes_rates_ratio_and_phases(tmp_path, data_dir):
 
     path = ppo_vs_trl.main(TINY + ["--batch-size", "2", "--mini-batch-size", "2", "--ppo-epochs", "1", "--prompt-length", "16",
                                    "--response-length", "4", "--results-dir", str(tmp_path), "--data-dir", data_dir])
-    res = _check(path, "ppo", ["generate", "rollout_ref_forward", "rollout_value_forward", "rollout_reward_forward",
-                               "train_forward", "backward", "optimizer_step", "other"])
+    res = _check(path, "ppo", ["generate", "rollout_ref_forward", "rollout_reward_forward", "train_forward", "backward",
+                               "optimizer_step", "other"])
+    ours, trl = res["phases"]["fp32"]["ours"], res["phases"]["fp32"]["trl"]
+    assert "rollout_value_forward" in trl
+    # one minibatch: ours' rollout policy/value forward is the first update's training forward
+    assert "rollout_policy_forward" not in ours and "rollout_value_forward" not in ours
     assert all(w == [4, 4] for w in (r["response_widths"] for r in res["runs"]))  # equal response lengths on both sides
     assert res["per_step"]["tokens"] == 2 * (16 + 4)
 

@@ -55,11 +55,13 @@ def test_two_processes_match_one_process_with_double_accumulation(tiny_dir, tmp_
     assert (tmp_path / "two" / "checkpoints" / stage / "run.json").is_file()
 
 
-def test_ppo_runs_on_two_processes(tiny_dir, tmp_path):
+@pytest.mark.parametrize("mini_batch_size", [1, 2])  # 2: one minibatch, so the first update reuses the rollout's forward
+def test_ppo_runs_on_two_processes(tiny_dir, tmp_path, mini_batch_size):
     _run(2, "harness-ppo", tmp_path / "ppo", f"policy={tiny_dir}", f"reward_model={tiny_dir}", "ppo.steps=2", "ppo.batch_size=2",
-         "ppo.mini_batch_size=1", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.gamma=0.5", "ppo.ptx_batch_size=1",
+         f"ppo.mini_batch_size={mini_batch_size}", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.gamma=0.5", "ppo.ptx_batch_size=1",
          "ppo.ptx_max_length=32")
     log = read_jsonl(tmp_path / "ppo" / "checkpoints" / "ppo_ptx_train_log.jsonl")
     assert [r["episodes"] for r in log] == [4, 8]  # 2 processes x 2 episodes per iteration
     assert all(r["ptx_loss"] is not None and r["ptx_loss"] > 0 for r in log)
-    assert read_json(tmp_path / "ppo" / "checkpoints" / "ppo_ptx" / "run.json")["metrics"]["ptx_forwards"] == 4  # per process
+    # per process: one per minibatch update (2 iterations x 1 epoch x 2 or 1 minibatches)
+    assert read_json(tmp_path / "ppo" / "checkpoints" / "ppo_ptx" / "run.json")["metrics"]["ptx_forwards"] == 4 // mini_batch_size

@@ -334,3 +334,51 @@ def test_pretraining_sequences_per_step_follow_ptx_ratio(tiny_dir, ptx_ratio):
     assert per_step == [expected] * 2
     assert trainer.ptx_sequences == len(consumed) and trainer.ptx_forwards == 2 * minibatches
     assert all(1 < n <= cfg.ptx_max_length for n in consumed)
+
+
+@pytest.mark.parametrize("value_head", ["separate", "shared"])
+def test_one_minibatch_first_update_reuses_the_rollout_forward_with_the_same_result(tiny_dir, value_head):
+    """With batch = one minibatch the rollout's policy/value forward keeps its graph and the first
+    update back-propagates through it. A run that drops that graph (so the update recomputes the
+    forward) ends with the same statistics and weights, having made one policy/value forward more
+    per iteration."""
+    runs = {}
+    for reuse in (True, False):
+        trainer, policy = _ppo_trainer(tiny_dir, value_head, batch_size=4, mini_batch_size=4, ppo_epochs=2)
+        rollout, forward = trainer.rollout, trainer._policy_and_values
+        calls, kept = [], []
+
+        def counted(*a, forward=forward, **k):
+            calls.append(torch.is_grad_enabled())
+            return forward(*a, **k)
+
+        def rollout_maybe_without_graph(prompts, rollout=rollout, reuse=reuse):
+            ro = rollout(prompts)
+            kept.append(ro.first_forward is not None and all(t.requires_grad for t in ro.first_forward[::2]))
+            if not reuse:
+                ro.first_forward = None
+            return ro
+
+        trainer._policy_and_values, trainer.rollout = counted, rollout_maybe_without_graph
+        init = _params(trainer.accelerator.unwrap_model(trainer.policy))
+        history = trainer.train()
+        params = _params(trainer.accelerator.unwrap_model(trainer.policy))
+        if trainer.value_model is not None:
+            params.update({f"value.{n}": p for n, p in _params(trainer.value_model).items()})
+        runs[reuse] = history, params, calls
+        assert max((params[n] - init[n]).abs().max().item() for n in init) > 1e-3  # the updates moved the weights (Adam: about lr per update)
+        assert kept == [True, True]  # logprobs and values of the rollout forward carry a graph
+    (h1, p1, c1), (h0, p0, c0) = runs[True], runs[False]
+    # per iteration: the rollout's forward (epoch 1's with reuse), [epoch 1 again without reuse,] epoch 2
+    assert c1 == [True, True] * 2 and c0 == [True, True, True] * 2
+    for a, b in zip(h1, h0):
+        for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "kl", "reward_mean", "explained_variance"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-5), k
+    assert p1.keys() == p0.keys()
+    assert {n: (p1[n] - p0[n]).abs().max().item() for n in p1 if not torch.allclose(p1[n], p0[n], atol=1e-5)} == {}
+
+
+def test_several_minibatches_keep_no_rollout_graph(tiny_dir):
+    trainer, _ = _ppo_trainer(tiny_dir, "separate")  # batch 4 in minibatches of 2
+    ro = trainer.rollout(PROMPTS[:4])
+    assert ro.first_forward is None and not ro.logprobs.requires_grad and not ro.values.requires_grad

@@ -178,23 +178,25 @@ def test_kl_controllers_follow_their_update_rules():
 
 
 def test_selective_logprobs_match_log_softmax_in_value_and_gradient():
-    """The hand-written backward gives autograd's gradient of gather(log_softmax(logits))."""
+    """The hand-written backward gives autograd's gradient of gather(log_softmax(logits)); 21 rows
+    span two of the row chunks the logsumexp is computed in."""
     torch.manual_seed(0)
-    logits = (3 * torch.randn(2, 5, 11, dtype=torch.float64)).requires_grad_()
-    labels = torch.randint(0, 11, (2, 5))
-    upstream = torch.randn(2, 5, dtype=torch.float64)
+    logits = (3 * torch.randn(3, 7, 11, dtype=torch.float64)).requires_grad_()
+    labels = torch.randint(0, 11, (3, 7))
+    upstream = torch.randn(3, 7, dtype=torch.float64)
     ref = torch.gather(torch.log_softmax(logits, -1), -1, labels.unsqueeze(-1)).squeeze(-1)
     (ref_grad,) = torch.autograd.grad((ref * upstream).sum(), logits)
-    got = losses._SelectiveLogSoftmax.apply(logits, labels)
+    got, lse = losses._SelectiveLogSoftmax.apply(logits, labels)
+    assert torch.equal(lse, torch.logsumexp(logits.detach(), -1)) and not lse.requires_grad
     (got_grad,) = torch.autograd.grad((got * upstream).sum(), logits)
     assert torch.allclose(got, ref, atol=1e-12) and torch.allclose(got_grad, ref_grad, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda x: losses._SelectiveLogSoftmax.apply(x, labels), (logits,))
+    assert torch.autograd.gradcheck(lambda x: losses._SelectiveLogSoftmax.apply(x, labels)[0], (logits,))
 
 
 def test_token_logprobs_and_entropy_equal_the_separate_functions():
     torch.manual_seed(1)
-    logits = 4 * torch.randn(3, 4, 9)
-    labels = torch.randint(0, 9, (3, 4))
+    logits = 4 * torch.randn(5, 7, 9)  # 35 rows: three row chunks, the last one partial
+    labels = torch.randint(0, 9, (5, 7))
     lp, ent = losses.token_logprobs_and_entropy(logits, labels)
     assert torch.allclose(lp, losses.token_logprobs(logits, labels), atol=1e-6)
     assert torch.allclose(ent, losses.entropy_from_logits(logits), atol=1e-5)
