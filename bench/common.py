@@ -420,7 +420,9 @@ def cpu_model() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """What the numbers depend on: library versions, threads, CPU, git commit, load average."""
+    """What the numbers depend on: library versions, threads, CPU, git commit, load average, and the
+    C allocator's environment settings (``MALLOC_*``, ``GLIBC_TUNABLES``, ``THP_MEM_ALLOC_ENABLE``),
+    which change both sides' speed on this VM (see bench/README.md)."""
     import accelerate
     import trl
 
@@ -429,6 +431,8 @@ def environment() -> dict[str, Any]:
         "trl": trl.__version__, "accelerate": accelerate.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "cpu": cpu_model(), "machine": platform.machine(), "git_commit": git_commit(),
         "cuda": torch.cuda.is_available(), "loadavg_start": os.getloadavg(),
+        "allocator_env": {k: v for k, v in sorted(os.environ.items())
+                          if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD")},
     })
     return env
 

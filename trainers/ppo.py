@@ -13,7 +13,8 @@ score them, shape per-token rewards with the KL penalty (beta), compute GAE adva
 every minibatch also takes ``gamma * lm_loss`` on pretraining sequences (PPO-ptx): ``ptx_batch_size``
 of them, or ``ptx_ratio`` per episode of the minibatch (paper appendix C.4: "8 times more
 pretraining examples than the number of the RL training episodes"). With ``gamma == 0`` no
-pretraining forward runs at all.
+pretraining forward runs at all. When the batch is one minibatch, the rollout's policy and value
+forward doubles as the first update's (:meth:`PPOTrainer.rollout`).
 
 Under ``accelerate launch`` each process generates ``batch_size`` episodes of its own per
 iteration (the global batch is ``batch_size * num_processes``), gradients are averaged by DDP,

@@ -39,12 +39,16 @@ def test_ppo_bench_writes_rates_ratio_and_phases(tmp_path, data_dir):
     assert res["per_step"]["tokens"] == 2 * (16 + 4)
 
 
-def test_rm_and_sft_bench_write_rates_and_the_report_tables_them(tmp_path, data_dir, capsys):
+def test_rm_and_sft_bench_write_rates_and_the_report_tables_them(tmp_path, data_dir, capsys, monkeypatch):
     from bench import report, rm_vs_trl, sft_vs_trl
+
+    # glibc reads this at start-up only, so here it changes nothing; the result file must record it
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "131072")
 
     common = TINY + ["--batch-size", "2", "--prompt-length", "16", "--completion-length", "8", "--results-dir", str(tmp_path),
                      "--data-dir", data_dir]
-    _check(rm_vs_trl.main(common), "rm", ["forward", "backward", "optimizer_step"])
+    rm = _check(rm_vs_trl.main(common), "rm", ["forward", "backward", "optimizer_step"])
+    assert rm["environment"]["allocator_env"]["MALLOC_TOP_PAD_"] == "131072"
     _check(sft_vs_trl.main(common), "sft", ["forward", "backward", "optimizer_step"])
     text = report.main([str(tmp_path)])
     assert "| RM | rm_vs_trl_fp32 | fp32 |" in text and "| SFT | sft_vs_trl_fp32 | fp32 |" in text
