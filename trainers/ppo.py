@@ -312,7 +312,8 @@ class PPOTrainer:
         P = prompt_ids.shape[1]
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)
         attn = torch.cat([prompt_attn, mask], dim=1)
-        chunks = []
+        chunks, first_forward = [], None
+        keep_graph = len(prompts) <= self.cfg.mini_batch_size  # one chunk, and its forward is the first update's
         # The prepared policy and value model run under the accelerator's autocast; the frozen
         # reference policy and the scorers are not prepared, so they get the same context here. In
         # bf16 the KL to the reference would otherwise measure bf16 rounding as well: a nonzero KL
@@ -321,13 +322,10 @@ class PPOTrainer:
             for i in range(0, len(prompts), self.cfg.mini_batch_size):
                 s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
                 gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
-                if len(prompts) <= self.cfg.mini_batch_size:
-                    with torch.enable_grad():
-                        first_forward = self._policy_and_values(s, a, P, with_entropy=True)
-                    lp, values = first_forward[0].detach(), first_forward[2].detach()
-                else:
-                    first_forward = None
-                    lp, _, values = self._policy_and_values(s, a, P)
+                with torch.set_grad_enabled(keep_graph):
+                    forward = self._policy_and_values(s, a, P, with_entropy=keep_graph)
+                first_forward = forward if keep_graph else None
+                lp, values = forward[0].detach(), forward[2].detach()
                 chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P).float(), gold.float()))
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
