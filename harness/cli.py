@@ -32,7 +32,7 @@ def _init_from(cfg: DictConfig, out: Path) -> str:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="sft", version_base="1.3")
-def sft_main(cfg: DictConfig) -> None:
+def _sft_app(cfg: DictConfig) -> None:
     """``harness-sft``: fine-tune ``init_from`` (default: the base model) on demonstrations."""
     from harness import stages
 
@@ -43,7 +43,7 @@ def sft_main(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="rm", version_base="1.3")
-def rm_main(cfg: DictConfig) -> None:
+def _rm_app(cfg: DictConfig) -> None:
     """``harness-rm``: train a reward model (``split=rm``) or a held-out judge (``split=judge``)."""
     from harness import stages
 
@@ -54,7 +54,7 @@ def rm_main(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="label", version_base="1.3")
-def label_main(cfg: DictConfig) -> None:
+def _label_app(cfg: DictConfig) -> None:
     """``harness-label``: the simulated labeler; a judge ranks K samples of ``policy`` per prompt."""
     from harness import stages
 
@@ -64,18 +64,19 @@ def label_main(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="ppo", version_base="1.3")
-def ppo_main(cfg: DictConfig) -> None:
-    """``harness-ppo``: PPO (``ppo.gamma=0``) or PPO-ptx (``ppo.gamma>0``)."""
+def _ppo_app(cfg: DictConfig) -> None:
+    """``harness-ppo``: PPO (``ppo.ptx_coef=0``) or PPO-ptx (``ppo.ptx_coef>0``, the paper's gamma)."""
     from harness import stages
+    from harness.config import is_ptx
 
-    stage = "ppo_ptx" if cfg.ppo.gamma > 0 else "ppo"
+    stage = "ppo_ptx" if is_ptx(cfg.ppo.ptx_coef) else "ppo"
     path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
                              cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
-def eval_main(cfg: DictConfig) -> None:
+def _eval_app(cfg: DictConfig) -> None:
     """``harness-eval``: the evaluation suite (``eval.run``) for ``policies`` (name: checkpoint or outputs file),
     judged by ``judges`` (name: reward-model checkpoint)."""
     from harness import stages
@@ -92,7 +93,7 @@ def eval_main(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
-def report_main(cfg: DictConfig) -> None:
+def _report_app(cfg: DictConfig) -> None:
     """``harness-report run_dir=...`` (run report), ``run_dir=... compare_to=...`` (comparison report) or
     ``sweep_dir=...`` (sweep report over a Hydra multirun directory); prints the written path."""
     if (cfg.run_dir is None) == (cfg.sweep_dir is None):
@@ -117,14 +118,14 @@ _REGRESS: dict[str, int | None] = {"code": None}
 
 
 @hydra.main(config_path=CONF_DIR, config_name="regress", version_base="1.3")
-def regress_main(cfg: DictConfig) -> None:
-    """The ``harness-regress`` Hydra app; :func:`regress_entry` turns its verdict into the exit code."""
+def _regress_app(cfg: DictConfig) -> None:
+    """The ``harness-regress`` Hydra app; :func:`_regress_exit_code` turns its verdict into the exit code."""
     from harness.regress.app import run_regress
 
     _REGRESS["code"] = run_regress(cfg)
 
 
-def regress_entry() -> None:
+def _regress_exit_code() -> None:
     """``harness-regress``: the regression gate, or ``snapshot=true`` (harness/regress/app.py, docs/regression.md).
 
     Exits 0 (ok), 1 (regression) or 2 (error). Hydra itself exits 1 on a bad override or config;
@@ -132,7 +133,7 @@ def regress_entry() -> None:
     """
     _REGRESS["code"] = None
     try:
-        regress_main()
+        _regress_app()
     except SystemExit as e:
         if e.code not in (0, None):
             raise SystemExit(2) from None
@@ -141,7 +142,7 @@ def regress_entry() -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
-def pipeline_main(cfg: DictConfig) -> None:
+def _pipeline_app(cfg: DictConfig) -> None:
     """``harness-pipeline``: every stage, evaluation and the report in one run directory.
 
     A raised exception is first recorded in the job directory's ``error.json`` (type, message,
@@ -164,6 +165,33 @@ def pipeline_main(cfg: DictConfig) -> None:
         raise
     print(f"report: {report}")
 
+
+def _checked(app, name: str):
+    """A console-script entry point: refuses renamed config keys on the command line (one line, exit 2,
+    :mod:`harness.renames`), then runs ``app``."""
+
+    def entry() -> None:
+        import sys
+
+        from harness.renames import RenamedKeyError, refuse_renamed
+
+        try:
+            refuse_renamed(sys.argv[1:])
+        except RenamedKeyError as e:
+            print(f"harness-{name}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        app()
+
+    entry.__doc__ = app.__doc__
+    return entry
+
+
+# the console scripts (pyproject.toml [project.scripts])
+sft_main, rm_main, label_main, ppo_main = (_checked(a, n) for a, n in
+                                          ((_sft_app, "sft"), (_rm_app, "rm"), (_label_app, "label"), (_ppo_app, "ppo")))
+eval_main, report_main, pipeline_main = (_checked(a, n) for a, n in
+                                         ((_eval_app, "eval"), (_report_app, "report"), (_pipeline_app, "pipeline")))
+regress_entry = _checked(_regress_exit_code, "regress")
 
 APPS = {"sft": sft_main, "rm": rm_main, "label": label_main, "ppo": ppo_main, "eval": eval_main, "report": report_main,
         "pipeline": pipeline_main, "regress": regress_entry}

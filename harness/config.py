@@ -134,7 +134,8 @@ class RMConfig:
 
 @dataclass
 class PPOConfig:
-    """PPO / PPO-ptx (paper eq. 2 and appendix C.4). ``gamma`` > 0 makes it PPO-ptx."""
+    """PPO / PPO-ptx (paper eq. 2 and appendix C.4). ``ptx_coef`` (the paper's gamma) > 0 makes it PPO-ptx
+    (:func:`is_ptx`)."""
 
     steps: int = 8  # PPO iterations, each = one batch of rollouts
     batch_size: int = 16  # episodes per rollout batch
@@ -146,7 +147,7 @@ class PPOConfig:
     kl_control: str = "fixed"  # fixed | adaptive (Ziegler et al. 2019)
     kl_target: float | None = None  # nats/episode, adaptive only
     kl_horizon: float = 10000.0
-    gamma: float = 0.0  # pretraining (ptx) loss coefficient (paper: 27.8 for PPO-ptx)
+    ptx_coef: float = 0.0  # the paper's gamma (eq. 2): pretraining (ptx) loss coefficient; > 0 = PPO-ptx (paper: 27.8)
     ptx_batch_size: int = 4  # pretraining sequences per minibatch, when ptx_ratio is null
     ptx_ratio: float | None = None  # pretraining sequences per episode of each minibatch (paper C.4: 8); overrides ptx_batch_size
     ptx_max_length: int = 128
@@ -322,6 +323,23 @@ class RegressApp:
 
 
 @dataclass
+class RLRun:
+    """One RL policy the pipeline trains from the SFT policy: its name (the checkpoint folder and the
+    policy's name in results) and its ptx coefficient (the paper's gamma, eq. 2; 0 = PPO, > 0 = PPO-ptx)."""
+
+    name: str = "ppo"
+    ptx_coef: float = 0.0
+
+
+def is_ptx(ptx_coef: float) -> bool:
+    """Whether an RL run with this ptx coefficient (the paper's gamma) is PPO-ptx: ``ptx_coef > 0``.
+
+    The one place that decides it (trainer, stage naming, data loading and reports all ask here).
+    """
+    return float(ptx_coef) > 0.0
+
+
+@dataclass
 class PipelineApp(StageConfig):
     run_id: str = "${now:%Y%m%d-%H%M%S}"
     # which comparisons train the policy's (proxy) RM: human (hh-rlhf rm split) | simulated (the judge
@@ -332,9 +350,8 @@ class PipelineApp(StageConfig):
     judge: RMConfig = field(default_factory=RMConfig)
     label: LabelConfig = field(default_factory=LabelConfig)  # rm_data=simulated only
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    ptx_gamma: float = 1.0  # gamma of the PPO-ptx run (the run named ppo uses ppo.gamma, 0 by default)
-    # RL policies to train: ppo (gamma = ppo.gamma; 0 = plain PPO) and/or ppo_ptx (gamma = ptx_gamma); [] = none
-    rl_runs: list[str] = field(default_factory=lambda: ["ppo", "ppo_ptx"])
+    # RL policies to train, each {name, ptx_coef} (ptx_coef = the paper's gamma; 0 = plain PPO, > 0 = PPO-ptx); [] = none
+    rl_runs: list[RLRun] = field(default_factory=lambda: [RLRun("ppo", 0.0), RLRun("ppo_ptx", 1.0)])
     # a finished pipeline run directory: its checkpoints/{base,sft,rm,judge_helpful,judge_harmless} are
     # reused read-only and only rl_runs train here (one SFT and one RM for every job of a sweep)
     upstream: str | None = None

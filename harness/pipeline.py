@@ -23,11 +23,12 @@ per-item files and ``results/evals.json``, ``run.json``, ``report.html``.
 With ``resume=true`` a stage whose output folder is complete (has ``run.json``) is not run again and
 an interrupted training stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
 
-``rl_runs`` picks the RL policies to train (default ``[ppo, ppo_ptx]``): ``ppo`` with ``ppo.gamma``
-(0 unless set: plain PPO), ``ppo_ptx`` with ``ptx_gamma``. ``upstream=<run dir>`` reuses that run's
-base, SFT, RM and judge checkpoints read-only (:mod:`harness.upstream`) and trains only the RL
-runs: a beta x gamma sweep (``experiment=ppo_beta_gamma``, docs/sweeps.md) trains one policy per
-job from one SFT model and one RM, as the paper's sweeps do.
+``rl_runs`` lists the RL policies to train, each ``{name, ptx_coef}`` (default ``ppo`` with
+``ptx_coef=0`` and ``ppo_ptx`` with ``ptx_coef=1``; ``ptx_coef`` is the paper's gamma, > 0 = PPO-ptx).
+``upstream=<run dir>`` reuses that run's base, SFT, RM and judge checkpoints read-only
+(:mod:`harness.upstream`) and trains only the RL runs: a beta x gamma sweep
+(``experiment=ppo_beta_gamma``, docs/sweeps.md) trains one policy per job from one SFT model and one
+RM, as the paper's sweeps do.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness import stages
-from harness.config import JudgeConfig
+from harness.config import JudgeConfig, is_ptx
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
@@ -52,38 +53,44 @@ log = logging.getLogger(__name__)
 # helpful one is also the gold reward logged during PPO and the simulated labeler's judge
 JUDGES = ("judge_helpful", "judge_harmless")
 GOLD = "judge_helpful"
-RL_RUNS = ("ppo", "ppo_ptx")  # rl_runs entries: gamma = ppo.gamma | ptx_gamma
+RESERVED_POLICY_NAMES = ("base", "base_fewshot", "sft", "rm", *JUDGES)  # names an RL run cannot take
 
 
 def _done(path: Path, resume: bool) -> bool:
     return resume and (path / "run.json").is_file()
 
 
-def _rl_gammas(cfg: DictConfig) -> dict[str, float]:
-    """gamma of each RL run of ``cfg.rl_runs``: ``ppo`` uses ``ppo.gamma`` (0, plain PPO, unless set), ``ppo_ptx`` ``ptx_gamma``."""
-    return {name: float(cfg.ppo.gamma if name == "ppo" else cfg.ptx_gamma) for name in cfg.rl_runs}
+def rl_runs(cfg: DictConfig) -> dict[str, float]:
+    """The ptx coefficient (the paper's gamma) of each RL run of ``cfg.rl_runs``, by run name, in order."""
+    return {str(r.name): float(r.ptx_coef) for r in cfg.rl_runs}
 
 
 def validate(cfg: DictConfig) -> dict[str, str] | None:
     """Check ``cfg`` before any stage runs; returns the upstream checkpoints (:mod:`harness.upstream`) or None.
 
     Raises ``ValueError`` for: ``rm_data`` not ``human``/``simulated``; ``simulated`` with
-    ``sft.select_by=rm_score``; an ``rl_runs`` entry other than ``ppo``/``ppo_ptx`` or a repeated one;
-    a negative or non-finite KL penalty ``ppo.beta`` or ptx coefficient (``ppo.gamma``/``ptx_gamma``) of
-    a run that trains; ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run
-    directory with every checkpoint the run reuses.
+    ``sft.select_by=rm_score``; an ``rl_runs`` name that is repeated, not a plain identifier or one
+    of :data:`RESERVED_POLICY_NAMES`; a negative or non-finite KL penalty ``ppo.beta`` or ptx
+    coefficient ``rl_runs[i].ptx_coef`` of a run that trains; ``ppo.ptx_coef`` set (the pipeline sets it
+    per RL run); ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run directory
+    with every checkpoint the run reuses.
     """
     if cfg.rm_data not in ("human", "simulated"):
         raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
     if cfg.sft.select_by == "rm_score" and cfg.rm_data == "simulated":
         raise ValueError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
                          "checkpoint: set sft.select_by=loss or sft.select_by=last")
-    runs = list(cfg.rl_runs)
-    bad = [r for r in runs if r not in RL_RUNS]
-    if bad or len(set(runs)) != len(runs):
-        raise ValueError(f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
-                         f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
-    checks = [("ppo.gamma" if r == "ppo" else "ptx_gamma", g, "ptx loss coefficient") for r, g in _rl_gammas(cfg).items()]
+    runs = [str(r.name) for r in cfg.rl_runs]
+    if len(set(runs)) != len(runs):
+        raise ValueError(f"rl_runs: names {runs} repeat; each RL run needs its own name (its checkpoint folder)")
+    bad = [r for r in runs if not r.isidentifier() or r in RESERVED_POLICY_NAMES]
+    if bad:
+        raise ValueError(f"rl_runs: name(s) {bad} cannot name an RL policy: use a plain identifier (letters, digits, _) "
+                         f"other than {list(RESERVED_POLICY_NAMES)}")
+    if float(cfg.ppo.ptx_coef) != 0.0:
+        raise ValueError(f"ppo.ptx_coef={cfg.ppo.ptx_coef}: harness-pipeline sets the ptx coefficient per RL run; "
+                         "set rl_runs.<i>.ptx_coef instead (e.g. rl_runs.1.ptx_coef=27.8)")
+    checks = [(f"rl_runs.{i}.ptx_coef", g, "ptx loss coefficient") for i, g in enumerate(rl_runs(cfg).values())]
     if runs:
         checks.insert(0, ("ppo.beta", float(cfg.ppo.beta), "KL penalty coefficient"))
     for name, value, what in checks:
@@ -140,7 +147,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     With ``cfg.upstream`` the base, SFT, RM and judge checkpoints come from that run directory
     (read-only) and only the RL runs of ``cfg.rl_runs`` train here. ``run.json`` records the
-    upstream, each RL run's ``beta`` and ``gamma`` and the Hydra overrides (a sweep job's parameters).
+    upstream, each RL run's ``name``, ``beta``, ``ptx_coef`` and ``ptx`` (:func:`harness.config.is_ptx`) and the Hydra overrides (a sweep job's parameters).
     Raises ``ValueError`` from :func:`validate` before any stage runs.
     """
     reused = validate(cfg)
@@ -167,15 +174,15 @@ def run_pipeline(cfg: DictConfig) -> Path:
     else:
         paths = _train_upstream(cfg, run_dir, timed, metrics)
 
-    gammas = _rl_gammas(cfg)
-    for name, gamma in gammas.items():
+    runs = rl_runs(cfg)
+    for name, ptx_coef in runs.items():
         if not _done(ck / name, cfg.resume):
             ppo_cfg = copy.deepcopy(cfg.ppo)
-            ppo_cfg.gamma = gamma
+            ppo_cfg.ptx_coef = ptx_coef
             timed(name, stages.run_ppo, cfg.model, cfg.data, ppo_cfg, paths["sft"], paths["rm"], ck / name, cfg.seed, stage=name,
                   gold_reward=paths[GOLD], resume=cfg.resume, tracking=cfg.tracking)
 
-    policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in gammas}}
+    policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in runs}}
     judges = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
     rows: list[ResultRow] = [r for n in ("rm", *JUDGES) for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, judges, run_dir, cfg.run_id, cfg.seed, chash)
@@ -187,7 +194,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     for stage_dir in stage_dirs:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
-    rl = {name: {"beta": float(cfg.ppo.beta), "gamma": gamma} for name, gamma in gammas.items()}
+    rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef)} for name, ptx_coef in runs.items()]
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies,
                    upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
                    overrides=_hydra_overrides())

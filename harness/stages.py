@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import selection
+from harness.config import is_ptx
 from harness.data import resolve_data_dir
 from harness.io import write_jsonl
 from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
@@ -175,7 +176,8 @@ def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: s
 
 def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_dir: str | Path, seed: int,
             stage: str = "ppo", gold_reward: str | None = None, resume: bool = False, tracking=None) -> tuple[Path, list[dict]]:
-    """Stage 3: PPO (gamma=0) or PPO-ptx (gamma>0) from the SFT ``policy`` against ``reward_model``.
+    """Stage 3: PPO (``ptx_coef=0``) or PPO-ptx (``ptx_coef>0``, the paper's gamma) from the SFT ``policy``
+    against ``reward_model``.
 
     ``gold_reward`` (a held-out reward model, e.g. the judge) is scored on every rollout and logged
     beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022.
@@ -188,7 +190,7 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
 
     prompts, fp = selection.ppo_prompts(data_cfg)
     pretrain = None
-    if ppo_cfg.gamma > 0:
+    if is_ptx(ppo_cfg.ptx_coef):
         pretrain, pfp = selection.pretrain_texts(data_cfg)
         fp.update(pfp)
     tok = load_tokenizer(policy)

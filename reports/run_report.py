@@ -34,7 +34,7 @@ from reports.sections.common import RunData
 from reports.sections.header import header_section
 from reports.sections.preference import likert_section, winrate_section
 from reports.sections.samples import samples_section
-from reports.sections.training import PPO_RUNS, ppo_section, rm_section
+from reports.sections.training import ppo_section, rl_runs, rm_section
 from reports.sections.validation import judge_validation_section
 
 _STR_FIELDS = ("run_id", "policy", "eval", "metric")
@@ -120,12 +120,13 @@ def load_run(run_dir: str | Path) -> RunData:
     paper = paper_values(df[df["run_id"] == "paper"] if df is not None else None)
     if df is not None:  # the paper's reference rows are not this run's policies
         df = df[df["run_id"] != "paper"]
+    run = _json_object(run_dir / "run.json")
     logs = {}
-    for run in PPO_RUNS:
-        path = run_dir / "checkpoints" / run / "train_log.jsonl"
+    for name in rl_runs(run):
+        path = run_dir / "checkpoints" / name / "train_log.jsonl"
         if path.is_file():
-            logs[run] = load_train_log(path)
-    return RunData(run_dir=run_dir, run=_json_object(run_dir / "run.json"), results=df, paper=paper,
+            logs[name] = load_train_log(path)
+    return RunData(run_dir=run_dir, run=run, results=df, paper=paper,
                    items=load_items(run_dir / "results"), logs=logs, evals=_json_object(run_dir / "results" / "evals.json"))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-SHORT = {"ppo.beta": "β", "ppo.gamma": "γ", "ptx_gamma": "γ_ptx", "ppo.kl_target": "KL target"}
+SHORT = {"ppo.beta": "β", "rl_runs.0.ptx_coef": "γ", "ppo.kl_target": "KL target"}
 """Display names of common swept parameters (others are shown as written)."""
 _HEIGHT = 440
 

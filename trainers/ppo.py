@@ -9,10 +9,10 @@ Roles, explicit as in trl's PPOTrainer:
 
 One iteration: sample a batch of prompts, generate responses (KV cache, temperature sampling),
 score them, shape per-token rewards with the KL penalty (beta), compute GAE advantages, then
-``ppo_epochs`` passes of clipped policy and value updates over minibatches. With ``gamma`` > 0
-every minibatch also takes ``gamma * lm_loss`` on pretraining sequences (PPO-ptx): ``ptx_batch_size``
+``ppo_epochs`` passes of clipped policy and value updates over minibatches. With ``ptx_coef`` (the paper's gamma) > 0
+every minibatch also takes ``ptx_coef * lm_loss`` on pretraining sequences (PPO-ptx): ``ptx_batch_size``
 of them, or ``ptx_ratio`` per episode of the minibatch (paper appendix C.4: "8 times more
-pretraining examples than the number of the RL training episodes"). With ``gamma == 0`` no
+pretraining examples than the number of the RL training episodes"). With ``ptx_coef == 0`` no
 pretraining forward runs at all. When the batch is one minibatch, the rollout's policy and value
 forward doubles as the first update's (:meth:`PPOTrainer.rollout`).
 
@@ -40,7 +40,7 @@ from accelerate import Accelerator
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from harness.config import PPOConfig
+from harness.config import PPOConfig, is_ptx
 from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
@@ -156,14 +156,14 @@ class PPOTrainer:
         (:mod:`trainers.rewards`); the gold reward is only logged, never optimised. ``value_model``
         is required with ``value_head=separate`` and must be None with ``shared``.
 
-        Raises ``ValueError`` for: no prompts; gamma > 0 without pretraining texts; a batch size
+        Raises ``ValueError`` for: no prompts; PPO-ptx (ptx_coef > 0) without pretraining texts; a batch size
         that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
         that does not match it; ``ptx_ratio`` <= 0.
         """
         if not prompts:
             raise ValueError("PPOTrainer: no prompts")
-        if cfg.gamma > 0 and not pretrain:
-            raise ValueError("PPOTrainer: gamma > 0 (PPO-ptx) needs pretraining texts")
+        if is_ptx(cfg.ptx_coef) and not pretrain:
+            raise ValueError("PPOTrainer: ptx_coef > 0 (PPO-ptx) needs pretraining texts")
         if cfg.batch_size % cfg.mini_batch_size:
             raise ValueError(f"PPOTrainer: batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
         if cfg.value_head not in VALUE_HEADS:
@@ -205,8 +205,8 @@ class PPOTrainer:
         self._prompts = itertools.cycle(order)  # the global order; process p takes slice p of each global batch
         self._prompt_ids = dict(zip([p.id for p in order], encode_prompts([p.prompt for p in order], tokenizer, cfg.max_prompt_length, chat_template)))
         # process 0 keeps the single-process stream; the others draw their own pretraining sequences
-        self._pretrain = self._pretrain_sequences(pretrain, rng if rank == 0 else random.Random(seed + rank)) if cfg.gamma > 0 else None
-        self.ptx_forwards = 0  # counted, so a test can show gamma=0 runs none
+        self._pretrain = self._pretrain_sequences(pretrain, rng if rank == 0 else random.Random(seed + rank)) if is_ptx(cfg.ptx_coef) else None
+        self.ptx_forwards = 0  # counted, so a test can show ptx_coef=0 runs none
         self.ptx_sequences = 0  # pretraining sequences consumed so far
         self._minibatches = 0  # minibatch updates so far (indexes the ptx_ratio schedule)
 
@@ -231,8 +231,8 @@ class PPOTrainer:
 
     def ptx_sequences_next_minibatch(self) -> int:
         """Pretraining sequences the next minibatch takes: ``ptx_batch_size``, or from ``ptx_ratio``
-        (:func:`ptx_sequences_for_minibatch`); 0 when ``gamma`` is 0."""
-        if self.cfg.gamma <= 0:
+        (:func:`ptx_sequences_for_minibatch`); 0 when ``ptx_coef`` is 0."""
+        if not is_ptx(self.cfg.ptx_coef):
             return 0
         if self.cfg.ptx_ratio is None:
             return self.cfg.ptx_batch_size
@@ -396,7 +396,7 @@ class PPOTrainer:
             ptx = L.lm_loss(logits, ids, pattn)
             self.ptx_forwards += 1
             self.ptx_sequences += n_ptx
-            loss = loss + cfg.gamma * ptx
+            loss = loss + cfg.ptx_coef * ptx
             stats["ptx_loss"] = ptx.item()
         stats["ptx_sequences"] = n_ptx
         self.accelerator.backward(loss)
@@ -442,7 +442,7 @@ class PPOTrainer:
             if self.accelerator.is_main_process:
                 trim_log(log_path, done)
         bar = tqdm(range(done + 1, self.cfg.steps + 1), initial=done, total=self.cfg.steps,
-                   desc=f"PPO{'-ptx' if self.cfg.gamma > 0 else ''}", disable=not self.accelerator.is_main_process)
+                   desc=f"PPO{'-ptx' if is_ptx(self.cfg.ptx_coef) else ''}", disable=not self.accelerator.is_main_process)
         for step in bar:
             t0 = time.perf_counter()
             stats = self.step(self.rollout(self._next_batch()))

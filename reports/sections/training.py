@@ -8,7 +8,19 @@ from reports.html import Safe, figure_div, join, note, table, tag
 from reports.ppo_figures import overoptimisation_figure
 from reports.sections.common import NO_RESULTS, RunData, ci, na
 
-PPO_RUNS = ("ppo", "ppo_ptx")
+PPO_RUNS = ("ppo", "ppo_ptx")  # the RL runs of a run.json that does not list them
+
+
+def rl_runs(run: dict | None) -> dict[str, dict]:
+    """RL run name -> ``{beta, ptx_coef, ptx}`` from ``run.json``'s ``rl_runs`` (a list of dicts; the
+    older shape, name -> {beta, gamma}, is read too); :data:`PPO_RUNS` with no details when absent."""
+    recorded = (run or {}).get("rl_runs")
+    if isinstance(recorded, list):
+        return {str(r["name"]): {k: v for k, v in r.items() if k != "name"} for r in recorded if isinstance(r, dict) and "name" in r}
+    if isinstance(recorded, dict):
+        return {str(n): {"beta": r.get("beta"), "ptx_coef": r.get("gamma"),
+                         "ptx": r.get("gamma") is not None and float(r["gamma"]) > 0} for n, r in recorded.items()}
+    return {r: {} for r in PPO_RUNS}
 
 
 def rm_section(data: RunData) -> Safe:
@@ -32,8 +44,9 @@ def rm_section(data: RunData) -> Safe:
 
 def ppo_section(data: RunData) -> Safe:
     """PPO training curves per step (``fig-ppo-curves``) and proxy / gold reward against KL
-    (``fig-overoptimisation``) for the ``ppo`` and ``ppo_ptx`` runs whose logs exist."""
-    logs = {r: data.logs[r] for r in PPO_RUNS if data.logs.get(r)}
+    (``fig-overoptimisation``) for the RL runs of ``run.json`` (:func:`rl_runs`) whose logs exist."""
+    runs = rl_runs(data.run)
+    logs = {r: data.logs[r] for r in runs if data.logs.get(r)}
     if not logs:
         return na("PPO training logs")
     parts = [figure_div(figures.ppo_curves_figure(logs), "fig-ppo-curves"),
@@ -43,7 +56,12 @@ def ppo_section(data: RunData) -> Safe:
     over = overoptimisation_figure(logs)
     parts.append(figure_div(over, "fig-overoptimisation") if over.data else
                  na("reward / KL pairs in the PPO logs (over-optimisation view)"))
-    missing = [r for r in PPO_RUNS if r not in logs]
+    described = [(r, d) for r, d in runs.items() if d]
+    if described:
+        parts.append(table(["RL run", "KL penalty β", "ptx coefficient γ (ptx_coef)", "PPO-ptx"],
+                           [(r, d.get("beta", "—"), d.get("ptx_coef", "—"), "yes" if d.get("ptx") else "no") for r, d in described],
+                           numeric=(1, 2)))
+    missing = [r for r in runs if r not in logs]
     if missing:
         parts.append(note(f"training log not available in this run for: {', '.join(missing)}"))
     return join(parts)

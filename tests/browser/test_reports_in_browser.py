@@ -87,15 +87,15 @@ def test_sweep_report_in_browser(smoke_run, tmp_path):
     sweep_dir = tmp_path / "sweep"
     exe = Path(sys.executable).parent / "harness-pipeline"
     proc = subprocess.run([str(exe), "pipeline=smoke", "experiment=ppo_beta_gamma", f"upstream={smoke_run}",
-                           "ppo.beta=0.01,0.1", "ppo.gamma=0.0,1.0", f"hydra.sweep.dir={sweep_dir}", "--multirun"],
+                           "ppo.beta=0.01,0.1", "rl_runs.0.ptx_coef=0.0,1.0", f"hydra.sweep.dir={sweep_dir}", "--multirun"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     import yaml
 
     constant = [o for o in yaml.safe_load((sweep_dir / "0" / ".hydra" / "overrides.yaml").read_text())
-                if not o.startswith(("ppo.beta=", "ppo.gamma="))]  # the failed job shares the sweep's command line
-    write_job(sweep_dir, "99", [*constant, "ppo.beta=0.5", "ppo.gamma=2.0"],
+                if not o.startswith(("ppo.beta=", "rl_runs.0.ptx_coef="))]  # the failed job shares the sweep's command line
+    write_job(sweep_dir, "99", [*constant, "ppo.beta=0.5", "rl_runs.0.ptx_coef=2.0"],
               error={"type": "RuntimeError", "message": XSS_PAYLOADS[0], "traceback": XSS_PAYLOADS[1]})
     report = build_sweep_report(sweep_dir)
     shot = tmp_path / "sweep_report.png"

@@ -58,7 +58,7 @@ def test_two_processes_match_one_process_with_double_accumulation(tiny_dir, tmp_
 @pytest.mark.parametrize("mini_batch_size", [1, 2])  # 2: one minibatch, so the first update reuses the rollout's forward
 def test_ppo_runs_on_two_processes(tiny_dir, tmp_path, mini_batch_size):
     _run(2, "harness-ppo", tmp_path / "ppo", f"policy={tiny_dir}", f"reward_model={tiny_dir}", "ppo.steps=2", "ppo.batch_size=2",
-         f"ppo.mini_batch_size={mini_batch_size}", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.gamma=0.5", "ppo.ptx_batch_size=1",
+         f"ppo.mini_batch_size={mini_batch_size}", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.ptx_coef=0.5", "ppo.ptx_batch_size=1",
          "ppo.ptx_max_length=32")
     log = read_jsonl(tmp_path / "ppo" / "checkpoints" / "ppo_ptx_train_log.jsonl")
     assert [r["episodes"] for r in log] == [4, 8]  # 2 processes x 2 episodes per iteration

@@ -36,7 +36,7 @@ def test_stage_apps_chain(tmp_path):
     ppo_args = [*SMALL, f"policy={sft}", f"reward_model={rm}", "ppo.steps=1", "ppo.batch_size=2", "ppo.mini_batch_size=2",
                 "ppo.max_new_tokens=4", "ppo.ptx_batch_size=2", "ppo.ptx_max_length=32"]
     ppo = Path(_run("harness-ppo", tmp_path / "ppo", *ppo_args))
-    ptx = Path(_run("harness-ppo", tmp_path / "ppo_ptx", *ppo_args, "ppo.gamma=0.5"))
+    ptx = Path(_run("harness-ppo", tmp_path / "ppo_ptx", *ppo_args, "ppo.ptx_coef=0.5"))
     assert ppo.name == "ppo" and ptx.name == "ppo_ptx"
     assert read_jsonl(ppo / "train_log.jsonl")[0]["ptx_loss"] is None
     assert read_jsonl(ptx / "train_log.jsonl")[0]["ptx_loss"] > 0

@@ -44,7 +44,7 @@ def sweep(tmp_path_factory, env, upstream):
     sweep_dir = tmp_path_factory.mktemp("sweep") / "multirun"
     before = sorted((p, p.stat().st_mtime_ns) for p in upstream.rglob("*"))
     proc = _run(["harness-pipeline", "pipeline=smoke", "experiment=ppo_beta_gamma", f"upstream={upstream}",
-                 f"ppo.beta={BETAS[0]},{BAD_BETA},{BETAS[1]}", f"ppo.gamma={','.join(GAMMAS)}", *CHEAP_EVAL,
+                 f"ppo.beta={BETAS[0]},{BAD_BETA},{BETAS[1]}", f"rl_runs.0.ptx_coef={','.join(GAMMAS)}", *CHEAP_EVAL,
                  f"hydra.sweep.dir={sweep_dir}", "--multirun"], env)
     # Hydra re-raises the first failed job's error after the whole batch ran
     assert proc.returncode == 1 and "ppo.beta must be a finite number >= 0" in proc.stderr, proc.stderr[-3000:]
@@ -58,7 +58,7 @@ def _jobs(sweep_dir):
     out = {}
     for d in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
         kv = dict(line.removeprefix("- ").split("=", 1) for line in (d / ".hydra" / "overrides.yaml").read_text().splitlines())
-        out[d] = (kv["ppo.beta"], kv["ppo.gamma"])
+        out[d] = (kv["ppo.beta"], kv["rl_runs.0.ptx_coef"])
     return out
 
 
@@ -73,7 +73,8 @@ def test_good_jobs_finish_and_the_failing_ones_record_their_error(sweep, upstrea
             continue
         assert not (d / "error.json").exists() and (d / "results" / "results.jsonl").is_file()
         run = read_json(d / "run.json")
-        assert run["upstream"] == str(upstream) and run["rl_runs"] == {"ppo": {"beta": float(beta), "gamma": float(gamma)}}
+        assert run["upstream"] == str(upstream) and run["rl_runs"] == [{"name": "ppo", "beta": float(beta), "ptx_coef": float(gamma),
+                                                                        "ptx": float(gamma) > 0}]
         assert sorted(p.name for p in (d / "checkpoints").iterdir() if p.is_dir()) == ["ppo"]  # only the RL policy trained
         assert run["policies"]["sft"] == str(upstream / "checkpoints" / "sft")
         assert read_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl")[-1]["beta"] == float(beta)

@@ -310,7 +310,7 @@ def test_value_head_and_value_model_must_match(tiny_dir):
 
 @pytest.mark.parametrize("ptx_ratio", [None, 0.75])
 def test_pretraining_sequences_per_step_follow_ptx_ratio(tiny_dir, ptx_ratio):
-    trainer, _ = _ppo_trainer(tiny_dir, "shared", gamma=0.5, ptx_ratio=ptx_ratio, ptx_batch_size=3, ppo_epochs=2,
+    trainer, _ = _ppo_trainer(tiny_dir, "shared", ptx_coef=0.5, ptx_ratio=ptx_ratio, ptx_batch_size=3, ppo_epochs=2,
                                  ptx_max_length=16)
     cfg = trainer.cfg
     consumed = []

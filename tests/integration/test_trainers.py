@@ -118,9 +118,9 @@ def test_response_mask_stops_after_first_eos():
     assert response_mask(r, eos_id=0).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
-def _ppo(tiny_dir, gamma, steps=2):
+def _ppo(tiny_dir, ptx_coef, steps=2):
     tok = load_tokenizer(tiny_dir)
-    cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, max_new_tokens=8, lr=1e-3, value_lr=1e-3, gamma=gamma,
+    cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, max_new_tokens=8, lr=1e-3, value_lr=1e-3, ptx_coef=ptx_coef,
                     ptx_batch_size=2, ptx_max_length=32, max_prompt_length=32)
     prompts = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)]
     pretrain = [PretrainText(str(i), "To be, or not to be, that is the question. " * 3, "t") for i in range(4)]
@@ -133,8 +133,8 @@ def _ppo(tiny_dir, gamma, steps=2):
     return trainer, _params(policy)
 
 
-def test_ppo_without_gamma_runs_no_ptx_forward_and_updates_every_parameter(tiny_dir, tmp_path):
-    trainer, before = _ppo(tiny_dir, gamma=0.0)
+def test_ppo_without_ptx_coef_runs_no_ptx_forward_and_updates_every_parameter(tiny_dir, tmp_path):
+    trainer, before = _ppo(tiny_dir, ptx_coef=0.0)
     history = trainer.train(log_path=tmp_path / "ppo.jsonl")
     assert trainer.ptx_forwards == 0 and all(h["ptx_loss"] is None for h in history)
     logged = read_jsonl(tmp_path / "ppo.jsonl")
@@ -149,7 +149,7 @@ def test_ppo_without_gamma_runs_no_ptx_forward_and_updates_every_parameter(tiny_
 
 
 def test_ppo_ptx_mixes_a_pretraining_batch_into_every_minibatch(tiny_dir):
-    trainer, _ = _ppo(tiny_dir, gamma=0.5)
+    trainer, _ = _ppo(tiny_dir, ptx_coef=0.5)
     history = trainer.train()
     assert trainer.ptx_forwards == 2 * (4 // 2)  # steps x minibatches per step x ppo_epochs(1)
     assert all(math.isfinite(h["ptx_loss"]) and h["ptx_loss"] > 0 for h in history)
@@ -183,7 +183,7 @@ def test_ppo_under_bf16_autocast_sees_zero_kl_between_identical_policies(tiny_di
 def test_ppo_config_errors_are_clear(tiny_dir):
     tok = load_tokenizer(tiny_dir)
     with pytest.raises(ValueError, match="needs pretraining texts"):
-        PPOTrainer(PPOConfig(gamma=1.0), load_policy(tiny_dir), load_policy(tiny_dir), load_scalar_model(tiny_dir),
+        PPOTrainer(PPOConfig(ptx_coef=1.0), load_policy(tiny_dir), load_policy(tiny_dir), load_scalar_model(tiny_dir),
                    load_scalar_model(tiny_dir), tok, [Prompt("0", "x", "t")], None)
 
 
@@ -216,7 +216,9 @@ def test_sft_gradient_accumulation_4x2_and_2x4_equal_batch_8(tiny_dir, tmp_path)
         grads.append(seen[0])
     for other in grads[1:]:
         for name, g in grads[0].items():
-            assert torch.allclose(g, other[name], rtol=1e-4, atol=1e-7), name
+            # float32 sums in another order differ by up to ~3e-6 of the tensor's largest entry (seen with 2
+            # intra-op threads and 4 micro-batches); a wrong accumulation factor is off by 50 % or more
+            assert torch.allclose(g, other[name], rtol=1e-4, atol=1e-5 * g.abs().max().item()), name
     assert max(g.abs().max().item() for g in grads[0].values()) > 1e-3  # not vacuously zero
 
 

@@ -133,7 +133,7 @@ def rl_calls(calls, monkeypatch):
     def run_ppo(model_cfg, data_cfg, ppo_cfg, policy, reward_model, out_dir, seed, stage="ppo", gold_reward=None, resume=False, tracking=None):
         calls.append((stage,))
         seen["ppo"].append({"stage": stage, "policy": policy, "rm": reward_model, "gold": gold_reward, "out": str(out_dir),
-                            "beta": ppo_cfg.beta, "gamma": ppo_cfg.gamma})
+                            "beta": ppo_cfg.beta, "ptx_coef": ppo_cfg.ptx_coef})
         write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
         return Path(out_dir), []
 
@@ -147,45 +147,57 @@ def rl_calls(calls, monkeypatch):
     return seen
 
 
-def test_default_rl_runs_train_ppo_with_ppo_gamma_and_ppo_ptx_with_ptx_gamma(tmp_path, rl_calls):
-    pipeline.run_pipeline(_cfg(tmp_path, "ppo.beta=0.03", "ptx_gamma=2.5"))
-    assert [(r["stage"], r["gamma"], r["beta"]) for r in rl_calls["ppo"]] == [("ppo", 0.0, 0.03), ("ppo_ptx", 2.5, 0.03)]
-    assert read_json(tmp_path / "run.json")["rl_runs"] == {"ppo": {"beta": 0.03, "gamma": 0.0}, "ppo_ptx": {"beta": 0.03, "gamma": 2.5}}
+def test_default_rl_runs_train_ppo_and_ppo_ptx_each_with_its_ptx_coef(tmp_path, rl_calls):
+    pipeline.run_pipeline(_cfg(tmp_path, "ppo.beta=0.03", "rl_runs.1.ptx_coef=2.5"))
+    assert [(r["stage"], r["ptx_coef"], r["beta"]) for r in rl_calls["ppo"]] == [("ppo", 0.0, 0.03), ("ppo_ptx", 2.5, 0.03)]
+    assert read_json(tmp_path / "run.json")["rl_runs"] == [{"name": "ppo", "beta": 0.03, "ptx_coef": 0.0, "ptx": False},
+                                                          {"name": "ppo_ptx", "beta": 0.03, "ptx_coef": 2.5, "ptx": True}]
+
+
+def test_rl_runs_may_take_any_free_name(tmp_path, rl_calls):
+    pipeline.run_pipeline(_cfg(tmp_path, "rl_runs=[{name:ptx_big,ptx_coef:27.8}]"))
+    assert [(r["stage"], r["ptx_coef"], r["out"]) for r in rl_calls["ppo"]] == [("ptx_big", 27.8, str(tmp_path / "checkpoints" / "ptx_big"))]
+    assert "ptx_big" in rl_calls["eval"][0]["policies"]
 
 
 def test_upstream_run_reuses_its_checkpoints_and_trains_one_policy(tmp_path, calls, rl_calls):
     up = _upstream(tmp_path / "up")
     before = sorted((p.relative_to(up), p.stat().st_mtime_ns) for p in up.rglob("*"))
     run = tmp_path / "job"
-    pipeline.run_pipeline(_cfg(run, f"upstream={up}", "rl_runs=[ppo]", "ppo.beta=0.05", "ppo.gamma=1.0", "require_upstream=true"))
+    pipeline.run_pipeline(_cfg(run, f"upstream={up}", "rl_runs=[{name:ppo,ptx_coef:1.0}]", "ppo.beta=0.05", "require_upstream=true"))
     assert [c[0] for c in calls] == ["ppo", "eval"]  # no base, SFT, RM or judge stage
     ck = up / "checkpoints"
     assert rl_calls["ppo"] == [{"stage": "ppo", "policy": str(ck / "sft"), "rm": str(ck / "rm"), "gold": str(ck / "judge_helpful"),
-                                "out": str(run / "checkpoints" / "ppo"), "beta": 0.05, "gamma": 1.0}]
+                                "out": str(run / "checkpoints" / "ppo"), "beta": 0.05, "ptx_coef": 1.0}]
     assert rl_calls["eval"][0]["policies"] == {"base": str(ck / "base"), "sft": str(ck / "sft"), "ppo": str(run / "checkpoints" / "ppo")}
     assert rl_calls["eval"][0]["judges"] == {"helpful": str(ck / "judge_helpful"), "harmless": str(ck / "judge_harmless")}
     info = read_json(run / "run.json")
-    assert info["upstream"] == str(up) and info["rl_runs"] == {"ppo": {"beta": 0.05, "gamma": 1.0}}
+    assert info["upstream"] == str(up) and info["rl_runs"] == [{"name": "ppo", "beta": 0.05, "ptx_coef": 1.0, "ptx": True}]
     assert info["metrics"]["timings_s"].keys() == {"ppo", "eval"} and info["data_fingerprints"]["rm_ids"] == "up"
     acc = {r["policy"]: r["value"] for r in read_jsonl(run / "results" / "results.jsonl") if r["metric"] == "pairwise_accuracy"}
     assert acc == {"rm": 0.5, "judge_helpful": 0.5, "judge_harmless": 0.5}  # the upstream RMs' held-out outcomes (2 of 4)
     assert sorted((p.relative_to(up), p.stat().st_mtime_ns) for p in up.rglob("*")) == before  # read-only
 
 
+ONE_PPO = "rl_runs=[{name:ppo,ptx_coef:0.0}]"
+
+
 @pytest.mark.parametrize("overrides,match", [
-    (("rl_runs=[ppo]", "require_upstream=true"), "require_upstream=true .* give upstream="),
-    (("upstream={up}", "rl_runs=[ppo]", "ppo.beta=-0.01"), r"ppo.beta must be a finite number >= 0 \(the KL penalty coefficient\), got -0.01"),
-    (("upstream={up}", "rl_runs=[ppo]", "ppo.gamma=-1"), r"ppo.gamma must be a finite number >= 0"),
-    (("rl_runs=[ppo_ptx]", "ptx_gamma=-2"), r"ptx_gamma must be a finite number >= 0"),
-    (("rl_runs=[ppo,dpo]",), r"unknown: \['dpo'\]"),
-    (("rl_runs=[ppo,ppo]",), "at most once"),
+    ((ONE_PPO, "require_upstream=true"), "require_upstream=true .* give upstream="),
+    (("upstream={up}", ONE_PPO, "ppo.beta=-0.01"), r"ppo.beta must be a finite number >= 0 \(the KL penalty coefficient\), got -0.01"),
+    (("upstream={up}", "rl_runs=[{name:ppo,ptx_coef:-1}]"), r"rl_runs.0.ptx_coef must be a finite number >= 0"),
+    (("rl_runs.1.ptx_coef=-2",), r"rl_runs.1.ptx_coef must be a finite number >= 0"),
+    (("rl_runs=[{name:ppo},{name:ppo}]",), "repeat"),
+    (("rl_runs=[{name:sft}]",), r"name\(s\) \['sft'\] cannot name an RL policy"),
+    (("rl_runs=[{name:'a/b'}]",), r"name\(s\) \['a/b'\] cannot name an RL policy"),
+    (("ppo.ptx_coef=1.0",), r"harness-pipeline sets the ptx coefficient per RL run; set rl_runs.<i>.ptx_coef"),
     (("upstream={up}/nowhere",), "no such directory"),
     (("upstream={up}", "model.chat_template=auto"), "model.chat_template='false', this run has model.chat_template='auto'"),
 ])
 def test_bad_rl_or_upstream_settings_fail_before_any_stage(tmp_path, calls, overrides, match):
     up = _upstream(tmp_path / "up")
     with pytest.raises(ValueError, match=match):
-        pipeline.run_pipeline(_cfg(tmp_path / "job", *(o.format(up=up) for o in overrides)))
+        pipeline.run_pipeline(_cfg(tmp_path / "job", *(o.replace("{up}", str(up)) for o in overrides)))
     assert calls == []
 
 

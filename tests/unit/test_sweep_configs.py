@@ -51,16 +51,16 @@ def test_every_launcher_composes_with_the_sweep(launcher):
 
 def test_sweep_experiment_grid_settings_and_overrides():
     cfg = _compose("pipeline=smoke", "experiment=ppo_beta_gamma")
-    assert list(cfg.rl_runs) == ["ppo"] and cfg.require_upstream and list(cfg.eval.run) == ["winrate", "alignment_tax"]
+    assert [(r.name, r.ptx_coef) for r in cfg.rl_runs] == [("ppo", 0.0)] and cfg.require_upstream and list(cfg.eval.run) == ["winrate", "alignment_tax"]
     assert list(cfg.eval.winrate.baselines) == ["text-davinci-003"] and list(cfg.eval.winrate.judges) == ["helpful"]
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "local" and cfg.hydra.launcher.n_jobs == 2
     assert cfg.hydra.sweeper.max_batch_size is None  # one batch: a failing job never stops the others
     assert cfg.ppo.steps == 2 and cfg.model.name == "tiny"  # sizes still come from the preset
     jobs = _jobs(cfg)
-    assert len(jobs) == 9 and ["ppo.beta=0.05", "ppo.gamma=27.8"] in jobs
+    assert len(jobs) == 9 and ["ppo.beta=0.05", "rl_runs.0.ptx_coef=27.8"] in jobs
     # the command line replaces a row of the grid and can add a swept key
     jobs = _jobs(cfg, "ppo.beta=0.1", "seed=0,1")
-    assert len(jobs) == 6 and all(j[0] == "ppo.beta=0.1" for j in jobs) and ["ppo.beta=0.1", "ppo.gamma=1.0", "seed=1"] in jobs
+    assert len(jobs) == 6 and all(j[0] == "ppo.beta=0.1" for j in jobs) and ["ppo.beta=0.1", "rl_runs.0.ptx_coef=1.0", "seed=1"] in jobs
 
 
 def test_slurm_launcher_fields_can_be_set():
@@ -72,7 +72,7 @@ def test_slurm_launcher_fields_can_be_set():
 
 def test_paper_ppo_and_simulated_labels_are_diffs_over_the_preset():
     paper = _compose("pipeline=smoke", "experiment=paper_ppo")
-    assert (paper.ppo.beta, paper.ptx_gamma, paper.ppo.ptx_ratio, paper.ppo.discount) == (0.02, 27.8, 8.0, 1.0)
-    assert paper.ppo.steps == 2 and list(paper.rl_runs) == ["ppo", "ppo_ptx"]
+    assert (paper.ppo.beta, paper.ppo.ptx_ratio, paper.ppo.discount) == (0.02, 8.0, 1.0)
+    assert paper.ppo.steps == 2 and [(r.name, r.ptx_coef) for r in paper.rl_runs] == [("ppo", 0.0), ("ppo_ptx", 27.8)]
     sim = _compose("pipeline=smoke", "experiment=simulated_labels")
     assert sim.rm_data == "simulated" and sim.sft.select_by == "loss" and sim.label.k_max == 4

@@ -12,7 +12,7 @@ from reports.sweep_data import FAILED, FINISHED, INCOMPLETE, load_sweep, policy_
 from reports.sweep_report import build_sweep_report
 from tests.sweep_helpers import figure_data, job_rows, row, write_job, write_multirun
 
-GRID = {"ppo.beta": "0.01,0.05", "ppo.gamma": "0,1"}
+GRID = {"ppo.beta": "0.01,0.05", "rl_runs.0.ptx_coef": "0,1"}
 TASKS = ("hellaswag_local", "truthfulqa_mc2_local")
 # (beta, gamma) -> win rate, its CI, and the per-task accuracy deltas vs base
 CELLS = {
@@ -29,21 +29,21 @@ def _grid_sweep(root, with_failures=True):
                    (["ppo.beta=0.01,0.05,-0.01"] if with_failures else []))
     for k, ((beta, gamma), (win, ci, deltas)) in enumerate(CELLS.items()):
         log = [{"step": 1, "kl": 0.0, "gold_reward_mean": 0.0}, {"step": 2, "kl": 0.1 * (k + 1), "gold_reward_mean": -k}]
-        write_job(root, str(k), [f"ppo.beta={beta}", f"ppo.gamma={gamma}", "pipeline=smoke", "upstream=/runs/up"],
+        write_job(root, str(k), [f"ppo.beta={beta}", f"rl_runs.0.ptx_coef={gamma}", "pipeline=smoke", "upstream=/runs/up"],
                   rows=job_rows(win, ci, deltas), train_log=log)
     if with_failures:
-        write_job(root, "4", ["ppo.beta=-0.01", "ppo.gamma=0", "pipeline=smoke", "upstream=/runs/up"],
+        write_job(root, "4", ["ppo.beta=-0.01", "rl_runs.0.ptx_coef=0", "pipeline=smoke", "upstream=/runs/up"],
                   error={"type": "ValueError", "message": EVIL, "traceback": "Traceback ...\nValueError: " + EVIL})
-        write_job(root, "5", ["ppo.beta=-0.01", "ppo.gamma=1", "pipeline=smoke", "upstream=/runs/up"])  # neither results nor error.json
+        write_job(root, "5", ["ppo.beta=-0.01", "rl_runs.0.ptx_coef=1", "pipeline=smoke", "upstream=/runs/up"])  # neither results nor error.json
     return root
 
 
 def test_swept_parameters_and_job_status_come_from_the_multirun_dir(tmp_path):
     sweep = load_sweep(_grid_sweep(tmp_path / "sw"))
-    assert sweep.params == ["ppo.beta", "ppo.gamma"] and sweep.upstream == "/runs/up"
+    assert sweep.params == ["ppo.beta", "rl_runs.0.ptx_coef"] and sweep.upstream == "/runs/up"
     assert [(j.name, j.status) for j in sweep.jobs] == [("0", FINISHED), ("1", FINISHED), ("2", FINISHED), ("3", FINISHED),
                                                        ("4", FAILED), ("5", INCOMPLETE)]
-    assert sweep.jobs[0].values["ppo.beta"] == 0.01 and sweep.jobs[0].values["ppo.gamma"] == 0
+    assert sweep.jobs[0].values["ppo.beta"] == 0.01 and sweep.jobs[0].values["rl_runs.0.ptx_coef"] == 0
     assert sweep.missing == []  # the command line replaced the beta row: 3 x 2 points, 6 job folders
     assert all(r["run_id"] != "paper" for r in sweep.jobs[0].rows)
 
@@ -99,16 +99,16 @@ def test_missing_grid_points_are_listed(tmp_path):
     root = _grid_sweep(tmp_path / "sw", with_failures=False)
     (root / "3" / ".hydra" / "overrides.yaml").unlink()  # job 3 never started: no job folder Hydra recognises
     sweep = load_sweep(root)
-    assert sweep.missing == [{"ppo.beta": "0.05", "ppo.gamma": "1"}]
+    assert sweep.missing == [{"ppo.beta": "0.05", "rl_runs.0.ptx_coef": "1"}]
     html = build_sweep_report(root, tmp_path / "out.html").read_text()
     assert "Grid points with no job folder" in html and "1 grid point(s) without a job folder" in html
 
 
 def test_one_parameter_gives_lines_with_ci_error_bars(tmp_path):
-    root = write_multirun(tmp_path / "sw", {"ppo.beta": "0.05,0.01,0.02"}, ["ppo.gamma=1.0"])
+    root = write_multirun(tmp_path / "sw", {"ppo.beta": "0.05,0.01,0.02"}, ["rl_runs.0.ptx_coef=1.0"])
     wins = {"0.05": 0.25, "0.01": 0.75, "0.02": 0.5}
     for k, (beta, win) in enumerate(wins.items()):
-        write_job(root, str(k), [f"ppo.beta={beta}", "ppo.gamma=1.0"], rows=job_rows(win, (win - 0.125, win + 0.25), {"t": 0.0}))
+        write_job(root, str(k), [f"ppo.beta={beta}", "rl_runs.0.ptx_coef=1.0"], rows=job_rows(win, (win - 0.125, win + 0.25), {"t": 0.0}))
     sweep = load_sweep(root)
     assert sweep.params == ["ppo.beta"]  # gamma is the same in every job
     (line,) = figure_data(build_sweep_report(root).read_text(), "fig-winrate-ppo")
