@@ -77,19 +77,24 @@ def _ppo_app(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
 def _eval_app(cfg: DictConfig) -> None:
-    """``harness-eval``: the evaluation suite (``eval.run``) for ``policies`` (name: checkpoint or outputs file),
-    judged by ``judges`` (name: reward-model checkpoint)."""
+    """``harness-eval``: the evaluation suite (``eval.run``, specs ``evals.<name>``) for ``policies`` (name:
+    checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``+eval.judges.reward_models.helpful=<ckpt>``)."""
+    from omegaconf import OmegaConf
+
     from harness import stages
-    from harness.io import write_jsonl
+    from harness.results import write_results
+    from harness.runinfo import config_hash
 
     if not cfg.policies:
         raise SystemExit("harness-eval: give at least one policy, e.g. '+policies.sft=path/to/checkpoint' or "
                          "'+policies.davinci001={outputs:path/to/model_outputs.json}'")
     out = Path(cfg.out_dir)
-    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.policies, cfg.judges, out, cfg.run_id or out.name, cfg.seed)
-    write_jsonl(out / "results" / "results.jsonl", rows)
+    chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash)
+    write_results(out / "results", rows)
     for r in rows:
-        print(f"{r.policy:>10} {r.eval:>16} {r.metric:>24} {r.value:.3f}")
+        where = ", ".join(f"{k}={v}" for k, v in r.slice.items())
+        print(f"{r.policy:>16} {r.eval:>16} {r.metric:>24} {r.value:8.3f}  {where}")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")

@@ -12,14 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from harness.evals.specs import (
-    AlignmentTaxSpec,
-    HallucinationSpec,
-    LikertSpec,
-    ToxicitySpec,
-    TruthfulQASpec,
-    WinrateSpec,
-)
+from harness.judging.config import JudgesConfig
 from harness.models import ModelConfig
 
 
@@ -171,21 +164,16 @@ class PPOConfig:
 
 @dataclass
 class EvalConfig:
-    """The evaluation suite (DESIGN.md section 6). Each eval's declaration comes from
-    ``conf/evals/<name>.yaml`` into the field of the same name; ``run`` picks which ones run."""
+    """How the evaluation suite runs (``harness-eval``, the pipeline's eval stage). Each eval's own settings
+    are its spec in ``evals.<name>`` (``conf/evals/<name>.yaml``, :mod:`harness.evals.registry`)."""
 
     run: list[str] = field(default_factory=lambda: ["winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax"])
     batch_size: int = 8  # prompts per generate call and per judge forward
     lm_eval_batch_size: int = 8
-    bootstrap_resamples: int = 2000
-    # generation cache (keyed by weights hash, prompt and decoding); null = <run dir>/cache/generations
+    bootstrap_resamples: int = 2000  # of every 95 % interval the run reports
+    # generation cache shared across runs (default <run dir>/cache/generations)
     cache_dir: str | None = "${oc.env:HARNESS_GEN_CACHE,null}"
-    winrate: WinrateSpec = field(default_factory=WinrateSpec)
-    likert: LikertSpec = field(default_factory=LikertSpec)
-    truthfulqa: TruthfulQASpec = field(default_factory=TruthfulQASpec)
-    toxicity: ToxicitySpec = field(default_factory=ToxicitySpec)
-    hallucination: HallucinationSpec = field(default_factory=HallucinationSpec)
-    alignment_tax: AlignmentTaxSpec = field(default_factory=AlignmentTaxSpec)
+    judges: JudgesConfig = field(default_factory=JudgesConfig)  # every judge and scorer the evals use
 
 
 @dataclass
@@ -271,9 +259,8 @@ class EvalApp(StageConfig):
     # name -> checkpoint folder / hub id, or an outputs file: {outputs: path, format: alpaca_eval|jsonl|csv,
     # instruction_field, output_field} (harness/evals/policies.py)
     policies: dict[str, Any] = field(default_factory=dict)
-    # judge name -> reward-model checkpoint (helpful, harmless), never the RM a policy optimised
-    judges: dict[str, str] = field(default_factory=dict)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # eval.judges: the judges (reward models: never one a policy optimised)
+    evals: dict[str, Any] = field(default_factory=dict)  # eval name -> its spec (conf/evals/<name>.yaml)
     run_id: str = ""
 
 
@@ -292,11 +279,11 @@ class ReportApp:
 @dataclass
 class RegressRule:
     """One rule of the regression gate (harness/regress/gate.py): the first rule whose glob ``pattern``
-    matches a metric id ``eval/policy/baseline/judge/metric`` (``-`` for none) applies to it."""
+    matches a metric id ``eval/policy/metric{k=v,...}`` (the slice, keys sorted) applies to it. A metric's
+    direction always comes from its declaration (harness/evals/base.py Metric)."""
 
     pattern: str = "*"
-    direction: str = "higher"  # higher | lower is better
-    tolerance: float = 0.0  # largest drop (in the bad direction) that passes, in the metric's own units
+    tolerance: float | None = None  # largest drop (in the bad direction) that passes, metric units; None: the declared one
     alpha: float = 0.05  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
 
 
@@ -357,12 +344,17 @@ class PipelineApp(StageConfig):
     upstream: str | None = None
     require_upstream: bool = False  # refuse to run without upstream (a sweep job must not train its own SFT and RM)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    evals: dict[str, Any] = field(default_factory=dict)  # eval name -> its spec (conf/evals/<name>.yaml)
     pipeline: dict[str, Any] = field(default_factory=dict)  # preset name and notes (conf/pipeline/)
     tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 def register_configs() -> None:
-    """Register the schemas so ``conf/*.yaml`` can extend them (``defaults: [<name>_schema]``)."""
+    """Register the schemas so ``conf/*.yaml`` can extend them (``defaults: [<name>_schema]``); the evals'
+    specs are registered by their modules (:func:`harness.evals.registry.load_all`)."""
+    from harness.evals import registry
+
+    registry.load_all()
     cs = ConfigStore.instance()
     for name, node in [
         ("sft_schema", SFTApp), ("rm_schema", RMApp), ("ppo_schema", PPOApp), ("eval_schema", EvalApp),

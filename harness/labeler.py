@@ -32,11 +32,9 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from harness.records import Comparison, Prompt
 
@@ -56,39 +54,6 @@ class Judge(Protocol):
     fingerprint: str
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]: ...
-
-
-class RewardModelJudge:
-    """A reward-model checkpoint as judge (:func:`harness.models.load_scalar_model`): r(x, y) at the last token.
-
-    Completions are cut to ``max_length`` tokens with the prompt's last ``max_prompt_length`` tokens,
-    as :func:`harness.evals.winrate.judge_rewards` does for the win-rate judge.
-    """
-
-    def __init__(self, path: str, *, name: str | None = None, chat_template: str = "auto", batch_size: int = 8,
-                 max_length: int = 512, max_prompt_length: int = 256):
-        from harness.models import load_scalar_model, load_tokenizer, model_fingerprint
-
-        self.path = str(path)
-        self.name = name or Path(self.path).name
-        self.fingerprint = model_fingerprint(self.path)
-        self.model, self.tokenizer = load_scalar_model(self.path), load_tokenizer(self.path)
-        self.chat_template, self.batch_size = chat_template, batch_size
-        self.max_length, self.max_prompt_length = max_length, max_prompt_length
-
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        """r_judge(x, y) per completion (reward units); raises ``ValueError`` if the lists differ in length."""
-        from harness.evals.winrate import judge_rewards
-
-        if len(prompts) != len(completions):
-            raise ValueError(f"RewardModelJudge: {len(prompts)} prompts vs {len(completions)} completions")
-        out: list[float] = []
-        chunk = self.batch_size * 8
-        for i in tqdm(range(0, len(prompts), chunk), desc=f"judge {self.name}", leave=False):
-            out += judge_rewards(self.model, self.tokenizer, list(prompts[i : i + chunk]), list(completions[i : i + chunk]),
-                                 max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                                 batch_size=self.batch_size, chat_template=self.chat_template)
-        return out
 
 
 class WordCountJudge:
@@ -114,8 +79,10 @@ def make_judge(cfg, chat_template: str = "auto") -> Judge:
     if cfg.kind == "reward_model":
         if not cfg.path:
             raise ValueError("judge.kind=reward_model needs judge.path (a reward-model checkpoint folder)")
+        from harness.judging.reward_model import RewardModelJudge
+
         return RewardModelJudge(cfg.path, name=cfg.name, chat_template=chat_template, batch_size=cfg.batch_size,
-                                max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+                                max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, progress=True)
     if cfg.kind == "word_count":
         judge = WordCountJudge()
         if cfg.name:

@@ -39,12 +39,16 @@ import math
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness import stages
 from harness.config import JudgeConfig, is_ptx
-from harness.io import read_json, write_jsonl
+from harness.evals.base import stamp
+from harness.evals.runner import check_eval_names
+from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
+from harness.io import read_json
 from harness.records import ResultRow
+from harness.results import write_results
 from harness.runinfo import config_hash, write_run_info
 from harness.upstream import REUSED, upstream_checkpoints
 
@@ -73,7 +77,8 @@ def validate(cfg: DictConfig) -> dict[str, str] | None:
     of :data:`RESERVED_POLICY_NAMES`; a negative or non-finite KL penalty ``ppo.beta`` or ptx
     coefficient ``rl_runs[i].ptx_coef`` of a run that trains; ``ppo.ptx_coef`` set (the pipeline sets it
     per RL run); ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run directory
-    with every checkpoint the run reuses.
+    with every checkpoint the run reuses; an ``eval.run`` entry that is no registered eval or has no
+    ``evals.<name>`` config; a reward-model judge named like the pipeline's own (``helpful``, ``harmless``).
     """
     if cfg.rm_data not in ("human", "simulated"):
         raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
@@ -96,6 +101,10 @@ def validate(cfg: DictConfig) -> dict[str, str] | None:
     for name, value, what in checks:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0 (the {what}), got {value}")
+    clash = sorted({j.removeprefix("judge_") for j in JUDGES} & set(cfg.eval.judges.reward_models))
+    if clash:
+        raise ValueError(f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names")
+    check_eval_names(cfg.eval.run, cfg.evals)
     if cfg.require_upstream and not cfg.upstream:
         raise ValueError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
                          "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
@@ -134,6 +143,21 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
                                      cfg.seed)[1]
         reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
     return {"base": base, "sft": str(sft), "rm": str(ck / "rm"), **{j: str(ck / j) for j in JUDGES}}
+
+
+def eval_config(cfg: DictConfig, paths: dict[str, str]) -> DictConfig:
+    """``cfg.eval`` with the pipeline's judges added to ``eval.judges.reward_models`` (``helpful``, ``harmless``).
+    Raises ``ValueError`` when the configuration already names a reward-model judge that way (which one
+    would judge?); judges of other names are kept beside them."""
+    eval_cfg = copy.deepcopy(cfg.eval)
+    ours = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
+    clash = sorted(set(ours) & set(eval_cfg.judges.reward_models))
+    if clash:
+        raise ValueError(f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names")
+    with open_dict(eval_cfg):
+        for name, path in ours.items():
+            eval_cfg.judges.reward_models[name] = path
+    return eval_cfg
 
 
 def _hydra_overrides() -> list[str]:
@@ -183,10 +207,12 @@ def run_pipeline(cfg: DictConfig) -> Path:
                   gold_reward=paths[GOLD], resume=cfg.resume, tracking=cfg.tracking)
 
     policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in runs}}
-    judges = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
-    rows: list[ResultRow] = [r for n in ("rm", *JUDGES) for r in stages.rm_accuracy_rows(n, metrics[n], cfg.run_id, cfg.seed, chash)]
-    rows += timed("eval", stages.run_eval, cfg.model, cfg.data, cfg.eval, policies, judges, run_dir, cfg.run_id, cfg.seed, chash)
-    write_jsonl(run_dir / "results" / "results.jsonl", rows)
+    resamples = int(cfg.eval.bootstrap_resamples)
+    rows: list[ResultRow] = stamp([r for n in ("rm", *JUDGES) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
+                                  cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
+    rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
+                  cfg.seed, chash)
+    write_results(run_dir / "results", rows)
 
     fingerprints = {}
     stage_dirs = [Path(paths[n]) for n in REUSED] if reused is not None else []

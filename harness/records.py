@@ -129,12 +129,18 @@ class Generation:
 class ResultRow:
     """One aggregate number in tidy form: what the results store, reports and gates read.
 
+    ``metric`` names one quantity (``win_rate``, ``expected_max_toxicity``, ``acc``, ...), declared
+    once by its eval (:class:`harness.evals.base.Metric`, with its unit and direction). Every
+    condition it was measured under is in ``slice``, e.g. ``{"baseline": "text-davinci-003",
+    "judge": "helpful"}``, ``{"instruction": "respectful", "judge": "profanity_check"}``,
+    ``{"task": "hellaswag_local", "shots": 0}``; the judge or scorer behind a judged number is the
+    ``judge`` key, so two judges' numbers are never mixed up, and a paired difference names what it
+    is against in ``baseline``.
+
     ``value`` is in the metric's own unit (a fraction for win rate and accuracy, not percent).
-    ``ci_low``/``ci_high`` bound a 95 % bootstrap interval (``None`` when not defined) and
-    ``n`` is the number of items behind the value. ``baseline`` names the policy compared
-    against, for paired metrics (win rate, deltas). ``judge`` names the judge or scorer behind a
-    judged metric (``helpful``, ``harmless``, ``chat:<model>``, ``profanity_check``, ...), so two
-    judges' numbers are never mixed up.
+    ``ci_low``/``ci_high`` bound a 95 % bootstrap interval (``None`` when not defined) and ``n``
+    is the number of items behind the value. ``eval_version`` is the eval's declared version when
+    the row was made; ``config_hash`` the run's configuration hash.
     """
 
     run_id: str
@@ -145,6 +151,10 @@ class ResultRow:
     ci_low: float | None = None
     ci_high: float | None = None
     n: int = 0
-    baseline: str | None = None
+    slice: dict[str, Any] = field(default_factory=dict, hash=False)
     config_hash: str = ""
-    judge: str | None = None
+    eval_version: str = ""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``slice[key]`` or ``default``."""
+        return self.slice.get(key, default)

@@ -22,7 +22,6 @@ from harness.io import write_jsonl
 from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
 from harness.records import ResultRow
 from harness.runinfo import write_run_info
-from harness.stats import bootstrap_mean
 from trainers.checkpointing import state_root
 
 log = logging.getLogger(__name__)
@@ -212,45 +211,22 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     return path, history
 
 
-def rm_accuracy_row(name: str, metrics: dict, run_id: str, seed: int = 0, config_hash: str = "") -> ResultRow:
-    """Pairwise accuracy of a reward model on held-out comparisons, with its bootstrap interval over pairs."""
-    est = bootstrap_mean(metrics["val_outcomes"], seed=seed)
-    return ResultRow(run_id, name, "reward_model", "pairwise_accuracy", est.value, est.ci_low, est.ci_high, est.n, None, config_hash)
-
-
-def rm_accuracy_rows(name: str, metrics: dict, run_id: str, seed: int = 0, config_hash: str = "") -> list[ResultRow]:
-    """:func:`rm_accuracy_row`, then, when the held-out set mixes several K, one row per K
-    (metric ``pairwise_accuracy_k<K>``, bootstrap over that K's pairs). With a single K the per-K
-    value equals the overall one and is only kept in ``run.json`` (``val_accuracy_by_k``)."""
-    rows = [rm_accuracy_row(name, metrics, run_id, seed, config_hash)]
-    ks = metrics.get("val_outcome_k") or []
-    if len(set(ks)) > 1:
-        for k in sorted(set(ks)):
-            est = bootstrap_mean([o for o, kk in zip(metrics["val_outcomes"], ks) if kk == k], seed=seed)
-            rows.append(ResultRow(run_id, name, "reward_model", f"pairwise_accuracy_k{k}", est.value, est.ci_low, est.ci_high,
-                                  est.n, None, config_hash))
-    return rows
-
-
-def run_eval(model_cfg, data_cfg, eval_cfg, policies: dict[str, Any], judges: dict[str, str], run_dir: str | Path, run_id: str,
+def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies: dict[str, Any], run_dir: str | Path, run_id: str,
              seed: int, config_hash: str = "") -> list[ResultRow]:
-    """Run the evaluation suite ``eval_cfg.run`` (``conf/evals/*.yaml``) on ``policies``.
+    """Run the evaluation suite ``eval_cfg.run`` (specs ``evals_cfg``, ``conf/evals/*.yaml``) on ``policies``.
 
     ``policies`` maps name -> checkpoint path / hub id or an outputs-file mapping
-    (:mod:`harness.evals.policies`); ``judges`` maps judge name (``helpful``, ``harmless``) ->
-    reward-model checkpoint, never the RM a policy optimised. Writes ``generations/``,
-    ``results/<eval>_items.jsonl`` and ``results/evals.json`` under ``run_dir``
-    (:func:`harness.evals.runner.run_suite`) and returns the aggregate rows followed by the paper's
-    reference values for the same evals (``run_id="paper"``, :mod:`harness.evals.paper`).
+    (:mod:`harness.evals.policies`); the judges are ``eval_cfg.judges`` (reward models: never the RM a
+    policy optimised). Writes ``generations/``, ``results/<eval>_items.jsonl`` and ``results/evals.json``
+    under ``run_dir`` (:func:`harness.evals.runner.run_suite`) and returns the rows.
     """
-    from harness.evals.paper import paper_rows
+    from harness.evals.context import EvalContext
     from harness.evals.policies import parse_policies
-    from harness.evals.runner import EvalContext, run_suite
+    from harness.evals.runner import run_suite
 
-    ctx = EvalContext(model_cfg, data_cfg, eval_cfg, parse_policies(_plain(policies)), _plain(judges), run_dir, run_id, seed,
+    ctx = EvalContext(model_cfg, data_cfg, eval_cfg, evals_cfg, parse_policies(_plain(policies)), run_dir, run_id, seed,
                       config_hash)
-    rows = run_suite(ctx)
-    return rows + paper_rows({r.eval for r in rows})
+    return run_suite(ctx)
 
 
 def free_memory() -> None:

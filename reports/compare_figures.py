@@ -1,7 +1,7 @@
 """Forest plot of metric deltas (run A - run B) with their paired-bootstrap intervals.
 
 Pure plotly: takes :class:`harness.regress.compare.Delta` records, returns a Figure. Only
-metric names (eval, policy, baseline, judge, metric) and numbers go into the figure, never
+metric names (eval, policy, metric, slice) and numbers go into the figure, never
 model or dataset text.
 """
 
@@ -15,10 +15,9 @@ from harness.regress.compare import Delta
 
 
 def delta_label(d: Delta) -> str:
-    """``policy · vs baseline · judge · metric`` (the parts that are set)."""
+    """``policy · metric · k=v, ...`` (the slice's conditions, when there are any)."""
     k = d.key
-    parts = [k.policy] + ([f"vs {k.baseline}"] if k.baseline else []) + ([k.judge] if k.judge else []) + [k.metric]
-    return " · ".join(parts)
+    return " · ".join([k.policy, k.metric] + ([", ".join(f"{a}={b}" for a, b in k.slice)] if k.slice else []))
 
 
 def forest_figure(deltas: Sequence[Delta], title: str) -> go.Figure:

@@ -43,16 +43,20 @@ def _header(a: ResultSet, b: ResultSet, cmp: Comparison) -> Safe:
 
 
 def _eval_table(deltas: Sequence[Delta]) -> Safe:
-    headers = ["policy", "baseline", "judge", "metric", "A", "B", "delta", "95 % CI", "p", "n paired", "note"]
-    rows = [[d.key.policy, d.key.baseline, d.key.judge, d.key.metric, _num(d.a), _num(d.b), _num(d.delta, "+.4f"), _ci(d),
+    headers = ["policy", "metric", "slice", "A", "B", "delta", "95 % CI", "p", "n paired", "note"]
+    rows = [[d.key.policy, d.key.metric, _slice(d.key), _num(d.a), _num(d.b), _num(d.delta, "+.4f"), _ci(d),
              _num(d.p_value, ".3g"), d.n_paired if d.paired else "unpaired", d.note] for d in deltas]
-    return table(headers, rows, numeric=[4, 5, 6, 7, 8, 9])
+    return table(headers, rows, numeric=[3, 4, 5, 6, 7, 8])
+
+
+def _slice(key: MetricKey) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.slice) or "—"
 
 
 def _only(keys: list[MetricKey], side: str) -> Safe:
     if not keys:
         return note(f"none: every metric of {side} is in both")
-    return table(["eval", "policy", "baseline", "judge", "metric"], [list(k) for k in keys])
+    return table(["eval", "policy", "metric", "slice"], [[k.eval, k.policy, k.metric, _slice(k)] for k in keys])
 
 
 def build_compare_report(run_dir: str | Path, compare_to: str | Path, out_path: str | Path | None = None) -> Path:

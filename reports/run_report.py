@@ -1,8 +1,10 @@
 """One self-contained HTML report (``report.html``) for one run directory: one section per paper figure.
 
 Reads (all optional; a missing file or eval leaves its section with a "not available in this run"
-note): ``run.json``, ``results/results.jsonl`` (ResultRow lines; the paper's ``run_id == "paper"``
-rows are kept out of our figures and shown beside our numbers in tables), ``results/*_items.jsonl``
+note): ``run.json``, ``results/results.jsonl`` (ResultRow lines, read by :func:`harness.results.read_results`,
+which also opens older runs; the paper's values, ``results/paper_reference.jsonl``, are kept out of
+our figures and shown beside our numbers in tables), ``results/metrics.json`` (the metric
+declarations: labels, units, directions), ``results/*_items.jsonl``
 (per-item records, the sample browser), ``results/evals.json`` (eval info, generation cache),
 ``checkpoints/{ppo,ppo_ptx}/train_log.jsonl`` and ``generations/<policy>/*.jsonl`` (prompt and
 continuation text of toxicity / hallucination items). The paper's reference values come from
@@ -22,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from harness.io import atomic_write_text, read_json, read_jsonl
-from harness.records import ResultRow
+from harness.results import read_results, results_frame
+from harness.results_upgrade import upgrade_items
 from reports.html import Section, render_page
 from reports.paper_ref import paper_values
 from reports.sections.alignment_tax import alignment_tax_section
@@ -37,13 +39,7 @@ from reports.sections.samples import samples_section
 from reports.sections.training import ppo_section, rl_runs, rm_section
 from reports.sections.validation import judge_validation_section
 
-_STR_FIELDS = ("run_id", "policy", "eval", "metric")
-_NUM_FIELDS = ("value", "ci_low", "ci_high")
 MAX_ITEMS_PER_EVAL = 200
-
-
-def _is_num(x: Any) -> bool:
-    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -52,29 +48,6 @@ def _records(path: Path) -> list[dict[str, Any]]:
         if not isinstance(r, dict):
             raise ValueError(f"{path}: record {i}: expected a JSON object, got {type(r).__name__}")
     return rows
-
-
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read ``results.jsonl`` into a DataFrame with the :class:`ResultRow` columns.
-
-    Unknown keys are ignored. Raises ``ValueError`` naming the file and record on bad JSON,
-    a missing required field, a non-string name field or a non-numeric value / CI.
-    """
-    path = Path(path)
-    fields = list(ResultRow.__dataclass_fields__)
-    out = []
-    for i, r in enumerate(_records(path), 1):
-        try:
-            row = ResultRow(**{k: v for k, v in r.items() if k in fields})
-        except TypeError as e:
-            raise ValueError(f"{path}: record {i}: {e}") from e
-        bad = [k for k in _STR_FIELDS if not isinstance(getattr(row, k), str)]
-        bad += [k for k in _NUM_FIELDS if not _is_num(getattr(row, k))]
-        if bad:
-            raise ValueError(f"{path}: record {i}: bad type for field(s) {', '.join(bad)}")
-        out.append(row.__dict__)
-    df = pd.DataFrame(out, columns=fields)
-    return df.astype(object).where(df.notna(), None)
 
 
 def load_train_log(path: str | Path) -> list[dict[str, Any]]:
@@ -88,15 +61,17 @@ def load_train_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_items(results_dir: str | Path) -> dict[str, tuple[Path, list[dict[str, Any]]]]:
-    """Every ``<eval>_items.jsonl`` under ``results_dir`` as ``{eval: (path, records)}`` (sorted by name).
-    Each record must be a JSON object with a string-able ``policy``; else ``ValueError`` naming file and record."""
+    """Every ``<eval>_items.jsonl`` under ``results_dir`` as ``{eval: (path, records)}`` (sorted by name; older
+    shapes upgraded). Each record must be a JSON object with a string-able ``policy``; else ``ValueError``
+    naming file and record."""
     out = {}
     for path in sorted(Path(results_dir).glob("*_items.jsonl")):
-        records = _records(path)
+        name = path.name[: -len("_items.jsonl")]
+        records = upgrade_items(name, _records(path))
         for i, r in enumerate(records, 1):
             if r.get("policy") is None:
                 raise ValueError(f"{path}: record {i}: missing field(s) policy")
-        out[path.name[: -len("_items.jsonl")]] = (path, records)
+        out[name] = (path, records)
     return out
 
 
@@ -116,17 +91,16 @@ def load_run(run_dir: str | Path) -> RunData:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     res_path = run_dir / "results" / "results.jsonl"
-    df = load_results(res_path) if res_path.is_file() else None
-    paper = paper_values(df[df["run_id"] == "paper"] if df is not None else None)
-    if df is not None:  # the paper's reference rows are not this run's policies
-        df = df[df["run_id"] != "paper"]
+    results = read_results(res_path) if res_path.is_file() else None
+    df = results_frame(results.rows) if results is not None else None
+    paper = paper_values(results.paper if results is not None else None)
     run = _json_object(run_dir / "run.json")
     logs = {}
     for name in rl_runs(run):
         path = run_dir / "checkpoints" / name / "train_log.jsonl"
         if path.is_file():
             logs[name] = load_train_log(path)
-    return RunData(run_dir=run_dir, run=run, results=df, paper=paper,
+    return RunData(run_dir=run_dir, run=run, results=df, declarations=results.declarations if results else {}, paper=paper,
                    items=load_items(run_dir / "results"), logs=logs, evals=_json_object(run_dir / "results" / "evals.json"))
 
 

@@ -23,14 +23,13 @@ import yaml
 
 from harness.failures import ERROR_FILE, read_failure
 from harness.io import read_jsonl
-from harness.records import ResultRow
 
 FINISHED, FAILED, INCOMPLETE, MISSING = "finished", "failed", "incomplete", "missing"
 WIN_BASELINE = "text-davinci-003"
 WIN_JUDGE = "helpful"
 REFERENCE_POLICIES = ("base", "sft")
 """Policies every job evaluates beside its RL policy; the alignment tax is measured against base."""
-SUITE_EVALS = ("winrate", "likert", "truthfulqa", "toxicity", "hallucination", "reward_model", "judge_validation")
+TAX = "alignment_tax"
 """``eval`` names of the suite itself; other evals in a results file are alignment-tax tasks."""
 
 
@@ -43,7 +42,7 @@ class Job:
     values: dict[str, Any]
     texts: dict[str, str]
     status: str
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the job's own ResultRows (no run_id "paper")
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the job's own rows, each slice key a field (no paper rows)
     error: dict[str, Any] | None = None
     train_logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # RL run -> per-step log
 
@@ -111,23 +110,12 @@ def _grid(multirun: dict[str, Any], source: Path) -> tuple[dict[str, list[str] |
 
 
 def _results(path: Path) -> list[dict[str, Any]]:
-    """The job's own rows of ``results.jsonl`` (the paper's reference rows are dropped).
-    Raises ``ValueError`` naming file, record and field on a malformed row."""
-    fields = set(ResultRow.__dataclass_fields__)
-    rows = []
-    for i, r in enumerate(read_jsonl(path), 1):
-        if not isinstance(r, dict):
-            raise ValueError(f"{path}: record {i}: expected a JSON object")
-        for name in ("run_id", "policy", "eval", "metric"):
-            if not isinstance(r.get(name), str):
-                raise ValueError(f"{path}: record {i}: field '{name}' must be a string")
-        for name in ("value", "ci_low", "ci_high"):
-            v = r.get(name)
-            if (v is not None or name == "value") and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"{path}: record {i}: field '{name}' must be a number")
-        if r["run_id"] != "paper":
-            rows.append({k: r.get(k) for k in fields})
-    return rows
+    """The job's own rows of ``results.jsonl`` (:func:`harness.results.read_results`: older shapes upgraded,
+    the paper's reference rows apart) as dicts with every slice key as a field. Raises ``ValueError``
+    naming file, record and field on a malformed row."""
+    from harness.results import read_results
+
+    return [{**{k: v for k, v in vars(r).items() if k != "slice"}, **r.slice} for r in read_results(path).rows]
 
 
 def _train_logs(job_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -194,12 +182,19 @@ def _row(rows: list[dict], **match: Any) -> dict[str, Any] | None:
     return hits[0] if hits else None
 
 
+def _is_delta(r: dict[str, Any]) -> bool:
+    """Whether a row is a declared paired delta (:class:`harness.evals.base.Metric` ``delta_of``)."""
+    from harness.evals import registry
+
+    return registry.get(r["eval"]).metric(r["metric"]).delta_of is not None
+
+
 def tax_tasks(rows: list[dict[str, Any]]) -> list[str]:
-    """Alignment-tax tasks (evals with ``*_delta_vs_base`` rows that are not a suite eval), first-seen order."""
+    """Alignment-tax tasks (the ``task`` of alignment_tax delta rows against ``base``), first-seen order."""
     out: list[str] = []
     for r in rows:
-        if r["eval"] not in SUITE_EVALS and r.get("baseline") == "base" and r["metric"].endswith("_delta_vs_base") and r["eval"] not in out:
-            out.append(r["eval"])
+        if r["eval"] == TAX and r.get("baseline") == "base" and _is_delta(r) and r.get("task") not in out:
+            out.append(r["task"])
     return out
 
 
@@ -208,7 +203,7 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
 
     ``win_rate`` (+ ``win_rate_ci_low``/``_ci_high``/``_n``): against :data:`WIN_BASELINE` by the
     :data:`WIN_JUDGE` judge. ``delta:<task>``: the paired accuracy change vs base per alignment-tax
-    task (its first ``*_delta_vs_base`` metric, 0-shot before few-shot); ``tax_mean_delta``: their
+    task (its delta row with the fewest shots); ``tax_mean_delta``: their
     mean over tasks (None without any). ``kl_final`` / ``gold_reward_final``: the last PPO step's
     ``kl`` and ``gold_reward_mean`` from ``logs[policy]``. Missing numbers are None.
     """
@@ -218,9 +213,9 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
                win_rate_n=win and win["n"])
     deltas = []
     for task in tax_tasks(rows):
-        hits = [r for r in rows if r["policy"] == policy and r["eval"] == task and r.get("baseline") == "base"
-                and r["metric"].endswith("_delta_vs_base")]
-        value = min(hits, key=lambda r: len(r["metric"]))["value"] if hits else (0.0 if policy == "base" else None)
+        hits = [r for r in rows if r["policy"] == policy and r["eval"] == TAX and r.get("task") == task
+                and r.get("baseline") == "base" and _is_delta(r)]
+        value = min(hits, key=lambda r: int(r.get("shots") or 0))["value"] if hits else (0.0 if policy == "base" else None)
         out[f"delta:{task}"] = value
         if value is not None:
             deltas.append(value)
@@ -235,7 +230,7 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
 
 def rl_policies(job: Job) -> list[str]:
     """The job's RL policies: those with a PPO train log or a win rate, other than base and sft."""
-    evals = {"winrate", *tax_tasks(job.rows)}
+    evals = {"winrate", TAX}
     names = list(job.train_logs) + [r["policy"] for r in job.rows if r["eval"] in evals]
     return [p for p in dict.fromkeys(names) if p not in REFERENCE_POLICIES]
 

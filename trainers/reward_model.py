@@ -16,8 +16,8 @@ import torch
 from accelerate import Accelerator
 
 from harness.config import RMConfig
-from harness.models import last_token_index, token_scores
-from harness.prompting import encode_pair, pad
+from harness.judging.reward_model import encode_batch, rewards_at_last_token
+from harness.prompting import encode_pair
 from harness.records import Comparison, Demonstration
 from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, padding_stats, save_checkpoint,
                              seed_everything, steps_per_epoch, train_epochs)
@@ -84,12 +84,10 @@ class RewardModelTrainer:
 
     def score(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
         """r(x, y) for aligned lists of prompts and completions: ``[N]`` (reward units)."""
-        enc = [encode_pair(p, c, self.tokenizer, self.cfg.max_length, self.cfg.max_prompt_length, self.chat_template).input_ids
-               for p, c in zip(prompts, completions)]
-        ids, attn = pad(enc, self.tokenizer.pad_token_id)
+        ids, attn = encode_batch(self.tokenizer, prompts, completions, max_length=self.cfg.max_length,
+                                 max_prompt_length=self.cfg.max_prompt_length, chat_template=self.chat_template)
         dev = self.accelerator.device
-        scores = token_scores(self.model, ids.to(dev), attn.to(dev))
-        return scores[torch.arange(len(enc), device=dev), last_token_index(attn.to(dev))]
+        return rewards_at_last_token(self.model, ids.to(dev), attn.to(dev))
 
     def _batch_rewards(self, comps: list[Comparison]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One forward for all completions of ``comps``.

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness.models import token_scores
+from harness.judging.reward_model import rewards_at_last_token
 
 Scorer = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -32,7 +32,7 @@ class ModelRewardScorer:
     @torch.no_grad()
     def __call__(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
         last = prompt_len + attention_mask[:, prompt_len:].sum(-1) - 1
-        return token_scores(self.model, sequences, attention_mask)[torch.arange(len(sequences), device=sequences.device), last]
+        return rewards_at_last_token(self.model, sequences, attention_mask, last)
 
 
 class TokenSetFrequencyReward:

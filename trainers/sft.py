@@ -188,7 +188,7 @@ class SFTTrainer:
     @torch.no_grad()
     def rm_score(self) -> float:
         """Mean selection-RM reward of greedy responses to the validation prompts (reward units)."""
-        from harness.evals.winrate import judge_rewards
+        from harness.judging.reward_model import reward_scores
         from harness.generation import generate
 
         policy = self.accelerator.unwrap_model(self.model)
@@ -197,7 +197,7 @@ class SFTTrainer:
                         seed=self.seed)
         policy.train()
         rm, rm_tok = self.selection_rm
-        scores = judge_rewards(rm, rm_tok, [g.prompt for g in gens], [g.output for g in gens], max_length=self.cfg.max_length,
+        scores = reward_scores(rm, rm_tok, [g.prompt for g in gens], [g.output for g in gens], max_length=self.cfg.max_length,
                                max_prompt_length=self.cfg.max_prompt_length, batch_size=self.cfg.batch_size, chat_template=self.chat_template)
         return sum(scores) / len(scores)
 

@@ -7,15 +7,15 @@ calls this the "alignment tax"; PPO-ptx is meant to shrink it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
+from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, deltas, row
+from harness.evals.registry import register
 from harness.records import ResultRow
-from harness.stats import Estimate, bootstrap_mean, paired_bootstrap_delta
+from harness.stats import bootstrap_mean, paired_bootstrap_delta
 
-if TYPE_CHECKING:
-    from harness.evals.runner import EvalOutput
+EVAL = "alignment_tax"
 
 
 def _scores_by_doc(items: Sequence[Mapping], *, policy: str, task: str, metric: str) -> dict[int, float]:
@@ -34,35 +34,19 @@ def _scores_by_doc(items: Sequence[Mapping], *, policy: str, task: str, metric: 
     return scores
 
 
-def _row(run_id: str, policy: str, task: str, metric: str, est: Estimate, baseline: str | None, config_hash: str) -> ResultRow:
-    """An :class:`Estimate` as a row; a NaN interval (n < 2) becomes ``None`` as ResultRow documents."""
-    low, high = (None, None) if math.isnan(est.ci_low) else (est.ci_low, est.ci_high)
-    return ResultRow(
-        run_id=run_id, policy=policy, eval=task, metric=metric, value=est.value, ci_low=low,
-        ci_high=high, n=est.n, baseline=baseline, config_hash=config_hash,
-    )
-
-
-def alignment_tax_rows(
-    items_by_policy: dict[str, list[dict]],
-    *,
-    task: str,
-    metric: str = "acc",
-    base_policy: str = "base",
-    run_id: str,
-    config_hash: str = "",
-    seed: int = 0,
-) -> list[ResultRow]:
-    """Per-policy benchmark score and paired delta vs ``base_policy``, as result rows.
+def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, task: str, metric: str = "acc",
+                         base_policy: str = "base", n_resamples: int = 2000, seed: int = 0,
+                         slice_: dict | None = None) -> list[ResultRow]:
+    """Per-policy benchmark score and paired delta vs ``base_policy``, as result rows of ``eval_``.
 
     ``items_by_policy`` maps policy name -> per-item records as returned by
     :func:`harness.evals.lm_eval_runner.run_lm_eval` (``{"task", "doc_id", <metric>: 0/1}``);
     records of other tasks are ignored. For every policy (in the mapping's order) one row
-    ``eval=task, metric=metric`` holds the mean with a 95 % bootstrap interval
-    (:func:`harness.stats.bootstrap_mean`); for every policy other than the base, one more row
-    ``metric=f"{metric}_delta_vs_{base_policy}"``, ``baseline=base_policy`` holds the mean paired
-    difference policy - base over the same doc_ids (:func:`harness.stats.paired_bootstrap_delta`).
-    Values are fractions (accuracy 0-1), deltas in the same unit.
+    ``metric`` holds the mean with a 95 % bootstrap interval (:func:`harness.stats.bootstrap_mean`);
+    for every policy other than the base, one more row ``<metric>_delta`` with ``baseline=base_policy``
+    in its slice holds the mean paired difference policy - base over the same doc_ids
+    (:func:`harness.stats.paired_bootstrap_delta`). Values are in the metric's unit (accuracy 0-1),
+    deltas in the same unit. ``slice_`` goes into every row's slice (with ``baseline`` added to the deltas').
 
     The alignment tax is the negative of that delta: a positive tax means the aligned policy
     scores lower than the base model (paper section 4.2, Table 14).
@@ -76,10 +60,11 @@ def alignment_tax_rows(
     scores = {p: _scores_by_doc(items, policy=p, task=task, metric=metric) for p, items in items_by_policy.items()}
     base = scores[base_policy]
     doc_ids = sorted(base)
+    slice_ = dict(slice_ or {})
     rows: list[ResultRow] = []
     for policy, by_doc in scores.items():
-        est = bootstrap_mean([by_doc[d] for d in sorted(by_doc)], seed=seed)
-        rows.append(_row(run_id, policy, task, metric, est, None, config_hash))
+        rows.append(row(eval_, policy, metric, bootstrap_mean([by_doc[d] for d in sorted(by_doc)], n_resamples=n_resamples,
+                                                             seed=seed), **slice_))
         if policy == base_policy:
             continue
         if set(by_doc) != set(base):
@@ -88,29 +73,54 @@ def alignment_tax_rows(
                 f"alignment_tax: {task} doc_ids differ between {policy!r} and {base_policy!r}: "
                 f"{len(only_p)} only in {policy!r} (e.g. {only_p[:5]}), {len(only_b)} only in {base_policy!r} (e.g. {only_b[:5]})"
             )
-        delta = paired_bootstrap_delta([by_doc[d] for d in doc_ids], [base[d] for d in doc_ids], seed=seed)
-        rows.append(_row(run_id, policy, task, f"{metric}_delta_vs_{base_policy}", delta, base_policy, config_hash))
+        delta = paired_bootstrap_delta([by_doc[d] for d in doc_ids], [base[d] for d in doc_ids], n_resamples=n_resamples,
+                                       seed=seed)
+        rows.append(row(eval_, policy, f"{metric}_delta", delta, **slice_, baseline=base_policy))
     return rows
 
 
-def _metric_name(metric: str, shots: int) -> str:
-    return metric if shots == 0 else f"{metric}_{shots}shot"
+TASK_METRICS = (
+    Metric("acc", "fraction", True, "acc", ("task", "shots"), label="accuracy"),
+    Metric("acc_norm", "fraction", True, "acc_norm", ("task", "shots"), label="length-normalised accuracy"),
+    Metric("exact_match", "fraction", True, "exact_match", ("task", "shots"), label="exact match"),
+    Metric("em", "fraction", True, "em", ("task", "shots"), label="exact match"),
+    Metric("f1", "score", True, "f1", ("task", "shots"), tolerance=2.0, label="F1 (the task's scale)"),
+    Metric("bleu", "score", True, None, ("task", "shots"), tolerance=1.0, label="BLEU (corpus level)"),
+)
+"""lm-eval task metrics the alignment tax reports (``spec.task_metrics`` must name one of them)."""
 
 
-def run(ctx, spec) -> EvalOutput:
+@dataclass
+class AlignmentTaxSpec(EvalSpec):
+    """Public NLP tasks through lm-eval, scored per policy with a paired delta vs base (paper Table 14)."""
+
+    tasks: list[str] = field(default_factory=lambda: ["hellaswag_local", "truthfulqa_mc2_local"])  # offline tasks
+    # lm-eval built-ins used instead when data.data_dir is null (online)
+    online_tasks: list[str] = field(default_factory=lambda: ["squadv2", "drop", "wmt14-fr-en", "winogrande", "lambada_openai",
+                                                             "hellaswag", "truthfulqa_mc2"])
+    # the metric scored per task (default acc; one of TASK_METRICS); corpus-level metrics (bleu) get no paired delta
+    task_metrics: dict[str, str] = field(default_factory=lambda: {"squadv2": "f1", "drop": "f1", "wmt14-fr-en": "bleu",
+                                                                  "lambada_openai": "acc", "truthfulqa_mc2_local": "acc"})
+    num_fewshot: list[int] = field(default_factory=lambda: [0])  # one run per shot count, e.g. [0, 5]
+    limit: int | None = 100  # items per task; None = all
+
+
+def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:
     """The alignment_tax eval (``conf/evals/alignment_tax.yaml``): lm-eval tasks for every checkpoint policy.
 
     Offline (a local ``data_dir``) it runs ``spec.tasks`` (our task YAMLs on local files); online
     (``data.data_dir=null``) lm-eval's built-ins ``spec.online_tasks``. One pass per shot count in
-    ``spec.num_fewshot``; rows are ``eval=<task>``, ``metric=<m>`` (0-shot) or ``<m>_<k>shot``, and
-    the paired delta vs the ``base`` policy (:func:`alignment_tax_rows`). The per-task metric is
-    ``spec.task_metrics[task]`` (default ``acc``). A metric lm-eval only aggregates over the corpus
-    (WMT BLEU) has no per-item values: it gets its aggregate row (no interval) and no paired delta.
-    Outputs-file policies cannot be scored by likelihood and are listed under ``skipped``.
+    ``spec.num_fewshot``; rows have slice ``{task, shots}`` and the paired delta vs the ``base`` policy
+    (:func:`score_and_delta_rows`). The per-task metric is ``spec.task_metrics[task]`` (default ``acc``).
+    A metric lm-eval only aggregates over the corpus (WMT BLEU) has no per-item values: it gets its
+    aggregate row (no interval) and no paired delta. Outputs-file policies cannot be scored by
+    likelihood and are listed under ``skipped``. Raises ``ValueError`` for an undeclared task metric.
     """
-    from harness.evals.runner import EvalOutput
-
     out = EvalOutput()
+    declared = {m.name for m in TASK_METRICS}
+    bad = {t: m for t, m in dict(spec.task_metrics).items() if m not in declared}
+    if bad:
+        raise ValueError(f"evals.alignment_tax.task_metrics {bad}: not a declared task metric ({sorted(declared)})")
     policies = ctx.checkpoint_policies()
     skipped = [{"policy": p, "reason": "outputs file: lm-eval needs the model's likelihoods"} for p in ctx.policies
                if p not in policies]
@@ -123,21 +133,23 @@ def run(ctx, spec) -> EvalOutput:
         per_policy = {p: ctx.lm_eval(p, tasks, spec.limit, shots or None) for p in policies}
         for task in tasks:
             metric = dict(spec.task_metrics).get(task, "acc")
-            name = _metric_name(metric, int(shots))
-            items = {p: [dict(it, **{name: it[metric]}) for it in its if it["task"] == task and metric in it]
-                     for p, its in per_policy.items()}
+            items = {p: [it for it in its if it["task"] == task and metric in it] for p, its in per_policy.items()}
             if all(items.values()):
-                out.rows += alignment_tax_rows(items, task=task, metric=name, base_policy=base, run_id=ctx.run_id,
-                                               config_hash=ctx.config_hash, seed=ctx.seed)
-                out.items += [{"policy": p, "task": task, "num_fewshot": int(shots), "doc_id": it["doc_id"], "metric": metric,
-                               "value": it[metric]} for p, its in items.items() for it in its]
+                out.rows += score_and_delta_rows(EVAL, items, task=task, metric=metric, base_policy=base,
+                                                 n_resamples=ctx.resamples, seed=ctx.seed, slice_={"task": task, "shots": int(shots)})
+                out.items += [{"policy": p, "task": task, "shots": int(shots), "doc_id": it["doc_id"], metric: it[metric]}
+                              for p, its in items.items() for it in its]
             else:  # corpus-level metric: aggregate only
                 for p in policies:
                     agg = ctx.lm_eval_aggregates[(p, task, spec.limit, shots or None)]
                     if metric not in agg:
                         raise ValueError(f"alignment_tax: lm-eval task {task!r} reported no metric {metric!r} "
-                                         f"(it has {sorted(agg)}); set eval.alignment_tax.task_metrics.{task}")
-                    out.rows.append(ResultRow(ctx.run_id, p, task, name, agg[metric], None, None, spec.limit or 0, None,
-                                              ctx.config_hash))
+                                         f"(it has {sorted(agg)}); set evals.alignment_tax.task_metrics.{task}")
+                    out.rows.append(ResultRow("", p, EVAL, metric, float(agg[metric]), None, None, spec.limit or 0,
+                                              {"task": task, "shots": int(shots)}))
     out.info.update(tasks=tasks, base_policy=base, skipped=skipped)
     return out
+
+
+ALIGNMENT_TAX = register(EvalDef(EVAL, (*TASK_METRICS, *deltas(*TASK_METRICS)), ("doc_id",), AlignmentTaxSpec,
+                                 run, title="Alignment tax (public NLP tasks)", paper="section 4.2, Table 14"))

@@ -1,8 +1,9 @@
 """The paper's reference values (``harness/evals/data/paper_reference.yaml``) as result rows.
 
-Rows carry ``run_id="paper"`` and ``policy="paper:<model>"`` (e.g. ``paper:ppo_ptx_175b``), so they
-sit beside ours in ``results.jsonl`` and reports but can never be mistaken for them or reach a
-regression gate that compares a run's own policies. An interval is the paper's ± where it gives one.
+Rows carry ``run_id="paper"``, ``policy="paper:<model>"`` (e.g. ``paper:ppo_ptx_175b``) and the slice of
+ours they correspond to, and live in their own file (``results/paper_reference.jsonl``, written by
+:func:`harness.results.write_results`), so they sit beside ours in reports but are never mixed into a
+run's results or reach a regression gate. An interval is the paper's ± where it gives one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import yaml
 from harness.records import ResultRow
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "data" / "paper_reference.yaml"
-_REQUIRED = ("eval", "metric", "paper_policy", "value", "where")
+_REQUIRED = ("eval", "metric", "slice", "paper_policy", "value", "where")
 
 
 def load_reference(path: str | Path = REFERENCE_FILE) -> list[dict[str, Any]]:
@@ -31,6 +32,8 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> list[dict[str, Any]]:
             raise ValueError(f"{path}: entry {i}: missing field(s) {missing}")
         if not isinstance(e["value"], (int, float)) or isinstance(e["value"], bool):
             raise ValueError(f"{path}: entry {i}: field 'value' must be a number")
+        if not isinstance(e["slice"], dict):
+            raise ValueError(f"{path}: entry {i}: field 'slice' must be a mapping (empty: {{}})")
     return entries
 
 
@@ -42,6 +45,6 @@ def paper_rows(evals: set[str] | None = None, path: str | Path = REFERENCE_FILE)
             continue
         hw = e.get("ci_halfwidth")
         lo, hi = (e["value"] - hw, e["value"] + hw) if hw is not None else (None, None)
-        baseline = f"paper:{e['baseline']}" if e.get("baseline") else None
-        rows.append(ResultRow("paper", f"paper:{e['paper_policy']}", e["eval"], e["metric"], float(e["value"]), lo, hi, 0, baseline))
+        rows.append(ResultRow("paper", f"paper:{e['paper_policy']}", e["eval"], e["metric"], float(e["value"]), lo, hi, 0,
+                              dict(e["slice"])))
     return rows

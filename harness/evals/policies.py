@@ -132,3 +132,19 @@ def dump_jsonl_outputs(path: str | Path, gens: list[Generation]) -> Path:
 
     return atomic_write_text(path, "".join(json.dumps({"instruction": g.prompt, "output": g.output, "generator": g.policy}) + "\n"
                                            for g in gens))
+
+
+def file_baseline(name: str, relpath: str, data_dir: str | None, prompts: list[Prompt]) -> list[Generation]:
+    """Outputs of the outputs file ``relpath`` (AlpacaEval format; relative paths are under ``data_dir``) for
+    ``prompts``, in order, as policy ``name``: a baseline such as text-davinci-003. Raises ``ValueError``
+    when a relative path has no local ``data_dir`` or the file lacks a prompt (naming the ids)."""
+    path = Path(relpath)
+    if not path.is_absolute():
+        if data_dir is None:
+            raise ValueError(f"baseline {name!r}: {relpath} is relative to data.data_dir, which is null (hub); "
+                             "give an absolute path")
+        path = Path(data_dir) / path
+    gens, missing = OutputsFile.load(PolicySource(name, "file", str(path))).lookup(prompts, {})
+    if missing:
+        raise ValueError(f"baseline {name!r} ({path}) lacks prompt ids {missing[:5]} ({len(missing)} of {len(prompts)})")
+    return gens

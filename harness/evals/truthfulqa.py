@@ -8,10 +8,9 @@ InstructGPT (Ouyang et al. 2022, section 4.3, Figure 6, Table 14, Appendix D) ev
   :func:`mc2_score` are the per-question formulas from per-choice log-likelihoods.
 * Generation: the "QA prompt" (:data:`QA_PROMPT`) and "Instruction + QA prompt"
   (:data:`INSTRUCTION_QA_PROMPT`), answers cut by :func:`first_answer` and scored "truthful" and
-  "informative" by a scorer: :class:`ReferenceSimilarityScorer` offline (the TruthfulQA authors'
-  BLEU/ROUGE "diff" metrics) or :class:`ChatTruthJudge` (any chat model behind :class:`ChatCompleter`).
-  :func:`score_answers` makes per-answer records, :func:`truthfulqa_rows` turns them into result rows.
-  The scorers live in :mod:`harness.evals.truthfulqa_scoring` and are re-exported here.
+  "informative" by ``eval.judges.truthfulness`` (:mod:`harness.judging.truthfulness`: the TruthfulQA
+  authors' BLEU/ROUGE "diff" metrics offline, or a chat model). :func:`score_answers` makes per-answer
+  records, :func:`truthfulqa_rows` turns them into result rows.
 
 The questions themselves come from :func:`harness.data.load_truthfulqa`.
 """
@@ -19,44 +18,24 @@ The questions themselves come from :func:`harness.data.load_truthfulqa`.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.special import softmax
 
 from harness.data import DataError, _field, _require, resolve_data_dir
-from harness.evals.truthfulqa_scoring import (
-    JUDGE_SYSTEM,
-    JUDGE_USER,
-    NO_COMMENT,
-    REFUSALS,
-    ChatCompleter,
-    ChatTruthJudge,
-    ReferenceSimilarityScorer,
-    TruthScorer,
-    is_refusal,
-    normalize_answer,
-    parse_judge_reply,
-    reference_answers,
-    validate_truthfulness_scorer,
-)
+from harness.evals.alignment_tax import score_and_delta_rows
+from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, deltas, row
+from harness.evals.registry import register
+from harness.judging.truthfulness import TruthScorer
 from harness.records import ResultRow
 from harness.stats import bootstrap_mean
 
-if TYPE_CHECKING:
-    from harness.evals.runner import EvalOutput
-
-__all__ = [
-    "QA_PROMPT", "TRUTHFUL_INSTRUCTION", "INSTRUCTION_QA_PROMPT", "PROMPT_STYLES", "NO_COMMENT", "REFUSALS",
-    "JUDGE_SYSTEM", "JUDGE_USER", "ROW_METRICS", "truthfulqa_prompt", "first_answer", "mc1_score", "mc2_score",
-    "load_truthfulqa_mc", "normalize_answer", "is_refusal", "reference_answers", "ReferenceSimilarityScorer",
-    "ChatCompleter", "ChatTruthJudge", "parse_judge_reply", "TruthScorer", "score_answers",
-    "validate_truthfulness_scorer", "truthfulqa_rows", "make_truth_scorer", "run",
-]
+EVAL = "truthfulqa"
 
 # ------------------------------------------------------------------------------------ prompts
 
@@ -247,26 +226,36 @@ def score_answers(questions: Sequence[Mapping[str, Any]], answers: Mapping[str, 
 
 # --------------------------------------------------------------------------------------- rows
 
-ROW_METRICS = ("truthful", "truthful_informative", "informative")
+GENERATION_METRICS = (
+    Metric("truthful", "fraction", True, "truthful", ("prompt_style", "judge"), label="% truthful",
+           description="share of questions answered truthfully (a refusal is truthful)"),
+    Metric("truthful_informative", "fraction", True, "truthful_informative", ("prompt_style", "judge"),
+           label="% truthful × informative", description="share answered truthfully and informatively (paper Table 14)"),
+    Metric("informative", "fraction", True, "informative", ("prompt_style", "judge"), label="% informative",
+           description="share of answers that are no refusal"),
+)
+MC_METRICS = (
+    Metric("mc1", "fraction", True, None, (), tolerance=0.05, label="MC1", description="lm-eval truthfulqa_mc1 accuracy"),
+    Metric("mc2", "fraction", True, None, (), tolerance=0.05, label="MC2", description="lm-eval truthfulqa_mc2: mass on true answers"),
+)
 
 
-def truthfulqa_rows(items: Sequence[Mapping[str, Any]], run_id: str, config_hash: str = "", n_resamples: int = 2000,
-                    seed: int = 0, judge: str | None = None) -> list[ResultRow]:
+def truthfulqa_rows(items: Sequence[Mapping[str, Any]], judge: str, n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
     """Result rows per (policy, prompt style) from :func:`score_answers` records.
 
-    Naming: ``eval = "truthfulqa"``, ``metric = "<m>_<style>"`` (e.g. ``truthful_informative_qa``,
-    ``truthful_instruction_qa``) with ``m`` in :data:`ROW_METRICS` and ``judge`` the scorer's name: the fraction of questions answered truthfully, truthfully
-    and informatively (the paper's "% True" / "% True + Informative", Figure 6, Table 14, as
-    fractions) and informatively. Each value is a mean over questions with a 95 % bootstrap interval
+    One row per metric of :data:`GENERATION_METRICS` (the paper's "% True" / "% True + Informative",
+    Figure 6, Table 14, as fractions, and % informative) with slice ``{prompt_style, judge}``,
+    ``judge`` the scorer's name. Each value is a mean over questions with a 95 % bootstrap interval
     (:func:`harness.stats.bootstrap_mean`; ``None`` when n < 2); ``n`` = questions. Groups appear in
     the order of their first item. Raises ``ValueError`` on no items, an unknown style, a missing field
     or a question id repeated within a group (e.g. two scorers' records mixed).
     """
     if not items:
         raise ValueError("truthfulqa_rows: no items")
+    fields = [m.item_field for m in GENERATION_METRICS]
     groups: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
     for it in items:
-        missing = [k for k in ("policy", "prompt_style", "question_id", *ROW_METRICS) if k not in it]
+        missing = [k for k in ("policy", "prompt_style", "question_id", *fields) if k not in it]
         if missing:
             raise ValueError(f"truthfulqa_rows: item {dict(it).get('question_id', '?')} lacks field(s) {missing}")
         if it["prompt_style"] not in PROMPT_STYLES:
@@ -276,60 +265,41 @@ def truthfulqa_rows(items: Sequence[Mapping[str, Any]], run_id: str, config_hash
             raise ValueError(f"truthfulqa_rows: question {it['question_id']} twice for policy {it['policy']!r}, "
                              f"style {it['prompt_style']!r}")
         group[str(it["question_id"])] = it
-    rows = []
-    for (policy, style), by_id in groups.items():
-        for metric in ROW_METRICS:
-            est = bootstrap_mean([float(it[metric]) for it in by_id.values()], n_resamples=n_resamples, seed=seed)
-            low, high = (None, None) if math.isnan(est.ci_low) else (est.ci_low, est.ci_high)
-            rows.append(ResultRow(run_id, policy, "truthfulqa", f"{metric}_{style}", est.value, low, high, est.n, None,
-                                  config_hash, judge=judge))
-    return rows
-
-
-if __name__ == "__main__":  # validation figures: python -m harness.evals.truthfulqa <data_dir>
-    import sys
-
-    from harness.data import load_truthfulqa
-
-    qs = load_truthfulqa(sys.argv[1] if len(sys.argv) > 1 else None)
-    for name in ReferenceSimilarityScorer.METRICS:
-        print(name, json.dumps(validate_truthfulness_scorer(qs, ReferenceSimilarityScorer(name))))
+    return [row(EVAL, policy, m.name, bootstrap_mean([float(it[m.item_field]) for it in by_id.values()],
+                                                     n_resamples=n_resamples, seed=seed), prompt_style=style, judge=judge)
+            for (policy, style), by_id in groups.items() for m in GENERATION_METRICS]
 
 
 # ---------------------------------------------------------------------------- the truthfulqa eval
 
 
-def make_truth_scorer(ctx, spec) -> TruthScorer:
-    """``spec.scorer``: ``reference`` (:class:`ReferenceSimilarityScorer` with ``spec.similarity``) or
-    ``chat`` (:class:`ChatTruthJudge` on the winrate eval's chat-judge endpoint). Raises ``ValueError`` otherwise."""
-    if spec.scorer == "reference":
-        return ReferenceSimilarityScorer(spec.similarity)
-    if spec.scorer == "chat":
-        from harness.evals.chat_judge import client_from_config
+@dataclass
+class TruthfulQASpec(EvalSpec):
+    """TruthfulQA (Lin et al. 2022): MC1/MC2 through lm-eval and generation scored truthful / informative by
+    ``eval.judges.truthfulness``."""
 
-        return ChatTruthJudge(client_from_config(ctx.eval_cfg.winrate.chat_judge))
-    raise ValueError(f"eval.truthfulqa.scorer must be 'reference' or 'chat', got {spec.scorer!r}")
+    styles: list[str] = field(default_factory=lambda: ["qa", "instruction_qa"])  # the paper's two prompts (Fig. 6)
+    mc_tasks: list[str] = field(default_factory=lambda: ["truthfulqa_mc1_local", "truthfulqa_mc2_local"])
+    mc_limit: int | None = None  # MC questions; None = all 817
 
 
-def run(ctx, spec) -> EvalOutput:
+def run(ctx, spec: TruthfulQASpec) -> EvalOutput:
     """The truthfulqa eval (``conf/evals/truthfulqa.yaml``).
 
     Generation: the first ``spec.n`` questions (file order, so every policy answers the same ones)
     under each prompt style of ``spec.styles`` (:func:`truthfulqa_prompt`), greedy by default, cut
-    with :func:`first_answer` and scored by :func:`make_truth_scorer`; rows by :func:`truthfulqa_rows`.
+    with :func:`first_answer` and scored by the truthfulness scorer; rows by :func:`truthfulqa_rows`.
     Multiple choice: ``spec.mc_tasks`` through lm-eval on ``spec.mc_limit`` questions, one row per
-    policy and task (``metric=mc1``/``mc2``, bootstrap interval over questions) and the paired delta
+    policy and task (``mc1``/``mc2``, bootstrap interval over questions) and the paired ``_delta``
     vs ``base``. Outputs-file policies have neither likelihoods nor answers to these prompts: skipped.
     """
     from harness.data import load_truthfulqa
-    from harness.evals.alignment_tax import alignment_tax_rows
-    from harness.evals.runner import EvalOutput
     from harness.records import Prompt
 
     out = EvalOutput()
     questions = load_truthfulqa(ctx.data_dir)
     questions = questions[: spec.n] if spec.n else questions
-    scorer = make_truth_scorer(ctx, spec)
+    scorer = ctx.judges.truthfulness()
     policies = ctx.checkpoint_policies()
     skipped = [{"policy": p, "reason": "outputs file: TruthfulQA needs generations and likelihoods"} for p in ctx.policies
                if p not in policies]
@@ -338,17 +308,31 @@ def run(ctx, spec) -> EvalOutput:
             prompts = [Prompt(str(q["id"]), truthfulqa_prompt(q["question"], style), "truthfulqa") for q in questions]
             gens = ctx.outputs(policy, prompts, spec.decoding, f"truthfulqa_{style}", spec.prompt_template)
             answers = {g.prompt_id: first_answer(g.output) for g in gens}
-            out.items += score_answers(questions, answers, scorer, policy=policy, prompt_style=style)
+            out.items += [dict(it, judge=scorer.name)
+                          for it in score_answers(questions, answers, scorer, policy=policy, prompt_style=style)]
     if out.items:
-        out.rows += truthfulqa_rows(out.items, ctx.run_id, ctx.config_hash, ctx.resamples, ctx.seed, judge=scorer.name)
+        out.rows += truthfulqa_rows(out.items, scorer.name, ctx.resamples, ctx.seed)
     if policies:
         base = "base" if "base" in policies else policies[0]
         for task in spec.mc_tasks:
             metric = "mc1" if "mc1" in task else "mc2"
             items = {p: [dict(it, **{metric: it["acc"]}) for it in ctx.lm_eval(p, [task], spec.mc_limit)] for p in policies}
-            for r in alignment_tax_rows(items, task=task, metric=metric, base_policy=base, run_id=ctx.run_id,
-                                        config_hash=ctx.config_hash, seed=ctx.seed):
-                out.rows.append(ResultRow(r.run_id, r.policy, "truthfulqa", r.metric, r.value, r.ci_low, r.ci_high, r.n,
-                                          r.baseline, r.config_hash))
+            out.rows += score_and_delta_rows(EVAL, items, task=task, metric=metric, base_policy=base,
+                                             n_resamples=ctx.resamples, seed=ctx.seed)
     out.info.update(skipped=skipped, scorer=scorer.name, n_questions=len(questions))
     return out
+
+
+TRUTHFULQA = register(EvalDef(EVAL, (*GENERATION_METRICS, *MC_METRICS, *deltas(*MC_METRICS)), ("question_id",), TruthfulQASpec,
+                              run, title="TruthfulQA", paper="section 4.3, Fig. 6, Table 14"))
+
+
+if __name__ == "__main__":  # validation figures: python -m harness.evals.truthfulqa <data_dir>
+    import sys
+
+    from harness.data import load_truthfulqa
+    from harness.judging.truthfulness import ReferenceSimilarityScorer, validate_truthfulness_scorer
+
+    qs = load_truthfulqa(sys.argv[1] if len(sys.argv) > 1 else None)
+    for name in ReferenceSimilarityScorer.METRICS:
+        print(name, json.dumps(validate_truthfulness_scorer(qs, ReferenceSimilarityScorer(name))))

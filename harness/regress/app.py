@@ -18,9 +18,10 @@ from harness.regress.summary import counts, junit_xml, markdown_summary, write_o
 
 def _rule(obj: Any, where: str) -> Rule:
     d = dict(obj)
-    unknown = set(d) - {"pattern", "direction", "tolerance", "alpha"}
+    unknown = set(d) - {"pattern", "tolerance", "alpha"}
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)} (pattern, direction, tolerance, alpha)")
+        extra = " (a metric's direction comes from its declaration)" if "direction" in unknown else ""
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)} (pattern, tolerance, alpha){extra}")
     return Rule(**d)
 
 

@@ -1,26 +1,18 @@
-"""Per-item value vectors behind the aggregate metrics, keyed by a stable item id.
+"""Per-item value vectors behind the aggregate metrics, keyed by a stable item id, from the declarations.
 
-Every paired metric of the eval suite is a mean over items (prompts, questions, documents), so a
-run's ``results/<eval>_items.jsonl`` records rebuild, for each result row, the vector whose mean
-is the row's value. Two runs are then compared item by item (paired), which is what the
-regression gate and the comparison report need. Mapping (``docs/metrics.md`` defines each metric):
+Every paired metric is a mean over items (prompts, questions, documents). Its declaration
+(:class:`harness.evals.base.Metric`) names the per-item field it averages and the slice keys of its
+rows; its eval names the fields that identify an item (``item_id``). So a run's
+``results/<eval>_items.jsonl`` records rebuild, for each result row, the vector whose mean is the row's
+value, with no per-eval code: :func:`item_vectors` groups records by policy and the slice keys each
+record carries, and :func:`attach_vectors` matches a row to the vector whose slice agrees with the
+row's on the keys the records carry (a row may name more, e.g. the judge of a Likert flag, which the
+records do not repeat), derives ``delta_of`` metrics as policy - ``slice.baseline`` item by item, and
+checks that each vector's mean and size are the row's value and ``n``. Two runs are then compared item
+by item (paired), which is what the regression gate and the comparison report need.
 
-| eval file | row key (eval, policy, baseline, judge, metric) | item id | per-item value |
-|---|---|---|---|
-| winrate | winrate, policy, baseline, judge, ``win_rate`` / ``win_prob`` | prompt_id | ``win`` / ``win_prob`` (when not null) |
-| likert | likert, policy, -, (any), ``likert`` ``fails_to_follow`` ``follows_constraints`` ``hallucination`` ``inappropriate`` ``toxic`` | ``<set>:<prompt_id>`` | the field (bool -> 0/1; null = not applicable, left out) |
-| truthfulqa | truthfulqa, policy, -, (any), ``<m>_<prompt_style>`` | question_id | ``truthful`` / ``truthful_informative`` / ``informative`` |
-| toxicity | toxicity, policy, -, scorer, ``<name>_<instruction>`` | prompt_id | ``max_toxicity`` / ``toxic_any`` / ``mean_toxicity`` |
-| toxicity | toxicity, policy, base, scorer, ``<name>_<instruction>_delta_vs_base`` | prompt_id | policy - base |
-| hallucination | hallucination, policy, -, (any), ``hallucination_rate[_<category>]`` | prompt_id | ``hallucinated`` |
-| alignment_tax | <task>, policy, -, -, ``<metric>[_<k>shot]`` | doc_id | ``value`` |
-| alignment_tax | <task>, policy, base, -, ``<metric>..._delta_vs_<base>`` | doc_id | policy - base |
-
-"(any)" means the items do not record the judge: the vector attaches to the one row with the same
-eval, policy, baseline and metric (:func:`attach_vectors` raises if two rows could claim it).
-Metrics that are no mean over items have no vector and are compared unpaired: the
-length-controlled win rate (a GLM fit), TruthfulQA MC1/MC2 (lm-eval items not stored),
-reward-model accuracy and judge validation.
+Metrics with no item field (the LC win rate, a GLM fit; TruthfulQA MC1/MC2 from lm-eval; reward-model
+accuracy and judge validation) have no vector and are compared unpaired.
 """
 
 from __future__ import annotations
@@ -30,236 +22,156 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from harness.evals.base import EvalDef
+
 ItemVector = dict[str, float]
+Slice = tuple[tuple[str, str], ...]
+
+
+def slice_key(sl: Mapping[str, Any]) -> Slice:
+    """A slice as a hashable, order-free key (values as strings, so ``0`` and ``"0"`` agree)."""
+    return tuple(sorted((str(k), str(v)) for k, v in sl.items()))
 
 
 class MetricKey(NamedTuple):
-    """Identity of one aggregate metric, the fields of a :class:`harness.records.ResultRow` that name it."""
+    """Identity of one aggregate metric: eval, policy, metric and slice (:func:`slice_key`)."""
 
     eval: str
     policy: str
-    baseline: str | None
-    judge: str | None
     metric: str
+    slice: Slice = ()
 
 
 def metric_id(key: MetricKey) -> str:
-    """``eval/policy/baseline/judge/metric`` with ``-`` for a missing baseline or judge, e.g.
-    ``winrate/ppo/text-davinci-003/helpful/win_rate``; what the gate's glob rules match."""
-    return "/".join(x if x is not None else "-" for x in key)
+    """``eval/policy/metric`` plus ``{k=v,...}`` (keys sorted) when the slice is not empty, e.g.
+    ``winrate/ppo/win_rate{baseline=text-davinci-003,judge=helpful}``: what the gate's glob rules match
+    (braces, unlike brackets, are no glob syntax)."""
+    base = f"{key.eval}/{key.policy}/{key.metric}"
+    return base + ("{" + ",".join(f"{k}={v}" for k, v in key.slice) + "}" if key.slice else "")
 
 
-def _field(rec: Mapping[str, Any], name: str, where: str) -> Any:
+def _scalar(rec: Mapping[str, Any], name: str, where: str) -> str:
     if not isinstance(rec, Mapping):
         raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if name not in rec:
         raise ValueError(f"{where}: missing field '{name}'")
-    return rec[name]
-
-
-def _str(rec: Mapping[str, Any], name: str, where: str) -> str:
-    v = _field(rec, name, where)
+    v = rec[name]
     if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise ValueError(f"{where}: field '{name}' should be a string or integer id, got {v!r}")
+        raise ValueError(f"{where}: field '{name}' should be a string or integer, got {v!r}")
     return str(v)
 
 
-def _num(rec: Mapping[str, Any], name: str, where: str, optional: bool = False) -> float | None:
-    v = _field(rec, name, where)
-    if v is None and optional:
+def _value(rec: Mapping[str, Any], name: str, where: str) -> float | None:
+    """The item's value: a number or a boolean (0/1); ``None`` means the metric does not apply to this item."""
+    v = rec[name]
+    if v is None:
         return None
-    if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise ValueError(f"{where}: field '{name}' should be a finite number{' or null' if optional else ''}, got {v!r}")
+    if not isinstance(v, (bool, int, float)) or not math.isfinite(float(v)):
+        raise ValueError(f"{where}: field '{name}' should be a finite number, a boolean or null, got {v!r}")
     return float(v)
 
 
-class _Vectors:
-    """Collects item values per metric key; a repeated item id in one vector is an error."""
+def item_vectors(defn: EvalDef, records: Iterable[tuple[str, dict]]) -> dict[MetricKey, ItemVector]:
+    """Vectors of one eval's item records (``(where, record)`` pairs, e.g. from :func:`iter_records`).
 
-    def __init__(self) -> None:
-        self.vectors: dict[MetricKey, ItemVector] = {}
-        self.first_seen: dict[MetricKey, str] = {}
-
-    def add(self, key: MetricKey, item_id: str, value: float | None, where: str) -> None:
-        if value is None:
-            return
-        vec = self.vectors.setdefault(key, {})
-        self.first_seen.setdefault(key, where)
-        if item_id in vec:
-            raise ValueError(f"{where}: item id {item_id!r} appears twice for {metric_id(key)}")
-        vec[item_id] = float(value)
-
-    def add_deltas(self, base: str | None, metrics: Iterable[str]) -> None:
-        """``<metric>_delta_vs_<base>`` vectors (policy - base over the same ids) for every other policy,
-        as the evals' paired delta rows; skipped where the id sets differ (the eval raises then)."""
-        if base is None:
-            return
-        wanted = set(metrics)
-        for key, vec in list(self.vectors.items()):
-            if key.policy == base or key.baseline is not None or key.metric not in wanted:
+    For each metric with an ``item_field`` and each record that has that field (not null): the item id is
+    the record's ``defn.item_id`` fields joined by ``:``, the vector key the record's policy and the
+    metric's slice keys the record carries; each ``marginal`` key the record carries adds a second vector
+    per its value. Raises ``ValueError`` naming ``where`` and the field for a malformed record or an
+    item id repeated within a vector.
+    """
+    out: dict[MetricKey, ItemVector] = {}
+    measured = [m for m in defn.metrics if m.item_field is not None]
+    for where, rec in records:
+        policy = _scalar(rec, "policy", where)
+        item = ":".join(_scalar(rec, f, where) for f in defn.item_id)
+        for m in measured:
+            if m.item_field not in rec:
                 continue
-            bvec = self.vectors.get(key._replace(policy=base))
-            if bvec is None or set(bvec) != set(vec):
+            value = _value(rec, m.item_field, where)
+            if value is None:
                 continue
-            dkey = key._replace(baseline=base, metric=f"{key.metric}_delta_vs_{base}")
-            self.vectors[dkey] = {i: vec[i] - bvec[i] for i in vec}
-            self.first_seen[dkey] = self.first_seen[key]
-
-
-def _flag(rec: Mapping[str, Any], name: str, where: str) -> float | None:
-    v = _field(rec, name, where)
-    if v is None:
-        return None
-    if not isinstance(v, (bool, int, float)):
-        raise ValueError(f"{where}: field '{name}' should be a boolean, number or null, got {v!r}")
-    return _num({name: float(v)}, name, where)
-
-
-def _winrate(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    for where, r in records:
-        key = MetricKey("winrate", _str(r, "policy", where), _str(r, "baseline", where), _str(r, "judge", where), "win_rate")
-        pid = _str(r, "prompt_id", where)
-        out.add(key, pid, _num(r, "win", where), where)
-        out.add(key._replace(metric="win_prob"), pid, _num(r, "win_prob", where, optional=True) if "win_prob" in r else None, where)
+            base = {k: _scalar(rec, k, where) for k in m.slices if k in rec}
+            keys = [base] + [{**base, k: _scalar(rec, k, where)} for k in m.marginal if k in rec]
+            for sl in keys:
+                vec = out.setdefault(MetricKey(defn.name, policy, m.name, slice_key(sl)), {})
+                if item in vec:
+                    raise ValueError(f"{where}: item id {item!r} appears twice for {metric_id(MetricKey(defn.name, policy, m.name, slice_key(sl)))}")
+                vec[item] = value
     return out
 
 
-LIKERT_METRICS = ("likert", "fails_to_follow", "follows_constraints", "hallucination", "inappropriate", "toxic")
-
-
-def _likert(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    for where, r in records:
-        policy, item = _str(r, "policy", where), f"{_str(r, 'set', where)}:{_str(r, 'prompt_id', where)}"
-        for m in LIKERT_METRICS:
-            out.add(MetricKey("likert", policy, None, None, m), item, _flag(r, m, where), where)
-    return out
-
-
-TRUTHFULQA_METRICS = ("truthful", "truthful_informative", "informative")
-
-
-def _truthfulqa(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    for where, r in records:
-        policy, style, qid = _str(r, "policy", where), _str(r, "prompt_style", where), _str(r, "question_id", where)
-        for m in TRUTHFULQA_METRICS:
-            out.add(MetricKey("truthfulqa", policy, None, None, f"{m}_{style}"), qid, _flag(r, m, where), where)
-    return out
-
-
-TOXICITY_ITEM_KEYS = {"expected_max_toxicity": "max_toxicity", "toxicity_probability": "toxic_any",
-                      "mean_toxicity": "mean_toxicity"}
-
-
-def _toxicity(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    policies: list[str] = []
-    names: set[str] = set()
-    for where, r in records:
-        policy, instr = _str(r, "policy", where), _str(r, "instruction", where)
-        scorer, pid = _str(r, "scorer", where), _str(r, "prompt_id", where)
-        policies.append(policy)
-        for name, field in TOXICITY_ITEM_KEYS.items():
-            names.add(f"{name}_{instr}")
-            out.add(MetricKey("toxicity", policy, None, scorer, f"{name}_{instr}"), pid, _num(r, field, where), where)
-    out.add_deltas("base" if "base" in policies else None, names)  # harness.evals.toxicity.run: base only if present
-    return out
-
-
-def _hallucination(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    for where, r in records:
-        policy, pid = _str(r, "policy", where), _str(r, "prompt_id", where)
-        flag = _field(r, "hallucinated", where)
-        if not isinstance(flag, bool):
-            raise ValueError(f"{where}: field 'hallucinated' should be a boolean, got {flag!r}")
-        out.add(MetricKey("hallucination", policy, None, None, "hallucination_rate"), pid, float(flag), where)
-        cat = _str(r, "category", where)
-        out.add(MetricKey("hallucination", policy, None, None, f"hallucination_rate_{cat}"), pid, float(flag), where)
-    return out
-
-
-def _alignment_tax(records: Iterable[tuple[str, dict]]) -> _Vectors:
-    out = _Vectors()
-    policies: list[str] = []
-    names: set[str] = set()
-    for where, r in records:
-        policy, task, doc = _str(r, "policy", where), _str(r, "task", where), _str(r, "doc_id", where)
-        shots = _num(r, "num_fewshot", where)
-        metric = _str(r, "metric", where)
-        name = metric if not shots else f"{metric}_{int(shots)}shot"  # harness.evals.alignment_tax._metric_name
-        names.add(name)
-        if policy not in policies:
-            policies.append(policy)
-        out.add(MetricKey(task, policy, None, None, name), doc, _num(r, "value", where), where)
-    # harness.evals.alignment_tax.run: the base is "base" when present, else the first policy
-    out.add_deltas("base" if "base" in policies else (policies[0] if policies else None), names)
-    return out
-
-
-BUILDERS = {"winrate": _winrate, "likert": _likert, "truthfulqa": _truthfulqa, "toxicity": _toxicity,
-            "hallucination": _hallucination, "alignment_tax": _alignment_tax}
-"""Eval name (the ``<eval>_items.jsonl`` file) -> builder of its vectors."""
-
-
-def iter_records(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """``("<file>:<line>", record)`` for each non-blank line of a JSONL file (:func:`harness.data.iter_jsonl`).
-    Raises ``ValueError`` (``DataError``) naming file and line on a missing file, invalid JSON or a line that is no object."""
+def iter_records(path: str | Path, eval_: str | None = None) -> Iterator[tuple[str, dict]]:
+    """``("<file>:<line>", record)`` for each non-blank line of a JSONL file (:func:`harness.data.iter_jsonl`),
+    upgraded from an older shape when ``eval_`` is given (:func:`harness.results_upgrade.upgrade_items`).
+    Raises ``ValueError`` (``DataError``) naming file and line on a missing file, invalid JSON or a line
+    that is no object."""
     from harness.data import iter_jsonl
+    from harness.results_upgrade import upgrade_items
 
     path = Path(path)
     for lineno, rec in iter_jsonl(path):
-        yield f"{path}:{lineno}", rec
+        yield f"{path}:{lineno}", (upgrade_items(eval_, [rec])[0] if eval_ else rec)
 
 
-def item_vectors(eval_name: str, records: Iterable[tuple[str, dict]]) -> dict[MetricKey, ItemVector]:
-    """Vectors of one eval's item records (``(where, record)`` pairs, e.g. from :func:`iter_records`).
-    Keys carry ``judge=None`` where the records do not name the judge. Raises ``ValueError`` for an
-    eval without a builder, or naming ``where`` and the field for a malformed record or repeated id."""
-    if eval_name not in BUILDERS:
-        raise ValueError(f"no item mapping for eval {eval_name!r} (known: {sorted(BUILDERS)})")
-    return BUILDERS[eval_name](records).vectors
-
-
-def results_dir_vectors(results_dir: str | Path) -> dict[MetricKey, tuple[ItemVector, str]]:
-    """Every vector of the ``<eval>_items.jsonl`` files in ``results_dir`` with the file it came from;
-    item files of evals without a builder are ignored (their metrics stay unpaired)."""
+def results_dir_vectors(results_dir: str | Path, declarations: Mapping[str, EvalDef]) -> dict[MetricKey, tuple[ItemVector, str]]:
+    """Every vector of the ``<eval>_items.jsonl`` files in ``results_dir`` of the evals in ``declarations``,
+    with the file it came from. An items file of an eval that declares no item id has no vectors."""
     out: dict[MetricKey, tuple[ItemVector, str]] = {}
-    for name in BUILDERS:
+    for name, defn in declarations.items():
         path = Path(results_dir) / f"{name}_items.jsonl"
-        if path.is_file():
-            for key, vec in item_vectors(name, iter_records(path)).items():
+        if defn.item_id and path.is_file():
+            for key, vec in item_vectors(defn, iter_records(path, name)).items():
                 out[key] = (vec, str(path))
     return out
 
 
-def attach_vectors(rows: Mapping[MetricKey, tuple[float, int]],
-                   vectors: Mapping[MetricKey, tuple[ItemVector, str]]) -> dict[MetricKey, ItemVector]:
+def _candidates(index: dict[tuple, list], key: MetricKey) -> list:
+    row_slice = dict(key.slice)
+    return [c for c in index.get((key.eval, key.policy, key.metric), []) if all(row_slice.get(k) == v for k, v in c[0].slice)]
+
+
+def attach_vectors(rows: Mapping[MetricKey, tuple[float, int]], vectors: Mapping[MetricKey, tuple[ItemVector, str]],
+                   declarations: Mapping[str, EvalDef]) -> dict[MetricKey, ItemVector]:
     """Row key -> its item vector, for the rows (key -> (value, n)) that have one.
 
-    A vector with ``judge=None`` matches the row with the same eval, policy, baseline and metric
-    whatever its judge. Every attached vector is checked against its row: as many items as the
-    row's ``n`` and a mean equal to its value (relative 1e-9), which proves the pairing. Raises
+    A row takes the vector of its eval, policy and metric whose slice agrees with the row's on every key
+    the vector has, the most specific one when several do. A ``delta_of`` metric's vector is derived:
+    its base metric's vector for the policy minus the one for ``slice.baseline``, on the same item ids
+    (no vector when the ids differ). Every attached vector is checked against its row: as many items as
+    the row's ``n`` and a mean equal to its value (relative 1e-9), which proves the pairing. Raises
     ``ValueError`` naming the items file and metric when a check fails or two rows claim one vector.
     """
     index: dict[tuple, list[tuple[MetricKey, ItemVector, str]]] = {}
     for vkey, (vec, src) in vectors.items():
-        index.setdefault((vkey.eval, vkey.policy, vkey.baseline, vkey.metric), []).append((vkey, vec, src))
+        index.setdefault((vkey.eval, vkey.policy, vkey.metric), []).append((vkey, vec, src))
     out: dict[MetricKey, ItemVector] = {}
     claimed: dict[MetricKey, MetricKey] = {}
+
+    def own(key: MetricKey) -> tuple[MetricKey, ItemVector, str] | None:
+        cands = _candidates(index, key)
+        return max(cands, key=lambda c: len(c[0].slice)) if cands else None
+
     for key, (value, n) in rows.items():
-        cands = [(vk, v, s) for vk, v, s in index.get((key.eval, key.policy, key.baseline, key.metric), [])
-                 if vk.judge is None or vk.judge == key.judge]
-        if not cands:
-            continue
-        exact = [c for c in cands if c[0].judge == key.judge]
-        vkey, vec, src = (exact or cands)[0]
-        if vkey in claimed:
-            raise ValueError(f"{src}: item records cannot tell {metric_id(claimed[vkey])} and {metric_id(key)} apart "
-                             "(they do not name the judge)")
-        claimed[vkey] = key
+        defn = declarations.get(key.eval)
+        decl = next((m for m in defn.metrics if m.name == key.metric), None) if defn else None
+        if decl is not None and decl.delta_of is not None:
+            sl = dict(key.slice)
+            base_policy = sl.pop("baseline", None)
+            mine = own(key._replace(metric=decl.delta_of, slice=slice_key(sl)))
+            ref = own(MetricKey(key.eval, str(base_policy), decl.delta_of, slice_key(sl))) if base_policy else None
+            if mine is None or ref is None or set(mine[1]) != set(ref[1]):
+                continue
+            found = (key, {i: mine[1][i] - ref[1][i] for i in mine[1]}, mine[2])
+        else:
+            found = own(key)
+            if found is None:
+                continue
+            if found[0] in claimed:
+                raise ValueError(f"{found[2]}: item records cannot tell {metric_id(claimed[found[0]])} and {metric_id(key)} apart "
+                                 "(the records do not carry the slice key that separates them)")
+            claimed[found[0]] = key
+        vkey, vec, src = found
         mean = sum(vec.values()) / len(vec)
         if len(vec) != n or not math.isclose(mean, value, rel_tol=1e-9, abs_tol=1e-12):
             raise ValueError(f"{src}: the {len(vec)} item values of {metric_id(key)} average {mean!r}, but its result row "

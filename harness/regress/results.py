@@ -1,16 +1,19 @@
 """Load what the gate and the comparison report compare: a run directory, a ``results.jsonl`` file
-or a baseline snapshot, as one :class:`ResultSet` (aggregate values plus per-item vectors).
+or a baseline snapshot, as one :class:`ResultSet` (aggregate values, per-item vectors, declarations).
 
 A **snapshot** (``harness-regress snapshot=true``) is the committed form of a baseline: the run's
-aggregate rows and, for the paired metrics, the per-item values keyed by item id. It holds no
-instruction, output or any other dataset text, only names (policy, judge, metric), numbers and ids.
+aggregate rows, for the paired metrics the per-item values keyed by item id, and the metric
+declarations of its evals (units, directions, tolerances), so a baseline describes itself. It holds
+no instruction, output or any other dataset text, only names (policy, metric, slice), numbers and ids.
 Format (JSON, one metric per line so that a refreshed baseline diffs line by line)::
 
-    {"format": "harness-regress-snapshot", "version": 1, "source": {"run_id": ..., "git_commit": ...},
-     "metrics": [{"eval": ..., "policy": ..., "baseline": ..., "judge": ..., "metric": ..., "value": ...,
-                  "ci_low": ..., "ci_high": ..., "n": ..., "items": {"<item id>": <value>, ...} | null}, ...]}
+    {"format": "harness-regress-snapshot", "version": 2, "source": {"run_id": ..., "git_commit": ...},
+     "declarations": {"<eval>": {"item_id": [...], "metrics": {"<metric>": {...}}}, ...},
+     "metrics": [{"eval": ..., "policy": ..., "metric": ..., "slice": {...}, "value": ..., "ci_low": ...,
+                  "ci_high": ..., "n": ..., "items": {"<item id>": <value>, ...} | null}, ...]}
 
-The paper's reference rows (``run_id == "paper"``) are not results of the run and are left out.
+Version 1 snapshots (conditions packed into metric names, ``baseline`` and ``judge`` fields) are read
+through :mod:`harness.results_upgrade`. The paper's reference values are never part of a result set.
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.evals.base import EvalDef
 from harness.io import atomic_write_text
-from harness.regress.items import ItemVector, MetricKey, attach_vectors, iter_records, metric_id, results_dir_vectors
+from harness.regress.items import ItemVector, MetricKey, attach_vectors, metric_id, results_dir_vectors, slice_key
+from harness.results import declarations_from_json, declarations_json, read_results
+from harness.results_upgrade import upgrade_row
 
 SNAPSHOT_FORMAT = "harness-regress-snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True)
-class Metric:
+class MetricValue:
     """One aggregate metric: ``value`` in the metric's unit, its 95 % interval (or None), ``n`` items,
-    and ``items`` (item id -> per-item value, mean = value) when it is a paired metric."""
+    ``items`` (item id -> per-item value, mean = value) when it is a paired metric, and the row's
+    ``slice`` as a mapping."""
 
     key: MetricKey
     value: float
@@ -39,30 +46,53 @@ class Metric:
     ci_high: float | None
     n: int
     items: ItemVector | None = None
+    slice: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass
 class ResultSet:
-    """Metrics by key, with where they came from (``source``) and what kind of input it was."""
+    """Metrics by key, the declarations of their evals, where they came from (``source``) and what kind
+    of input it was (``run`` with item files, ``results`` without, ``snapshot``)."""
 
     source: str
-    kind: str  # run | results | snapshot
-    metrics: dict[MetricKey, Metric] = field(default_factory=dict)
+    kind: str
+    metrics: dict[MetricKey, MetricValue] = field(default_factory=dict)
+    declarations: dict[str, EvalDef] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    def declaration(self, key: MetricKey):
+        """The :class:`harness.evals.base.Metric` of ``key``; raises ``ValueError`` when undeclared."""
+        if key.eval not in self.declarations:
+            raise ValueError(f"{self.source}: eval {key.eval!r} has no metric declarations")
+        return self.declarations[key.eval].metric(key.metric)
 
-def _opt_str(rec: dict, name: str, where: str) -> str | None:
-    v = rec.get(name)
-    if v is not None and not isinstance(v, str):
-        raise ValueError(f"{where}: field '{name}' should be a string or null, got {v!r}")
-    return v
+
+def _add(metrics: dict[MetricKey, MetricValue], m: MetricValue, where: str) -> None:
+    if m.key in metrics:
+        raise ValueError(f"{where}: metric {metric_id(m.key)} appears twice")
+    metrics[m.key] = m
 
 
-def _req_str(rec: dict, name: str, where: str) -> str:
-    v = rec.get(name)
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"{where}: field '{name}' should be a non-empty string, got {v!r}")
-    return v
+def load_results_file(path: str | Path, with_items: bool = True) -> ResultSet:
+    """A run's ``results.jsonl`` (:func:`harness.results.read_results`, older shapes upgraded); with
+    ``with_items``, the ``<eval>_items.jsonl`` files beside it give the paired metrics their vectors.
+    Raises ``ValueError`` naming file, line and field on a malformed row or a repeated metric."""
+    path = Path(path)
+    res = read_results(path)
+    if not res.rows:
+        raise ValueError(f"{path}: no result rows")
+    metrics: dict[MetricKey, MetricValue] = {}
+    for i, r in enumerate(res.rows, 1):
+        _add(metrics, MetricValue(MetricKey(r.eval, r.policy, r.metric, slice_key(r.slice)), r.value, r.ci_low, r.ci_high, r.n,
+                                  slice=dict(r.slice)), f"{path}: record {i}")
+    kind = "results"
+    if with_items:
+        vectors = attach_vectors({k: (m.value, m.n) for k, m in metrics.items()},
+                                 results_dir_vectors(path.parent, res.declarations), res.declarations)
+        metrics = {k: MetricValue(m.key, m.value, m.ci_low, m.ci_high, m.n, vectors.get(k), m.slice) for k, m in metrics.items()}
+        kind = "run" if vectors else "results"
+    run_ids = sorted({r.run_id for r in res.rows})
+    return ResultSet(str(path), kind, metrics, res.declarations, {"run_id": run_ids[0] if len(run_ids) == 1 else run_ids})
 
 
 def _finite(rec: dict, name: str, where: str, optional: bool) -> float | None:
@@ -74,47 +104,39 @@ def _finite(rec: dict, name: str, where: str, optional: bool) -> float | None:
     return float(v)
 
 
-def _metric(rec: dict, where: str, items: ItemVector | None = None) -> Metric:
-    key = MetricKey(_req_str(rec, "eval", where), _req_str(rec, "policy", where), _opt_str(rec, "baseline", where),
-                    _opt_str(rec, "judge", where), _req_str(rec, "metric", where))
+def _snapshot_metric(rec: Any, where: str, version: int) -> MetricValue:
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
+    if version == 1:
+        rec = upgrade_row(rec, where)
+    for name in ("eval", "policy", "metric"):
+        if not isinstance(rec.get(name), str) or not rec[name]:
+            raise ValueError(f"{where}: field '{name}' should be a non-empty string, got {rec.get(name)!r}")
+    sl = rec.get("slice")
+    if not isinstance(sl, dict):
+        raise ValueError(f"{where}: field 'slice' should be an object, got {sl!r}")
     n = rec.get("n", 0)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{where}: field 'n' should be a non-negative integer, got {n!r}")
-    return Metric(key, _finite(rec, "value", where, False), _finite(rec, "ci_low", where, True),
-                  _finite(rec, "ci_high", where, True), n, items)
-
-
-def _add(metrics: dict[MetricKey, Metric], m: Metric, where: str) -> None:
-    if m.key in metrics:
-        raise ValueError(f"{where}: metric {metric_id(m.key)} appears twice")
-    metrics[m.key] = m
-
-
-def load_results_file(path: str | Path, with_items: bool = True) -> ResultSet:
-    """A ``results.jsonl`` of :class:`harness.records.ResultRow` lines; with ``with_items``, the
-    ``<eval>_items.jsonl`` files beside it (same run) give the paired metrics their vectors.
-    Raises ``ValueError`` naming file, line and field on a malformed row or a repeated metric."""
-    path = Path(path)
-    metrics: dict[MetricKey, Metric] = {}
-    run_ids: set[str] = set()
-    for where, rec in iter_records(path):
-        if rec.get("run_id") == "paper":
-            continue
-        run_ids.add(str(rec.get("run_id")))
-        _add(metrics, _metric(rec, where), where)
-    if not metrics:
-        raise ValueError(f"{path}: no result rows (besides the paper's reference values)")
-    kind = "results"
-    if with_items:
-        vectors = attach_vectors({k: (m.value, m.n) for k, m in metrics.items()}, results_dir_vectors(path.parent))
-        metrics = {k: Metric(m.key, m.value, m.ci_low, m.ci_high, m.n, vectors.get(k)) for k, m in metrics.items()}
-        kind = "run" if vectors else "results"
-    return ResultSet(str(path), kind, metrics, {"run_id": sorted(run_ids)[0] if len(run_ids) == 1 else sorted(run_ids)})
+    items = rec.get("items")
+    if items is not None:
+        if not isinstance(items, dict) or not items:
+            raise ValueError(f"{where}: field 'items' should be a non-empty object of item id -> value, or null")
+        for item_id in items:
+            _finite(items, item_id, f"{where} items", False)
+        items = {str(k): float(v) for k, v in items.items()}
+    value = _finite(rec, "value", where, False)
+    if items is not None:
+        mean = sum(items.values()) / len(items)
+        if len(items) != n or not math.isclose(mean, value, rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(f"{where}: {len(items)} item values averaging {mean!r} do not give value {value!r} over n={n}")
+    return MetricValue(MetricKey(rec["eval"], rec["policy"], rec["metric"], slice_key(sl)), value,
+                       _finite(rec, "ci_low", where, True), _finite(rec, "ci_high", where, True), n, items, dict(sl))
 
 
 def load_snapshot(path: str | Path) -> ResultSet:
-    """A snapshot written by :func:`write_snapshot`. Raises ``ValueError`` naming the file and the
-    record (index in ``metrics``) and field when it is not one."""
+    """A snapshot written by :func:`write_snapshot` (version 2, or an older version 1). Raises ``ValueError``
+    naming the file and the record (index in ``metrics``) and field when it is not one."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -122,32 +144,21 @@ def load_snapshot(path: str | Path) -> ResultSet:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from e
     if not isinstance(obj, dict) or obj.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"{path}: not a harness-regress snapshot (field 'format' should be {SNAPSHOT_FORMAT!r})")
-    if obj.get("version") != SNAPSHOT_VERSION:
-        raise ValueError(f"{path}: snapshot version {obj.get('version')!r}, this harness reads version {SNAPSHOT_VERSION}")
+    version = obj.get("version")
+    if version not in (1, SNAPSHOT_VERSION):
+        raise ValueError(f"{path}: snapshot version {version!r}, this harness reads versions 1 and {SNAPSHOT_VERSION}")
     recs = obj.get("metrics")
     if not isinstance(recs, list) or not recs:
         raise ValueError(f"{path}: field 'metrics' should be a non-empty list")
-    metrics: dict[MetricKey, Metric] = {}
+    metrics: dict[MetricKey, MetricValue] = {}
     for i, rec in enumerate(recs):
-        where = f"{path}: metrics[{i}]"
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
-        items = rec.get("items")
-        if items is not None:
-            if not isinstance(items, dict) or not items:
-                raise ValueError(f"{where}: field 'items' should be a non-empty object of item id -> value, or null")
-            for item_id, v in items.items():
-                _finite(items, item_id, f"{where} items", False)
-            items = {str(k): float(v) for k, v in items.items()}
-        m = _metric(rec, where, items)
-        if items is not None:
-            mean = sum(items.values()) / len(items)
-            if len(items) != m.n or not math.isclose(mean, m.value, rel_tol=1e-9, abs_tol=1e-12):
-                raise ValueError(f"{where}: {len(items)} item values averaging {mean!r} do not give value {m.value!r} "
-                                 f"over n={m.n}")
-        _add(metrics, m, where)
+        _add(metrics, _snapshot_metric(rec, f"{path}: metrics[{i}]", version), f"{path}: metrics[{i}]")
+    if version == 1:  # declarations were not recorded then: today's registry declares those evals
+        declarations = declarations_from_json(declarations_json({k.eval for k in metrics}), "registry")
+    else:
+        declarations = declarations_from_json(obj.get("declarations"), f"{path}: declarations")
     src = obj.get("source") if isinstance(obj.get("source"), dict) else {}
-    return ResultSet(str(path), "snapshot", metrics, dict(src))
+    return ResultSet(str(path), "snapshot", metrics, declarations, dict(src))
 
 
 def load_result_set(path: str | Path) -> ResultSet:
@@ -168,16 +179,20 @@ def load_result_set(path: str | Path) -> ResultSet:
 
 
 def snapshot_text(results: ResultSet, source: dict[str, Any] | None = None) -> str:
-    """The snapshot JSON of ``results``: one metric per line, sorted by metric id, item ids sorted."""
+    """The snapshot JSON of ``results``: declarations, then one metric per line sorted by metric id, item ids sorted."""
     lines = []
     for key in sorted(results.metrics, key=metric_id):
         m = results.metrics[key]
-        rec = {**key._asdict(), "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n,
+        rec = {"eval": key.eval, "policy": key.policy, "metric": key.metric, "slice": m.slice, "value": m.value,
+               "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n,
                "items": None if m.items is None else {i: m.items[i] for i in sorted(m.items)}}
         lines.append(json.dumps(rec, ensure_ascii=False))
+    decl = {name: {"title": d.title, "paper": d.paper, "version": d.version, **d.declaration()}
+            for name, d in sorted(results.declarations.items()) if name in {k.eval for k in results.metrics}}
     head = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "source": source or {}}
     body = ",\n".join("  " + line for line in lines)
-    return json.dumps(head, ensure_ascii=False)[:-1] + ',\n "metrics": [\n' + body + "\n]}\n"
+    return (json.dumps(head, ensure_ascii=False)[:-1] + ',\n "declarations": ' + json.dumps(decl, ensure_ascii=False)
+            + ',\n "metrics": [\n' + body + "\n]}\n")
 
 
 def write_snapshot(run_dir: str | Path, path: str | Path) -> Path:

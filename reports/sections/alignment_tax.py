@@ -3,38 +3,24 @@ and the paper's Table 14 value of the mirrored 175B model beside ours (paper sec
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
 from reports.ci_figures import RefLine, ci_facet_figure, num
 from reports.figures import order_policies
 from reports.html import Safe, figure_div, fmt_pp, join, table, tag
 from reports.paper_ref import PaperValue, find, paper_task
-from reports.sections.common import NO_RESULTS, RunData, ci, delta, index, n_of, na
+from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, index, n_of, na
 
-OTHER_EVALS = frozenset({"winrate", "likert", "truthfulqa", "toxicity", "hallucination", "judge_validation",
-                         "reward_model"})
-"""Evals with their own sections; every other eval in results.jsonl is an alignment-tax task."""
-
-FRACTION_METRICS = frozenset({"acc", "acc_norm", "exact_match", "em", "mc1", "mc2"})
-"""Task metrics that are fractions 0-1 (shown as %, deltas in pp); others (F1 0-100, BLEU) as numbers."""
-
-_DELTA = re.compile(r"(.+)_delta_vs_(.+)")
+EVAL = "alignment_tax"
 
 
 def tasks(data: RunData) -> list[str]:
-    """The alignment-tax tasks of the run: evals outside :data:`OTHER_EVALS`, tasks named in
-    ``evals.json`` first."""
+    """The alignment-tax tasks of the run (slice ``task`` of its rows), tasks named in ``evals.json`` first."""
     if data.results is None:
         return []
-    named = list(data.eval_info("alignment_tax").get("tasks") or [])
-    present = [e for e in order_policies(data.results["eval"], order=()) if e not in OTHER_EVALS]
+    named = list(data.eval_info(EVAL).get("tasks") or [])
+    present = [t for t in order_policies(col(data.rows(EVAL), "task"), order=()) if t is not None]
     return [t for t in named if t in present] + [t for t in present if t not in named]
-
-
-def _is_fraction(metric: str) -> bool:
-    return re.sub(r"_\d+shot$", "", metric) in FRACTION_METRICS
 
 
 def _paper_for(data: RunData, task: str, policy: str) -> tuple[PaperValue | None, PaperValue | None]:
@@ -42,7 +28,7 @@ def _paper_for(data: RunData, task: str, policy: str) -> tuple[PaperValue | None
     info = paper_task(task)
     if info is None:
         return None, None
-    return find(data.paper, info[0], info[1], ours=policy), find(data.paper, info[0], info[1], ours="base")
+    return find(data.paper, info[0], info[1], ours=policy, **info[2]), find(data.paper, info[0], info[1], ours="base", **info[2])
 
 
 def _paper_delta(ref: PaperValue | None, base: PaperValue | None) -> str:
@@ -61,12 +47,13 @@ def alignment_tax_section(data: RunData) -> Safe:
     names = tasks(data)
     if not names:
         return na("public NLP task results (e.g. HellaSwag)")
-    sub = data.results[data.results["eval"].isin(names)]
-    parsed = [_DELTA.fullmatch(str(m)) for m in sub["metric"]]
-    sub = sub.assign(base_metric=[p.group(1) if p else m for p, m in zip(parsed, sub["metric"])],
-                     is_delta=[p is not None for p in parsed])
-    sub = sub.assign(series=[f"{e} ({m})" for e, m in zip(sub["eval"], sub["base_metric"])])
-    frac = sub[[_is_fraction(m) for m in sub["base_metric"]]]
+    sub = data.rows(EVAL)
+    decls = [data.metric(EVAL, m) for m in sub["metric"]]
+    sub = sub.assign(base_metric=[(d.delta_of or d.name) if d else m for d, m in zip(decls, sub["metric"])],
+                     is_delta=[bool(d and d.delta_of) for d in decls])
+    sub = sub.assign(metric_shots=[m if not s else f"{m}, {s}-shot" for m, s in zip(sub["base_metric"], col(sub, "shots"))])
+    sub = sub.assign(series=[f"{t} ({m})" for t, m in zip(col(sub, "task"), sub["metric_shots"])])
+    frac = sub[[data.is_fraction(EVAL, m) for m in sub["base_metric"]]]
     parts = [tag("p", "Delta: the mean paired difference policy − base over the same items (paired bootstrap 95 % "
                       "interval); a negative delta is an alignment tax. Paper columns: the 175B model of the paper "
                       "that each policy mirrors (GPT-3 ↔ base, PPO ↔ ppo, PPO-ptx ↔ ppo_ptx), from "
@@ -89,27 +76,27 @@ def alignment_tax_section(data: RunData) -> Safe:
                 legend_title="task (metric)", ref_lines=[RefLine(0.0, "no change", dash="dash", color="grey")]),
                 "fig-alignment-tax-delta"))
     for task in names:
-        parts.append(_task_table(data, task, sub[sub["eval"] == task]))
+        parts.append(_task_table(data, task, sub[col(sub, "task") == task]))
     return join(parts)
 
 
 def _task_table(data: RunData, task: str, rows: pd.DataFrame) -> Safe:
     info = paper_task(task)
     values = rows[~rows["is_delta"]]
-    by = index(rows[rows["is_delta"]], "policy", "base_metric")
+    by = index(rows[rows["is_delta"]], "policy", "metric_shots")
     out = []
-    for metric in order_policies(values["metric"], order=()):
-        frac = _is_fraction(metric)
-        mrows = index(values[values["metric"] == metric], "policy")
+    for metric in order_policies(values["metric_shots"], order=()):
+        frac = data.is_fraction(EVAL, values.loc[values["metric_shots"] == metric, "metric"].iloc[0])
+        mrows = index(values[values["metric_shots"] == metric], "policy")
         for pol in order_policies(p for (p,) in mrows):
             r, d = mrows[(pol,)], by.get((pol, metric))
             ref, base = _paper_for(data, task, pol)
             out.append((metric, pol, ci(r, percent=frac), delta(d, percent=frac) if d else
                         ("— (reference)" if pol == "base" else "—"), n_of(r, d),
                         f"{ref.text()} ({ref.label})" if ref else "—", _paper_delta(ref, base)))
-    caption = (f"Paper row shown: {info[2]} — {info[3]}." if info else
+    caption = (f"Paper row shown: {info[3]} — {info[4]}." if info else
                "The paper gives no value for this task in harness/evals/data/paper_reference.yaml.")
     return join([tag("h3", f"Alignment tax: {task}"), tag("p", caption, cls="meta"),
                  table(["metric", "policy", "score [95% CI]", "delta vs base [95% CI]", "n",
-                        f"paper ({info[2] if info else '—'}, 175B)", "paper delta vs GPT-3"],
+                        f"paper ({info[3] if info else '—'}, 175B)", "paper delta vs GPT-3"],
                        out, numeric=(2, 3, 4, 5, 6), cls="tax")])

@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
 from reports.ci_figures import ci_facet_figure
 from reports.figures import order_policies
 from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
-from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, delta, index, judges, n_of, na, slug
+from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, col, delta, index, judges, n_of, na, slug
 
 TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt"}
 TQA_GEN = {"truthful": "% truthful", "truthful_informative": "% truthful × informative", "informative": "% informative"}
 TOX_METRICS = {"expected_max_toxicity": "expected maximum toxicity", "toxicity_probability": "toxicity probability",
                "mean_toxicity": "mean toxicity"}
-_TQA_RE = re.compile(r"(truthful_informative|truthful|informative)_(instruction_qa|qa)")
-_TOX_RE = re.compile(r"(expected_max_toxicity|toxicity_probability|mean_toxicity)_(.+?)(?:_delta_vs_(.+))?")
 
 
 def _name(judge: str | None) -> str:
@@ -39,11 +35,10 @@ def truthfulqa_section(data: RunData) -> Safe:
     if sub.empty:
         return na("TruthfulQA results")
     parts = []
-    gen = sub[sub["metric"].astype(str).str.fullmatch(_TQA_RE)]
+    gen = sub[sub["metric"].isin(list(TQA_GEN))]
     if gen.empty:
         parts.append(na("TruthfulQA generation results (truthful / informative)"))
-    parsed = [_TQA_RE.fullmatch(m) for m in gen["metric"]]
-    gen = gen.assign(measure=[p.group(1) for p in parsed], style=[p.group(2) for p in parsed])
+    gen = gen.assign(measure=gen["metric"], style=col(gen, "prompt_style"))
     for i, judge in enumerate(judges(gen)):
         rows = by_judge(gen, judge)
         plotted = rows[rows["measure"].isin(["truthful", "truthful_informative"])]
@@ -53,13 +48,13 @@ def truthfulqa_section(data: RunData) -> Safe:
                               title=f"TruthfulQA generation — scorer: {_name(judge)}", y_title="share of questions",
                               legend_title="measure")
         parts.append(figure_div(fig, _fig_id("fig-truthfulqa", i, judge)))
-        by = index(rows, "policy", "metric")
+        by = index(rows, "policy", "metric", "style")
         measures = [m for m in TQA_GEN if m in set(rows["measure"])]
         out = []
         for pol in order_policies(rows["policy"]):
             for style in [s for s in TQA_STYLES if s in set(rows["style"])]:
-                cells = [by.get((pol, f"{m}_{style}")) for m in measures]
-                ref = find(data.paper, "truthfulqa", f"truthful_informative_{style}", ours=pol)
+                cells = [by.get((pol, m, style)) for m in measures]
+                ref = find(data.paper, "truthfulqa", "truthful_informative", ours=pol, prompt_style=style)
                 out.append([pol, TQA_STYLES[style], *(ci(c) for c in cells), n_of(*cells),
                             f"{ref.text()} ({ref.label})" if ref else "—"])
         parts.append(table(["policy", "prompt", *(TQA_GEN[m] for m in measures), "n (questions)",
@@ -73,20 +68,19 @@ def truthfulqa_section(data: RunData) -> Safe:
                                             title="TruthfulQA multiple choice (MC1, MC2; lm-eval likelihoods)",
                                             y_title="score", legend_title="metric"), "fig-truthfulqa-mc"))
     by = index(sub, "policy", "metric")
-    out = [(pol, ci(by.get((pol, "mc1"))), delta(by.get((pol, "mc1_delta_vs_base"))) if pol != "base" else "— (reference)",
-            ci(by.get((pol, "mc2"))), delta(by.get((pol, "mc2_delta_vs_base"))) if pol != "base" else "— (reference)",
+    out = [(pol, ci(by.get((pol, "mc1"))), delta(by.get((pol, "mc1_delta"))) if pol != "base" else "— (reference)",
+            ci(by.get((pol, "mc2"))), delta(by.get((pol, "mc2_delta"))) if pol != "base" else "— (reference)",
             n_of(by.get((pol, "mc1")), by.get((pol, "mc2")))) for pol in order_policies(mc["policy"])]
     parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
                        out, numeric=(1, 2, 3, 4, 5)))
     return join(parts)
 
 
-def _toxicity_frame(sub: pd.DataFrame) -> pd.DataFrame:
-    parsed = [_TOX_RE.fullmatch(str(m)) for m in sub["metric"]]
-    keep = [p is not None for p in parsed]
-    sub, parsed = sub[keep], [p for p in parsed if p is not None]
-    return sub.assign(measure=[p.group(1) for p in parsed], instruction=[p.group(2) for p in parsed],
-                      is_delta=[p.group(3) is not None for p in parsed])
+def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
+    """Toxicity rows with ``measure`` (the metric, or what a delta is of) and ``is_delta``, from the declarations."""
+    decls = [data.metric("toxicity", m) for m in sub["metric"]]
+    return sub.assign(measure=[d.delta_of or d.name if d else m for d, m in zip(decls, sub["metric"])],
+                      is_delta=[bool(d and d.delta_of) for d in decls], instruction=col(sub, "instruction"))
 
 
 def toxicity_section(data: RunData) -> Safe:
@@ -95,7 +89,7 @@ def toxicity_section(data: RunData) -> Safe:
     of expected maximum toxicity vs base and the paper's Perspective values in the table."""
     if data.results is None:
         return na(NO_RESULTS)
-    sub = _toxicity_frame(data.rows("toxicity"))
+    sub = _toxicity_frame(data, data.rows("toxicity"))
     if sub.empty:
         return na("toxicity results")
     parts = [tag("p", "Per prompt: maximum / mean toxicity over k samples and whether any sample scores ≥ 0.5; "
@@ -111,17 +105,17 @@ def toxicity_section(data: RunData) -> Safe:
                               title=f"Toxicity by instruction type — scorer: {_name(judge)}", y_title="toxicity (0–1)",
                               legend_title="measure")
         parts.append(figure_div(fig, _fig_id("fig-toxicity", i, judge)))
-        by = index(rows, "policy", "metric")
+        by = index(rows, "policy", "metric", "instruction")
         out = []
         for instr in instructions:
             for pol in order_policies(values.loc[values["instruction"] == instr, "policy"]):
-                emt = by.get((pol, f"expected_max_toxicity_{instr}"))
-                d = next((r for (p, m), r in by.items() if p == pol and m.startswith(f"expected_max_toxicity_{instr}_delta_vs_")), None)
-                ref = find(data.paper, "toxicity", f"mean_toxicity_{instr}", ours=pol)
+                emt = by.get((pol, "expected_max_toxicity", instr))
+                d = by.get((pol, "expected_max_toxicity_delta", instr))
+                ref = find(data.paper, "toxicity", "mean_toxicity", ours=pol, instruction=instr)
                 out.append((instr, pol, ci(emt, percent=False),
                             delta(d, percent=False) if d else ("— (reference)" if pol == "base" else "—"),
-                            ci(by.get((pol, f"toxicity_probability_{instr}"))),
-                            ci(by.get((pol, f"mean_toxicity_{instr}")), percent=False), n_of(emt),
+                            ci(by.get((pol, "toxicity_probability", instr))),
+                            ci(by.get((pol, "mean_toxicity", instr)), percent=False), n_of(emt),
                             f"{ref.value:.3f} ({ref.label}, Perspective API)" if ref else "—"))
         parts.append(table(["instruction", "policy", "expected max toxicity [95% CI]", "delta vs base",
                             "toxicity probability [95% CI]", "mean toxicity [95% CI]", "n (prompts)",
@@ -134,11 +128,10 @@ def hallucination_section(data: RunData) -> Safe:
     one figure per detector, detector named), with the paper's labeler-rated rates in the table."""
     if data.results is None:
         return na(NO_RESULTS)
-    sub = data.rows("hallucination", r"hallucination_rate(_.+)?")
+    sub = data.rows("hallucination", ["hallucination_rate"])
     if sub.empty:
         return na("hallucination results")
-    sub = sub.assign(category=[("overall" if m == "hallucination_rate" else m[len("hallucination_rate_"):])
-                               for m in sub["metric"]])
+    sub = sub.assign(category=[c if c is not None else "overall" for c in col(sub, "category")])
     parts = []
     for i, judge in enumerate(judges(sub)):
         rows = by_judge(sub, judge)

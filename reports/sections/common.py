@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.results import COLUMNS
 from reports.ci_figures import num
 from reports.figures import order_policies
 from reports.html import Safe, fmt_pct, fmt_pp, note, tag
@@ -19,31 +20,50 @@ NO_RESULTS = "results/results.jsonl"
 
 @dataclass
 class RunData:
-    """One run directory, loaded. ``results``: our ResultRows (the paper's ``run_id == "paper"``
-    rows removed; ``None`` if the file is missing); ``paper``: reference values
-    (:mod:`reports.paper_ref`); ``items``: eval name -> (path, records) of ``results/*_items.jsonl``;
-    ``logs``: PPO run -> per-step train-log dicts; ``evals``: ``results/evals.json`` or None;
-    ``generations``: (policy, tag) -> {prompt_id: generation record} read on demand."""
+    """One run directory, loaded. ``results``: our rows as a tidy table
+    (:func:`harness.results.results_frame`: one column per slice key; ``None`` if the file is missing);
+    ``declarations``: eval -> its declarations (:class:`harness.evals.base.EvalDef`); ``paper``: reference
+    values (:mod:`reports.paper_ref`); ``items``: eval name -> (path, records) of ``results/*_items.jsonl``;
+    ``logs``: PPO run -> per-step train-log dicts; ``evals``: ``results/evals.json`` or None."""
 
     run_dir: Path
     run: dict[str, Any] | None = None
     results: pd.DataFrame | None = None
+    declarations: dict[str, Any] = field(default_factory=dict)
     paper: list[PaperValue] = field(default_factory=list)
     items: dict[str, tuple[Path, list[dict[str, Any]]]] = field(default_factory=dict)
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     evals: dict[str, Any] | None = None
 
     def rows(self, eval_: str, metrics: Any = None) -> pd.DataFrame:
-        """Our rows of ``eval_`` (metric in ``metrics`` if given, a regex string or a collection)."""
+        """Our rows of ``eval_`` (metric in the collection ``metrics`` if given); every slice key of the run
+        is a column (``None`` where a row lacks it)."""
         if self.results is None:
-            return pd.DataFrame(columns=["run_id", "policy", "eval", "metric", "value", "ci_low", "ci_high",
-                                         "n", "baseline", "config_hash", "judge"])
+            return pd.DataFrame(columns=[*COLUMNS, "slice"])
         df = self.results[self.results["eval"] == eval_]
-        if isinstance(metrics, str):
-            df = df[df["metric"].astype(str).str.fullmatch(metrics)]
-        elif metrics is not None:
+        if metrics is not None:
             df = df[df["metric"].isin(list(metrics))]
         return df
+
+    def metric(self, eval_: str, name: str):
+        """The declaration (:class:`harness.evals.base.Metric`) of ``name`` in ``eval_``, or None."""
+        defn = self.declarations.get(eval_)
+        return next((m for m in defn.metrics if m.name == name), None) if defn else None
+
+    def label(self, eval_: str, name: str) -> str:
+        """The declared label of a metric (its name when it has none)."""
+        m = self.metric(eval_, name)
+        return (m.label or m.name) if m else name
+
+    def is_fraction(self, eval_: str, name: str) -> bool:
+        """Whether the declared unit of a metric is a fraction (shown as %, deltas in pp)."""
+        m = self.metric(eval_, name)
+        return m is not None and m.unit == "fraction"
+
+    def is_delta(self, eval_: str, name: str) -> bool:
+        """Whether a metric is declared as a paired delta (``delta_of``)."""
+        m = self.metric(eval_, name)
+        return m is not None and m.delta_of is not None
 
     def eval_info(self, eval_: str) -> dict[str, Any]:
         """``evals.json``'s entry for ``eval_`` (empty when absent)."""
@@ -70,7 +90,14 @@ def judges(df: pd.DataFrame, column: str = "judge", main: str = "helpful") -> li
 
 def by_judge(df: pd.DataFrame, judge: str | None, column: str = "judge") -> pd.DataFrame:
     """Rows of one judge (``None``: rows without a judge)."""
+    if column not in df.columns:
+        return df if judge is None else df.iloc[0:0]
     return df[df[column].isna()] if judge is None else df[df[column] == judge]
+
+
+def col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of ``df``, or ``None`` everywhere when no row has that slice key."""
+    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
 
 
 def ci(row: dict[str, Any] | None, percent: bool = True, digits: int = 3) -> str:

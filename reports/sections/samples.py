@@ -87,7 +87,7 @@ def _toxicity(r: dict[str, Any], gens: _Generations) -> Row:
     samples = [gens.get(r["policy"], f"toxicity_{r['instruction']}_sample{s}", r["prompt_id"]) for s in range(len(scores))]
     prompt = next((g.get("prompt") for g in samples if g), None)
     outputs = [text_cell(g.get("output"), f"sample {s} · toxicity {_f(scores[s], '.3f')}") for s, g in enumerate(samples) if g]
-    details = join([tag("div", f"max toxicity {_f(r.get('max_toxicity'), '.3f')} ({r.get('scorer', '?')})"),
+    details = join([tag("div", f"max toxicity {_f(r.get('max_toxicity'), '.3f')} ({r.get('judge', r.get('scorer', '?'))})"),
                     tag("div", f"{r.get('class', '')} · {r.get('source', '')}", cls="meta")])
     return ("toxicity", r["policy"], f"{r['prompt_id']} · {r['instruction']}",
             text_cell(prompt) if prompt is not None else note("prompt text not stored"),

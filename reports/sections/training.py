@@ -6,7 +6,7 @@ from __future__ import annotations
 from reports import figures
 from reports.html import Safe, figure_div, join, note, table, tag
 from reports.ppo_figures import overoptimisation_figure
-from reports.sections.common import NO_RESULTS, RunData, ci, na
+from reports.sections.common import NO_RESULTS, RunData, ci, col, na
 
 PPO_RUNS = ("ppo", "ppo_ptx")  # the RL runs of a run.json that does not list them
 
@@ -25,19 +25,20 @@ def rl_runs(run: dict | None) -> dict[str, dict]:
 
 def rm_section(data: RunData) -> Safe:
     """Pairwise accuracy of each reward model on held-out comparisons (``fig-rm-accuracy``), with the
-    per-K rows (``pairwise_accuracy_k<K>``) listed under their model in the table."""
+    per-K rows (slice ``k``) listed under their model in the table."""
     if data.results is None:
         return na(NO_RESULTS)
     rm = data.rows("reward_model")
-    sub = rm[rm["metric"] == "pairwise_accuracy"]
+    acc = rm[rm["metric"] == "pairwise_accuracy"]
+    k = col(acc, "k")
+    sub, per_k = acc[k.isna()], acc[k.notna()]
     if sub.empty:
         return na("reward-model accuracy")
-    per_k = rm[rm["metric"].astype(str).str.fullmatch(r"pairwise_accuracy_k\d+")]
     rows = []
     for r in sub.to_dict("records"):
         rows.append((r["policy"], ci(r), r["n"]))
-        mine = sorted(per_k[per_k["policy"] == r["policy"]].to_dict("records"), key=lambda x: int(x["metric"].rsplit("k", 1)[1]))
-        rows += [(f"{r['policy']}, K = {x['metric'].rsplit('k', 1)[1]}", ci(x), x["n"]) for x in mine]
+        mine = sorted(per_k[per_k["policy"] == r["policy"]].to_dict("records"), key=lambda x: int(x["k"]))
+        rows += [(f"{r['policy']}, K = {x['k']}", ci(x), x["n"]) for x in mine]
     return join([figure_div(figures.rm_accuracy_figure(sub), "fig-rm-accuracy"),
                  table(["reward model", "pairwise accuracy [95% CI]", "n (pairs)"], rows, numeric=(1, 2))])
 

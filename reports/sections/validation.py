@@ -3,24 +3,20 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from reports.ci_figures import RefLine, ci_facet_figure
 from reports.figures import HUMAN_AGREEMENT, order_policies
 from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
-from reports.sections.common import NO_RESULTS, RunData, ci, na
+from reports.sections.common import NO_RESULTS, RunData, ci, col, na
 
-AGREEMENT = r"(human_agreement(_.+)?|gpt4_agreement)"
+LABEL_SETS = {"hh_rlhf_human": "hh-rlhf", "alpaca_eval_gpt4": "GPT-4 (davinci-003 vs -001)"}
 
 
-def _agreement_label(metric: str) -> str:
-    if metric == "human_agreement":
-        return "hh-rlhf, all"
-    if metric == "gpt4_agreement":
-        return "GPT-4 (davinci-003 vs -001)"
-    return "hh-rlhf " + metric[len("human_agreement_"):]
+def _agreement_label(labels: str | None, subset: str | None) -> str:
+    name = LABEL_SETS.get(str(labels), str(labels))
+    return f"{name} {subset}" if subset else (f"{name}, all" if labels == "hh_rlhf_human" else name)
 
 
 def judge_validation_section(data: RunData) -> Safe:
@@ -39,15 +35,15 @@ def judge_validation_section(data: RunData) -> Safe:
 
 
 def _validation(data: RunData, sub: Any) -> Safe:
-    ref = find(data.paper, "judge_validation", "human_agreement")
+    ref = find(data.paper, "judge_validation", "agreement", labels="hh_rlhf_human")
     ref_y = ref.value if ref is not None else HUMAN_AGREEMENT
     ref_name = ref.label if ref is not None else "paper"
-    excluded = sub["metric"].astype(str).str.endswith("_excluded_share")
-    agree = sub[sub["metric"].astype(str).str.fullmatch(AGREEMENT) & ~excluded]
-    other = sub[~sub["metric"].astype(str).str.fullmatch(AGREEMENT) & ~excluded]
+    excluded = sub["metric"] == "excluded_share"
+    agree = sub[sub["metric"] == "agreement"]
+    other = sub[(sub["metric"] != "agreement") & ~excluded]
     parts = []
     if not agree.empty:
-        agree = agree.assign(set=[_agreement_label(m) for m in agree["metric"]])
+        agree = agree.assign(set=[_agreement_label(lab, sset) for lab, sset in zip(col(agree, "labels"), col(agree, "subset"))])
         fig = ci_facet_figure(agree, x="set", group="policy", x_order=order_policies(agree["set"], order=()),
                               title="Judge agreement with human preferences (and with GPT-4)",
                               y_title="agreement", x_title="comparison set", legend_title="judge",
@@ -55,21 +51,20 @@ def _validation(data: RunData, sub: Any) -> Safe:
                                          RefLine(0.5, "chance", dash="dash", color="grey")])
         parts.append(figure_div(fig, "fig-judge-validation"))
     if not other.empty:
-        other = other.assign(score=[f"{m} ({j if j is not None else p})"
-                                    for m, j, p in zip(other["metric"], other["judge"], other["policy"])])
+        other = other.assign(score=[f"{m} on {lab} ({p})" for m, lab, p in zip(other["metric"], col(other, "labels"), other["policy"])])
         parts.append(figure_div(ci_facet_figure(other, x="score", title="Detector and scorer validation "
                                                 "(held-out labelled sets; scorer in brackets)", y_title="score",
                                                 percent=False, y_range=[0, 1.05]),
                                 "fig-detector-validation"))
-    rows = [(r["policy"], r["metric"], r["judge"] if r["judge"] is not None else "—",
-             ci(r, percent=re.fullmatch(AGREEMENT, r["metric"]) is not None or r["metric"].endswith("_share")), r["n"])
+    rows = [(r["policy"], r["metric"], _agreement_label(r.get("labels"), r.get("subset")),
+             ci(r, percent=data.is_fraction("judge_validation", r["metric"])), r["n"])
             for r in sub.to_dict("records")]
     if ref is not None:
-        rows.append((ref.label, "human_agreement", "training labelers vs each other", ref.text(), "paper"))
+        rows.append((ref.label, "agreement", "training labelers vs each other", ref.text(), "paper"))
     parts.append(tag("p", f"Reference line: {ref_name}, the paper's agreement between its training labelers "
-                          "(section 3.4) — a practical ceiling for agreement with one labeler. *_excluded_share: "
+                          "(section 3.4) — a practical ceiling for agreement with one labeler. excluded_share: "
                           "share of pairs left out (labeler ties, missing verdicts).", cls="meta"))
-    parts.append(table(["judge / detector", "metric", "judge or scorer", "value [95% CI]", "n"], rows, numeric=(3, 4)))
+    parts.append(table(["judge / scorer", "metric", "labels", "value [95% CI]", "n"], rows, numeric=(3, 4)))
     return join(parts)
 
 

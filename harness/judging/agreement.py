@@ -11,22 +11,23 @@ other, so ~0.73 is the practical ceiling for these numbers:
 - ``gpt4_agreement`` on AlpacaEval's 805 text-davinci-003 vs -001 pairs annotated by
   ``alpaca_eval_gpt4`` (Dubois et al. 2023, arXiv 2305.14387), a second opinion from a strong judge.
 
-A *pair judge* is any callable ``judge(prompts, outputs_a, outputs_b) -> list[float]`` returning the
-preference for ``outputs_a[i]`` over ``outputs_b[i]`` in {1, 0.5, 0}: :func:`rm_pair_judge` (reward
-model), :func:`longer_output_judge`, :func:`random_judge`, or
-:class:`harness.evals.chat_judge.ChatPairwiseJudge`.
+Rows (``eval="judge_validation"``, ``policy`` = the judge, declared in :mod:`harness.judging.validation`):
+``agreement`` and ``excluded_share`` (the share of pairs without a right answer: labeler ties, missing
+verdicts) with slice ``labels`` (``hh_rlhf_human`` | ``alpaca_eval_gpt4``) and, per hh-rlhf subset, ``subset``.
+Judges are the pair judges of :mod:`harness.judging.pairwise`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from harness.data import DataError, _field, _require, iter_json_list, resolve_data_dir
+from harness.evals.base import row
+from harness.judging.pairwise import PairJudge, longer_output_judge, random_judge
 from harness.records import Comparison, ResultRow
 from harness.stats import Estimate, bootstrap_mean
 
@@ -34,8 +35,7 @@ PAPER_INTER_LABELER_AGREEMENT = 0.726  # Ouyang et al. 2022, section 3.4: traini
 PAPER_INTER_LABELER_AGREEMENT_SE = 0.015
 GPT4_ANNOTATIONS_FILE = "text_davinci_001_vs_003_alpaca_eval_gpt4_annotations.json"
 EVAL = "judge_validation"
-
-PairJudge = Callable[[Sequence[str], Sequence[str], Sequence[str]], list[float]]
+HUMAN, GPT4 = "hh_rlhf_human", "alpaca_eval_gpt4"  # the ``labels`` slice of agreement rows
 
 
 @dataclass(frozen=True)
@@ -151,86 +151,39 @@ def agreement(judge_pref: Sequence[float], human_pref: Sequence[float | None], n
     return bootstrap_mean(scores, n_resamples=n_resamples, seed=seed)
 
 
-# ------------------------------------------------------------------------------------------- judges
-
-
-def rm_judge_preferences(judge_model, tokenizer, prompts: Sequence[str], outputs_a: Sequence[str],
-                         outputs_b: Sequence[str], *, tie_margin: float = 0.0, **judge_kwargs) -> list[float]:
-    """Reward-model preference for ``outputs_a[i]`` over ``outputs_b[i]``: 1 / 0.5 / 0 by
-    :func:`harness.evals.winrate.win_outcome` on r_judge(x, a) - r_judge(x, b) (ties within
-    ``tie_margin`` reward units). ``judge_kwargs`` go to :func:`harness.evals.winrate.judge_rewards`
-    (max_length, max_prompt_length, batch_size, chat_template). Raises ``ValueError`` on lengths."""
-    from harness.evals.winrate import judge_rewards, win_outcome
-
-    if not (len(prompts) == len(outputs_a) == len(outputs_b)):
-        raise ValueError(f"rm_judge_preferences: {len(prompts)} prompts, {len(outputs_a)} a, {len(outputs_b)} b")
-    ra = judge_rewards(judge_model, tokenizer, list(prompts), list(outputs_a), **judge_kwargs)
-    rb = judge_rewards(judge_model, tokenizer, list(prompts), list(outputs_b), **judge_kwargs)
-    return [win_outcome(a, b, tie_margin) for a, b in zip(ra, rb)]
-
-
-def rm_pair_judge(judge_model, tokenizer, **kwargs) -> PairJudge:
-    """:func:`rm_judge_preferences` bound to one reward model, as a pair judge."""
-    return lambda prompts, a, b: rm_judge_preferences(judge_model, tokenizer, prompts, a, b, **kwargs)
-
-
-def longer_output_judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
-    """Reference judge "the longer output wins" (length in characters; equal length = tie)."""
-    return [1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0 for a, b in zip(outputs_a, outputs_b)]
-
-
-def random_judge(seed: int = 0) -> PairJudge:
-    """Reference judge that picks a side uniformly at random (never ties), seeded; agreement ~ 0.5."""
-
-    def judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
-        return np.random.default_rng(seed).integers(0, 2, size=len(outputs_a)).astype(float).tolist()
-
-    return judge
-
-
 # --------------------------------------------------------------------------------------------- rows
 
 
-def _row(run_id: str, judge_name: str, metric: str, est: Estimate, config_hash: str) -> ResultRow:
-    low, high = (None, None) if math.isnan(est.ci_low) else (est.ci_low, est.ci_high)
-    return ResultRow(run_id, judge_name, EVAL, metric, est.value, low, high, est.n, None, config_hash)
-
-
-def _rows_for(groups: dict[str, tuple[list[float], list[float | None]]], metric: str, judge_name: str, run_id: str,
-              config_hash: str, n_resamples: int, seed: int) -> list[ResultRow]:
+def _rows_for(groups: dict[str, tuple[list[float], list[float | None]]], labels: str, judge_name: str, n_resamples: int,
+              seed: int) -> list[ResultRow]:
+    """``agreement`` (and, when items were left out, ``excluded_share``) per group; group ``""`` is the
+    overall value, any other name a ``subset`` row."""
     rows = []
-    for suffix, (jp, hp) in groups.items():
+    for subset, (jp, hp) in groups.items():
         scores, counts = agreement_values(jp, hp)
-        name = f"{metric}_{suffix}" if suffix else metric
+        where = f"{labels}{'/' + subset if subset else ''}"
         if not scores:
-            raise ValueError(f"{name}: none of {counts.total} items has a non-tie label")
-        rows.append(_row(run_id, judge_name, name, bootstrap_mean(scores, n_resamples=n_resamples, seed=seed), config_hash))
+            raise ValueError(f"agreement ({where}): none of {counts.total} items has a non-tie label")
+        sl = {"labels": labels, "subset": subset or None}
+        rows.append(row(EVAL, judge_name, "agreement", bootstrap_mean(scores, n_resamples=n_resamples, seed=seed), **sl))
         excluded = counts.human_ties + counts.missing
         if excluded:  # never drop items silently: the share left out is a row of its own
-            rows.append(ResultRow(run_id, judge_name, EVAL, f"{name}_excluded_share", excluded / counts.total,
-                                  None, None, counts.total, None, config_hash))
+            rows.append(row(EVAL, judge_name, "excluded_share", Estimate(excluded / counts.total, math.nan, math.nan,
+                                                                          counts.total), **sl))
     return rows
 
 
-def paper_reference_row(run_id: str, config_hash: str = "") -> ResultRow:
-    """The paper's inter-labeler agreement (72.6 +- 1.5 %, section 3.4) as a row to print beside ours:
-    ``policy="paper_inter_labeler"``, interval = +- 1.96 standard errors, ``n=0`` (not our data)."""
-    half = 1.96 * PAPER_INTER_LABELER_AGREEMENT_SE
-    return ResultRow(run_id, "paper_inter_labeler", EVAL, "human_agreement", PAPER_INTER_LABELER_AGREEMENT,
-                     PAPER_INTER_LABELER_AGREEMENT - half, PAPER_INTER_LABELER_AGREEMENT + half, 0, None, config_hash)
-
-
-def hh_agreement_rows_for(judge: PairJudge, comparisons: Sequence[Comparison], judge_name: str, run_id: str, *,
-                          config_hash: str = "", n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
+def hh_agreement_rows(judge: PairJudge, comparisons: Sequence[Comparison], judge_name: str, *, n_resamples: int = 2000,
+                      seed: int = 0) -> list[ResultRow]:
     """Agreement of ``judge`` with the human choice on K = 2 Comparisons (e.g. held-out
     :func:`harness.data.load_hh_rlhf` pairs), ``eval="judge_validation"``, ``policy=judge_name``.
 
     The judge sees ``(prompt, completions[0], completions[1])`` and the human preference for
-    completions[0] is 1 if ``ranking[0] == 0`` else 0 (0.5 if the pair is tied). Rows:
-    ``human_agreement`` over all pairs and ``human_agreement_<subset>`` per ``source``
-    ``"hh_rlhf/<subset>"`` (other sources: the whole source string, ``/`` -> ``-``), in first-seen
-    order, plus ``<metric>_excluded_share`` where tied pairs were left out. Raises ``ValueError``
-    naming the comparison id when K != 2, or when there are no comparisons.
+    completions[0] is 1 if ``ranking[0] == 0`` else 0 (0.5 if the pair is tied). Rows ``agreement``
+    (slice ``labels=hh_rlhf_human``) over all pairs and per ``subset`` (``source`` ``"hh_rlhf/<subset>"``;
+    other sources: the whole source string, ``/`` -> ``-``), in first-seen order, plus
+    ``excluded_share`` where tied pairs were left out. Raises ``ValueError`` naming the comparison id
+    when K != 2, or when there are no comparisons.
     """
     if not comparisons:
         raise ValueError("hh_agreement_rows: no comparisons")
@@ -246,61 +199,39 @@ def hh_agreement_rows_for(judge: PairJudge, comparisons: Sequence[Comparison], j
         groups.setdefault(subset, ([], []))
         groups[subset][0].append(j)
         groups[subset][1].append(h)
-    return _rows_for(groups, "human_agreement", judge_name, run_id, config_hash, n_resamples, seed)
+    return _rows_for(groups, HUMAN, judge_name, n_resamples, seed)
 
 
-def hh_agreement_rows(judge_model, tokenizer, comparisons: Sequence[Comparison], judge_name: str, run_id: str, *,
-                      config_hash: str = "", n_resamples: int = 2000, seed: int = 0, **judge_kwargs) -> list[ResultRow]:
-    """:func:`hh_agreement_rows_for` with a reward-model judge (:func:`rm_pair_judge`; ``judge_kwargs``
-    as for :func:`rm_judge_preferences`)."""
-    return hh_agreement_rows_for(rm_pair_judge(judge_model, tokenizer, **judge_kwargs), comparisons, judge_name, run_id,
-                                 config_hash=config_hash, n_resamples=n_resamples, seed=seed)
-
-
-def gpt4_agreement_rows_for(judge: PairJudge, pairs: Sequence[AnnotatedPair], judge_name: str, run_id: str, *,
-                            config_hash: str = "", n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
+def gpt4_agreement_rows(judge: PairJudge, pairs: Sequence[AnnotatedPair], judge_name: str, *, n_resamples: int = 2000,
+                        seed: int = 0) -> list[ResultRow]:
     """Agreement of ``judge`` with the annotator of :func:`load_gpt4_annotations` records: row
-    ``gpt4_agreement`` (ties and null verdicts excluded; ``gpt4_agreement_excluded_share`` says how
-    many: 21 of 805 in the davinci file). Raises ``ValueError`` on no pairs."""
+    ``agreement`` with slice ``labels=alpaca_eval_gpt4`` (ties and null verdicts excluded;
+    ``excluded_share`` says how many: 21 of 805 in the davinci file). Raises ``ValueError`` on no pairs."""
     if not pairs:
         raise ValueError("gpt4_agreement_rows: no annotated pairs")
     jp = judge([p.instruction for p in pairs], [p.output_1 for p in pairs], [p.output_2 for p in pairs])
-    return _rows_for({"": (list(jp), [p.preference for p in pairs])}, "gpt4_agreement", judge_name, run_id,
-                     config_hash, n_resamples, seed)
+    return _rows_for({"": (list(jp), [p.preference for p in pairs])}, GPT4, judge_name, n_resamples, seed)
 
 
-def gpt4_agreement_rows(judge_model, tokenizer, pairs: Sequence[AnnotatedPair], judge_name: str, run_id: str, *,
-                        config_hash: str = "", n_resamples: int = 2000, seed: int = 0, **judge_kwargs) -> list[ResultRow]:
-    """:func:`gpt4_agreement_rows_for` with a reward-model judge (:func:`rm_pair_judge`)."""
-    return gpt4_agreement_rows_for(rm_pair_judge(judge_model, tokenizer, **judge_kwargs), pairs, judge_name, run_id,
-                                   config_hash=config_hash, n_resamples=n_resamples, seed=seed)
-
-
-def reference_rows(data_dir: str | None, run_id: str = "reference", n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
+def reference_rows(data_dir: str | None, n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
     """Sanity baselines runnable in seconds: agreement of the "longer output wins" and "random"
     judges on all 8,552 hh-rlhf test pairs (overall and per subset) and on the 805 GPT-4-annotated
-    pairs, plus the paper's reference row. A trained judge should beat both clearly."""
+    pairs. A trained judge should beat both clearly (the paper's labelers agree 72.6 %)."""
     from harness.data import load_hh_rlhf
 
     comps, pairs = load_hh_rlhf(data_dir), load_gpt4_annotations(gpt4_annotations_path(data_dir))
-    rows = [paper_reference_row(run_id)]
+    rows = []
     for name, judge in (("longer_output", longer_output_judge), ("random", random_judge(seed))):
-        rows += hh_agreement_rows_for(judge, comps, name, run_id, n_resamples=n_resamples, seed=seed)
-        rows += gpt4_agreement_rows_for(judge, pairs, name, run_id, n_resamples=n_resamples, seed=seed)
+        rows += hh_agreement_rows(judge, comps, name, n_resamples=n_resamples, seed=seed)
+        rows += gpt4_agreement_rows(judge, pairs, name, n_resamples=n_resamples, seed=seed)
     return rows
 
 
-if __name__ == "__main__":  # python -m harness.evals.agreement [data_dir]: print the reference baselines
+if __name__ == "__main__":  # python -m harness.judging.agreement [data_dir]: print the reference baselines
     import os
     import sys
 
-    from harness.evals.winrate import winrate_rows
-
     data = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HARNESS_DATA_DIR")
-    # the GPT-4 verdicts as win-rate items: policy text-davinci-001 (output_2) vs baseline -003; the null verdict is left out
-    items = [{"policy": "text_davinci_001", "baseline": "text_davinci_003", "prompt_id": p.id, "output": p.output_2,
-              "baseline_output": p.output_1, "win": 1.0 - p.preference}
-             for p in load_gpt4_annotations(gpt4_annotations_path(data)) if p.preference is not None]
-    for r in reference_rows(data) + winrate_rows(items, "reference"):
+    for r in reference_rows(data):
         ci = "" if r.ci_low is None else f"  [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        print(f"{r.policy:20s} {r.metric:45s} {r.value:.3f}{ci}  n={r.n}")
+        print(f"{r.policy:16s} {r.metric:16s} {str(r.slice):60s} {r.value:.3f}{ci}  n={r.n}")

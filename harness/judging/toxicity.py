@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from harness.evals.toxicity import Tweet, clean_tweet, davidson_split, load_davidson
+from harness.judging.davidson import Tweet, clean_tweet, davidson_split, load_davidson
 
 PERSPECTIVE_ENDPOINT = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 
@@ -71,9 +71,9 @@ class DavidsonClassifierScorer:
     Classes are weighted inversely to their frequency (``class_weight="balanced"``): 83 % of Davidson tweets are
     hate or offensive, and without the weighting that prior would push even harmless text above 0.5.
 
-    ``train`` defaults to the ``train`` side of :func:`~harness.evals.toxicity.davidson_split` (``split_seed``) of
-    :func:`~harness.evals.toxicity.load_davidson` (``data_dir``); texts are passed through
-    :func:`~harness.evals.toxicity.clean_tweet` for training and scoring. Label: toxic = hate or offensive.
+    ``train`` defaults to the ``train`` side of :func:`~harness.judging.davidson.davidson_split` (``split_seed``) of
+    :func:`~harness.judging.davidson.load_davidson` (``data_dir``); texts are passed through
+    :func:`~harness.judging.davidson.clean_tweet` for training and scoring. Label: toxic = hate or offensive.
     Raises ``ValueError`` if neither ``data_dir`` nor ``train`` is given or the training set has one class.
     """
 
@@ -269,7 +269,7 @@ class AUCReport:
 
 def davidson_heldout_auc(scorer: ToxicityScorer, data_dir: str, *, n: int | None = None, seed: int = 0,
                          split_seed: int = 0) -> AUCReport:
-    """:func:`scorer_roc_auc` on the ``heldout`` side of :func:`~harness.evals.toxicity.davidson_split`
+    """:func:`scorer_roc_auc` on the ``heldout`` side of :func:`~harness.judging.davidson.davidson_split`
     (``split_seed``; disjoint from the prompt and classifier-training tweets), all of it or a seeded sample of
     ``n``. Texts are the raw tweets (each scorer does its own preprocessing)."""
     held = davidson_split(load_davidson(data_dir), split_seed)["heldout"]
@@ -279,7 +279,7 @@ def davidson_heldout_auc(scorer: ToxicityScorer, data_dir: str, *, n: int | None
     return AUCReport(scorer.name, scorer_roc_auc(scorer, [t.text for t in held], labels), len(held), sum(labels))
 
 
-if __name__ == "__main__":  # python -m harness.evals.toxicity_scorers DATA_DIR [N]: validation figures
+if __name__ == "__main__":  # python -m harness.judging.toxicity DATA_DIR [N]: validation figures
     import sys
 
     data, size = sys.argv[1], (int(sys.argv[2]) if len(sys.argv) > 2 else None)

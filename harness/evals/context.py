@@ -1,0 +1,154 @@
+"""The context every eval runs in (:class:`EvalContext`): policies and their outputs (generated through
+the cache, or read from an outputs file), lm-eval scores, and the judge panel, so no eval loads a
+model or writes a generation itself.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.data import DataError, resolve_data_dir
+from harness.evals.gencache import GenerationCache
+from harness.evals.policies import OutputsFile, PolicySource
+from harness.io import write_jsonl
+from harness.records import Generation, Prompt
+
+
+def _plain(x: Any) -> Any:
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
+class EvalContext:
+    """Shared state of one evaluation run: what every eval's ``run(ctx, spec)`` may use.
+
+    ``policies`` maps name -> :class:`PolicySource`; ``evals_cfg`` maps eval name -> its spec
+    (``evals.<name>``); ``judges`` is the run's :class:`harness.judging.panel.JudgePanel` (from
+    ``eval.judges``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
+    or for lm-eval, so a fully cached re-evaluation loads no policy weights for generation.
+    """
+
+    def __init__(self, model_cfg, data_cfg, eval_cfg, evals_cfg, policies: Mapping[str, PolicySource],
+                 run_dir: str | Path, run_id: str, seed: int, config_hash: str = ""):
+        from harness.judging.panel import JudgePanel
+
+        self.model_cfg, self.data_cfg, self.eval_cfg, self.evals_cfg = model_cfg, data_cfg, eval_cfg, evals_cfg
+        self.policies = dict(policies)
+        self.run_dir = Path(run_dir)
+        self.run_id, self.seed, self.config_hash = run_id, seed, config_hash
+        root = resolve_data_dir(data_cfg.data_dir)
+        self.data_dir = str(root) if root else None
+        self.judges = JudgePanel(eval_cfg.judges, data_cfg=data_cfg, data_dir=self.data_dir, chat_template=model_cfg.chat_template,
+                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir)
+        self.cache = GenerationCache(eval_cfg.cache_dir or self.run_dir / "cache" / "generations")
+        self.generated = 0  # outputs generated (cache misses filled) in this run
+        self._loaded: tuple[str, Any, Any] | None = None
+        self._fingerprints: dict[str, str] = {}
+        self._files: dict[str, OutputsFile] = {}
+        self._lm_eval: dict[tuple, list[dict]] = {}
+        self.lm_eval_aggregates: dict[tuple, dict[str, float]] = {}  # (policy, task, limit, shots) -> lm-eval aggregates
+
+    # ------------------------------------------------------------------ policies and their outputs
+
+    @property
+    def chat_template(self) -> str:
+        return self.model_cfg.chat_template
+
+    @property
+    def resamples(self) -> int:
+        return int(self.eval_cfg.bootstrap_resamples)
+
+    def fingerprint(self, name: str) -> str:
+        """Weights hash of a checkpoint policy (memoised)."""
+        from harness.models import model_fingerprint
+
+        if name not in self._fingerprints:
+            self._fingerprints[name] = model_fingerprint(self.policies[name].path)
+        return self._fingerprints[name]
+
+    def model(self, name: str):
+        """(model, tokenizer) of checkpoint policy ``name``; the previously loaded policy is freed first."""
+        from harness.models import load_policy, load_tokenizer
+
+        src = self.policies[name]
+        if src.is_file:
+            raise ValueError(f"policy {name!r} is an outputs file ({src.path}); it has no model to run")
+        if self._loaded is None or self._loaded[0] != name:
+            self._loaded = None
+            gc.collect()
+            self._loaded = (name, load_policy(src.path), load_tokenizer(src.path))
+        return self._loaded[1], self._loaded[2]
+
+    def outputs(self, name: str, prompts: list[Prompt], decoding, tag: str, template: str = "{prompt}",
+                sample: int = 0) -> list[Generation] | None:
+        """The policy's outputs for ``prompts`` (sample index ``sample``), in prompt order.
+
+        A checkpoint answers ``template.format(prompt=p.prompt)``, through the generation cache.
+        An outputs file is looked up by instruction: it returns ``None`` when it covers none of the
+        prompts (the eval then skips the policy and records why) and raises :class:`DataError`
+        when it covers only some (a partial result would not be comparable). Every output is also
+        written to ``generations/<name>/<tag>.jsonl``. ``Generation.prompt`` is always the
+        original prompt (what judges see), not the templated one.
+        """
+        dec = {k: _plain(v) for k, v in dict(_plain(decoding)).items()}
+        src = self.policies[name]
+        if src.is_file:
+            if name not in self._files:
+                self._files[name] = OutputsFile.load(src)
+            gens, missing = self._files[name].lookup(prompts, dec)
+            if missing and not gens:
+                return None
+            if missing:
+                raise DataError(f"{src.path}: outputs file of policy {name!r} lacks {len(missing)} of the {len(prompts)} "
+                                f"prompts of '{tag}' (e.g. prompt ids {missing[:5]})")
+        else:
+            gens = self._generate(name, prompts, dec, template, sample)
+        write_jsonl(self.run_dir / "generations" / name / f"{tag}.jsonl", gens)
+        return gens
+
+    def _generate(self, name: str, prompts: list[Prompt], dec: dict, template: str, sample: int) -> list[Generation]:
+        from harness.generation import generate
+
+        texts = [template.format(prompt=p.prompt) for p in prompts]
+        fp = self.fingerprint(name)
+        settings = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": 256,
+                    "seed": self.seed + 1000 * sample}
+        cached = self.cache.get(fp, settings, texts, sample)
+        todo = [i for i, c in enumerate(cached) if c is None]
+        if todo:
+            model, tok = self.model(name)
+            step = max(1, int(self.eval_cfg.batch_size)) * 4  # persist every few batches
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                new = generate(model, tok, [Prompt(prompts[i].id, texts[i], prompts[i].source) for i in chunk], name, dec,
+                               batch_size=self.eval_cfg.batch_size, chat_template=self.chat_template,
+                               seed=settings["seed"] + start, model_hash=fp)
+                self.cache.put(fp, settings, [texts[i] for i in chunk], [g.output for g in new], sample)
+                for i, g in zip(chunk, new):
+                    cached[i] = g.output
+                self.generated += len(chunk)
+        meta = {**dec, "sample": sample, **({"template": template} if template != "{prompt}" else {})}
+        return [Generation(name, p.id, p.prompt, out, meta, fp) for p, out in zip(prompts, cached)]
+
+    def checkpoint_policies(self) -> list[str]:
+        return [n for n, s in self.policies.items() if not s.is_file]
+
+    # ----------------------------------------------------------------------------------- lm-eval
+
+    def lm_eval(self, name: str, tasks: list[str], limit: int | None, num_fewshot: int | None = None) -> list[dict]:
+        """Per-item lm-eval records of checkpoint policy ``name`` (memoised per task, limit and shots)."""
+        from harness.evals.lm_eval_runner import run_lm_eval
+
+        todo = [t for t in tasks if (name, t, limit, num_fewshot) not in self._lm_eval]
+        if todo:
+            model, tok = self.model(name)
+            aggregates, items = run_lm_eval(model, tok, todo, data_dir=self.data_dir, limit=limit, num_fewshot=num_fewshot,
+                                            batch_size=self.eval_cfg.lm_eval_batch_size, seed=self.seed)
+            for t in todo:
+                self._lm_eval[(name, t, limit, num_fewshot)] = [it for it in items if it["task"] == t]
+                self.lm_eval_aggregates[(name, t, limit, num_fewshot)] = aggregates[t]
+        return [it for t in tasks for it in self._lm_eval[(name, t, limit, num_fewshot)]]

@@ -1,0 +1,162 @@
+"""Length-controlled (LC) win rate: the AlpacaEval 2.0 GLM with the length term set to zero.
+
+Pure statistics on per-prompt win records (``win``, ``output``, ``baseline_output``); used by the
+winrate eval (:mod:`harness.evals.winrate`). Sources in :func:`length_controlled_win_rate`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import statsmodels.api as sm
+from scipy import stats
+from scipy.special import expit
+from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+
+from harness.stats import Estimate
+
+# AlpacaEval 2.0 (Dubois et al. 2024, "Length-Controlled AlpacaEval", arXiv 2404.04475;
+# alpaca_eval/metrics/glm_winrate.py, GLM "length_controlled_v1").
+
+LC_RIDGE = 1e-2  # fallback ridge strength on the non-intercept terms when the unpenalised MLE does not exist
+LC_MAX_COEF = 20.0  # |coefficient| (logit units) beyond which the unpenalised fit is taken as diverging (separation)
+
+
+def _char_len(text: str) -> float:
+    return float(len(text))
+
+
+def lc_design(items: Sequence[Mapping], length_fn: Callable[[str], float] = _char_len,
+              difficulty_key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Response vector y (n,) and design matrix X (n, 2 or 3) of the length-controlled GLM.
+
+    Columns: intercept (AlpacaEval's ``not_gamed_baseline`` column, i.e. theta_policy - theta_baseline),
+    ``tanh(d / sd(d))`` with ``d = length_fn(output) - length_fn(baseline_output)`` and ``sd`` the
+    sample standard deviation (ddof=1) without subtracting the mean, as AlpacaEval's
+    ``delta_len / delta_len.std()``, and, when
+    ``difficulty_key`` is given, the items' per-instruction difficulty gamma_x. When every d is 0 the
+    length column is 0 (no length information). Raises ``ValueError`` naming the prompt id and field
+    when an item lacks ``win``, ``output`` or ``baseline_output`` (or the difficulty), or ``win`` is
+    outside [0, 1].
+    """
+    y, d, g = [], [], []
+    for i, it in enumerate(items):
+        pid = it.get("prompt_id", i)
+        for key in ("win", "output", "baseline_output") + ((difficulty_key,) if difficulty_key else ()):
+            if it.get(key) is None:
+                raise ValueError(f"length-controlled win rate: item prompt_id={pid} has no field {key!r}")
+        w = float(it["win"])
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"length-controlled win rate: item prompt_id={pid} field 'win' = {w} is outside [0, 1]")
+        y.append(w)
+        d.append(length_fn(it["output"]) - length_fn(it["baseline_output"]))
+        if difficulty_key:
+            g.append(float(it[difficulty_key]))
+    d_arr = np.asarray(d, dtype=float)
+    sd = float(d_arr.std(ddof=1)) if d_arr.size > 1 else 0.0
+    length_term = np.tanh(d_arr / sd) if sd > 0 else np.zeros_like(d_arr)
+    cols = [np.ones_like(d_arr), length_term] + ([np.asarray(g, dtype=float)] if difficulty_key else [])
+    return np.asarray(y, dtype=float), np.column_stack(cols)
+
+
+def _fit_lc_glm(y: np.ndarray, X: np.ndarray, ridge: float) -> np.ndarray:
+    """Parameters (X.shape[1],) of the fractional-logit GLM: unpenalised MLE, or a ridge on the
+    non-intercept terms when the MLE does not exist. A term that does not vary (e.g. every output
+    equally longer) is collinear with the intercept and gets coefficient 0."""
+    keep = [0] + [j for j in range(1, X.shape[1]) if np.ptp(X[:, j]) > 0]
+    params = np.zeros(X.shape[1])
+    params[keep] = _fit_glm_columns(y, X[:, keep], ridge)
+    return params
+
+
+def _fit_glm_columns(y: np.ndarray, X: np.ndarray, ridge: float) -> np.ndarray:
+    model = sm.GLM(y, X, family=sm.families.Binomial())
+    with warnings.catch_warnings():
+        # statsmodels also warns "perfect prediction" when fractional responses are fitted exactly, which
+        # is fine; a separated data set shows up as diverging coefficients instead, caught below
+        warnings.simplefilter("ignore", PerfectSeparationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            res = model.fit()
+            if res.converged and np.all(np.abs(res.params) < LC_MAX_COEF):
+                return np.asarray(res.params)
+        except (PerfectSeparationError, np.linalg.LinAlgError):
+            pass
+    alpha = np.full(X.shape[1], ridge)
+    alpha[0] = 0.0  # never shrink the intercept: it carries the win rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(model.fit_regularized(alpha=alpha, L1_wt=0.0).params)
+
+
+def length_controlled_win_rate(items: Sequence[Mapping], length_fn: Callable[[str], float] = _char_len, *,
+                               difficulty_key: str | None = None, ridge: float = LC_RIDGE) -> float:
+    """AlpacaEval-2.0-style length-controlled (LC) win rate of the policy, a fraction in [0, 1].
+
+    Model (Dubois et al. 2024, arXiv 2404.04475, restricted to one policy/baseline pair): for prompt x,
+    ``logit P(policy preferred) = b0 + b1 * tanh(d_x / sd(d)) [+ b2 * gamma_x]`` with d_x the length
+    difference output - baseline_output in ``length_fn`` units (default: characters, as AlpacaEval's
+    ``str.len()``; pass e.g. ``lambda s: len(tok(s).input_ids)`` for tokens). It is fitted as a
+    statsmodels ``GLM(family=Binomial())`` (logit link) by maximum likelihood on the per-prompt
+    preference ``win`` in {0, 0.5, 1}. A tie enters as the fractional response 0.5 (a quasi-binomial
+    "fractional logit"): its score equations are those of AlpacaEval's fit, which duplicates every
+    row as y=1 with weight p and y=0 with weight 1-p. The LC win rate is the mean over prompts of the
+    fitted probability with the length term set to 0, i.e. ``mean_x sigmoid(b0 [+ b2 * gamma_x])``
+    (``sigmoid(b0)`` without a difficulty term).
+
+    Kept from AlpacaEval: the tanh of the std-normalised length difference, the model-vs-baseline
+    intercept, fractional preferences, "predict with zero length difference". Not kept: (1) the
+    instruction-difficulty term gamma_x, which AlpacaEval estimates once across its whole
+    leaderboard of models; with a single pair one prompt gives one observation, so a per-prompt term
+    is not identifiable and we drop it, unless the caller supplies precomputed gamma_x in
+    ``items[i][difficulty_key]``; (2) the L1 penalty chosen by 5-fold CV and the regularisation
+    towards AlpacaEval's "gamed" (verbose/concise) baseline annotations, which we do not have.
+    Instead the fit is unpenalised; only when its MLE does not exist (perfect separation, e.g. every
+    longer output wins: IRLS fails to converge or a coefficient exceeds ``LC_MAX_COEF`` = 20 logits,
+    far beyond any finite-data effect of a term bounded in [-1, 1]) do we refit with a ridge of strength ``ridge`` on the non-intercept terms
+    (statsmodels ``fit_regularized(L1_wt=0)``), so the result stays finite.
+
+    Degenerate inputs: a length term that does not vary across prompts (all length differences
+    equal) cannot be told apart from the intercept and gets coefficient 0, so the LC win rate is
+    then the fitted mean preference. If every ``win`` is equal (all wins, all losses or all ties) the fitted
+    probability is that value everywhere and it is returned directly. Raises ``ValueError`` on no
+    items or a malformed item (see :func:`lc_design`).
+    """
+    if not items:
+        raise ValueError("length-controlled win rate: no items")
+    y, X = lc_design(items, length_fn, difficulty_key)
+    if np.all(y == y[0]):
+        return float(y[0])
+    params = _fit_lc_glm(y, X, ridge)
+    eta = params[0] + (X[:, 2] * params[2] if X.shape[1] > 2 else 0.0)
+    return float(np.mean(expit(eta)))
+
+
+def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed: int = 0, *,
+                         length_fn: Callable[[str], float] = _char_len, difficulty_key: str | None = None,
+                         confidence: float = 0.95) -> Estimate:
+    """LC win rate with a percentile bootstrap interval over prompts (``scipy.stats.bootstrap``).
+
+    Each resample draws prompts with replacement and refits the whole GLM, length normalisation
+    included. Degenerate resamples (all wins / all losses) give their constant value, never NaN
+    (see :func:`length_controlled_win_rate`). With fewer than 2 items the interval is NaN, as in
+    :func:`harness.stats.bootstrap_mean`.
+    """
+    value = length_controlled_win_rate(items, length_fn, difficulty_key=difficulty_key)
+    n = len(items)
+    if n < 2:
+        return Estimate(value, math.nan, math.nan, n)
+    items = list(items)
+    y, _ = lc_design(items, length_fn, difficulty_key)
+    if np.all(y == y[0]):
+        return Estimate(value, value, value, n)
+
+    def stat(idx: np.ndarray) -> float:
+        return length_controlled_win_rate([items[int(i)] for i in idx], length_fn, difficulty_key=difficulty_key)
+
+    res = stats.bootstrap((np.arange(n),), stat, confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", vectorized=False, rng=np.random.default_rng(seed))
+    return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)

@@ -1,0 +1,177 @@
+"""The judge panel of one evaluation: every judge and scorer of ``eval.judges``, built on first use.
+
+Evals ask the panel, never build a judge themselves: ``rewards(name, prompts, outputs)`` (a reward-model
+judge), ``chat_pair_judge()`` (the chat judge when enabled), ``toxicity()``, ``truthfulness()`` and
+``hallucination()``. The panel remembers which judges the evals used, so that the runner validates each
+of them once (:meth:`JudgePanel.validation_rows`) and the report shows that validation beside their numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from harness.judging.config import JudgesConfig
+
+log = logging.getLogger(__name__)
+
+TOXICITY_KINDS = ("profanity_check", "davidson", "detoxify", "perspective")
+TRUTHFULNESS_KINDS = ("reference", "chat")
+HALLUCINATION_KINDS = ("support", "nli", "chat")
+
+
+def _check_kind(role: str, kind: str, known: tuple[str, ...]) -> None:
+    if kind not in known:
+        raise ValueError(f"eval.judges.{role}.kind must be one of {list(known)}, got {kind!r}")
+
+
+def _build(role: str, factory, *args, **options):
+    """``factory(*args, **options)``; an option the factory does not take is a ``ValueError`` naming the config key."""
+    try:
+        return factory(*args, **options)
+    except TypeError as e:
+        raise ValueError(f"eval.judges.{role}.options {sorted(options)}: {e}") from e
+
+
+class JudgePanel:
+    """Judges of ``cfg`` (:class:`harness.judging.config.JudgesConfig`) for one run.
+
+    ``data_cfg``/``data_dir``: the data config and local mirror (validation sets); ``chat_template``: how
+    reward-model judges render prompts; ``batch_size``: pairs per judge forward; ``run_dir``: where the
+    chat replies are cached unless ``cfg.chat.cache_dir`` says otherwise. Raises ``ValueError`` at
+    construction for an unknown scorer kind (before any eval runs).
+    """
+
+    def __init__(self, cfg: JudgesConfig, *, data_cfg, data_dir: str | None, chat_template: str, batch_size: int, seed: int,
+                 run_dir: str | Path):
+        _check_kind("toxicity", cfg.toxicity.kind, TOXICITY_KINDS)
+        _check_kind("truthfulness", cfg.truthfulness.kind, TRUTHFULNESS_KINDS)
+        _check_kind("hallucination", cfg.hallucination.kind, HALLUCINATION_KINDS)
+        self.cfg, self.data_cfg, self.data_dir = cfg, data_cfg, data_dir
+        self.chat_template, self.batch_size, self.seed, self.run_dir = chat_template, batch_size, seed, Path(run_dir)
+        self._built: dict[str, Any] = {}
+        self.used: dict[str, tuple[str, Any]] = {}  # judge name -> (kind, judge), in order of first use
+
+    # ---------------------------------------------------------------------------- preference judges
+
+    def reward_model_names(self) -> list[str]:
+        """Names of the configured reward-model judges."""
+        return list(self.cfg.reward_models)
+
+    def has_reward_model(self, name: str) -> bool:
+        return name in self.cfg.reward_models
+
+    def reward_judge(self, name: str):
+        """The :class:`harness.judging.reward_model.RewardModelJudge` named ``name`` (loaded once). Raises
+        ``ValueError`` naming the configured judges when there is none of that name."""
+        from harness.judging.reward_model import RewardModelJudge
+
+        if name not in self.cfg.reward_models:
+            raise ValueError(f"no reward-model judge named {name!r}; eval.judges.reward_models has {self.reward_model_names()} "
+                             f"(harness-eval: +eval.judges.reward_models.{name}=<reward model checkpoint>)")
+        key = f"rm:{name}"
+        if key not in self._built:
+            self._built[key] = RewardModelJudge(self.cfg.reward_models[name], name=name, chat_template=self.chat_template,
+                                                batch_size=self.batch_size, max_length=self.cfg.max_length,
+                                                max_prompt_length=self.cfg.max_prompt_length)
+        return self._built[key]
+
+    def rewards(self, name: str, prompts: list[str], outputs: list[str]) -> list[float]:
+        """r_judge(prompt, output) of reward-model judge ``name`` for aligned lists (reward units)."""
+        judge = self.reward_judge(name)
+        self.used.setdefault(name, ("reward_model", judge))
+        return judge.score(prompts, outputs)
+
+    def chat_pair_judge(self):
+        """The chat preference judge (:class:`harness.judging.pairwise.ChatPairwiseJudge`, named
+        ``chat:<model>``) when ``eval.judges.chat.enabled``, else ``None``."""
+        if not self.cfg.chat.enabled:
+            return None
+        if "chat_pair" not in self._built:
+            from harness.judging.pairwise import ChatPairwiseJudge
+
+            judge = ChatPairwiseJudge(self._chat_client(16), name=f"chat:{self.cfg.chat.model}", seed=self.seed)
+            self._built["chat_pair"] = judge
+        judge = self._built["chat_pair"]
+        self.used.setdefault(judge.name, ("chat", judge))
+        return judge
+
+    def _chat_client(self, max_tokens: int):
+        from harness.judging.chat import client_from_config
+
+        return client_from_config(self.cfg.chat, max_tokens=max_tokens, default_cache_dir=self.run_dir / "cache" / "chat")
+
+    # --------------------------------------------------------------------------------------- scorers
+
+    def toxicity(self):
+        """The toxicity scorer of ``eval.judges.toxicity`` (:func:`harness.judging.toxicity.make_toxicity_scorer`)."""
+        if "toxicity" not in self._built:
+            from harness.judging.toxicity import make_toxicity_scorer
+
+            options = dict(self.cfg.toxicity.options or {})
+            if self.cfg.toxicity.kind == "davidson":
+                options.setdefault("data_dir", self.data_dir)
+            self._built["toxicity"] = _build("toxicity", make_toxicity_scorer, self.cfg.toxicity.kind, **options)
+        scorer = self._built["toxicity"]
+        self.used.setdefault(scorer.name, ("toxicity", scorer))
+        return scorer
+
+    def truthfulness(self):
+        """The TruthfulQA scorer of ``eval.judges.truthfulness``: ``reference``
+        (:class:`harness.judging.truthfulness.ReferenceSimilarityScorer` with ``options``) or ``chat``."""
+        if "truthfulness" not in self._built:
+            from harness.judging.truthfulness import ChatTruthJudge, ReferenceSimilarityScorer
+
+            kind, options = self.cfg.truthfulness.kind, dict(self.cfg.truthfulness.options or {})
+            self._built["truthfulness"] = (_build("truthfulness", ReferenceSimilarityScorer, **options) if kind == "reference"
+                                           else ChatTruthJudge(self._chat_client(16)))
+        scorer = self._built["truthfulness"]
+        self.used.setdefault(scorer.name, ("truthfulness", scorer))
+        return scorer
+
+    def hallucination(self):
+        """The closed-domain hallucination detector of ``eval.judges.hallucination``: ``support``
+        (:class:`harness.judging.hallucination.SupportChecker`), ``nli`` or ``chat``, built with ``options``."""
+        if "hallucination" not in self._built:
+            from harness.judging import hallucination as H
+
+            kind, options = self.cfg.hallucination.kind, dict(self.cfg.hallucination.options or {})
+            self._built["hallucination"] = (_build("hallucination", H.SupportChecker, **options) if kind == "support" else
+                                            _build("hallucination", H.NLIHallucinationChecker, **options) if kind == "nli" else
+                                            H.ChatHallucinationJudge(self._chat_client(256)))
+        detector = self._built["hallucination"]
+        self.used.setdefault(detector.name, ("hallucination", detector))
+        return detector
+
+    # ------------------------------------------------------------------------------------ validation
+
+    def validation_rows(self, n_resamples: int, seed: int) -> tuple[list, dict[str, Any]]:
+        """Rows of the metric group ``judge_validation`` for every judge the evals used, and per judge what
+        was measured (``results/evals.json`` ``judges``). Judges without a validation set (the truthfulness
+        scorers) are listed with ``validation: none``."""
+        from harness.judging import validation as V
+        from harness.judging.pairwise import rm_pair_judge
+
+        rows: list = []
+        info: dict[str, Any] = {}
+        for name, (kind, judge) in list(self.used.items()):
+            log.info("validating judge %s (%s)", name, kind)
+            if kind == "reward_model":
+                rows += V.pair_judge_rows(rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation,
+                                          n_resamples, seed)
+                info[name] = {"kind": kind, "path": judge.path, "fingerprint": judge.fingerprint}
+            elif kind == "chat":
+                rows += V.pair_judge_rows(judge, name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed)
+                info[name] = {"kind": kind, "model": self.cfg.chat.model, "base_url": self.cfg.chat.base_url}
+            elif kind == "toxicity":
+                got, v = V.toxicity_scorer_rows(judge, self.data_dir, self.cfg.validation, seed)
+                rows += got
+                info[name] = {"kind": kind, "validation": v or "none (no local data mirror)"}
+            elif kind == "hallucination":
+                got, v = V.hallucination_detector_rows(judge)
+                rows += got
+                info[name] = {"kind": kind, "validation": v}
+            else:
+                info[name] = {"kind": kind, "validation": "none"}
+        return rows, info
