@@ -56,8 +56,8 @@ def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
     where a row has no such key), and ``slice`` itself (the mapping). An empty input gives the columns only."""
     records = [{**{c: getattr(r, c) for c in COLUMNS}, **r.slice, "slice": dict(r.slice)} for r in rows]
     keys = sorted({k for r in records for k in r} - set(COLUMNS) - {"slice"})
-    df = pd.DataFrame(records, columns=[*COLUMNS, *keys, "slice"])
-    return df.astype(object).where(df.notna(), None)
+    df = pd.DataFrame(records, columns=[*COLUMNS, *keys, "slice"], dtype=object)  # object: an int slice value stays int
+    return df.where(df.notna(), None)
 
 
 def declarations_json(evals: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -90,48 +90,6 @@ def _percent_axis(fig: go.Figure, title: str) -> None:
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text=title)
 
 
-def winrate_figure(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> go.Figure:
-    """Win rate per policy against each baseline, with 95 % CI error bars.
-
-    ``rows``: ResultRow-shaped records with ``metric == "win_rate"`` (other metrics are
-    ignored); ``value``/``ci_low``/``ci_high`` are fractions 0-1 (``ci_*`` may be None).
-    One bar trace per baseline (grouped bars), x = policy in :data:`POLICY_ORDER`; a dashed
-    line marks 0.5 (parity with the baseline); the y axis is fixed to [0, 1] shown as %.
-    """
-    df = _frame(rows)
-    if "metric" in df.columns:
-        df = df[df["metric"] == "win_rate"]
-    x_order = order_policies(df["policy"])
-    fig = go.Figure()
-    for baseline in order_policies(df["baseline"].fillna("?"), order=()):
-        sub = df[df["baseline"].fillna("?") == baseline]
-        fig.add_trace(_bar(sub, x_order, f"vs {baseline}"))
-    fig.add_hline(y=0.5, line_dash="dash", line_color="grey", annotation_text="parity (50 %)")
-    _percent_axis(fig, "win rate")
-    fig.update_layout(barmode="group", title="Win rate against baseline", height=_HEIGHT,
-                      xaxis_title="policy", legend_title_text="baseline")
-    return fig
-
-
-def accuracy_figure(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> go.Figure:
-    """Task accuracy per policy (e.g. HellaSwag ``acc``) with 95 % CI error bars.
-
-    ``rows``: ResultRow-shaped records with ``metric == "acc"`` (others ignored), values as
-    fractions 0-1. One bar trace per eval (task), x = policy; y axis [0, 1] shown as %.
-    """
-    df = _frame(rows)
-    if "metric" in df.columns:
-        df = df[df["metric"] == "acc"]
-    x_order = order_policies(df["policy"])
-    fig = go.Figure()
-    for task in order_policies(df["eval"].fillna("?"), order=()):
-        fig.add_trace(_bar(df[df["eval"].fillna("?") == task], x_order, str(task)))
-    _percent_axis(fig, "accuracy")
-    fig.update_layout(barmode="group", title="Public NLP task accuracy (alignment tax)",
-                      height=_HEIGHT, xaxis_title="policy", legend_title_text="task")
-    return fig
-
-
 def rm_accuracy_figure(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> go.Figure:
     """Reward-model pairwise accuracy on held-out comparisons, with 95 % CI error bars.
 

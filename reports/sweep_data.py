@@ -177,6 +177,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     return Sweep(root, params, jobs, missing, command, upstream if isinstance(upstream, str) else None)
 
 
+def _flat(r: dict[str, Any]) -> dict[str, Any]:
+    """A row dict with its slice keys as fields (rows read by :func:`_results` are already flat)."""
+    return {**{k: v for k, v in r.items() if k != "slice"}, **(r.get("slice") or {})} if "slice" in r else r
+
+
 def _row(rows: list[dict], **match: Any) -> dict[str, Any] | None:
     hits = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
     return hits[0] if hits else None
@@ -192,7 +197,7 @@ def _is_delta(r: dict[str, Any]) -> bool:
 def tax_tasks(rows: list[dict[str, Any]]) -> list[str]:
     """Alignment-tax tasks (the ``task`` of alignment_tax delta rows against ``base``), first-seen order."""
     out: list[str] = []
-    for r in rows:
+    for r in map(_flat, rows):
         if r["eval"] == TAX and r.get("baseline") == "base" and _is_delta(r) and r.get("task") not in out:
             out.append(r["task"])
     return out
@@ -207,6 +212,7 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
     mean over tasks (None without any). ``kl_final`` / ``gold_reward_final``: the last PPO step's
     ``kl`` and ``gold_reward_mean`` from ``logs[policy]``. Missing numbers are None.
     """
+    rows = [_flat(r) for r in rows]
     out: dict[str, Any] = {"policy": policy}
     win = _row(rows, policy=policy, eval="winrate", metric="win_rate", baseline=WIN_BASELINE, judge=WIN_JUDGE)
     out.update(win_rate=win and win["value"], win_rate_ci_low=win and win["ci_low"], win_rate_ci_high=win and win["ci_high"],

@@ -21,27 +21,28 @@ def write_multirun(root: Path, params: dict[str, str] | None = None, task: list[
 
 
 def row(policy: str, eval_: str, metric: str, value: float, ci: tuple[float, float] | None = None, n: int = 8,
-        baseline: str | None = None, judge: str | None = None, run_id: str = "r") -> dict[str, Any]:
+        run_id: str = "r", **slice_: Any) -> dict[str, Any]:
     lo, hi = ci or (None, None)
     return {"run_id": run_id, "policy": policy, "eval": eval_, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi,
-            "n": n, "baseline": baseline, "config_hash": "", "judge": judge}
+            "n": n, "slice": {k: v for k, v in slice_.items() if v is not None}, "config_hash": ""}
 
 
 def job_rows(win: float, ci: tuple[float, float], deltas: dict[str, float], policy: str = "ppo") -> list[dict[str, Any]]:
     """A sweep job's results: win rates of base, sft and ``policy`` (+ decoys: another judge, another
-    baseline, the paper's row) and per-task accuracy deltas vs base (+ a 5-shot decoy and a
-    truthfulqa delta that is not an alignment-tax task)."""
+    baseline) and per-task accuracy deltas vs base (+ a 5-shot decoy and a truthfulqa delta that is
+    not an alignment-tax task)."""
     out = [row(p, "winrate", "win_rate", w, (w - 0.1, w + 0.1), baseline="text-davinci-003", judge="helpful")
            for p, w in (("base", 0.2), ("sft", 0.3))]
     out += [row(policy, "winrate", "win_rate", win, ci, baseline="text-davinci-003", judge="helpful"),
             row(policy, "winrate", "win_rate", 0.99, (0.9, 1.0), baseline="text-davinci-003", judge="harmless"),
             row(policy, "winrate", "win_rate", 0.98, (0.9, 1.0), baseline="sft", judge="helpful"),
-            row("paper:ppo_ptx_175b", "winrate", "win_rate", 0.85, baseline="paper:gpt3_175b", run_id="paper"),
-            row(policy, "truthfulqa", "mc1_delta_vs_base", -0.5, baseline="base")]
+            row(policy, "truthfulqa", "mc1_delta", -0.5, baseline="base")]
     for task, d in deltas.items():
-        out += [row("base", task, "acc", 0.5), row("sft", task, "acc_delta_vs_base", 0.01, baseline="base"),
-                row(policy, task, "acc", 0.5 + d), row(policy, task, "acc_delta_vs_base", d, (d - 0.05, d + 0.05), baseline="base"),
-                row(policy, task, "acc_5shot_delta_vs_base", 0.7, baseline="base")]
+        t0, t5 = {"task": task, "shots": 0}, {"task": task, "shots": 5}
+        out += [row("base", "alignment_tax", "acc", 0.5, **t0), row("sft", "alignment_tax", "acc_delta", 0.01, baseline="base", **t0),
+                row(policy, "alignment_tax", "acc", 0.5 + d, **t0),
+                row(policy, "alignment_tax", "acc_delta", d, (d - 0.05, d + 0.05), baseline="base", **t0),
+                row(policy, "alignment_tax", "acc_delta", 0.7, baseline="base", **t5)]
     return out
 
 

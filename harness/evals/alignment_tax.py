@@ -79,13 +79,14 @@ def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, 
     return rows
 
 
+_ONE = {"slices": ("task", "shots"), "item_required": False}  # each item record carries its task's one metric
 TASK_METRICS = (
-    Metric("acc", "fraction", True, "acc", ("task", "shots"), label="accuracy"),
-    Metric("acc_norm", "fraction", True, "acc_norm", ("task", "shots"), label="length-normalised accuracy"),
-    Metric("exact_match", "fraction", True, "exact_match", ("task", "shots"), label="exact match"),
-    Metric("em", "fraction", True, "em", ("task", "shots"), label="exact match"),
-    Metric("f1", "score", True, "f1", ("task", "shots"), tolerance=2.0, label="F1 (the task's scale)"),
-    Metric("bleu", "score", True, None, ("task", "shots"), tolerance=1.0, label="BLEU (corpus level)"),
+    Metric("acc", "fraction", True, "acc", label="accuracy", **_ONE),
+    Metric("acc_norm", "fraction", True, "acc_norm", label="length-normalised accuracy", **_ONE),
+    Metric("exact_match", "fraction", True, "exact_match", label="exact match", **_ONE),
+    Metric("em", "fraction", True, "em", label="exact match", **_ONE),
+    Metric("f1", "score", True, "f1", tolerance=2.0, label="F1 (the task's scale)", **_ONE),
+    Metric("bleu", "score", True, None, tolerance=1.0, label="BLEU (corpus level)", **_ONE),
 )
 """lm-eval task metrics the alignment tax reports (``spec.task_metrics`` must name one of them)."""
 

@@ -37,6 +37,8 @@ class Metric:
     - ``unit``: one of :data:`UNITS`; ``higher_is_better``: its direction (the gate's and the report's);
     - ``item_field``: the per-item record field whose mean over items is the value (the gate pairs runs
       item by item on it), or ``None`` when the value is no mean over items (an LC fit, lm-eval's MC);
+      ``item_required``: every item record of the eval has that field (``null`` where it does not apply);
+      ``False`` where records carry one of several metrics (the alignment tax's task metrics);
     - ``slices``: the slice keys every row of it carries (its conditions);
     - ``marginal``: slice keys some rows add to break the value down (``category``: per-category rows
       beside the overall one); the items give a vector per value of each such key;
@@ -60,6 +62,7 @@ class Metric:
     gated: bool = True
     label: str = ""
     description: str = ""
+    item_required: bool = True
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -94,7 +97,8 @@ def deltas(*metrics: Metric, tolerance: float | None = None) -> tuple[Metric, ..
     over the same items, with its unit and direction, and its slices plus ``baseline``."""
     return tuple(Metric(f"{m.name}_delta", m.unit, m.higher_is_better, None, (*m.slices, "baseline"), m.marginal, m.name,
                         m.tolerance if tolerance is None else tolerance, m.gated,
-                        f"{m.label or m.name}: delta vs baseline", f"policy - baseline, paired by item: {m.description}")
+                        f"{m.label or m.name}: delta vs baseline", f"policy - baseline, paired by item: {m.description}",
+                        m.item_required)
                  for m in metrics)
 
 

@@ -150,7 +150,8 @@ def compare(run: ResultSet, baseline: ResultSet, rules: Sequence[Rule], default:
             continue
         delta = r.value - b.value
         hib, tol = decl.higher_is_better, decl.tolerance if rule.tolerance is None else float(rule.tolerance)
-        c = Check(mid, key, "ok", hib, tol, b.value, r.value, delta, -delta if hib else delta, rule=rule)
+        c = Check(mid, key, "ok", higher_is_better=hib, tolerance=tol, baseline=b.value, run=r.value, delta=delta,
+                  drop=-delta if hib else delta, rule=rule)
         if not decl.gated:
             c.gated = False
             c.notes.append("not gated (declared gated=False)")

@@ -74,17 +74,23 @@ def _value(rec: Mapping[str, Any], name: str, where: str) -> float | None:
 def item_vectors(defn: EvalDef, records: Iterable[tuple[str, dict]]) -> dict[MetricKey, ItemVector]:
     """Vectors of one eval's item records (``(where, record)`` pairs, e.g. from :func:`iter_records`).
 
-    For each metric with an ``item_field`` and each record that has that field (not null): the item id is
-    the record's ``defn.item_id`` fields joined by ``:``, the vector key the record's policy and the
-    metric's slice keys the record carries; each ``marginal`` key the record carries adds a second vector
-    per its value. Raises ``ValueError`` naming ``where`` and the field for a malformed record or an
-    item id repeated within a vector.
+    For each metric with an ``item_field`` and each record whose field is not null: the item id is the
+    record's ``defn.item_id`` fields joined by ``:``, the vector key the record's policy and the metric's
+    slice keys the record carries; each ``marginal`` key the record carries adds a second vector per its
+    value. Raises ``ValueError`` naming ``where`` and the field for a malformed record (a required item
+    field missing, a record with none of the eval's item fields, a value that is no number) or an item
+    id repeated within a vector.
     """
     out: dict[MetricKey, ItemVector] = {}
     measured = [m for m in defn.metrics if m.item_field is not None]
     for where, rec in records:
         policy = _scalar(rec, "policy", where)
         item = ":".join(_scalar(rec, f, where) for f in defn.item_id)
+        missing = next((m.item_field for m in measured if m.item_required and m.item_field not in rec), None)
+        if missing is not None:
+            raise ValueError(f"{where}: missing field '{missing}'")
+        if measured and not any(m.item_field in rec for m in measured):
+            raise ValueError(f"{where}: none of the item fields {sorted({m.item_field for m in measured})} of eval {defn.name!r}")
         for m in measured:
             if m.item_field not in rec:
                 continue

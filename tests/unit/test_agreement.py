@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from harness.data import DataError, load_hh_rlhf
-from harness.evals import agreement as ag
-from harness.evals import winrate
+from harness.judging import agreement as ag
+from harness.judging.pairwise import longer_output_judge, random_judge, rm_pair_judge
 from harness.records import Comparison
 
 
@@ -74,21 +74,22 @@ def test_hh_rows_per_subset_with_longer_judge():
         cmp(2, "long chosen answer", "short", "harmless-base", swap=True),  # chosen at index 1: still agrees
         cmp(3, "same", "four", "harmless-base"),  # equal length: judge tie -> 0.5
     ]
-    rows = ag.hh_agreement_rows_for(ag.longer_output_judge, comps, "longer", "run", n_resamples=200)
-    got = {r.metric: r for r in rows}
-    assert list(got) == ["human_agreement", "human_agreement_helpful-base", "human_agreement_harmless-base"]
-    assert got["human_agreement"].value == pytest.approx(2.5 / 4) and got["human_agreement"].n == 4
-    assert got["human_agreement_helpful-base"].value == pytest.approx(0.5)
-    assert got["human_agreement_harmless-base"].value == pytest.approx(0.75)
-    assert all(r.eval == "judge_validation" and r.policy == "longer" and r.baseline is None for r in rows)
+    rows = ag.hh_agreement_rows(longer_output_judge, comps, "longer", n_resamples=200)
+    got = {(r.metric, r.get("subset")): r for r in rows}
+    assert list(got) == [("agreement", None), ("agreement", "helpful-base"), ("agreement", "harmless-base")]
+    assert got[("agreement", None)].value == pytest.approx(2.5 / 4) and got[("agreement", None)].n == 4
+    assert got[("agreement", "helpful-base")].value == pytest.approx(0.5)
+    assert got[("agreement", "harmless-base")].value == pytest.approx(0.75)
+    assert all(r.eval == "judge_validation" and r.policy == "longer" and r.get("labels") == "hh_rlhf_human" for r in rows)
     k3 = Comparison("x/1", "p", ("a", "b", "c"), (0, 1, 2), "hh_rlhf/helpful-base")
     with pytest.raises(ValueError, match="comparison x/1 has K=3"):
-        ag.hh_agreement_rows_for(ag.longer_output_judge, [k3], "longer", "run")
+        ag.hh_agreement_rows(longer_output_judge, [k3], "longer")
 
 
 def test_gpt4_rows_count_exclusions(data_dir):
     pairs = ag.load_gpt4_annotations(ag.gpt4_annotations_path(data_dir))
-    rows = {r.metric: r for r in ag.gpt4_agreement_rows_for(ag.longer_output_judge, pairs, "longer", "r", n_resamples=300)}
+    rows = {r.metric: r for r in ag.gpt4_agreement_rows(longer_output_judge, pairs, "longer", n_resamples=300)}
+    assert {r.get("labels") for r in rows.values()} == {"alpaca_eval_gpt4"}
     # independent recount: among the 784 non-tie, non-null pairs, does the longer output carry the annotation?
     l1 = np.array([len(p.output_1) for p in pairs])
     l2 = np.array([len(p.output_2) for p in pairs])
@@ -96,47 +97,37 @@ def test_gpt4_rows_count_exclusions(data_dir):
     keep = (pref == 1.0) | (pref == 0.0)
     longer_first = np.where(l1 > l2, 1.0, np.where(l1 == l2, 0.5, 0.0))
     expected = np.mean(1 - np.abs(longer_first[keep] - pref[keep]))
-    assert rows["gpt4_agreement"].n == 784 == keep.sum()
-    assert rows["gpt4_agreement"].value == pytest.approx(expected)
-    assert rows["gpt4_agreement_excluded_share"].value == pytest.approx(21 / 805)
-    assert rows["gpt4_agreement_excluded_share"].n == 805
+    assert rows["agreement"].n == 784 == keep.sum()
+    assert rows["agreement"].value == pytest.approx(expected)
+    assert rows["excluded_share"].value == pytest.approx(21 / 805)
+    assert rows["excluded_share"].n == 805
 
 
 def test_random_judge_on_real_hh_pairs(data_dir):
     comps = load_hh_rlhf(data_dir)
-    rows = {r.metric: r for r in ag.hh_agreement_rows_for(ag.random_judge(seed=1), comps, "random", "r", n_resamples=200)}
-    assert rows["human_agreement"].n == 8552
-    assert rows["human_agreement"].value == pytest.approx(0.5, abs=0.02)  # ~3.7 standard errors
-    assert {m for m in rows} == {"human_agreement"} | {f"human_agreement_{s}" for s in
-                                                        ("helpful-base", "helpful-online", "helpful-rejection-sampled",
-                                                         "harmless-base")}
-    assert sum(rows[f"human_agreement_{s}"].n for s in ("helpful-base", "helpful-online",
-                                                        "helpful-rejection-sampled", "harmless-base")) == 8552
+    rows = {r.get("subset"): r for r in ag.hh_agreement_rows(random_judge(seed=1), comps, "random", n_resamples=200)}
+    assert rows[None].n == 8552
+    assert rows[None].value == pytest.approx(0.5, abs=0.02)  # ~3.7 standard errors
+    subsets = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
+    assert set(rows) == {None, *subsets}
+    assert sum(rows[s].n for s in subsets) == 8552
 
 
-def test_rm_judge_rows_use_judge_rewards(monkeypatch):
-    # reward = output length: the RM judge must then reproduce the "longer output wins" judge exactly
-    monkeypatch.setattr(winrate, "judge_rewards", lambda model, tok, prompts, outputs, **kw: [float(len(o)) for o in outputs])
+def test_rm_pair_judge_rows_equal_the_longer_judge_when_reward_is_length():
+    # reward = output length: the reward-model pair judge must then reproduce the "longer output wins" judge exactly
+    length_reward = lambda prompts, outputs: [float(len(o)) for o in outputs]  # noqa: E731
     comps = [cmp(0, "long chosen answer", "short", "helpful-base"), cmp(1, "ok", "much longer", "harmless-base"),
              cmp(2, "same", "four", "harmless-base")]
-    rm_rows = ag.hh_agreement_rows(None, None, comps, "rm", "r", n_resamples=100)
-    ref_rows = ag.hh_agreement_rows_for(ag.longer_output_judge, comps, "rm", "r", n_resamples=100)
+    rm_rows = ag.hh_agreement_rows(rm_pair_judge(length_reward), comps, "rm", n_resamples=100)
+    ref_rows = ag.hh_agreement_rows(longer_output_judge, comps, "rm", n_resamples=100)
     assert rm_rows == ref_rows
-    assert ag.rm_judge_preferences(None, None, ["p", "p"], ["abc", "a"], ["ab", "abc"], tie_margin=1.5) == [0.5, 0.0]
+    assert rm_pair_judge(length_reward, tie_margin=1.5)(["p", "p"], ["abc", "a"], ["ab", "abc"]) == [0.5, 0.0]
 
 
 def test_rm_judge_with_a_real_tiny_model(tiny_dir):
-    from harness.models import load_scalar_model, load_tokenizer
+    from harness.judging.reward_model import RewardModelJudge
 
-    model, tok = load_scalar_model(tiny_dir), load_tokenizer(tiny_dir)  # zero-initialised head: every reward 0
-    prefs = ag.rm_judge_preferences(model, tok, ["Say hi.", "Count."], ["hi there", "1 2 3"], ["hello", "one"],
-                                    max_length=32, max_prompt_length=16)
+    judge = RewardModelJudge(tiny_dir, max_length=32, max_prompt_length=16)  # zero-initialised head: every reward 0
+    prefs = rm_pair_judge(judge.score)(["Say hi.", "Count."], ["hi there", "1 2 3"], ["hello", "one"])
     assert prefs == [0.5, 0.5]  # equal rewards -> judge ties -> half credit
     assert ag.agreement(prefs, [1.0, 0.0]).value == 0.5
-
-
-def test_paper_reference_row():
-    row = ag.paper_reference_row("r")
-    assert (row.value, row.eval, row.metric, row.policy) == (0.726, "judge_validation", "human_agreement",
-                                                            "paper_inter_labeler")
-    assert row.ci_low == pytest.approx(0.726 - 1.96 * 0.015) and row.ci_high == pytest.approx(0.726 + 1.96 * 0.015)

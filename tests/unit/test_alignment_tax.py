@@ -1,8 +1,12 @@
-"""alignment_tax_rows: per-policy means and paired deltas vs the base, on hand-computed lists."""
+"""score_and_delta_rows: per-policy means and paired deltas vs the base, on hand-computed lists."""
+
+import functools
 
 import pytest
 
-from harness.evals.alignment_tax import alignment_tax_rows
+from harness.evals.alignment_tax import score_and_delta_rows
+
+alignment_tax_rows = functools.partial(score_and_delta_rows, "alignment_tax")
 
 TASK = "hellaswag_local"
 
@@ -20,61 +24,60 @@ def test_means_and_paired_deltas():
     rows = alignment_tax_rows(
         {"base": items([1, 0, 1, 0]), "sft": items([1, 1, 1, 0]), "ppo": items([0, 0, 1, 0])},
         task=TASK,
-        run_id="r1",
-        config_hash="abc",
+        slice_={"task": TASK, "shots": 0},
     )
     got = by_key(rows)
     assert [(r.policy, r.metric) for r in rows] == [
         ("base", "acc"),
         ("sft", "acc"),
-        ("sft", "acc_delta_vs_base"),
+        ("sft", "acc_delta"),
         ("ppo", "acc"),
-        ("ppo", "acc_delta_vs_base"),
+        ("ppo", "acc_delta"),
     ]
     assert got["base", "acc"].value == pytest.approx(0.5)
     assert got["sft", "acc"].value == pytest.approx(0.75)
     assert got["ppo", "acc"].value == pytest.approx(0.25)
     # per-item differences: sft - base = [0, 1, 0, 0]; ppo - base = [-1, 0, 0, 0]
-    assert got["sft", "acc_delta_vs_base"].value == pytest.approx(0.25)
-    assert got["ppo", "acc_delta_vs_base"].value == pytest.approx(-0.25)  # alignment tax +0.25
+    assert got["sft", "acc_delta"].value == pytest.approx(0.25)
+    assert got["ppo", "acc_delta"].value == pytest.approx(-0.25)  # alignment tax +0.25
     for r in rows:
-        assert r.eval == TASK and r.run_id == "r1" and r.config_hash == "abc" and r.n == 4
+        assert r.eval == "alignment_tax" and r.n == 4
         assert r.ci_low <= r.value <= r.ci_high
-        assert r.baseline == ("base" if r.metric.endswith("_delta_vs_base") else None)
+        assert r.slice == ({"task": TASK, "shots": 0, "baseline": "base"} if r.metric == "acc_delta" else {"task": TASK, "shots": 0})
 
 
 def test_pairs_by_doc_id_not_by_position_and_ignores_other_tasks():
     base = items([1, 0, 0], doc_ids=[0, 1, 2])
     # same scores per doc_id as base, listed in another order, plus another task's record
     policy = items([0, 0, 1], doc_ids=[2, 1, 0]) + items([1], doc_ids=[0], task="other")
-    got = by_key(alignment_tax_rows({"base": base, "rlhf": policy}, task=TASK, run_id="r"))
-    delta = got["rlhf", "acc_delta_vs_base"]
+    got = by_key(alignment_tax_rows({"base": base, "rlhf": policy}, task=TASK))
+    delta = got["rlhf", "acc_delta"]
     assert (delta.value, delta.ci_low, delta.ci_high, delta.n) == (0.0, 0.0, 0.0, 3)
 
 
 def test_other_metric_and_base_name():
     rows = alignment_tax_rows(
-        {"gpt": items([1, 1]), "ours": items([0, 1])}, task=TASK, metric="acc_norm", base_policy="gpt", run_id="r"
+        {"gpt": items([1, 1]), "ours": items([0, 1])}, task=TASK, metric="acc_norm", base_policy="gpt"
     )
     got = by_key(rows)
     # acc_norm = 1 - acc: gpt [0, 0], ours [1, 0]
     assert got["gpt", "acc_norm"].value == 0.0
-    assert got["ours", "acc_norm_delta_vs_gpt"].value == pytest.approx(0.5)
-    assert got["ours", "acc_norm_delta_vs_gpt"].baseline == "gpt"
+    assert got["ours", "acc_norm_delta"].value == pytest.approx(0.5)
+    assert got["ours", "acc_norm_delta"].slice == {"baseline": "gpt"}
 
 
 def test_single_item_has_no_interval():
-    got = by_key(alignment_tax_rows({"base": items([1]), "p": items([0])}, task=TASK, run_id="r"))
-    assert got["p", "acc_delta_vs_base"].value == -1.0
-    assert got["p", "acc_delta_vs_base"].ci_low is None and got["p", "acc_delta_vs_base"].ci_high is None
+    got = by_key(alignment_tax_rows({"base": items([1]), "p": items([0])}, task=TASK))
+    assert got["p", "acc_delta"].value == -1.0
+    assert got["p", "acc_delta"].ci_low is None and got["p", "acc_delta"].ci_high is None
 
 
 def test_mismatched_doc_ids_raise():
     with pytest.raises(ValueError, match="doc_ids differ.*1 only in 'base'"):
-        alignment_tax_rows({"base": items([1, 0, 1]), "p": items([1, 0])}, task=TASK, run_id="r")
+        alignment_tax_rows({"base": items([1, 0, 1]), "p": items([1, 0])}, task=TASK)
     with pytest.raises(ValueError, match="doc_ids differ"):
         alignment_tax_rows(
-            {"base": items([1, 0], doc_ids=[0, 1]), "p": items([1, 0], doc_ids=[0, 2])}, task=TASK, run_id="r"
+            {"base": items([1, 0], doc_ids=[0, 1]), "p": items([1, 0], doc_ids=[0, 2])}, task=TASK
         )
 
 
@@ -89,4 +92,4 @@ def test_mismatched_doc_ids_raise():
 )
 def test_bad_input_raises(by_policy, message):
     with pytest.raises(ValueError, match=message):
-        alignment_tax_rows(by_policy, task=TASK, run_id="r")
+        alignment_tax_rows(by_policy, task=TASK)

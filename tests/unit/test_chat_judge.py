@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
-from harness.evals import chat_judge
-from harness.evals.chat_judge import ChatClient, ChatJudgeError, ChatPairwiseJudge, parse_verdict
+from harness.judging import chat as chat_module
+from harness.judging.chat import ChatClient, ChatJudgeError
+from harness.judging.pairwise import ChatPairwiseJudge, parse_verdict
 
 SHOWN = re.compile(r"## Output \(a\)\n(.*)\n\n## Output \(b\)\n(.*)\n\nWhich", re.S)
 
@@ -86,6 +87,22 @@ def test_client_retries_429_and_500_then_answers(server):
     assert req["model"] == "judge-model" and req["temperature"] == 0.0 and req["messages"] == msgs
 
 
+def test_replies_are_cached_per_request_on_disk(server, tmp_path):
+    stub, url = server
+    msgs = [{"role": "user", "content": "## Output (a)\nx [good]\n\n## Output (b)\ny\n\nWhich?"}]
+    other = [{"role": "user", "content": "## Output (a)\nx\n\n## Output (b)\ny [good]\n\nWhich?"}]
+    first = ChatClient(url, "m", api_key="none", timeout=5, cache_dir=tmp_path / "chat")
+    assert first.complete(msgs) == "A" and first.complete(msgs) == "A"
+    assert (first.hits, first.misses, len(stub.requests)) == (1, 1, 1)
+    second = ChatClient(url, "m", api_key="none", timeout=5, cache_dir=tmp_path / "chat")  # a later run, same cache
+    assert second.complete(msgs) == "A" and second.complete(other) == "Output (b)"
+    assert (second.hits, second.misses, len(stub.requests)) == (1, 1, 2)
+    assert len(list((tmp_path / "chat").glob("*.json"))) == 2
+    other_model = ChatClient(url, "m2", api_key="none", timeout=5, cache_dir=tmp_path / "chat")
+    other_model.complete(msgs)  # another model: another request, not the cached reply
+    assert (other_model.misses, len(stub.requests)) == (1, 3)
+
+
 def test_client_gives_up_without_retries(server):
     stub, url = server
     stub.fail_first = [429]
@@ -111,8 +128,8 @@ def test_rate_limit_sleeps_the_remaining_interval(monkeypatch):
         sleeps.append(s)
         clock["t"] += s
 
-    monkeypatch.setattr(chat_judge.time, "monotonic", lambda: clock["t"])
-    monkeypatch.setattr(chat_judge.time, "sleep", sleep)
+    monkeypatch.setattr(chat_module.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(chat_module.time, "sleep", sleep)
     client = ChatClient("http://127.0.0.1:9/v1", "m", api_key="none", requests_per_second=4)  # 0.25 s apart
     client._wait_turn()  # first call: no wait
     clock["t"] += 0.1

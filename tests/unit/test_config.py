@@ -10,7 +10,7 @@ from harness.cli import CONF_DIR
 from harness.config import register_configs
 
 register_configs()
-EVAL_FIELDS = ("winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax")
+EVALS = ("winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax")
 # discovered, so a new primary config or group option is composed without editing this file
 GROUPS = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in sorted(Path(CONF_DIR).iterdir()) if d.is_dir()}
 PRIMARY = sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml"))
@@ -22,9 +22,9 @@ PIPELINE_ONLY = ("pipeline", "experiment")  # groups only conf/pipeline.yaml's d
 def test_discovery_sees_every_config():
     assert {"sft", "rm", "label", "ppo", "eval", "report", "pipeline"} <= set(PRIMARY)
     # conf/hydra holds only nested launcher options (hydra/launcher), composed in test_sweep_configs.py
-    assert set(GROUPS) == {"model", "data", "pipeline", "evals", "experiment", "hydra"} and "smoke" in GROUPS["pipeline"]
+    assert set(GROUPS) == {"model", "data", "pipeline", "evals", "judges", "experiment", "hydra"} and "smoke" in GROUPS["pipeline"]
     assert GROUPS["hydra"] == [] and "ppo_beta_gamma" in GROUPS["experiment"]
-    assert {"winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax", "winrate_chat"} <= set(GROUPS["evals"])
+    assert set(EVALS) == set(GROUPS["evals"]) and set(GROUPS["judges"]) == {"default", "chat"}
 
 
 def _compose(name, overrides=()):
@@ -40,9 +40,10 @@ def test_primary_configs_compose(name):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_composes(group, option):
-    if group == "evals":  # each eval declaration fills its field of eval (evals@eval.<field>), e.g. winrate_chat -> winrate
-        field = max((f for f in EVAL_FIELDS if option.startswith(f)), key=len)
-        overrides = [f"evals@eval.{field}={option}"]
+    if group == "evals":  # each eval's spec fills evals.<name>
+        overrides = [f"evals@evals.{option}={option}"]
+    elif group == "judges":  # the judges fill eval.judges
+        overrides = [f"judges@eval.judges={option}"]
     else:
         overrides = [f"{group}={option}"] + (["model.name=some/hub-id"] if option == "hf" else [])
     for app in ("pipeline", "eval") if group not in PIPELINE_ONLY else ("pipeline",):
@@ -50,7 +51,9 @@ def test_every_group_option_composes(group, option):
         container = OmegaConf.to_container(cfg, resolve=False)
         assert container["model"]["name"]  # resolvable, typed (schema validated on compose)
         if group == "evals":
-            assert cfg.eval[field].impl and cfg.eval[field].version
+            assert cfg.evals[option].version
+        if group == "judges":
+            assert cfg.eval.judges.chat.enabled == (option == "chat")
 
 
 def test_smoke_preset_switches_model_and_sizes():
@@ -104,25 +107,33 @@ def test_no_config_names_a_target_that_does_not_import():
         assert hasattr(importlib.import_module(module), attr), t
 
 
-@pytest.mark.parametrize("field", EVAL_FIELDS)
-def test_every_eval_declares_a_runnable_impl_and_typed_decoding(field):
-    """conf/evals/<name>.yaml names the function that runs it; the reference must resolve to a callable."""
-    from harness.evals.runner import resolve_impl
+@pytest.mark.parametrize("name", EVALS)
+def test_every_eval_spec_is_typed_by_its_registered_schema(name):
+    """conf/evals/<name>.yaml extends the spec its module registers (evals/<name>_schema): typed on compose."""
+    from hydra.errors import ConfigCompositionException
+
+    from harness.evals import registry
 
     cfg = _compose("eval")
-    spec = cfg.eval[field]
-    assert callable(resolve_impl(spec.impl)) and spec.impl.endswith(":run")
-    assert isinstance(spec.decoding.max_new_tokens, int) and spec.metrics
-    with pytest.raises(ValueError, match="does not resolve"):
-        resolve_impl("harness.evals.winrate:no_such_function")
+    defn = registry.get(name)
+    assert OmegaConf.get_type(cfg.evals[name]) is defn.spec and callable(defn.run) and defn.metrics
+    assert isinstance(cfg.evals[name].decoding.max_new_tokens, int)
+    with pytest.raises(ConfigCompositionException):
+        _compose("eval", [f"evals.{name}.no_such_option=1"])
+    with pytest.raises(ConfigCompositionException):
+        _compose("eval", [f"evals.{name}.decoding.max_new_tokens=many"])
 
 
 def test_eval_app_takes_checkpoint_and_file_policies_and_named_judges():
     cfg = _compose("eval", ["+policies.sft=ck/sft", "+policies.davinci001={outputs:a/model_outputs.json}",
-                            "+judges.helpful=ck/judge_helpful", "eval.run=[winrate]", "eval.toxicity.decoding.num_samples=3"])
+                            "+eval.judges.reward_models.helpful=ck/judge_helpful", "eval.run=[winrate]",
+                            "evals.toxicity.num_samples=3"])
     assert cfg.policies.sft == "ck/sft" and cfg.policies.davinci001.outputs == "a/model_outputs.json"
-    assert dict(cfg.judges) == {"helpful": "ck/judge_helpful"} and list(cfg.eval.run) == ["winrate"]
-    assert cfg.eval.toxicity.decoding.num_samples == 3 and cfg.eval.winrate.n == cfg.data.n_eval_prompts
+    assert dict(cfg.eval.judges.reward_models) == {"helpful": "ck/judge_helpful"} and list(cfg.eval.run) == ["winrate"]
+    assert cfg.evals.toxicity.num_samples == 3 and cfg.evals.winrate.n == cfg.data.n_eval_prompts
+    # likert's items and decoding follow the winrate and hallucination evals' (interpolated)
+    cfg = _compose("eval", ["evals.winrate.decoding.max_new_tokens=7", "evals.hallucination.n=5"])
+    assert cfg.evals.likert.decoding.max_new_tokens == 7 and cfg.evals.likert.closed_domain.n == 5
 
 
 @pytest.mark.parametrize("name", ["sft", "rm", "ppo", "pipeline"])

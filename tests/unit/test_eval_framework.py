@@ -86,14 +86,18 @@ def test_paper_reference_rows_are_labelled_and_filtered():
     entries = load_reference()
     rows = paper_rows()
     assert len(rows) == len(entries) and all(r.run_id == "paper" and r.policy.startswith("paper:") for r in rows)
-    hs = {r.policy: r.value for r in paper_rows({"hellaswag_local"})}
+    hs = {r.policy: r.value for r in paper_rows({"alignment_tax"}) if r.slice == {"task": "hellaswag"}}
     assert hs == {"paper:gpt3_175b": 0.791, "paper:ppo_175b": 0.759, "paper:ppo_ptx_175b": 0.820}
-    win = [r for r in rows if r.eval == "winrate" and r.baseline == "paper:gpt3_175b"][0]
+    win = [r for r in rows if r.eval == "winrate" and r.slice == {"baseline": "base"}][0]
     assert (win.value, win.ci_low, win.ci_high) == pytest.approx((0.85, 0.82, 0.88))
+    assert {r.eval for r in paper_rows({"winrate"})} == {"winrate"}
 
 
 def test_paper_reference_file_errors_name_the_entry(tmp_path):
     bad = tmp_path / "ref.yaml"
-    bad.write_text("values:\n  - {eval: winrate, metric: win_rate, paper_policy: x, where: y}\n")
+    bad.write_text("values:\n  - {eval: winrate, metric: win_rate, slice: {}, paper_policy: x, where: y}\n")
     with pytest.raises(ValueError, match=r"ref.yaml: entry 0: missing field\(s\) \['value'\]"):
+        load_reference(bad)
+    bad.write_text("values:\n  - {eval: winrate, metric: win_rate, slice: base, paper_policy: x, value: 1, where: y}\n")
+    with pytest.raises(ValueError, match=r"ref.yaml: entry 0: field 'slice' must be a mapping"):
         load_reference(bad)

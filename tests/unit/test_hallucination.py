@@ -8,25 +8,20 @@ import pytest
 import torch
 
 from harness.data import DataError, instruction_prompt, load_demonstrations
-from harness.evals.hallucination import (
-    SupportChecker,
-    closed_domain_prompts,
-    hallucination_items,
-    hallucination_rows,
-    load_labelled,
-    normalise_number,
-    split_halves,
-    task_category,
-    tune_threshold,
-    validate_detector,
-    validation_report,
-)
-from harness.evals.hallucination_models import (
+from harness.evals.hallucination import closed_domain_prompts, hallucination_items, hallucination_rows, task_category
+from harness.judging.hallucination import (
     ChatHallucinationJudge,
     JudgeParseError,
     NLIHallucinationChecker,
+    SupportChecker,
+    load_labelled,
+    normalise_number,
     parse_verdict,
+    split_halves,
     split_sentences,
+    tune_threshold,
+    validate_detector,
+    validation_report,
 )
 from harness.records import Generation, Prompt
 
@@ -184,33 +179,33 @@ def test_items_and_rows_hand_computed():
                Prompt("p2", "x", "s", {"instruction": "Extract names.", "input": "Ann met Bob.", "task": "u", "category": "extraction"})]
     gens = [Generation("a", "p1", "x", "Ann met Bob in 2001."), Generation("a", "p2", "x", "Ann, Carl"),
             Generation("b", "p1", "x", "Ann met Bob in 1999."), Generation("b", "p2", "x", "Ann, Bob")]
-    items = hallucination_items(gens, prompts, SupportChecker())
+    items = hallucination_items(gens, prompts, SupportChecker(), "det")
     assert [it["hallucinated"] for it in items] == [False, True, True, False]
     assert items[1]["detail"]["unsupported_entities"] == ["carl"] and items[0]["category"] == "summarisation"
-    rows = hallucination_rows(items + [{"policy": "a", "hallucinated": True, "category": "extraction"}], run_id="r", config_hash="h")
-    got = {(r.policy, r.metric): r for r in rows}
-    assert [(r.policy, r.metric) for r in rows] == [
-        ("a", "hallucination_rate"), ("a", "hallucination_rate_extraction"), ("a", "hallucination_rate_summarisation"),
-        ("b", "hallucination_rate"), ("b", "hallucination_rate_extraction"), ("b", "hallucination_rate_summarisation")]
-    assert got["a", "hallucination_rate"].value == pytest.approx(2 / 3) and got["a", "hallucination_rate"].n == 3
-    assert got["a", "hallucination_rate_extraction"].value == 1.0 and got["b", "hallucination_rate"].value == 0.5
-    single = got["b", "hallucination_rate_summarisation"]
+    assert {it["judge"] for it in items} == {"det"}
+    rows = hallucination_rows(items + [{"policy": "a", "hallucinated": True, "category": "extraction"}], "det")
+    got = {(r.policy, r.get("category")): r for r in rows}
+    assert list(got) == [("a", None), ("a", "extraction"), ("a", "summarisation"), ("b", None), ("b", "extraction"),
+                         ("b", "summarisation")]
+    assert got["a", None].value == pytest.approx(2 / 3) and got["a", None].n == 3
+    assert got["a", "extraction"].value == 1.0 and got["b", None].value == 0.5
+    single = got["b", "summarisation"]
     assert single.value == 1.0 and single.n == 1 and single.ci_low is None and single.ci_high is None
     for r in rows:
-        assert r.eval == "hallucination" and r.run_id == "r" and r.config_hash == "h"
+        assert r.eval == "hallucination" and r.metric == "hallucination_rate" and r.get("judge") == "det"
         assert r.ci_low is None or r.ci_low <= r.value <= r.ci_high
-    assert [r.metric for r in hallucination_rows(items, "r", by_category=False)] == ["hallucination_rate"] * 2
+    assert [r.slice for r in hallucination_rows(items, "det", by_category=False)] == [{"judge": "det"}] * 2
 
 
 def test_items_and_rows_refuse_bad_input():
     with pytest.raises(ValueError, match="'zz' is no closed-domain prompt"):
-        hallucination_items([Generation("a", "zz", "x", "y")], [], SupportChecker())
+        hallucination_items([Generation("a", "zz", "x", "y")], [], SupportChecker(), "det")
     with pytest.raises(ValueError, match="no items"):
-        hallucination_rows([], "r")
+        hallucination_rows([], "det")
     with pytest.raises(ValueError, match="item 0 field 'hallucinated' should be bool"):
-        hallucination_rows([{"policy": "a", "hallucinated": 1, "category": "c"}], "r")
+        hallucination_rows([{"policy": "a", "hallucinated": 1, "category": "c"}], "det")
     with pytest.raises(ValueError, match="item 0 has no field 'category'"):
-        hallucination_rows([{"policy": "a", "hallucinated": True}], "r")
+        hallucination_rows([{"policy": "a", "hallucinated": True}], "det")
 
 
 # ------------------------------------------------------------------------------------ plugs

@@ -49,8 +49,8 @@ def calls(monkeypatch):
         done(out_dir)
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, policies, judges, run_dir, run_id, seed, config_hash=""):
-        log.append(("eval", {name: Path(path).name for name, path in judges.items()}))
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash=""):
+        log.append(("eval", {name: Path(path).name for name, path in eval_cfg.judges.reward_models.items()}))
         return [ResultRow(run_id, "sft", "winrate", "win_rate", 0.5)]
 
     for fn in (base_model, run_sft, run_rm, run_label, run_ppo, run_eval):
@@ -84,9 +84,9 @@ def test_simulated_order_labels_with_the_judge_and_trains_the_rm_on_the_labels(t
     run = read_json(tmp_path / "run.json")
     assert "label" in run["metrics"]["timings_s"] and "label_ids" in run["data_fingerprints"]
     rows = read_jsonl(tmp_path / "results" / "results.jsonl")
-    per_k = {(r["policy"], r["metric"]): r["value"] for r in rows if r["eval"] == "reward_model"}
-    assert per_k[("rm", "pairwise_accuracy")] == 0.75 and per_k[("rm", "pairwise_accuracy_k2")] == 1.0
-    assert per_k[("rm", "pairwise_accuracy_k4")] == pytest.approx(2 / 3)
+    per_k = {(r["policy"], r["slice"].get("k")): r["value"] for r in rows if r["eval"] == "reward_model"}
+    assert per_k[("rm", None)] == 0.75 and per_k[("rm", 2)] == 1.0
+    assert per_k[("rm", 4)] == pytest.approx(2 / 3)
 
 
 def test_simulated_resume_skips_finished_stages(tmp_path, calls):
@@ -137,9 +137,9 @@ def rl_calls(calls, monkeypatch):
         write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, policies, judges, run_dir, run_id, seed, config_hash=""):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash=""):
         calls.append(("eval",))
-        seen["eval"].append({"policies": dict(policies), "judges": dict(judges), "run": list(eval_cfg.run)})
+        seen["eval"].append({"policies": dict(policies), "judges": dict(eval_cfg.judges.reward_models), "run": list(eval_cfg.run)})
         return []
 
     monkeypatch.setattr(stages, "run_ppo", run_ppo)

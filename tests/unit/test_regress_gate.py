@@ -1,5 +1,6 @@
 """harness-regress on small synthetic runs: verdicts, exit codes, snapshot, markdown and JUnit outputs."""
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,12 +11,19 @@ from hydra import compose, initialize_config_dir
 from harness.cli import CONF_DIR
 from harness.regress.app import run_regress
 from harness.regress.gate import Rule, compare, exit_code, rule_for
-from harness.regress.items import MetricKey
-from harness.regress.results import Metric, ResultSet, load_result_set, load_snapshot, write_snapshot
+from harness.regress.items import MetricKey, slice_key
+from harness.regress.results import MetricValue, ResultSet, load_result_set, load_snapshot, write_snapshot
+from harness.results import declarations_from_json, declarations_json
 
-WIN = MetricKey("winrate", "ppo", "text-davinci-003", "helpful", "win_rate")
-TOX = MetricKey("toxicity", "ppo", None, "profanity_check", "expected_max_toxicity_basic")
-LC = MetricKey("winrate", "ppo", "text-davinci-003", "helpful", "lc_win_rate")
+WIN_SLICE = {"baseline": "text-davinci-003", "judge": "helpful"}
+WIN = MetricKey("winrate", "ppo", "win_rate", slice_key(WIN_SLICE))
+TOX = MetricKey("toxicity", "ppo", "expected_max_toxicity", slice_key({"instruction": "basic", "judge": "profanity_check"}))
+LC = MetricKey("winrate", "ppo", "lc_win_rate", slice_key(WIN_SLICE))
+DECLARED = declarations_from_json(declarations_json(["winrate", "toxicity", "hallucination", "reward_model"]), "registry")
+
+
+def Metric(key, value, ci_low, ci_high, n, items=None):  # noqa: N802 (reads like the record it builds)
+    return MetricValue(key, value, ci_low, ci_high, n, items, dict(key.slice))
 
 
 def _metric(key, items=None, value=None, n=None):
@@ -25,12 +33,12 @@ def _metric(key, items=None, value=None, n=None):
     return Metric(key, float(value), None, None, n or (len(items) if items else 8), items)
 
 
-def _set(*metrics, source="x"):
-    return ResultSet(source, "run", {m.key: m for m in metrics})
+def _set(*metrics, source="x", declarations=DECLARED):
+    return ResultSet(source, "run", {m.key: m for m in metrics}, dict(declarations))
 
 
-RULES = [Rule("toxicity/*", "lower", 0.02), Rule("winrate/*/lc_win_rate", "higher", 0.1)]
-DEFAULT = Rule("*", "higher", 0.05, 0.05)
+RULES = [Rule("toxicity/*", 0.02), Rule("winrate/*/lc_win_rate*", 0.1)]
+DEFAULT = Rule("*", 0.05, 0.05)
 
 
 def _one(run, base, **kw):
@@ -40,15 +48,37 @@ def _one(run, base, **kw):
 
 
 def test_rules_first_match_then_default_and_validation():
-    assert rule_for("toxicity/ppo/-/profanity_check/mean_toxicity_basic", RULES, DEFAULT).direction == "lower"
-    assert rule_for("winrate/ppo/text-davinci-003/helpful/lc_win_rate", RULES, DEFAULT).tolerance == 0.1
-    assert rule_for("winrate/ppo/text-davinci-003/helpful/win_rate", RULES, DEFAULT) is DEFAULT
-    with pytest.raises(ValueError, match="direction"):
-        Rule("*", "up")
+    assert rule_for("toxicity/ppo/mean_toxicity{instruction=basic,judge=profanity_check}", RULES, DEFAULT) is RULES[0]
+    assert rule_for("winrate/ppo/lc_win_rate{baseline=text-davinci-003,judge=helpful}", RULES, DEFAULT).tolerance == 0.1
+    assert rule_for("winrate/ppo/win_rate{baseline=text-davinci-003,judge=helpful}", RULES, DEFAULT) is DEFAULT
     with pytest.raises(ValueError, match="tolerance"):
-        Rule("*", "higher", -0.1)
+        Rule("*", -0.1)
     with pytest.raises(ValueError, match="alpha"):
-        Rule("*", "higher", 0.0, 0.0)
+        Rule("*", 0.0, 0.0)
+
+
+def test_direction_and_default_tolerance_come_from_the_declarations():
+    declared = Rule("*")  # no tolerance: the declared one (win_rate 0.02, lc_win_rate 0.1)
+    c = compare(_set(_metric(WIN, [0.47] * 12)), _set(_metric(WIN, [0.5] * 12)), [], declared, correction="none")[0]
+    assert (c.higher_is_better, c.tolerance, c.verdict) == (True, 0.02, "regression")  # drop 0.03 > 0.02, p = 2^-12
+    c = compare(_set(_metric(TOX, [0.53] * 12)), _set(_metric(TOX, [0.5] * 12)), [], declared, correction="none")[0]
+    assert (c.higher_is_better, c.verdict) == (False, "regression")  # toxicity up is worse
+    assert compare(_set(_metric(TOX, [0.47] * 12)), _set(_metric(TOX, [0.5] * 12)), [], declared)[0].verdict == "ok"
+    undeclared = MetricKey("winrate", "ppo", "win_rate_squared", WIN.slice)
+    c = compare(_set(_metric(undeclared, [1] * 4)), _set(_metric(undeclared, [1] * 4)), [], declared)[0]
+    assert c.verdict == "error" and "declares no metric 'win_rate_squared'" in c.note
+    flipped = {**DECLARED, "toxicity": dataclasses.replace(DECLARED["toxicity"], metrics=tuple(
+        dataclasses.replace(m, higher_is_better=True) for m in DECLARED["toxicity"].metrics))}
+    c = compare(_set(_metric(TOX, [0.5] * 4), declarations=flipped), _set(_metric(TOX, [0.5] * 4)), [], declared)[0]
+    assert c.verdict == "error" and "the baseline the opposite" in c.note
+
+
+def test_bookkeeping_metrics_are_listed_but_not_gated():
+    key = MetricKey("judge_validation", "helpful", "excluded_share", slice_key({"labels": "hh_rlhf_human"}))
+    decl = declarations_from_json(declarations_json(["judge_validation"]), "registry")
+    c = compare(_set(_metric(key, value=0.9), declarations=decl), _set(_metric(key, value=0.0), declarations=decl), [],
+                Rule("*", 0.0))[0]
+    assert c.verdict == "ok" and not c.gated and "not gated" in c.note
 
 
 def test_a_drop_on_every_item_regresses():
@@ -107,7 +137,7 @@ def test_items_are_paired_by_id_on_the_common_ids():
 
 def test_missing_metric_is_an_error_and_new_metric_is_reported():
     checks = compare(_set(_metric(TOX, [0.1] * 4)), _set(_metric(WIN, [1] * 4), _metric(TOX, [0.1] * 4)), RULES, DEFAULT)
-    assert [(c.metric, c.verdict) for c in checks][0] == ("winrate/ppo/text-davinci-003/helpful/win_rate", "error")
+    assert [(c.metric, c.verdict) for c in checks][0] == ("winrate/ppo/win_rate{baseline=text-davinci-003,judge=helpful}", "error")
     assert exit_code(checks) == 2
     checks = compare(_set(_metric(WIN, [1] * 4), _metric(TOX, [0.1] * 4)), _set(_metric(TOX, [0.1] * 4)), RULES, DEFAULT)
     assert {c.verdict for c in checks} == {"ok", "new"} and exit_code(checks) == 0
@@ -116,10 +146,10 @@ def test_missing_metric_is_an_error_and_new_metric_is_reported():
 def test_correction_is_applied_across_the_paired_metrics():
     # two metrics lose on all 5 items (p = 1/32 each), two do not change (p = 1). Uncorrected both regress;
     # Benjamini-Hochberg over the 4: the two smallest p get 1/32 * 4/2 = 0.0625 > 0.05, so neither does.
-    keys = [WIN._replace(judge=j) for j in ("a", "b", "c", "d")]
+    keys = [WIN._replace(slice=slice_key({**WIN_SLICE, "judge": j})) for j in ("a", "b", "c", "d")]
     run = _set(*[_metric(k, [0] * 5 if i < 2 else [1] * 5) for i, k in enumerate(keys)])
     base = _set(*[_metric(k, [1] * 5) for k in keys])
-    rule = Rule("*", "higher", 0.05, 0.05)
+    rule = Rule("*", 0.05, 0.05)
     plain = {c.key: c for c in compare(run, base, [], rule, correction="none")}
     assert [plain[k].verdict for k in keys] == ["regression", "regression", "ok", "ok"]
     assert plain[keys[0]].p_value == pytest.approx(1 / 32)
@@ -138,21 +168,23 @@ def _write_run(root: Path, wins: list[float], toxic: list[float], extra_rows=())
     win_items = [{"policy": "ppo", "baseline": "text-davinci-003", "prompt_id": str(i), "instruction": f"SECRET instruction {i}",
                   "output": f"SECRET output {i}", "baseline_output": "x", "win": w, "win_prob": 0.5, "judge": "helpful"}
                  for i, w in enumerate(wins)]
-    hal_items = [{"policy": "ppo", "prompt_id": f"seed_task_{i}", "category": "other", "output": "SECRET", "hallucinated": bool(t)}
-                 for i, t in enumerate(toxic)]
+    hal_items = [{"policy": "ppo", "prompt_id": f"seed_task_{i}", "category": "other", "judge": "support_check>0.8",
+                  "output": "SECRET", "hallucinated": bool(t)} for i, t in enumerate(toxic)]
+    hal = {"judge": "support_check>0.8"}
     rows = [{"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "win_rate", "value": sum(wins) / len(wins),
-             "ci_low": None, "ci_high": None, "n": len(wins), "baseline": "text-davinci-003", "judge": "helpful"},
-            {"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "win_prob", "value": 0.5, "n": len(wins),
-             "baseline": "text-davinci-003", "judge": "helpful"},
+             "ci_low": None, "ci_high": None, "n": len(wins), "slice": WIN_SLICE},
+            {"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "win_prob", "value": 0.5, "n": len(wins), "slice": WIN_SLICE},
             {"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "lc_win_rate", "value": 0.5, "n": len(wins),
-             "baseline": "text-davinci-003", "judge": "helpful"},
+             "slice": WIN_SLICE},
             {"run_id": "r", "policy": "ppo", "eval": "hallucination", "metric": "hallucination_rate",
-             "value": sum(toxic) / len(toxic), "n": len(toxic), "judge": "support_check>0.8"},
-            {"run_id": "r", "policy": "ppo", "eval": "hallucination", "metric": "hallucination_rate_other",
-             "value": sum(toxic) / len(toxic), "n": len(toxic), "judge": "support_check>0.8"},
-            {"run_id": "paper", "policy": "paper:ppo", "eval": "winrate", "metric": "win_rate", "value": 0.85, "n": 0},
+             "value": sum(toxic) / len(toxic), "n": len(toxic), "slice": hal},
+            {"run_id": "r", "policy": "ppo", "eval": "hallucination", "metric": "hallucination_rate",
+             "value": sum(toxic) / len(toxic), "n": len(toxic), "slice": {**hal, "category": "other"}},
             *extra_rows]
-    for name, recs in (("winrate_items", win_items), ("hallucination_items", hal_items), ("results", rows)):
+    paper = [{"run_id": "paper", "policy": "paper:ppo", "eval": "winrate", "metric": "win_rate", "value": 0.85, "n": 0,
+              "slice": {"baseline": "base"}}]
+    for name, recs in (("winrate_items", win_items), ("hallucination_items", hal_items), ("results", rows),
+                       ("paper_reference", paper)):
         (res / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return root
 
@@ -174,7 +206,7 @@ def test_snapshot_holds_values_and_ids_but_no_text(tmp_path):
     run = _write_run(tmp_path / "good", [1, 1, 0, 1, 1, 1, 0, 1], [0, 0, 1, 0])
     snap = write_snapshot(run, tmp_path / "ci" / "smoke.json")
     text = snap.read_text()
-    assert "SECRET" not in text and "paper" not in text
+    assert "SECRET" not in text and "paper:" not in text  # no text, no paper rows (policies paper:<model>)
     loaded, direct = load_snapshot(snap), load_result_set(run)
     assert loaded.metrics == direct.metrics and len(loaded.metrics) == 5
     assert loaded.metrics[WIN].items == {str(i): w for i, w in enumerate([1, 1, 0, 1, 1, 1, 0, 1])}
@@ -192,29 +224,30 @@ def test_gate_ok_regression_and_outputs_parse(tmp_path, monkeypatch):
     bad = _write_run(tmp_path / "bad", [0] * 8, [1] * 8)
     assert run_regress(_cfg(bad, base, tmp_path)) == 1
     rows = {r[1].strip("`"): r for r in _md_rows(tmp_path / "out.md")}
-    assert rows["winrate/ppo/text-davinci-003/helpful/win_rate"][0] == "REGRESSION"
-    assert rows["winrate/ppo/text-davinci-003/helpful/win_rate"][2:5] == ["1.0000", "0.0000", "-1.0000"]
-    assert rows["hallucination/ppo/-/support_check>0.8/hallucination_rate"][0] == "REGRESSION"
-    assert rows["winrate/ppo/text-davinci-003/helpful/lc_win_rate"][7] == "unpaired"
+    win, hal = "winrate/ppo/win_rate{baseline=text-davinci-003,judge=helpful}", "hallucination/ppo/hallucination_rate{judge=support_check>0.8}"
+    assert rows[win][0] == "REGRESSION"
+    assert rows[win][2:5] == ["1.0000", "0.0000", "-1.0000"]
+    assert rows[hal][0] == "REGRESSION"
+    assert rows["winrate/ppo/lc_win_rate{baseline=text-davinci-003,judge=helpful}"][7] == "unpaired"
     assert [r[0] for r in rows.values()] == ["REGRESSION"] * 3 + ["ok"] * 2  # problems first
     suite = ET.parse(tmp_path / "out.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "3", "0")
     failed = {tc.get("name") for tc in suite.iter("testcase") if tc.find("failure") is not None}
-    assert failed == {"winrate/ppo/text-davinci-003/helpful/win_rate", "hallucination/ppo/-/support_check>0.8/hallucination_rate",
-                      "hallucination/ppo/-/support_check>0.8/hallucination_rate_other"}
+    assert failed == {win, hal, "hallucination/ppo/hallucination_rate{category=other,judge=support_check>0.8}"}
     assert summary.read_text().count("## harness-regress") == 2  # appended, not overwritten
 
 
 def test_missing_metric_is_exit_2_not_a_pass(tmp_path):
-    extra = [{"run_id": "r", "policy": "rm", "eval": "reward_model", "metric": "pairwise_accuracy", "value": 0.6, "n": 16}]
+    extra = [{"run_id": "r", "policy": "rm", "eval": "reward_model", "metric": "pairwise_accuracy", "value": 0.6, "n": 16,
+              "slice": {}}]
     base = write_snapshot(_write_run(tmp_path / "good", [1] * 8, [0] * 8, extra), tmp_path / "smoke.json")
     run = _write_run(tmp_path / "run", [1] * 8, [0] * 8)
     assert run_regress(_cfg(run, base, tmp_path)) == 2
     suite = ET.parse(tmp_path / "out.xml").getroot().find("testsuite")
     errors = [tc for tc in suite.iter("testcase") if tc.find("error") is not None]
-    assert suite.get("errors") == "1" and [tc.get("name") for tc in errors] == ["reward_model/rm/-/-/pairwise_accuracy"]
+    assert suite.get("errors") == "1" and [tc.get("name") for tc in errors] == ["reward_model/rm/pairwise_accuracy"]
     assert "missing from the run" in errors[0].find("error").get("message")
-    assert _md_rows(tmp_path / "out.md")[0][:2] == ["ERROR", "`reward_model/rm/-/-/pairwise_accuracy`"]
+    assert _md_rows(tmp_path / "out.md")[0][:2] == ["ERROR", "`reward_model/rm/pairwise_accuracy`"]
 
 
 def test_malformed_baseline_is_exit_2_naming_file_and_record(tmp_path):
@@ -238,7 +271,7 @@ def test_malformed_run_results_name_the_line(tmp_path):
     res = run / "results" / "results.jsonl"
     res.write_text(res.read_text().replace('"value": 0.5', '"value": null', 1))
     assert run_regress(_cfg(run, base, tmp_path)) == 2
-    assert f"{res}:2: field 'value' should be a finite number" in (tmp_path / "out.md").read_text()
+    assert f"{res}: record 2: bad value for field(s) value" in (tmp_path / "out.md").read_text()
 
 
 def test_default_outputs_go_under_the_run_dir(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 from harness.io import write_json, write_jsonl
 from reports import figures
 from reports.html import esc, fmt_pct, fmt_pp, table
-from reports.run_report import build_run_report, load_results
+from harness.results import read_rows
+from reports.run_report import build_run_report
 
 EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
 FIG_IDS = ("fig-winrate", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy", "fig-ppo-curves",
@@ -22,22 +23,23 @@ N_SCRIPTS = 1 + len(FIG_IDS) + 1  # plotly.js, one per figure, the sample browse
 POLICIES = ("base", "sft", "ppo", "ppo_ptx")
 
 
-def _row(policy, eval_, metric, value, lo=None, hi=None, n=100, baseline=None):
+def _row(policy, eval_, metric, value, lo=None, hi=None, n=100, **slice_):
     return {"run_id": "r1", "policy": policy, "eval": eval_, "metric": metric, "value": value,
-            "ci_low": lo, "ci_high": hi, "n": n, "baseline": baseline, "config_hash": "abc"}
+            "ci_low": lo, "ci_high": hi, "n": n, "slice": slice_, "config_hash": "abc"}
 
 
 def _results():
     rows = []
     # deliberately shuffled policy order: the report must reorder to base, sft, ppo, ppo_ptx
     for pol, wr in (("ppo_ptx", 0.71), ("base", 0.22), ("ppo", 0.68), ("sft", 0.45)):
-        rows.append(_row(pol, "winrate", "win_rate", wr, wr - 0.05, wr + 0.04, 200, "text-davinci-003"))
-        rows.append(_row(pol, "winrate", "win_prob", wr - 0.01, None, None, 200, "text-davinci-003"))
+        rows.append(_row(pol, "winrate", "win_rate", wr, wr - 0.05, wr + 0.04, 200, baseline="text-davinci-003", judge="helpful"))
+        rows.append(_row(pol, "winrate", "win_prob", wr - 0.01, None, None, 200, baseline="text-davinci-003", judge="helpful"))
+    task = {"task": "hellaswag", "shots": 0}
     for pol, acc in (("base", 0.412), ("sft", 0.405), ("ppo", 0.377), ("ppo_ptx", 0.409)):
-        rows.append(_row(pol, "hellaswag", "acc", acc, acc - 0.02, acc + 0.02, 500))
-    rows.append(_row("sft", "hellaswag", "acc_delta_vs_base", -0.007, -0.015, 0.001, 500, "base"))
-    rows.append(_row("ppo", "hellaswag", "acc_delta_vs_base", -0.0351, -0.045, -0.025, 500, "base"))
-    rows.append(_row("ppo_ptx", "hellaswag", "acc_delta_vs_base", -0.003, -0.01, 0.004, 500, "base"))
+        rows.append(_row(pol, "alignment_tax", "acc", acc, acc - 0.02, acc + 0.02, 500, **task))
+    rows.append(_row("sft", "alignment_tax", "acc_delta", -0.007, -0.015, 0.001, 500, **task, baseline="base"))
+    rows.append(_row("ppo", "alignment_tax", "acc_delta", -0.0351, -0.045, -0.025, 500, **task, baseline="base"))
+    rows.append(_row("ppo_ptx", "alignment_tax", "acc_delta", -0.003, -0.01, 0.004, 500, **task, baseline="base"))
     rows.append(_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.60, 0.68, 400))
     rows.append(_row("judge", "reward_model", "pairwise_accuracy", 0.69, 0.65, 0.73, 400))
     return rows
@@ -56,7 +58,7 @@ def _items():
                           "instruction": f"Instruction {k} <b>bold?</b>",
                           "output": EVIL if (k, pol) == (0, "ppo") else f"output of {pol} for p{k}",
                           "baseline_output": f"davinci says {k} & \"quotes\"",
-                          "reward": 0.5, "baseline_reward": -0.25, "win": 1})
+                          "reward": 0.5, "baseline_reward": -0.25, "win": 1, "judge": "helpful"})
     return items
 
 
@@ -112,14 +114,15 @@ def test_alignment_tax_table_values(run_dir: Path):
 
 
 def test_rm_table_lists_accuracy_per_k_under_its_model(run_dir: Path):
-    rows = _results() + [_row("rm", "reward_model", "pairwise_accuracy_k9", 0.7, 0.6, 0.8, 360),
-                         _row("rm", "reward_model", "pairwise_accuracy_k4", 0.5, 0.4, 0.6, 40)]
+    rows = _results() + [_row("rm", "reward_model", "pairwise_accuracy", 0.7, 0.6, 0.8, 360, k=9),
+                         _row("rm", "reward_model", "pairwise_accuracy", 0.5, 0.4, 0.6, 40, k=4)]
     write_jsonl(run_dir / "results" / "results.jsonl", rows)
     page = build_run_report(run_dir).read_text(encoding="utf-8")
     rm = page[page.index('<section id="sec-rm">'):page.index('<section id="sec-ppo">')]
     order = [rm.index(s) for s in ("<td>rm</td>", "<td>rm, K = 4</td>", "<td>rm, K = 9</td>", "<td>judge</td>")]
     assert order == sorted(order) and "70.0% [60.0%, 80.0%]" in rm and ">360</td>" in rm
-    assert list(figures.rm_accuracy_figure(rows).data[0].x) == ["rm", "judge"]  # the figure keeps the overall bars
+    overall = [r for r in rows if r["eval"] == "reward_model" and "k" not in r["slice"]]
+    assert list(figures.rm_accuracy_figure(overall).data[0].x) == ["rm", "judge"]  # the figure has the overall bars
 
 
 def test_winrate_table_and_samples(run_dir: Path):
@@ -164,38 +167,18 @@ def test_malformed_results_line_names_file(run_dir: Path):
 
 def test_results_row_missing_field_or_bad_type(tmp_path: Path):
     bad = tmp_path / "results.jsonl"
-    write_jsonl(bad, [{"run_id": "r", "policy": "sft", "eval": "winrate", "metric": "win_rate"}])
+    write_jsonl(bad, [{"run_id": "r", "policy": "sft", "eval": "winrate", "metric": "win_rate", "slice": {}}])
     with pytest.raises(ValueError, match=r"results\.jsonl: record 1"):
-        load_results(bad)
+        read_rows(bad)
     write_jsonl(bad, [_row("sft", "winrate", "win_rate", "0.5")])
     with pytest.raises(ValueError, match="value"):
-        load_results(bad)
+        read_rows(bad)
 
 
 def test_malformed_train_log_names_file(run_dir: Path):
     (run_dir / "checkpoints" / "ppo" / "train_log.jsonl").write_text('{"reward_mean": 1.0}\n')
     with pytest.raises(ValueError, match=r"ppo/train_log\.jsonl"):
         build_run_report(run_dir)
-
-
-def test_winrate_figure_orders_policies_and_error_bars():
-    fig = figures.winrate_figure([r for r in _results() if r["eval"] == "winrate"])
-    assert len(fig.data) == 1  # one baseline -> one bar group (win_prob rows ignored)
-    bar = fig.data[0]
-    assert list(bar.x) == list(POLICIES)
-    assert list(bar.y) == pytest.approx([0.22, 0.45, 0.68, 0.71])
-    assert list(bar.error_y.array) == pytest.approx([0.04] * 4)
-    assert list(bar.error_y.arrayminus) == pytest.approx([0.05] * 4)
-    assert tuple(fig.layout.yaxis.range) == (0, 1)
-    assert [s.y0 for s in fig.layout.shapes] == [0.5]
-
-
-def test_winrate_figure_one_trace_per_baseline_and_missing_ci():
-    rows = [_row("sft", "winrate", "win_rate", 0.6, baseline="text-davinci-003"),
-            _row("sft", "winrate", "win_rate", 0.55, 0.5, 0.6, baseline="base")]
-    fig = figures.winrate_figure(rows)
-    assert [t.name for t in fig.data] == ["vs text-davinci-003", "vs base"]
-    assert list(fig.data[0].error_y.array) == [None]
 
 
 def test_rm_figure_lines_and_order():

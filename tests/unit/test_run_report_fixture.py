@@ -99,7 +99,7 @@ def test_winrate_figures_one_judge_each(page, rows):
                 _check(bars[(r["baseline"], r["policy"])], r)
     table = section_html(page, "sec-winrate")
     paper = yaml.safe_load(PAPER_YAML.read_text())["values"]
-    vs_gpt3 = next(e for e in paper if e["eval"] == "winrate" and e["baseline"] == "gpt3_175b")
+    vs_gpt3 = next(e for e in paper if e["eval"] == "winrate" and e.get("paper_baseline") == "gpt3_175b")
     assert f"{vs_gpt3['value']:.1%} [" in table and "paper:ppo_ptx_175b vs paper:gpt3_175b" in table
 
 
@@ -130,12 +130,12 @@ def test_likert_truthfulqa_toxicity_hallucination_values(page, rows):
 
 def test_alignment_tax_table_shows_paper_values(page, rows):
     tax = section_html(page, "sec-alignment-tax")
-    paper = {(e["eval"], e["paper_policy"]): e["value"] for e in yaml.safe_load(PAPER_YAML.read_text())["values"]}
+    paper = {(e["slice"].get("task", e["eval"]), e["paper_policy"]): e["value"] for e in yaml.safe_load(PAPER_YAML.read_text())["values"]}
     hella = tax[tax.index("Alignment tax: hellaswag_local"):tax.index("Alignment tax: truthfulqa_mc2_local")]
     assert "HellaSwag" in hella
     for model in ("gpt3_175b", "ppo_175b", "ppo_ptx_175b"):
-        assert f"{paper[('hellaswag_local', model)]:.1%} (paper:{model})" in hella
-    d = paper[("hellaswag_local", "ppo_ptx_175b")] - paper[("hellaswag_local", "gpt3_175b")]
+        assert f"{paper[('hellaswag', model)]:.1%} (paper:{model})" in hella
+    d = paper[("hellaswag", "ppo_ptx_175b")] - paper[("hellaswag", "gpt3_175b")]
     assert f"{d * 100:+.1f} pp" in hella  # the paper's own delta vs GPT-3
     tqa = tax[tax.index("Alignment tax: truthfulqa_mc2_local"):]
     assert "TruthfulQA" in tqa and "not MC2" in tqa  # says which paper row is shown

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.records import ResultRow
+
 from harness.io import write_jsonl
 from reports.browser import cap_per_group, searchable_table
 from reports.ci_figures import ci_bar_figure, ci_facet_figure
@@ -139,7 +141,7 @@ def test_alignment_tax_fewshot_and_non_fraction_metrics(tmp_path: Path):
     assert "<td>f1</td><td>ppo</td><td class=\"num\">55.000</td>" in tax
     assert '<span class="neg">-2.0 pp [-3.0, -1.0]</span>' in tax
     data, _ = figure_json(page, "fig-alignment-tax")
-    assert [t["name"] for t in data] == ["hellaswag (acc_5shot)"]  # F1 0-100 is not drawn on a % axis
+    assert [t["name"] for t in data] == ["hellaswag (acc, 5-shot)"]  # F1 0-100 is not drawn on a % axis
     deltas, _ = figure_json(page, "fig-alignment-tax-delta")
     assert deltas[0]["y"] == [-0.02] and deltas[0]["error_y"]["array"] == [pytest.approx(0.01)]
 
@@ -171,10 +173,11 @@ def test_paper_values_mapping_and_override():
     values = paper_values()
     win = find(values, "winrate", "win_rate", ours="ppo_ptx", baseline="base_fewshot")
     assert win.paper_baseline == "gpt3_175b_prompted" and win.value == 0.71 and win.ci_low == pytest.approx(0.67)
-    run_rows = pd.DataFrame([_row("paper:ppo_ptx_175b", "winrate", "win_rate", 0.5, 0.4, 0.6, baseline="paper:gpt3_175b")])
+    run_rows = [ResultRow("paper", "paper:ppo_ptx_175b", "winrate", "win_rate", 0.5, 0.4, 0.6, 0, {"baseline": "base"})]
     over = find(paper_values(run_rows), "winrate", "win_rate", ours="ppo_ptx", baseline="base")
     assert (over.value, over.ci_low, over.text()) == (0.5, 0.4, "50.0% [40.0%, 60.0%]")
-    assert find(values, "hellaswag_local", "acc", ours="sft") is None
+    assert find(values, "alignment_tax", "acc", ours="sft", task="hellaswag_local") is None  # the paper has no SFT row
+    assert find(values, "alignment_tax", "acc", ours="ppo", task="hellaswag_local").value == 0.759  # canonical task name
 
 
 def test_searchable_table_escapes_and_validates():

@@ -52,7 +52,7 @@ def test_every_launcher_composes_with_the_sweep(launcher):
 def test_sweep_experiment_grid_settings_and_overrides():
     cfg = _compose("pipeline=smoke", "experiment=ppo_beta_gamma")
     assert [(r.name, r.ptx_coef) for r in cfg.rl_runs] == [("ppo", 0.0)] and cfg.require_upstream and list(cfg.eval.run) == ["winrate", "alignment_tax"]
-    assert list(cfg.eval.winrate.baselines) == ["text-davinci-003"] and list(cfg.eval.winrate.judges) == ["helpful"]
+    assert list(cfg.evals.winrate.baselines) == ["text-davinci-003"] and list(cfg.evals.winrate.judges) == ["helpful"]
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "local" and cfg.hydra.launcher.n_jobs == 2
     assert cfg.hydra.sweeper.max_batch_size is None  # one batch: a failing job never stops the others
     assert cfg.ppo.steps == 2 and cfg.model.name == "tiny"  # sizes still come from the preset

@@ -132,8 +132,8 @@ def test_parameters_that_differ_between_jobs_are_found_without_a_grid(tmp_path):
     (lambda r: (r / "0" / ".hydra" / "overrides.yaml").write_text("- ppo.beta=[0.01\n"), r"0/.hydra/overrides.yaml: cannot parse"),
     (lambda r: (r / "1" / "results" / "results.jsonl").write_text('{"run_id": "r"}\n{oops\n'), r"1/results/results.jsonl:2: invalid JSON"),
     (lambda r: (r / "1" / "results" / "results.jsonl").write_text(
-        '{"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "win_rate", "value": "high"}\n'),
-     r"1/results/results.jsonl: record 1: field 'value' must be a number"),
+        '{"run_id": "r", "policy": "ppo", "eval": "winrate", "metric": "win_rate", "value": "high", "slice": {}}\n'),
+     r"1/results/results.jsonl: record 1: bad value for field\(s\) value"),
     (lambda r: (r / "4" / "error.json").write_text('{"type": "ValueError"}'), r"4/error.json: field 'message' must be a string"),
     (lambda r: (r / "2" / "checkpoints" / "ppo" / "train_log.jsonl").write_text('{"kl": 1}\n'),
      r"2/checkpoints/ppo/train_log.jsonl: record 1: field 'step'"),

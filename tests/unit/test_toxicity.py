@@ -12,7 +12,8 @@ import pytest
 
 from harness.data import DataError
 from harness.evals import toxicity as T
-from harness.evals import toxicity_scorers as S
+from harness.judging import davidson as Dv
+from harness.judging import toxicity as S
 from harness.records import Prompt
 
 DATA = os.environ.get("HARNESS_DATA_DIR", "/work/shared/data")
@@ -53,38 +54,38 @@ def _prompts(n):
 
 
 def test_rows_values_names_and_paired_deltas():
-    items = (T.toxicity_items(_prompts(3), SCORES, policy="gpt", instruction="respectful", scorer="fake")
+    items = (T.toxicity_items(_prompts(3), SCORES, policy="gpt", instruction="respectful", judge="fake")
              + T.toxicity_items(_prompts(3)[::-1], [[0.0, 0.1, 0.0], [0.2, 0.2, 0.2], [0.5, 0.0, 0.0]][::-1],
-                                policy="ppo", instruction="respectful", scorer="fake"))
+                                policy="ppo", instruction="respectful", judge="fake"))
     assert items[0]["k"] == 3 and items[0]["max_toxicity"] == 0.6 and items[0]["class"] == "neither"
-    rows = {(r.policy, r.metric): r for r in T.toxicity_rows(items, "run1", base_policy="gpt", config_hash="h")}
-    assert set(rows) == {("gpt", f"{m}_respectful") for m in T.METRICS} | {("ppo", f"{m}_respectful") for m in T.METRICS} | {
-        ("ppo", f"{m}_respectful_delta_vs_gpt") for m in T.METRICS}
-    assert rows["gpt", "expected_max_toxicity_respectful"].value == pytest.approx(1.9 / 3)
+    rows = {(r.policy, r.metric): r for r in T.toxicity_rows(items, base_policy="gpt")}
+    names = [m.name for m in T.METRICS]
+    assert set(rows) == {("gpt", m) for m in names} | {("ppo", m) for m in names} | {("ppo", f"{m}_delta") for m in names}
+    assert rows["gpt", "expected_max_toxicity"].value == pytest.approx(1.9 / 3)
     # ppo max per prompt p0..p2: 0.1, 0.2, 0.5 -> 0.8 / 3; toxic_any 0, 0, 1
-    assert rows["ppo", "expected_max_toxicity_respectful"].value == pytest.approx(0.8 / 3)
-    assert rows["ppo", "toxicity_probability_respectful"].value == pytest.approx(1 / 3)
+    assert rows["ppo", "expected_max_toxicity"].value == pytest.approx(0.8 / 3)
+    assert rows["ppo", "toxicity_probability"].value == pytest.approx(1 / 3)
     # paired by prompt id: (0.1-0.6) + (0.2-0.4) + (0.5-0.9) = -1.1
-    delta = rows["ppo", "expected_max_toxicity_respectful_delta_vs_gpt"]
-    assert delta.value == pytest.approx(-1.1 / 3) and delta.baseline == "gpt"
-    assert rows["ppo", "toxicity_probability_respectful_delta_vs_gpt"].value == pytest.approx(-1 / 3)
+    delta = rows["ppo", "expected_max_toxicity_delta"]
+    assert delta.value == pytest.approx(-1.1 / 3) and delta.slice == {"instruction": "respectful", "judge": "fake", "baseline": "gpt"}
+    assert rows["ppo", "toxicity_probability_delta"].value == pytest.approx(-1 / 3)
     for r in rows.values():
-        assert r.eval == "toxicity" and r.judge == "fake" and r.run_id == "run1" and r.n == 3 and r.config_hash == "h"
+        assert r.eval == "toxicity" and r.get("judge") == "fake" and r.get("instruction") == "respectful" and r.n == 3
         assert r.ci_low <= r.value <= r.ci_high
 
 
 def test_rows_bad_input():
-    items = T.toxicity_items(_prompts(2), [[0.1], [0.2]], policy="a", instruction="basic", scorer="s")
+    items = T.toxicity_items(_prompts(2), [[0.1], [0.2]], policy="a", instruction="basic", judge="s")
     with pytest.raises(ValueError, match="prompt_id 'p0' twice"):
-        T.toxicity_rows(items + items[:1], "r")
+        T.toxicity_rows(items + items[:1])
     with pytest.raises(ValueError, match="base policy 'gpt' has no items"):
-        T.toxicity_rows(items, "r", base_policy="gpt")
-    other = T.toxicity_items(_prompts(1), [[0.3]], policy="b", instruction="basic", scorer="s")
+        T.toxicity_rows(items, base_policy="gpt")
+    other = T.toxicity_items(_prompts(1), [[0.3]], policy="b", instruction="basic", judge="s")
     with pytest.raises(ValueError, match="prompt ids of 'b' and 'a' differ"):
-        T.toxicity_rows(items + other, "r", base_policy="a")
+        T.toxicity_rows(items + other, base_policy="a")
     with pytest.raises(ValueError, match="2 prompts vs 1 score rows"):
-        T.toxicity_items(_prompts(2), [[0.1]], policy="a", instruction="basic", scorer="s")
-    single = T.toxicity_rows(other, "r")
+        T.toxicity_items(_prompts(2), [[0.1]], policy="a", instruction="basic", judge="s")
+    single = T.toxicity_rows(other)
     assert single[0].ci_low is None and single[0].value == 0.3
 
 
@@ -103,15 +104,15 @@ def test_instructions_render_with_the_paper_wording():
 
 def test_clean_tweet_and_first_half():
     raw = "!!! RT @mayasolovely: As a woman you shouldn't complain &amp; http://t.co/xyz #tbt"
-    assert T.clean_tweet(raw) == "As a woman you shouldn't complain & #tbt"
-    assert T.clean_tweet('" @a: "RT @b hi RTs') == "hi RTs"
-    assert T.first_half("one two three four five") == "one two"
-    assert T.first_half("one") == "one"
+    assert Dv.clean_tweet(raw) == "As a woman you shouldn't complain & #tbt"
+    assert Dv.clean_tweet('" @a: "RT @b hi RTs') == "hi RTs"
+    assert Dv.first_half("one two three four five") == "one two"
+    assert Dv.first_half("one") == "one"
 
 
 @pytest.fixture(scope="module")
 def tweets():
-    return T.load_davidson(DATA)
+    return Dv.load_davidson(DATA)
 
 
 def test_load_davidson_real_file(tweets):
@@ -126,24 +127,24 @@ def test_load_davidson_bad_rows_name_line_and_field(tmp_path):
     path = tmp_path / "davidson_offensive" / "labeled_data.csv"
     path.write_text(",count,class,tweet\n0,3,2,fine\n1,3,7,bad class\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"labeled_data.csv:3: field 'class' should be 0, 1 or 2, got 7"):
-        T.load_davidson(str(tmp_path))
+        Dv.load_davidson(str(tmp_path))
     path.write_text(",count,class\n0,3,2\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"labeled_data.csv:2: missing field 'tweet'"):
-        T.load_davidson(str(tmp_path))
+        Dv.load_davidson(str(tmp_path))
 
 
 def test_davidson_split_disjoint_and_seeded(tweets):
-    parts = T.davidson_split(tweets, seed=0)
+    parts = Dv.davidson_split(tweets, seed=0)
     ids = {k: {t.id for t in v} for k, v in parts.items()}
     assert sum(map(len, ids.values())) == len(tweets)
     assert not (ids["prompts"] & ids["train"] or ids["prompts"] & ids["heldout"] or ids["train"] & ids["heldout"])
     assert 0.18 < len(ids["heldout"]) / len(tweets) < 0.22 and 0.58 < len(ids["train"]) / len(tweets) < 0.62
-    texts = {k: {T.clean_tweet(t.text).lower() for t in v} for k, v in parts.items()}
+    texts = {k: {Dv.clean_tweet(t.text).lower() for t in v} for k, v in parts.items()}
     assert not texts["train"] & texts["heldout"]  # duplicate texts never straddle
-    assert [t.id for t in T.davidson_split(tweets, seed=0)["heldout"]] == [t.id for t in parts["heldout"]]
-    assert {t.id for t in T.davidson_split(tweets, seed=1)["heldout"]} != ids["heldout"]
+    assert [t.id for t in Dv.davidson_split(tweets, seed=0)["heldout"]] == [t.id for t in parts["heldout"]]
+    assert {t.id for t in Dv.davidson_split(tweets, seed=1)["heldout"]} != ids["heldout"]
     with pytest.raises(ValueError, match="fractions must name"):
-        T.davidson_split(tweets, fractions={"train": 0.5, "test": 0.5})
+        Dv.davidson_split(tweets, fractions={"train": 0.5, "test": 0.5})
 
 
 def test_toxicity_prompts_stratified_from_real_files(tweets):
@@ -151,15 +152,15 @@ def test_toxicity_prompts_stratified_from_real_files(tweets):
     by_class = Counter(p.metadata["class"] for p in prompts)
     assert by_class == {"hate": 9, "offensive": 8, "neither": 8, "red_team": 6}  # 25 davidson = 9 + 8 + 8, round(6.2) hh
     assert len({p.id for p in prompts}) == 31
-    prompt_side = {t.id for t in T.davidson_split(tweets, 0)["prompts"]}
+    prompt_side = {t.id for t in Dv.davidson_split(tweets, 0)["prompts"]}
     by_id = {t.id: t for t in tweets}
     for p in prompts:
         if p.metadata["source"] == "davidson_offensive":
             assert p.id in prompt_side
             t = by_id[p.id]
-            assert T.DAVIDSON_CLASSES[t.cls] == p.metadata["class"] and p.metadata["toxic_label"] == t.toxic
-            full = T.clean_tweet(t.text)
-            assert p.metadata["full_text"] == full and p.prompt == T.first_half(full) and len(full.split()) >= 6
+            assert Dv.DAVIDSON_CLASSES[t.cls] == p.metadata["class"] and p.metadata["toxic_label"] == t.toxic
+            full = Dv.clean_tweet(t.text)
+            assert p.metadata["full_text"] == full and p.prompt == Dv.first_half(full) and len(full.split()) >= 6
             assert "@" not in p.prompt and "http" not in p.prompt
         else:
             assert p.metadata["source"] == p.source == "hh_rlhf/harmless-base" and p.id.startswith("harmless-base/test/")
@@ -194,11 +195,11 @@ def test_offline_scorers_interface(davidson_scorer):
         assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
         assert scores[1] > 0.5 > scores[0], scorer.name
         assert scorer.score([]) == []
-    assert davidson_scorer.n_train == len(T.davidson_split(T.load_davidson(DATA), 0)["train"])
+    assert davidson_scorer.n_train == len(Dv.davidson_split(Dv.load_davidson(DATA), 0)["train"])
     with pytest.raises(ValueError, match="unknown kind 'nope'"):
         S.make_toxicity_scorer("nope")
     with pytest.raises(ValueError, match="single class"):
-        S.DavidsonClassifierScorer(train=[T.Tweet("a", "x", 2, False)])
+        S.DavidsonClassifierScorer(train=[Dv.Tweet("a", "x", 2, False)])
 
 
 class _Fixed:

@@ -10,20 +10,22 @@ import pytest
 from harness.data import DataError, load_truthfulqa
 from harness.evals.truthfulqa import (
     INSTRUCTION_QA_PROMPT,
-    JUDGE_SYSTEM,
     QA_PROMPT,
-    ChatTruthJudge,
-    ReferenceSimilarityScorer,
     first_answer,
-    is_refusal,
     load_truthfulqa_mc,
     mc1_score,
     mc2_score,
-    parse_judge_reply,
-    reference_answers,
     score_answers,
     truthfulqa_prompt,
     truthfulqa_rows,
+)
+from harness.judging.truthfulness import (
+    JUDGE_SYSTEM,
+    ChatTruthJudge,
+    ReferenceSimilarityScorer,
+    is_refusal,
+    parse_judge_reply,
+    reference_answers,
     validate_truthfulness_scorer,
 )
 
@@ -256,20 +258,20 @@ def test_score_answers_and_rows():
         ("ppo", "qa", "q1", True, True), ("ppo", "qa", "q2", True, False)]
     items += [{"policy": "gpt", "prompt_style": "instruction_qa", "question_id": str(k), "truthful": t,
                "informative": 1, "truthful_informative": t} for k, t in enumerate([1, 0, 0, 1])]
-    rows = truthfulqa_rows(items, run_id="r", config_hash="h", judge="rouge1_diff>0.0")
-    got = {(r.policy, r.eval, r.metric): r for r in rows}
-    assert [(r.policy, r.eval, r.metric) for r in rows] == [
-        ("ppo", "truthfulqa", "truthful_qa"), ("ppo", "truthfulqa", "truthful_informative_qa"),
-        ("ppo", "truthfulqa", "informative_qa"), ("gpt", "truthfulqa", "truthful_instruction_qa"),
-        ("gpt", "truthfulqa", "truthful_informative_instruction_qa"), ("gpt", "truthfulqa", "informative_instruction_qa")]
-    assert got["ppo", "truthfulqa", "truthful_qa"].value == 1.0
-    assert got["ppo", "truthfulqa", "truthful_informative_qa"].value == 0.5
-    assert got["gpt", "truthfulqa", "truthful_instruction_qa"].value == 0.5
-    informative = got["gpt", "truthfulqa", "informative_instruction_qa"]
+    rows = truthfulqa_rows(items, judge="rouge1_diff>0.0")
+    got = {(r.policy, r.metric, r.get("prompt_style")): r for r in rows}
+    assert list(got) == [
+        ("ppo", "truthful", "qa"), ("ppo", "truthful_informative", "qa"), ("ppo", "informative", "qa"),
+        ("gpt", "truthful", "instruction_qa"), ("gpt", "truthful_informative", "instruction_qa"),
+        ("gpt", "informative", "instruction_qa")]
+    assert got["ppo", "truthful", "qa"].value == 1.0
+    assert got["ppo", "truthful_informative", "qa"].value == 0.5
+    assert got["gpt", "truthful", "instruction_qa"].value == 0.5
+    informative = got["gpt", "informative", "instruction_qa"]
     assert (informative.value, informative.ci_low, informative.ci_high, informative.n) == (1.0, 1.0, 1.0, 4)
-    assert {r.judge for r in rows} == {"rouge1_diff>0.0"}
+    assert {r.get("judge") for r in rows} == {"rouge1_diff>0.0"}
     for r in rows:
-        assert r.run_id == "r" and r.config_hash == "h" and r.baseline is None
+        assert r.eval == "truthfulqa" and set(r.slice) == {"prompt_style", "judge"}
         assert r.ci_low <= r.value <= r.ci_high
 
 
@@ -282,11 +284,11 @@ def test_score_answers_and_rows_refuse_bad_input():
     item = {"policy": "p", "prompt_style": "qa", "question_id": "1", "truthful": 1, "informative": 1,
             "truthful_informative": 1}
     with pytest.raises(ValueError, match="question 1 twice"):
-        truthfulqa_rows([item, item], run_id="r")
+        truthfulqa_rows([item, item], judge="j")
     with pytest.raises(ValueError, match=r"lacks field\(s\) \['informative'\]"):
-        truthfulqa_rows([{k: v for k, v in item.items() if k != "informative"}], run_id="r")
+        truthfulqa_rows([{k: v for k, v in item.items() if k != "informative"}], judge="j")
     with pytest.raises(ValueError, match="no items"):
-        truthfulqa_rows([], run_id="r")
+        truthfulqa_rows([], judge="j")
 
 
 # ------------------------------------------------------------------------------------ MC loader

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from harness.evals.winrate import (
-    lc_design,
-    lc_win_rate_estimate,
-    length_controlled_win_rate,
-    preference_items,
-    winrate_items,
-    winrate_rows,
-)
+from harness.evals.length_controlled import lc_design, lc_win_rate_estimate, length_controlled_win_rate
+from harness.evals.winrate import preference_items, winrate_items, winrate_rows
 from harness.records import Generation
 
 
@@ -66,7 +60,7 @@ def test_ties_count_half():
     items = [item(i, w, 50, 50) for i, w in enumerate([1, 0.5, 0, 1])]
     assert length_controlled_win_rate(items) == pytest.approx(0.625, abs=1e-9)
     assert length_controlled_win_rate([item(i, 0.5, 10 + i, 20) for i in range(5)]) == 0.5
-    rows = {r.metric: r for r in winrate_rows(items, "r", n_resamples=200)}
+    rows = {r.metric: r for r in winrate_rows(items, n_resamples=200)}
     assert rows["win_rate"].value == pytest.approx(0.625)
     assert "win_prob" not in rows  # preference judges have no Bradley-Terry probability
 
@@ -85,12 +79,12 @@ def test_tie_as_fractional_response_equals_duplicated_weighted_rows():
 def test_winrate_rows_with_ties_from_rewards():
     gens = [Generation("pol", str(i), f"q{i}", "o" * (i + 1)) for i in range(4)]
     base = [Generation("gpt3", str(i), f"q{i}", "b" * 3) for i in range(4)]
-    items = winrate_items(gens, base, [1.0, 0.5, 0.0, 2.0], [0.0, 0.5, 1.0, 1.9], tie_margin=0.2)
+    items = winrate_items(gens, base, [1.0, 0.5, 0.0, 2.0], [0.0, 0.5, 1.0, 1.9], "rm", tie_margin=0.2)
     assert [it["win"] for it in items] == [1.0, 0.5, 0.0, 0.5]
-    rows = {r.metric: r for r in winrate_rows(items, "run", "cfg", n_resamples=300)}
+    rows = {r.metric: r for r in winrate_rows(items, n_resamples=300)}
     assert list(rows) == ["win_rate", "win_prob", "lc_win_rate"]
     assert rows["win_rate"].value == pytest.approx(0.5) and rows["win_rate"].n == 4
-    assert all(r.policy == "pol" and r.baseline == "gpt3" and r.eval == "winrate" for r in rows.values())
+    assert all(r.policy == "pol" and r.slice == {"baseline": "gpt3", "judge": "rm"} and r.eval == "winrate" for r in rows.values())
     assert rows["lc_win_rate"].ci_low <= rows["lc_win_rate"].value <= rows["lc_win_rate"].ci_high
 
 
@@ -99,7 +93,7 @@ def test_bootstrap_width_known_bernoulli_case():
     rng = np.random.default_rng(7)
     wins = rng.permutation(np.r_[np.ones(200), np.zeros(200)])
     items = [item(i, w, rng.integers(100, 600), rng.integers(100, 600)) for i, w in enumerate(wins)]
-    rows = {r.metric: r for r in winrate_rows(items, "r", n_resamples=1000, seed=0)}
+    rows = {r.metric: r for r in winrate_rows(items, n_resamples=1000, seed=0)}
     expected = 2 * 1.96 * math.sqrt(0.25 / 400)
     for metric in ("win_rate", "lc_win_rate"):
         r = rows[metric]
