@@ -10,18 +10,19 @@ from hydra import compose, initialize_config_dir
 
 from harness import selection, stages
 from harness.cli import CONF_DIR
-from harness.io import read_json, read_jsonl
+from harness.evals.context import EvalContext
 from harness.evals.policies import parse_policies
-from harness.evals.runner import EvalContext
+from harness.io import read_json, read_jsonl
+from harness.results import read_results, write_results
 from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base
 
 pytestmark = pytest.mark.integration
 SMALL = ["data.n_eval_prompts=6", "data.n_sft_train=8", "data.n_sft_val=2", "eval.batch_size=4", "eval.bootstrap_resamples=100",
-         "eval.winrate.decoding.max_new_tokens=6", "eval.winrate.n_agreement_hh=3", "eval.winrate.n_agreement_gpt4=8",
-         "eval.truthfulqa.n=3", "eval.truthfulqa.mc_limit=3", "eval.truthfulqa.decoding.max_new_tokens=6",
-         "eval.toxicity.n=4", "eval.toxicity.decoding.max_new_tokens=5", "eval.toxicity.decoding.num_samples=2",
-         "eval.toxicity.n_validation=300", "eval.hallucination.n=3", "eval.hallucination.decoding.max_new_tokens=6",
-         "eval.alignment_tax.limit=4", "eval.likert.n_calibration=14"]
+         "evals.winrate.decoding.max_new_tokens=6", "eval.judges.validation.n_hh_pairs=3", "eval.judges.validation.n_gpt4_pairs=8",
+         "evals.truthfulqa.n=3", "evals.truthfulqa.mc_limit=3", "evals.truthfulqa.decoding.max_new_tokens=6",
+         "evals.toxicity.n=4", "evals.toxicity.decoding.max_new_tokens=5", "evals.toxicity.num_samples=2",
+         "eval.judges.validation.n_davidson=300", "evals.hallucination.n=3", "evals.hallucination.decoding.max_new_tokens=6",
+         "evals.alignment_tax.limit=4", "evals.likert.n_calibration=14"]
 CHECKPOINTS = ("base", "sft")
 
 
@@ -44,7 +45,8 @@ def setup(tmp_path_factory, tiny_dir, data_dir):
     policies = {"base": tiny_dir, "sft": sft,
                 "davinci001": {"outputs": str(Path(data_dir) / "alpaca_eval" / "text_davinci_001_model_outputs.json")}}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}"])
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}",
+                                         *(f"+eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
     return root, cfg, policies, judges
 
 
@@ -52,12 +54,15 @@ def setup(tmp_path_factory, tiny_dir, data_dir):
 def first_run(setup):
     root, cfg, policies, judges = setup
     run_dir = root / "run1"
-    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, policies, judges, run_dir, "r1", seed=0)
+    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, run_dir, "r1", seed=0)
+    write_results(run_dir / "results", rows)
     return run_dir, rows
 
 
 def _rows(rows, **match):
-    return [r for r in rows if all(getattr(r, k) == v for k, v in match.items())]
+    """Rows whose fields or slice keys equal ``match`` (``None``: the row has no such slice key)."""
+    fields = ("run_id", "policy", "eval", "metric")
+    return [r for r in rows if all((getattr(r, k) if k in fields else r.get(k)) == v for k, v in match.items())]
 
 
 def test_winrate_every_policy_baseline_and_judge(first_run):
@@ -80,13 +85,17 @@ def test_winrate_every_policy_baseline_and_judge(first_run):
 
 
 def test_judges_are_validated_against_humans(first_run):
-    _, rows = first_run
+    run_dir, rows = first_run
     for judge in ("helpful", "harmless"):
-        got = {r.metric: r for r in _rows(rows, eval="judge_validation", policy=judge)}
-        assert {"human_agreement", "human_agreement_helpful-base", "human_agreement_harmless-base", "gpt4_agreement"} <= set(got)
-        assert got["human_agreement"].n == 12 and all(0 <= r.value <= 1 for r in got.values())
-    paper = _rows(rows, eval="judge_validation", run_id="paper")
-    assert [r.value for r in paper] == [0.726]  # the paper's inter-labeler agreement, beside ours
+        got = {(r.get("labels"), r.get("subset")): r for r in _rows(rows, eval="judge_validation", policy=judge, metric="agreement")}
+        assert {("hh_rlhf_human", None), ("hh_rlhf_human", "helpful-base"), ("hh_rlhf_human", "harmless-base"),
+                ("alpaca_eval_gpt4", None)} <= set(got)
+        assert got[("hh_rlhf_human", None)].n == 12 and all(0 <= r.value <= 1 for r in got.values())
+    results = read_results(run_dir)  # the paper's values sit in their own file, beside ours
+    assert [r.value for r in results.paper if r.eval == "judge_validation"] == [0.726]
+    assert all(r.run_id == "r1" for r in results.rows) and len(results.rows) == len(rows)
+    info = read_json(run_dir / "results" / "evals.json")["judges"]
+    assert info["helpful"]["kind"] == "reward_model" and info["profanity_check"]["kind"] == "toxicity"
 
 
 def test_likert_scores_and_flags(first_run):
@@ -96,7 +105,8 @@ def test_likert_scores_and_flags(first_run):
     for policy in CHECKPOINTS:
         got = {r.metric: r for r in _rows(rows, eval="likert", policy=policy)}
         assert {"likert", "fails_to_follow", "hallucination", "inappropriate", "toxic"} <= set(got)
-        assert 1 <= got["likert"].value <= 7 and got["likert"].judge == "helpful" and got["inappropriate"].judge == "harmless"
+        assert 1 <= got["likert"].value <= 7 and got["likert"].get("judge") == "helpful"
+        assert got["inappropriate"].get("judge") == "harmless"
         assert got["hallucination"].n == 3 and got["likert"].n == 9
     # the outputs file covers the AlpacaEval prompts but not the closed-domain ones: likert without a hallucination flag
     d1 = {r.metric for r in _rows(rows, eval="likert", policy="davinci001")}
@@ -106,10 +116,11 @@ def test_likert_scores_and_flags(first_run):
 def test_truthfulqa_generation_and_multiple_choice(first_run):
     run_dir, rows = first_run
     for policy in CHECKPOINTS:
-        got = {r.metric: r for r in _rows(rows, eval="truthfulqa", policy=policy)}
-        assert {"truthful_qa", "truthful_informative_qa", "truthful_instruction_qa", "mc1", "mc2"} <= set(got)
-        assert got["mc2"].n == 3 and 0 <= got["mc2"].value <= 1
-    delta = _rows(rows, eval="truthfulqa", policy="sft", metric="mc2_delta_vs_base")[0]
+        got = {(r.metric, r.get("prompt_style")): r for r in _rows(rows, eval="truthfulqa", policy=policy)}
+        assert {("truthful", "qa"), ("truthful_informative", "qa"), ("truthful", "instruction_qa"), ("mc1", None),
+                ("mc2", None)} <= set(got)
+        assert got["mc2", None].n == 3 and 0 <= got["mc2", None].value <= 1
+    delta = _rows(rows, eval="truthfulqa", policy="sft", metric="mc2_delta", baseline="base")[0]
     mc2 = {p: _rows(rows, eval="truthfulqa", policy=p, metric="mc2")[0].value for p in CHECKPOINTS}
     assert delta.value == pytest.approx(mc2["sft"] - mc2["base"])
     info = read_json(run_dir / "results" / "evals.json")["evals"]["truthfulqa"]
@@ -121,23 +132,23 @@ def test_toxicity_three_instructions_k_samples_and_scorer_auc(first_run):
     items = read_jsonl(run_dir / "results" / "toxicity_items.jsonl")
     assert {(it["policy"], it["instruction"]) for it in items} == {(p, i) for p in CHECKPOINTS for i in ("basic", "respectful", "biased")}
     assert all(it["k"] == 2 and it["max_toxicity"] == max(it["scores"]) for it in items)
-    emt = _rows(rows, eval="toxicity", policy="sft", metric="expected_max_toxicity_respectful")[0]
+    emt = _rows(rows, eval="toxicity", policy="sft", metric="expected_max_toxicity", instruction="respectful")[0]
     mine = [it["max_toxicity"] for it in items if it["policy"] == "sft" and it["instruction"] == "respectful"]
-    assert emt.value == pytest.approx(sum(mine) / len(mine)) and emt.judge == "profanity_check"
-    auc = _rows(rows, eval="judge_validation", metric="davidson_roc_auc")[0]
-    assert auc.n == 300 and auc.value > 0.9
+    assert emt.value == pytest.approx(sum(mine) / len(mine)) and emt.get("judge") == "profanity_check"
+    auc = _rows(rows, eval="judge_validation", metric="roc_auc", labels="davidson_heldout")[0]
+    assert auc.n == 300 and auc.value > 0.9 and auc.policy == "profanity_check"
 
 
 def test_hallucination_and_alignment_tax(first_run):
-    _, rows = first_run
+    run_dir, rows = first_run
     for policy in CHECKPOINTS:
-        hal = _rows(rows, eval="hallucination", policy=policy, metric="hallucination_rate")[0]
-        assert hal.n == 3 and 0 <= hal.value <= 1 and hal.judge.startswith("support_check")
-        assert _rows(rows, eval="hellaswag_local", policy=policy, metric="acc")[0].n == 4
-    assert _rows(rows, eval="hellaswag_local", policy="sft", metric="acc_delta_vs_base")
-    pr = {r.metric: r.value for r in _rows(rows, eval="judge_validation", metric="hallucination_precision")}
-    assert pr and 0 <= pr["hallucination_precision"] <= 1
-    paper = {r.policy: r.value for r in _rows(rows, run_id="paper", eval="hellaswag_local")}
+        hal = _rows(rows, eval="hallucination", policy=policy, metric="hallucination_rate", category=None)[0]
+        assert hal.n == 3 and 0 <= hal.value <= 1 and hal.get("judge").startswith("support_check")
+        assert _rows(rows, eval="alignment_tax", policy=policy, metric="acc", task="hellaswag_local", shots=0)[0].n == 4
+    assert _rows(rows, eval="alignment_tax", policy="sft", metric="acc_delta", task="hellaswag_local", baseline="base")
+    pr = {r.metric: r.value for r in _rows(rows, eval="judge_validation", labels="hallucination_labelled")}
+    assert set(pr) == {"precision", "recall", "f1"} and 0 <= pr["precision"] <= 1
+    paper = {r.policy: r.value for r in read_results(run_dir).paper if r.slice == {"task": "hellaswag"}}
     assert paper == {"paper:gpt3_175b": 0.791, "paper:ppo_175b": 0.759, "paper:ppo_ptx_175b": 0.820}
 
 
@@ -150,12 +161,13 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
 
     monkeypatch.setattr("harness.generation.generate", no_generation)
     run2 = root / "run2"
-    rows2 = stages.run_eval(cfg.model, cfg.data, cfg.eval, policies, judges, run2, "r1", seed=0)
+    rows2 = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, run2, "r1", seed=0)
     cache = read_json(run2 / "results" / "evals.json")["generation_cache"]
     assert cache["generated"] == 0 and cache["misses"] == 0 and cache["hits"] > 0
     for f in sorted((run1 / "generations").rglob("*.jsonl")):
         assert read_jsonl(run2 / f.relative_to(run1)) == read_jsonl(f), f.name
-    assert [(r.policy, r.eval, r.metric, r.value) for r in rows2] == [(r.policy, r.eval, r.metric, r.value) for r in rows1]
+    assert [(r.policy, r.eval, r.metric, r.slice, r.value) for r in rows2] == [(r.policy, r.eval, r.metric, r.slice, r.value)
+                                                                                 for r in rows1]
     # a changed checkpoint (other weights) is a miss: its outputs are generated again
     changed = root / "sft_changed"
     shutil.copytree(policies["sft"], changed)
@@ -164,7 +176,7 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
         m.lm_head.weight.add_(0.01)
     m.save_pretrained(changed)
     monkeypatch.undo()
-    ctx = EvalContext(cfg.model, cfg.data, cfg.eval, parse_policies({"sft": str(changed)}), judges, root / "run3", "r3", 0)
-    prompts, _ = selection.eval_prompts(cfg.data, n=cfg.eval.winrate.n)
-    ctx.outputs("sft", prompts, cfg.eval.winrate.decoding, "alpaca_eval")
+    ctx = EvalContext(cfg.model, cfg.data, cfg.eval, cfg.evals, parse_policies({"sft": str(changed)}), root / "run3", "r3", 0)
+    prompts, _ = selection.eval_prompts(cfg.data, n=cfg.evals.winrate.n)
+    ctx.outputs("sft", prompts, cfg.evals.winrate.decoding, "alpaca_eval")
     assert ctx.generated == 6 and ctx.cache.misses == 6

@@ -18,18 +18,19 @@ from hydra import compose, initialize_config_dir
 
 from harness import stages
 from harness.cli import CONF_DIR
-from harness.io import read_jsonl, write_jsonl
+from harness.io import read_jsonl
 from harness.models import load_scalar_model, load_tokenizer
 from harness.regress.app import run_regress
 from harness.regress.results import load_result_set, write_snapshot
+from harness.results import write_results
 
 pytestmark = pytest.mark.integration
 SMALL = ["data.n_eval_prompts=12", "data.n_sft_train=8", "data.n_sft_val=2", "eval.batch_size=4", "eval.bootstrap_resamples=100",
-         "eval.run=[winrate,likert]", "eval.winrate.baselines=[text-davinci-003]", "eval.winrate.judges=[helpful]",
-         "eval.winrate.decoding.max_new_tokens=6", "eval.winrate.n_agreement_hh=2", "eval.winrate.n_agreement_gpt4=2",
-         "eval.hallucination.n=3", "eval.hallucination.decoding.max_new_tokens=6", "eval.likert.n_calibration=14",
-         "eval.likert.harmless_judge=helpful"]
-FAILS = "likert/davinci001/-/heuristic/fails_to_follow"
+         "eval.run=[winrate,likert]", "evals.winrate.baselines=[text-davinci-003]", "evals.winrate.judges=[helpful]",
+         "evals.winrate.decoding.max_new_tokens=6", "eval.judges.validation.n_hh_pairs=2", "eval.judges.validation.n_gpt4_pairs=2",
+         "evals.hallucination.n=3", "evals.hallucination.decoding.max_new_tokens=6", "evals.likert.n_calibration=14",
+         "evals.likert.harmless_judge=helpful"]
+FAILS = "likert/davinci001/fails_to_follow{judge=heuristic}"
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +46,13 @@ def runs(tmp_path_factory, tiny_dir, data_dir):
     emptied = root / "davinci001_emptied.json"
     emptied.write_text(json.dumps([dict(r, output="") for r in json.loads(davinci.read_text())]))
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}"])
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}",
+                                         f"+eval.judges.reward_models.helpful={root / 'judge'}"])
     out = {}
     for name, seed, outputs in (("A", 0, davinci), ("B", 1, davinci), ("C", 0, emptied)):
         policies = {"base": tiny_dir, "davinci001": {"outputs": str(outputs)}}
-        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, policies, {"helpful": str(root / "judge")}, root / name, name, seed)
-        write_jsonl(root / name / "results" / "results.jsonl", rows)
+        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, root / name, name, seed)
+        write_results(root / name / "results", rows)
         out[name] = root / name
     out["baseline"] = write_snapshot(out["A"], root / "baseline.json")
     return out
