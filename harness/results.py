@@ -62,13 +62,13 @@ def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 
 def declarations_json(evals: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The registered declarations of ``evals`` as JSON (``metrics.json``, snapshots): per eval ``title``,
-    ``paper``, ``version``, ``item_id`` and ``metrics``."""
+    ``paper``, ``item_id`` and ``metrics`` (the version of what was measured is in every row, ``eval_version``)."""
     from harness.evals import registry
 
     out = {}
     for name in sorted(set(evals)):
         defn: EvalDef = registry.get(name)
-        out[name] = {"title": defn.title, "paper": defn.paper, "version": defn.version, **defn.declaration()}
+        out[name] = {"title": defn.title, "paper": defn.paper, **defn.declaration()}
     return out
 
 
@@ -83,7 +83,7 @@ def declarations_from_json(obj: Any, where: str) -> dict[str, EvalDef]:
             raise ValueError(f"{where}: {name}: expected {{item_id, metrics: {{name: declaration}}}}")
         metrics = tuple(Metric.from_dict(v, f"{where}: {name}.{m}") for m, v in d["metrics"].items())
         out[name] = EvalDef(name, metrics, tuple(d.get("item_id") or ()), title=str(d.get("title", "")),
-                            paper=str(d.get("paper", "")), version=str(d.get("version", "1")))
+                            paper=str(d.get("paper", "")))
     return out
 
 

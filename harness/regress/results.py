@@ -179,7 +179,8 @@ def load_result_set(path: str | Path) -> ResultSet:
 
 
 def snapshot_text(results: ResultSet, source: dict[str, Any] | None = None) -> str:
-    """The snapshot JSON of ``results``: declarations, then one metric per line sorted by metric id, item ids sorted."""
+    """The snapshot JSON of ``results``: one eval's declarations per line, then one metric per line sorted by
+    metric id, item ids sorted."""
     lines = []
     for key in sorted(results.metrics, key=metric_id):
         m = results.metrics[key]
@@ -187,12 +188,13 @@ def snapshot_text(results: ResultSet, source: dict[str, Any] | None = None) -> s
                "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n,
                "items": None if m.items is None else {i: m.items[i] for i in sorted(m.items)}}
         lines.append(json.dumps(rec, ensure_ascii=False))
-    decl = {name: {"title": d.title, "paper": d.paper, "version": d.version, **d.declaration()}
+    decl = {name: {"title": d.title, "paper": d.paper, **d.declaration()}
             for name, d in sorted(results.declarations.items()) if name in {k.eval for k in results.metrics}}
     head = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "source": source or {}}
     body = ",\n".join("  " + line for line in lines)
-    return (json.dumps(head, ensure_ascii=False)[:-1] + ',\n "declarations": ' + json.dumps(decl, ensure_ascii=False)
-            + ',\n "metrics": [\n' + body + "\n]}\n")
+    decl_text = ",\n".join(f"  {json.dumps(name)}: {json.dumps(d, ensure_ascii=False)}" for name, d in decl.items())
+    return (json.dumps(head, ensure_ascii=False)[:-1] + ',\n "declarations": {\n' + decl_text + "\n },"
+            + '\n "metrics": [\n' + body + "\n]}\n")
 
 
 def write_snapshot(run_dir: str | Path, path: str | Path) -> Path:

@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from harness.io import read_json, read_jsonl, write_jsonl
+from harness.regress.items import slice_key
+from harness.results import read_results
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+REFERENCE = REPO / "tests" / "data" / "smoke_reference" / "results_before_slices.jsonl"
+HANG_GUARD_S = 3600  # the smoke run takes about 1.5 min on an idle 2-core machine; this only stops a hang
 FIGURES = ["fig-winrate", "fig-winrate-harmless", "fig-likert", "fig-likert-flags", "fig-truthfulqa", "fig-truthfulqa-mc",
            "fig-toxicity", "fig-hallucination", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy",
            "fig-ppo-curves", "fig-overoptimisation", "fig-judge-validation", "fig-detector-validation"]
@@ -24,7 +28,7 @@ def smoke_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     exe = Path(os.sys.executable).parent / "harness-pipeline"
     proc = subprocess.run([str(exe), "pipeline=smoke", f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "HARNESS_CACHE_DIR": str(run_dir.parent / "cache")}, timeout=600)
+                          env={**os.environ, "HARNESS_CACHE_DIR": str(run_dir.parent / "cache")}, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"report: {run_dir / 'report.html'}" in proc.stdout
     return run_dir
@@ -60,20 +64,50 @@ def test_losses_are_finite(smoke_run):
 
 def test_results_are_in_range(smoke_run):
     rows = read_jsonl(smoke_run / "results" / "results.jsonl")
-    win = {r["policy"]: r for r in rows if r["metric"] == "win_rate" and r["baseline"] == "text-davinci-003"
-           and r["judge"] == "helpful"}
+    assert all(r["run_id"] != "paper" for r in rows)  # the paper's values have their own file
+    assert read_jsonl(smoke_run / "results" / "paper_reference.jsonl")
+    win = {r["policy"]: r for r in rows if r["metric"] == "win_rate" and r["slice"] == {"baseline": "text-davinci-003",
+                                                                                        "judge": "helpful"}}
     assert set(win) == {"base", "sft", "ppo", "ppo_ptx"}
     for r in win.values():
         assert 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0 and r["n"] == 8
-        assert r["baseline"] == "text-davinci-003"
-    acc = {r["policy"]: r for r in rows if r["metric"] == "acc" and r["eval"] == "hellaswag_local" and r["run_id"] != "paper"}
+    hella = {"task": "hellaswag_local", "shots": 0}
+    acc = {r["policy"]: r for r in rows if r["eval"] == "alignment_tax" and r["metric"] == "acc" and r["slice"] == hella}
     assert set(acc) == {"base", "sft", "ppo", "ppo_ptx"} and all(0 <= r["value"] <= 1 for r in acc.values())
-    deltas = {r["policy"]: r["value"] for r in rows if r["metric"] == "acc_delta_vs_base" and r["eval"] == "hellaswag_local"}
+    deltas = {r["policy"]: r["value"] for r in rows if r["metric"] == "acc_delta" and r["slice"] == {**hella, "baseline": "base"}}
     assert set(deltas) == {"sft", "ppo", "ppo_ptx"}
     for p, d in deltas.items():
         assert d == pytest.approx(acc[p]["value"] - acc["base"]["value"])
     rm = {r["policy"]: r for r in rows if r["eval"] == "reward_model"}
     assert set(rm) == {"rm", "judge_helpful", "judge_harmless"} and all(0 <= r["value"] <= 1 for r in rm.values())
+    # the tidy table beside it: one row per result, one column per slice key
+    import pandas as pd
+
+    csv = pd.read_csv(smoke_run / "results" / "results.csv")
+    assert len(csv) == len(rows) and {"baseline", "judge", "instruction", "prompt_style", "task", "shots"} <= set(csv.columns)
+    assert set(read_json(smoke_run / "results" / "metrics.json")) == {r["eval"] for r in rows}
+
+
+# the rows whose bootstrap used a fixed 2,000 resamples before eval.bootstrap_resamples was honoured everywhere
+RESAMPLED = {("reward_model", "pairwise_accuracy"), ("alignment_tax", "acc"), ("alignment_tax", "acc_delta"),
+             ("truthfulqa", "mc1"), ("truthfulqa", "mc2"), ("truthfulqa", "mc1_delta"), ("truthfulqa", "mc2_delta")}
+
+
+def test_every_number_equals_the_reference_run(smoke_run):
+    """The smoke run's rows against the reference run's (tests/data/smoke_reference: made before the results
+    moved to slices, read through the upgrade): the same (eval, policy, metric, slice) keys, values and n, and
+    the same intervals except where the number of bootstrap resamples changed (README there)."""
+    def keyed(rows):
+        return {(r.eval, r.policy, r.metric, slice_key(r.slice)): r for r in rows}
+
+    before, after = keyed(read_results(REFERENCE).rows), keyed(read_results(smoke_run).rows)
+    assert set(after) == set(before)
+    for k, b in before.items():
+        a = after[k]
+        assert a.n == b.n and a.value == pytest.approx(b.value, rel=1e-9, abs=1e-12), k
+        if (k[0], k[2]) not in RESAMPLED:
+            for x, y in ((a.ci_low, b.ci_low), (a.ci_high, b.ci_high)):
+                assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=1e-9, abs=1e-12)), k
 
 
 def test_report_has_every_figure_and_escapes_model_text(smoke_run):
@@ -117,3 +151,15 @@ def test_workflow_gate_and_report_steps_pass_on_a_fresh_smoke_run(smoke_run, tmp
     run_prefix = wf["jobs"]["regress"]["env"]["RUN_DIR"].replace("${{ github.workspace }}/", "")
     for path in steps["Upload the gate's outputs and the reports"]["with"]["path"].split():
         assert (smoke_run / Path(path).relative_to(run_prefix)).is_file(), path
+
+
+def test_a_baseline_snapshot_of_the_older_format_still_gates_the_run(smoke_run, tmp_path):
+    """A version-1 snapshot (conditions in metric names; tests/data/baseline_v1_smoke.json, the committed CI
+    baseline before slices) is read through the upgrade: every one of its metrics is found in the fresh run."""
+    exe = Path(os.sys.executable).parent / "harness-regress"
+    proc = subprocess.run([str(exe), f"run_dir={smoke_run}", f"baseline={REPO / 'tests' / 'data' / 'baseline_v1_smoke.json'}",
+                           f"markdown={tmp_path / 's.md'}", f"junit={tmp_path / 'j.xml'}", "step_summary=false"],
+                          cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"harness-regress: 254 metrics, 0 regressions, 0 errors, 0 new", proc.stdout)
+
