@@ -13,7 +13,8 @@ continuation text of toxicity / hallucination items). The paper's reference valu
 Sections, in order (ids): run header (``sec-run``), win rate per baseline and judge
 (``sec-winrate``, Fig. 1), Likert score and metadata flags (``sec-likert``, Fig. 4), TruthfulQA
 (``sec-truthfulqa``, Fig. 6), toxicity by instruction (``sec-toxicity``, Fig. 7), hallucination
-(``sec-hallucination``), alignment tax (``sec-alignment-tax``), reward-model accuracy (``sec-rm``),
+(``sec-hallucination``), alignment tax (``sec-alignment-tax``), one generic section per other eval of the
+run (``sec-eval-<name>``, drawn from its declarations), reward-model accuracy (``sec-rm``),
 PPO curves and over-optimisation (``sec-ppo``), judge validation and generation cache
 (``sec-judge-validation``), sample browser (``sec-samples``). A malformed file raises
 ``ValueError`` naming the file and record. Writes ``<run_dir>/report.html`` atomically.
@@ -32,7 +33,8 @@ from reports.html import Section, render_page
 from reports.paper_ref import paper_values
 from reports.sections.alignment_tax import alignment_tax_section
 from reports.sections.benchmarks import hallucination_section, toxicity_section, truthfulqa_section
-from reports.sections.common import RunData
+from reports.sections.common import RunData, slug
+from reports.sections.generic import extra_evals, generic_section
 from reports.sections.header import header_section
 from reports.sections.preference import likert_section, winrate_section
 from reports.sections.samples import samples_section
@@ -104,8 +106,15 @@ def load_run(run_dir: str | Path) -> RunData:
                    items=load_items(run_dir / "results"), logs=logs, evals=_json_object(run_dir / "results" / "evals.json"))
 
 
+COVERED = {"winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax", "reward_model", "judge_validation"}
+"""Evals with a section of their own; every other eval of the run gets the generic section (:mod:`reports.sections.generic`)."""
+
+
 def run_sections(data: RunData, max_items_per_eval: int = MAX_ITEMS_PER_EVAL) -> list[Section]:
-    """The report's sections in order (ids ``sec-*``, see module docstring)."""
+    """The report's sections in order (ids ``sec-*``, see module docstring); an eval without a section of its own
+    gets a generic one (``sec-eval-<name>``) after the alignment tax."""
+    extra = [Section(f"sec-eval-{slug(name)}", (data.declarations[name].title if name in data.declarations else "") or name,
+                     generic_section(data, name)) for name in extra_evals(data, COVERED)]
     return [
         Section("sec-run", "Run", header_section(data)),
         Section("sec-winrate", "Win rate against each baseline (paper Fig. 1)", winrate_section(data)),
@@ -114,6 +123,7 @@ def run_sections(data: RunData, max_items_per_eval: int = MAX_ITEMS_PER_EVAL) ->
         Section("sec-toxicity", "Toxicity by instruction type (paper Fig. 7)", toxicity_section(data)),
         Section("sec-hallucination", "Closed-domain hallucination", hallucination_section(data)),
         Section("sec-alignment-tax", "Alignment tax (public NLP tasks)", alignment_tax_section(data)),
+        *extra,
         Section("sec-rm", "Reward model accuracy", rm_section(data)),
         Section("sec-ppo", "PPO training curves and over-optimisation", ppo_section(data)),
         Section("sec-judge-validation", "Judge validation and generation cache", judge_validation_section(data)),

@@ -30,7 +30,7 @@ WIN_JUDGE = "helpful"
 REFERENCE_POLICIES = ("base", "sft")
 """Policies every job evaluates beside its RL policy; the alignment tax is measured against base."""
 TAX = "alignment_tax"
-"""``eval`` names of the suite itself; other evals in a results file are alignment-tax tasks."""
+"""The eval whose ``{task}`` rows and ``*_delta`` rows against ``base`` are the per-task alignment tax."""
 
 
 @dataclass

@@ -152,5 +152,6 @@ def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:
     return out
 
 
-ALIGNMENT_TAX = register(EvalDef(EVAL, (*TASK_METRICS, *deltas(*TASK_METRICS)), ("doc_id",), AlignmentTaxSpec,
+ALIGNMENT_TAX = register(EvalDef(EVAL, (*TASK_METRICS, *deltas(*(m for m in TASK_METRICS if m.item_field))), ("doc_id",),
+                                 AlignmentTaxSpec,
                                  run, title="Alignment tax (public NLP tasks)", paper="section 4.2, Table 14"))

@@ -187,3 +187,20 @@ METRICS = (
 )
 WINRATE = register(EvalDef(EVAL, METRICS, ("prompt_id",), WinrateSpec, run, title="Win rate against each baseline",
                            paper="section 4.1, Fig. 1"))
+
+
+if __name__ == "__main__":  # python -m harness.evals.winrate [data_dir]: GPT-4's davinci-001 vs -003 verdicts as win rates
+    import os
+    import sys
+
+    from harness.judging.agreement import gpt4_annotations_path, load_gpt4_annotations
+
+    data = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("HARNESS_DATA_DIR")
+    # policy text-davinci-001 (output_2) vs baseline -003 (output_1); the null verdict is left out (and counted)
+    pairs = load_gpt4_annotations(gpt4_annotations_path(data))
+    items = [{"policy": "text_davinci_001", "baseline": "text_davinci_003", "judge": "alpaca_eval_gpt4", "prompt_id": p.id,
+              "output": p.output_2, "baseline_output": p.output_1, "win": 1.0 - p.preference}
+             for p in pairs if p.preference is not None]
+    print(f"{len(pairs) - len(items)} of {len(pairs)} pairs without a verdict left out")
+    for r in winrate_rows(items):
+        print(f"{r.metric:12s} {r.value:.3f}  [{r.ci_low:.3f}, {r.ci_high:.3f}]  n={r.n}")

@@ -31,8 +31,6 @@ from harness.judging.pairwise import PairJudge, longer_output_judge, random_judg
 from harness.records import Comparison, ResultRow
 from harness.stats import Estimate, bootstrap_mean
 
-PAPER_INTER_LABELER_AGREEMENT = 0.726  # Ouyang et al. 2022, section 3.4: training labelers agree 72.6 +- 1.5 %
-PAPER_INTER_LABELER_AGREEMENT_SE = 0.015
 GPT4_ANNOTATIONS_FILE = "text_davinci_001_vs_003_alpaca_eval_gpt4_annotations.json"
 EVAL = "judge_validation"
 HUMAN, GPT4 = "hh_rlhf_human", "alpaca_eval_gpt4"  # the ``labels`` slice of agreement rows

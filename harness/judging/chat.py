@@ -120,5 +120,6 @@ def client_from_config(cfg, max_tokens: int = 16, default_cache_dir: str | Path 
                          "(judges@eval.judges=chat, or eval.judges.chat.enabled=true with base_url and model)")
     if not cfg.base_url or not cfg.model:
         raise ValueError("eval.judges.chat needs base_url and model (e.g. judges@eval.judges=chat)")
-    return ChatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.timeout_s, max_retries=cfg.max_retries,
+    return ChatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, api_key=None if cfg.needs_key else NO_KEY,
+                      timeout=cfg.timeout_s, max_retries=cfg.max_retries,
                       requests_per_second=cfg.requests_per_second, max_tokens=max_tokens, cache_dir=cfg.cache_dir or default_cache_dir)

@@ -20,7 +20,8 @@ class ChatJudgeConfig:
     enabled: bool = False
     base_url: str | None = None  # e.g. https://api.openai.com/v1 or a local vLLM server
     model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (never the key itself: the config is recorded)
+    needs_key: bool = True  # false for a local server that needs none (a dummy key is sent)
     requests_per_second: float | None = 2.0
     max_retries: int = 5
     timeout_s: float = 60.0

@@ -117,9 +117,10 @@ class ChatHallucinationJudge:
     verdict line raises :class:`JudgeParseError` naming the reply (never guessed as a default).
     """
 
-    def __init__(self, client: ChatCompleter, system: str = JUDGE_SYSTEM, template: str = JUDGE_USER) -> None:
+    def __init__(self, client: ChatCompleter, system: str = JUDGE_SYSTEM, template: str = JUDGE_USER,
+                 name: str = "chat_hallucination") -> None:
         self.client, self.system, self.template = client, system, template
-        self.name = "chat_judge"
+        self.name = name
 
     def messages(self, instruction: str, input_text: str, output: str) -> list[dict[str, str]]:
         """The request: a system message with the criterion and a user message with instruction, input and answer."""

@@ -130,7 +130,7 @@ class ChatPairwiseJudge:
                  ids: Sequence[str] | None = None) -> list[float]:
         """Preference for ``outputs[i]`` over ``baseline_outputs[i]``: 1 (policy better), 0.5 (tie), 0.
 
-        Same call shape as the other pair judges of :mod:`harness.evals.agreement`. ``ids`` (default
+        Same call shape as the other pair judges of this module. ``ids`` (default
         the positions) name items in errors. Raises ``ValueError`` when the lists differ in length.
         """
         n = len(instructions)

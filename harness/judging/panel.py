@@ -51,7 +51,7 @@ class JudgePanel:
         self.cfg, self.data_cfg, self.data_dir = cfg, data_cfg, data_dir
         self.chat_template, self.batch_size, self.seed, self.run_dir = chat_template, batch_size, seed, Path(run_dir)
         self._built: dict[str, Any] = {}
-        self.used: dict[str, tuple[str, Any]] = {}  # judge name -> (kind, judge), in order of first use
+        self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
 
     # ---------------------------------------------------------------------------- preference judges
 
@@ -80,7 +80,7 @@ class JudgePanel:
     def rewards(self, name: str, prompts: list[str], outputs: list[str]) -> list[float]:
         """r_judge(prompt, output) of reward-model judge ``name`` for aligned lists (reward units)."""
         judge = self.reward_judge(name)
-        self.used.setdefault(name, ("reward_model", judge))
+        self.used.setdefault(("reward_model", name), judge)
         return judge.score(prompts, outputs)
 
     def chat_pair_judge(self):
@@ -94,7 +94,7 @@ class JudgePanel:
             judge = ChatPairwiseJudge(self._chat_client(16), name=f"chat:{self.cfg.chat.model}", seed=self.seed)
             self._built["chat_pair"] = judge
         judge = self._built["chat_pair"]
-        self.used.setdefault(judge.name, ("chat", judge))
+        self.used.setdefault(("chat", judge.name), judge)
         return judge
 
     def _chat_client(self, max_tokens: int):
@@ -114,7 +114,7 @@ class JudgePanel:
                 options.setdefault("data_dir", self.data_dir)
             self._built["toxicity"] = _build("toxicity", make_toxicity_scorer, self.cfg.toxicity.kind, **options)
         scorer = self._built["toxicity"]
-        self.used.setdefault(scorer.name, ("toxicity", scorer))
+        self.used.setdefault(("toxicity", scorer.name), scorer)
         return scorer
 
     def truthfulness(self):
@@ -125,9 +125,9 @@ class JudgePanel:
 
             kind, options = self.cfg.truthfulness.kind, dict(self.cfg.truthfulness.options or {})
             self._built["truthfulness"] = (_build("truthfulness", ReferenceSimilarityScorer, **options) if kind == "reference"
-                                           else ChatTruthJudge(self._chat_client(16)))
+                                           else ChatTruthJudge(self._chat_client(16), f"chat_truthfulness:{self.cfg.chat.model}"))
         scorer = self._built["truthfulness"]
-        self.used.setdefault(scorer.name, ("truthfulness", scorer))
+        self.used.setdefault(("truthfulness", scorer.name), scorer)
         return scorer
 
     def hallucination(self):
@@ -139,9 +139,10 @@ class JudgePanel:
             kind, options = self.cfg.hallucination.kind, dict(self.cfg.hallucination.options or {})
             self._built["hallucination"] = (_build("hallucination", H.SupportChecker, **options) if kind == "support" else
                                             _build("hallucination", H.NLIHallucinationChecker, **options) if kind == "nli" else
-                                            H.ChatHallucinationJudge(self._chat_client(256)))
+                                            H.ChatHallucinationJudge(self._chat_client(256),
+                                                                     name=f"chat_hallucination:{self.cfg.chat.model}"))
         detector = self._built["hallucination"]
-        self.used.setdefault(detector.name, ("hallucination", detector))
+        self.used.setdefault(("hallucination", detector.name), detector)
         return detector
 
     # ------------------------------------------------------------------------------------ validation
@@ -155,7 +156,7 @@ class JudgePanel:
 
         rows: list = []
         info: dict[str, Any] = {}
-        for name, (kind, judge) in list(self.used.items()):
+        for (kind, name), judge in list(self.used.items()):
             log.info("validating judge %s (%s)", name, kind)
             if kind == "reward_model":
                 rows += V.pair_judge_rows(rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation,

@@ -158,10 +158,8 @@ class ChatTruthJudge:
     ``ValueError`` naming the question id (:func:`parse_judge_reply`), never a silent default.
     """
 
-    name = "chat_judge"
-
-    def __init__(self, client: ChatCompleter) -> None:
-        self.client = client
+    def __init__(self, client: ChatCompleter, name: str = "chat_truthfulness") -> None:
+        self.client, self.name = client, name
 
     def messages(self, question: Mapping[str, Any], answer: str) -> list[dict[str, str]]:
         """The two chat messages (system, user) sent for one answer."""

@@ -97,7 +97,8 @@ def junit_xml(checks: Sequence[Check], *, run: str, baseline: str, error: str | 
         if c.verdict == "regression":
             ET.SubElement(case, "failure", message=c.note, type="regression").text = detail
         elif c.verdict == "error":
-            ET.SubElement(case, "error", message=c.note, type="missing").text = detail
+            kind = "missing" if "missing from the run" in c.note else "undeclared" if "declare" in c.note else "error"
+            ET.SubElement(case, "error", message=c.note, type=kind).text = detail
         else:
             ET.SubElement(case, "system-out").text = detail
     ET.indent(suites)

@@ -16,7 +16,8 @@ SMALL = ["model=tiny", "data.n_sft_train=8", "data.n_sft_val=2", "data.n_rm_trai
 
 
 def _run(app: str, run_dir: Path, *overrides: str) -> str:
-    proc = subprocess.run([str(BIN / app), *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(BIN / app), *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=1800)  # a hang guard only
     assert proc.returncode == 0, f"{app} failed:\n{proc.stderr[-3000:]}"
     return proc.stdout.strip().splitlines()[-1]
 
@@ -41,16 +42,17 @@ def test_stage_apps_chain(tmp_path):
     assert read_jsonl(ppo / "train_log.jsonl")[0]["ptx_loss"] is None
     assert read_jsonl(ptx / "train_log.jsonl")[0]["ptx_loss"] > 0
 
-    _run("harness-eval", tmp_path / "eval", *SMALL, f"+judges.helpful={judge}", f"+policies.base={base}", f"+policies.ppo={ppo}",
-         "eval.run=[winrate,alignment_tax]", "eval.winrate.baselines=[text-davinci-003]", "eval.winrate.judges=[helpful]",
-         "eval.winrate.decoding.max_new_tokens=4", "eval.winrate.n_agreement_hh=2", "eval.winrate.n_agreement_gpt4=4",
-         "eval.alignment_tax.limit=4", "eval.bootstrap_resamples=100")
+    _run("harness-eval", tmp_path / "eval", *SMALL, f"+eval.judges.reward_models.helpful={judge}", f"+policies.base={base}",
+         f"+policies.ppo={ppo}", "eval.run=[winrate,alignment_tax]", "evals.winrate.baselines=[text-davinci-003]",
+         "evals.winrate.judges=[helpful]", "evals.winrate.decoding.max_new_tokens=4", "eval.judges.validation.n_hh_pairs=2",
+         "eval.judges.validation.n_gpt4_pairs=4", "evals.alignment_tax.limit=4", "eval.bootstrap_resamples=100")
     rows = read_jsonl(tmp_path / "eval" / "results" / "results.jsonl")
-    assert {r["policy"] for r in rows if r["run_id"] == "paper"} >= {"paper:ppo_ptx_175b", "paper:gpt3_175b"}  # labelled
-    assert {(r["policy"], r["metric"]) for r in rows if r["eval"] == "winrate" and r["run_id"] != "paper"} == {
+    paper = read_jsonl(tmp_path / "eval" / "results" / "paper_reference.jsonl")
+    assert {r["policy"] for r in paper} >= {"paper:ppo_ptx_175b", "paper:gpt3_175b"} and all(r["run_id"] == "paper" for r in paper)
+    assert {(r["policy"], r["metric"]) for r in rows if r["eval"] == "winrate"} == {
         ("base", "win_rate"), ("base", "win_prob"), ("base", "lc_win_rate"),
         ("ppo", "win_rate"), ("ppo", "win_prob"), ("ppo", "lc_win_rate")}
-    assert [r["value"] for r in rows if r["metric"] == "acc_delta_vs_base" and r["policy"] == "ppo"]
+    assert [r["value"] for r in rows if r["metric"] == "acc_delta" and r["policy"] == "ppo" and r["slice"]["baseline"] == "base"]
 
     report = Path(_run("harness-report", tmp_path / "report_log", f"run_dir={tmp_path / 'eval'}"))
     assert report == tmp_path / "eval" / "report.html" and 'id="fig-winrate"' in report.read_text()
