@@ -1,9 +1,9 @@
-"""The ``response_length`` eval: how long each policy's answers to AlpacaEval instructions are.
+"""The ``answer_length`` eval: how long each policy's answers to AlpacaEval instructions are.
 
 Added without editing the harness: this module declares the spec, the metric and ``run``, and
-registers them; ``conf/evals/response_length.yaml`` beside it configures it. Run it with
-``HARNESS_EVAL_MODULES=tests.plugin_eval.response_length`` and
-``hydra.searchpath=[file://<this folder>/conf] +evals@evals.response_length=response_length``.
+registers them; ``conf/evals/answer_length.yaml`` beside it configures it. Run it with
+``HARNESS_EVAL_MODULES=tests.plugin_eval.answer_length`` and
+``hydra.searchpath=[file://<this folder>/conf] +evals@evals.answer_length=answer_length``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ COUNTS = {"words": lambda s: float(len(s.split())), "chars": lambda s: float(len
 
 
 @dataclass
-class ResponseLengthSpec(EvalSpec):
+class AnswerLengthSpec(EvalSpec):
     """Which lengths to report (``words``, ``chars``)."""
 
     counts: list[str] = field(default_factory=lambda: ["words", "chars"])
 
 
-def run(ctx, spec: ResponseLengthSpec) -> EvalOutput:
+def run(ctx, spec: AnswerLengthSpec) -> EvalOutput:
     """Mean answer length per policy and count, with a 95 % bootstrap interval over prompts."""
     out = EvalOutput()
     prompts, _ = selection.eval_prompts(ctx.data_cfg, n=spec.n)
@@ -35,11 +35,11 @@ def run(ctx, spec: ResponseLengthSpec) -> EvalOutput:
             items = [{"policy": policy, "prompt_id": g.prompt_id, "count": count, "length": COUNTS[count](g.output)} for g in gens]
             out.items += items
             est = bootstrap_mean([it["length"] for it in items], n_resamples=ctx.resamples, seed=ctx.seed)
-            out.rows.append(row("response_length", policy, "mean_length", est, count=count))
+            out.rows.append(row("answer_length", policy, "mean_length", est, count=count))
     return out
 
 
 MEAN_LENGTH = Metric("mean_length", "score", True, "length", ("count",), tolerance=1.0, label="mean answer length",
                      description="mean length of the policy's answers, in the slice's count (words or characters)")
-RESPONSE_LENGTH = register(EvalDef("response_length", (MEAN_LENGTH,), ("prompt_id",), ResponseLengthSpec, run,
-                                   title="Response length"))
+ANSWER_LENGTH = register(EvalDef("answer_length", (MEAN_LENGTH,), ("prompt_id",), AnswerLengthSpec, run,
+                                   title="Answer length"))
