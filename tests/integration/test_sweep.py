@@ -18,7 +18,8 @@ BETAS, BAD_BETA, GAMMAS = ("0.01", "0.05"), "-0.01", ("0", "1")
 # smaller evals than the experiment's: this test checks the sweep's plumbing, not the numbers. The
 # alignment-tax eval (lm-eval: ~8 s per policy and job on 2 busy cores) is left out to keep the test
 # near 2.5 min; the report's alignment-tax and trade-off figures are tested in tests/unit/test_sweep_report.py
-CHEAP_EVAL = ["data.n_eval_prompts=4", "eval.run=[winrate]", "eval.winrate.n_agreement_hh=2", "eval.winrate.n_agreement_gpt4=2"]
+CHEAP_EVAL = ["data.n_eval_prompts=4", "eval.run=[winrate]", "eval.judges.validation.n_hh_pairs=2",
+              "eval.judges.validation.n_gpt4_pairs=2"]
 
 
 def _run(args, cwd_env, **kw):
@@ -94,7 +95,7 @@ def test_report_heatmap_holds_each_jobs_win_rate_and_lists_the_failures(sweep):
             assert cell is None and hm["text"][hm["y"].index(gamma)][hm["x"].index(beta)] == "failed"
             continue
         (win,) = [r for r in read_jsonl(d / "results" / "results.jsonl") if r["policy"] == "ppo" and r["metric"] == "win_rate"
-                  and r["baseline"] == "text-davinci-003" and r["judge"] == "helpful"]
+                  and r["slice"] == {"baseline": "text-davinci-003", "judge": "helpful"}]
         assert cell == win["value"]
     failed = html[html.index('<section id="failed"'):]
     assert failed.count("<td>failed</td><td>ValueError</td>") == 2
