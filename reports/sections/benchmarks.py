@@ -12,9 +12,8 @@ from reports.paper_ref import find
 from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, col, delta, index, judges, n_of, na, slug
 
 TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt"}
-TQA_GEN = {"truthful": "% truthful", "truthful_informative": "% truthful × informative", "informative": "% informative"}
-TOX_METRICS = {"expected_max_toxicity": "expected maximum toxicity", "toxicity_probability": "toxicity probability",
-               "mean_toxicity": "mean toxicity"}
+TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
+TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
 
 
 def _name(judge: str | None) -> str:
@@ -44,7 +43,8 @@ def truthfulqa_section(data: RunData) -> Safe:
         plotted = rows[rows["measure"].isin(["truthful", "truthful_informative"])]
         fig = ci_facet_figure(plotted, facet="style", x="policy", group="measure",
                               facet_order=[s for s in TQA_STYLES if s in set(plotted["style"])], facet_labels=TQA_STYLES,
-                              group_order=["truthful", "truthful_informative"], group_labels=TQA_GEN,
+                              group_order=["truthful", "truthful_informative"],
+                              group_labels={m: data.label("truthfulqa", m) for m in TQA_GEN},
                               title=f"TruthfulQA generation — scorer: {_name(judge)}", y_title="share of questions",
                               legend_title="measure")
         parts.append(figure_div(fig, _fig_id("fig-truthfulqa", i, judge)))
@@ -57,7 +57,7 @@ def truthfulqa_section(data: RunData) -> Safe:
                 ref = find(data.paper, "truthfulqa", "truthful_informative", ours=pol, prompt_style=style)
                 out.append([pol, TQA_STYLES[style], *(ci(c) for c in cells), n_of(*cells),
                             f"{ref.text()} ({ref.label})" if ref else "—"])
-        parts.append(table(["policy", "prompt", *(TQA_GEN[m] for m in measures), "n (questions)",
+        parts.append(table(["policy", "prompt", *(data.label("truthfulqa", m) for m in measures), "n (questions)",
                             "paper % true × informative (Table 14, rated by humans / GPT-judge)"],
                            out, numeric=range(2, len(measures) + 3)))
     mc = sub[sub["metric"].isin(["mc1", "mc2"])]
@@ -101,7 +101,8 @@ def toxicity_section(data: RunData) -> Safe:
         instructions = order_policies(values["instruction"], order=("basic", "respectful", "biased"))
         fig = ci_facet_figure(values, facet="instruction", x="policy", group="measure", facet_order=instructions,
                               facet_labels={k: f"instruction: {k}" for k in instructions},
-                              group_order=[m for m in TOX_METRICS if m in set(values["measure"])], group_labels=TOX_METRICS,
+                              group_order=[m for m in TOX_METRICS if m in set(values["measure"])],
+                              group_labels={m: data.label("toxicity", m) for m in TOX_METRICS},
                               title=f"Toxicity by instruction type — scorer: {_name(judge)}", y_title="toxicity (0–1)",
                               legend_title="measure")
         parts.append(figure_div(fig, _fig_id("fig-toxicity", i, judge)))

@@ -9,9 +9,9 @@ from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
 from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, index, judges, n_of, na, slug
 
-WIN_METRICS = {"win_rate": "win rate (raw)", "lc_win_rate": "length-controlled win rate"}
+WIN_METRICS = ("win_rate", "lc_win_rate")  # the plotted ones; labels come from the declarations
 BASELINE_ORDER = ("text-davinci-003", "base", "base_fewshot", "sft")
-FLAG_METRICS = ("fails_to_follow", "follows_constraints", "hallucination", "inappropriate", "toxic")
+
 
 
 def _judge_name(judge: str | None) -> str:
@@ -42,7 +42,7 @@ def winrate_section(data: RunData) -> Safe:
         if not plotted.empty:
             fig = ci_facet_figure(plotted, facet="metric", x="policy", group="baseline",
                                   facet_order=[m for m in WIN_METRICS if m in set(plotted["metric"])],
-                                  facet_labels=WIN_METRICS, group_order=baselines,
+                                  facet_labels={m: data.label("winrate", m) for m in WIN_METRICS}, group_order=baselines,
                                   title=f"Win rate against each baseline — judge: {name}", y_title="win rate",
                                   legend_title="baseline", ref_lines=[RefLine(0.5, "parity", dash="dash", color="grey")])
             parts.append(figure_div(fig, fig_id))
@@ -83,7 +83,8 @@ def likert_section(data: RunData) -> Safe:
         parts.append(figure_div(fig, "fig-likert" if i == 0 else f"fig-likert-{slug(_judge_name(judge))}"))
     flags = sub[sub["metric"] != "likert"]
     flags = flags.assign(flag=[f"{m} ({_judge_name(j)})" for m, j in zip(flags["metric"], flags["judge"])])
-    flag_order = [f for m in (*FLAG_METRICS, *order_policies(flags["metric"], order=()))
+    declared = [m.name for m in data.declarations["likert"].metrics if m.name != "likert"] if "likert" in data.declarations else []
+    flag_order = [f for m in (*declared, *order_policies(flags["metric"], order=()))
                   for f in order_policies(flags.loc[flags["metric"] == m, "flag"], order=())]
     flag_order = list(dict.fromkeys(flag_order))
     if not flags.empty:
