@@ -43,9 +43,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness import stages
 from harness.config import JudgeConfig, is_ptx
-from harness.evals.base import stamp
-from harness.evals.runner import check_eval_names
+from harness.declarations import stamp
 from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
+from harness.evals.runner import check_eval_names
 from harness.io import read_json
 from harness.records import ResultRow
 from harness.results import write_results

@@ -4,7 +4,7 @@ Written by :func:`write_results` under ``<run dir>/results/``:
 
 - ``results.jsonl``: one :class:`harness.records.ResultRow` per line (``slice`` a JSON object);
 - ``results.csv``: the same rows as a tidy table (:func:`results_frame`: one column per slice key);
-- ``metrics.json``: the metric declarations of every eval the rows belong to (:mod:`harness.evals.base`),
+- ``metrics.json``: the metric declarations of every eval the rows belong to (:mod:`harness.declarations`),
   so the gate and the report read a run's own units and directions;
 - ``paper_reference.jsonl``: the paper's reference values for those evals (:mod:`harness.evals.paper`),
   beside ours and never mixed into them.
@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.evals.base import EvalDef, Metric
+from harness.declarations import EvalDef, Metric
 from harness.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from harness.records import ResultRow
 from harness.results_upgrade import is_old_row, upgrade_items, upgrade_row
@@ -63,7 +63,7 @@ def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 def declarations_json(evals: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The registered declarations of ``evals`` as JSON (``metrics.json``, snapshots): per eval ``title``,
     ``paper``, ``item_id`` and ``metrics`` (the version of what was measured is in every row, ``eval_version``)."""
-    from harness.evals import registry
+    from harness import registry
 
     out = {}
     for name in sorted(set(evals)):

@@ -19,7 +19,14 @@ from harness import selection
 from harness.config import is_ptx
 from harness.data import resolve_data_dir
 from harness.io import write_jsonl
-from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base, model_fingerprint
+from harness.models import (
+    ModelConfig,
+    load_policy,
+    load_scalar_model,
+    load_tokenizer,
+    materialize_base,
+    model_fingerprint,
+)
 from harness.records import ResultRow
 from harness.runinfo import write_run_info
 from trainers.checkpointing import state_root

@@ -25,14 +25,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from harness.io import atomic_write_text, read_json, read_jsonl
 from harness.results import read_results, results_frame
 from harness.results_upgrade import upgrade_items
 from reports.html import Section, render_page
 from reports.paper_ref import paper_values
 from reports.sections.alignment_tax import alignment_tax_section
-from reports.sections.benchmarks import hallucination_section, toxicity_section, truthfulqa_section
+from reports.sections.benchmarks import (
+    hallucination_section,
+    toxicity_section,
+    truthfulqa_section,
+)
 from reports.sections.common import RunData, slug
 from reports.sections.generic import extra_evals, generic_section
 from reports.sections.header import header_section

@@ -189,7 +189,7 @@ def _row(rows: list[dict], **match: Any) -> dict[str, Any] | None:
 
 def _is_delta(r: dict[str, Any]) -> bool:
     """Whether a row is a declared paired delta (:class:`harness.evals.base.Metric` ``delta_of``)."""
-    from harness.evals import registry
+    from harness import registry
 
     return registry.get(r["eval"]).metric(r["metric"]).delta_of is not None
 

@@ -18,8 +18,25 @@ import pandas as pd
 
 from harness.io import atomic_write_text
 from reports.html import Section, figure_div, join, note, render_page, table, tag
-from reports.sweep_data import FINISHED, WIN_BASELINE, WIN_JUDGE, Sweep, load_sweep, reference_metrics, sweep_frame, tax_tasks
-from reports.sweep_figures import Metric, axis_values, fmt_metric, fmt_value, metric_figure, short, tradeoff_figure
+from reports.sweep_data import (
+    FINISHED,
+    WIN_BASELINE,
+    WIN_JUDGE,
+    Sweep,
+    load_sweep,
+    reference_metrics,
+    sweep_frame,
+    tax_tasks,
+)
+from reports.sweep_figures import (
+    Metric,
+    axis_values,
+    fmt_metric,
+    fmt_value,
+    metric_figure,
+    short,
+    tradeoff_figure,
+)
 
 WIN = Metric("win_rate", "win rate", "pct", ("win_rate_ci_low", "win_rate_ci_high"))
 TAX_MEAN = Metric("tax_mean_delta", "mean Δ accuracy vs base", "pp")

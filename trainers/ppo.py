@@ -45,7 +45,12 @@ from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
 from trainers import losses as L
-from trainers.common import adamw, head_can_skip_positions, save_checkpoint, seed_everything
+from trainers.common import (
+    adamw,
+    head_can_skip_positions,
+    save_checkpoint,
+    seed_everything,
+)
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
@@ -427,7 +432,12 @@ class PPOTrainer:
         iterations (and after the last); ``resume`` restores the newest one first and runs only
         the iterations left. Returns every iteration's statistics, restored ones included.
         """
-        from trainers.checkpointing import latest_state, load_state, save_state, trim_log
+        from trainers.checkpointing import (
+            latest_state,
+            load_state,
+            save_state,
+            trim_log,
+        )
 
         history: list[dict] = []
         done = 0

@@ -19,8 +19,17 @@ from harness.config import RMConfig
 from harness.judging.reward_model import encode_batch, rewards_at_last_token
 from harness.prompting import encode_pair
 from harness.records import Comparison, Demonstration
-from trainers.common import (LoopSpec, batches, freeze_lower_layers, optimizer_and_schedule, padding_stats, save_checkpoint,
-                             seed_everything, steps_per_epoch, train_epochs)
+from trainers.common import (
+    LoopSpec,
+    batches,
+    freeze_lower_layers,
+    optimizer_and_schedule,
+    padding_stats,
+    save_checkpoint,
+    seed_everything,
+    steps_per_epoch,
+    train_epochs,
+)
 from trainers.losses import kwise_ranking_loss, pairwise_outcomes
 from trainers.tracking import Tracking, finish_tracking, make_accelerator
 

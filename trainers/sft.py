@@ -32,8 +32,18 @@ from harness.models import add_lora, merge_lora, with_dropout
 from harness.prompting import EncodedPair, encode_pair, pad
 from harness.records import Demonstration, Prompt
 from trainers.checkpointing import state_root
-from trainers.common import (LoopSpec, StepHook, batches, head_can_skip_positions, optimizer_and_schedule, padding_stats, save_checkpoint, seed_everything,
-                             steps_per_epoch, train_epochs)
+from trainers.common import (
+    LoopSpec,
+    StepHook,
+    batches,
+    head_can_skip_positions,
+    optimizer_and_schedule,
+    padding_stats,
+    save_checkpoint,
+    seed_everything,
+    steps_per_epoch,
+    train_epochs,
+)
 from trainers.losses import target_nll
 from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
@@ -188,8 +198,8 @@ class SFTTrainer:
     @torch.no_grad()
     def rm_score(self) -> float:
         """Mean selection-RM reward of greedy responses to the validation prompts (reward units)."""
-        from harness.judging.reward_model import reward_scores
         from harness.generation import generate
+        from harness.judging.reward_model import reward_scores
 
         policy = self.accelerator.unwrap_model(self.model)
         gens = generate(policy, self.tokenizer, self.val_prompts, "sft", {"max_new_tokens": self.cfg.selection_max_new_tokens},

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, deltas, row
-from harness.evals.registry import register
+from harness.declarations import EvalDef, Metric, deltas, row
+from harness.evals.base import EvalOutput, EvalSpec
 from harness.records import ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean, paired_bootstrap_delta
 
 EVAL = "alignment_tax"

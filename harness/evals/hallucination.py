@@ -19,11 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data import DataError, _field, instruction_prompt, iter_jsonl, resolve_data_dir
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, row
-from harness.evals.registry import register
+from harness.data import (
+    DataError,
+    _field,
+    instruction_prompt,
+    iter_jsonl,
+    resolve_data_dir,
+)
+from harness.declarations import EvalDef, Metric, row
+from harness.evals.base import EvalOutput, EvalSpec
 from harness.judging.hallucination import HallucinationDetector
 from harness.records import Generation, Prompt, ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 SEED_FILE = Path("self_instruct_seed") / "seed_tasks.jsonl"

@@ -14,7 +14,10 @@ import numpy as np
 import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit
-from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+from statsmodels.tools.sm_exceptions import (
+    PerfectSeparationError,
+    PerfectSeparationWarning,
+)
 
 from harness.stats import Estimate
 

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.evals.base import DecodingConfig, EvalDef, EvalOutput, EvalSpec, Metric, row
-from harness.evals.registry import register
+from harness.declarations import EvalDef, Metric, row
+from harness.evals.base import DecodingConfig, EvalOutput, EvalSpec
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 EVAL = "likert"
@@ -75,7 +76,11 @@ def run(ctx, spec: LikertSpec) -> EvalOutput:
     """Likert score and flags per policy (see the module docstring); rows ``eval="likert"``, slice ``{judge}``
     (the detector of each flag)."""
     from harness import selection
-    from harness.evals.constraints import check_constraints, failure_reason, parse_constraints
+    from harness.evals.constraints import (
+        check_constraints,
+        failure_reason,
+        parse_constraints,
+    )
     from harness.evals.hallucination import closed_domain_eval_prompts
     from harness.evals.policies import file_baseline
 

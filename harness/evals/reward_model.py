@@ -8,9 +8,9 @@ outcomes (``run.json`` ``metrics.val_outcomes``, one 1 / 0.5 / 0 per ranked pair
 
 from __future__ import annotations
 
-from harness.evals.base import EvalDef, Metric, row
-from harness.evals.registry import register
+from harness.declarations import EvalDef, Metric, row
 from harness.records import ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 EVAL = "reward_model"

@@ -1,6 +1,6 @@
 """Runs the evaluation suite: the evals of ``eval.run``, then the validation of every judge they used.
 
-Each eval is one registered :class:`harness.evals.base.EvalDef` (:mod:`harness.evals.registry`) whose
+Each eval is one registered :class:`harness.evals.base.EvalDef` (:mod:`harness.registry`) whose
 spec is ``evals.<name>`` (``conf/evals/<name>.yaml``). For each, the runner calls its ``run(ctx, spec)``,
 checks every row against the eval's metric declarations, and writes its per-item records. Then the
 judge panel validates each judge the evals used (:meth:`harness.judging.panel.JudgePanel.validation_rows`).
@@ -20,8 +20,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.evals import registry
-from harness.evals.base import EvalOutput, check_rows, stamp
+from harness import registry
+from harness.declarations import check_rows, stamp
+from harness.evals.base import EvalOutput
 from harness.evals.context import EvalContext
 from harness.evals.policies import describe
 from harness.io import write_json, write_jsonl

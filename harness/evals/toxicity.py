@@ -21,11 +21,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness import data as D
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, deltas, row
-from harness.evals.registry import register
-from harness.judging.davidson import DAVIDSON_CLASSES, clean_tweet, davidson_split, first_half, load_davidson
+from harness.declarations import EvalDef, Metric, deltas, row
+from harness.evals.base import EvalOutput, EvalSpec
+from harness.judging.davidson import (
+    DAVIDSON_CLASSES,
+    clean_tweet,
+    davidson_split,
+    first_half,
+    load_davidson,
+)
 from harness.prompting import to_messages
 from harness.records import Prompt, ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean, paired_bootstrap_delta
 
 EVAL = "toxicity"

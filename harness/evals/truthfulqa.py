@@ -28,11 +28,12 @@ import numpy as np
 from scipy.special import softmax
 
 from harness.data import DataError, _field, _require, resolve_data_dir
+from harness.declarations import EvalDef, Metric, deltas, row
 from harness.evals.alignment_tax import score_and_delta_rows
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, deltas, row
-from harness.evals.registry import register
+from harness.evals.base import EvalOutput, EvalSpec
 from harness.judging.truthfulness import TruthScorer
 from harness.records import ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 EVAL = "truthfulqa"
@@ -331,7 +332,10 @@ if __name__ == "__main__":  # validation figures: python -m harness.evals.truthf
     import sys
 
     from harness.data import load_truthfulqa
-    from harness.judging.truthfulness import ReferenceSimilarityScorer, validate_truthfulness_scorer
+    from harness.judging.truthfulness import (
+        ReferenceSimilarityScorer,
+        validate_truthfulness_scorer,
+    )
 
     qs = load_truthfulqa(sys.argv[1] if len(sys.argv) > 1 else None)
     for name in ReferenceSimilarityScorer.METRICS:

@@ -17,11 +17,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, row
+from harness.declarations import EvalDef, Metric, row
+from harness.evals.base import EvalOutput, EvalSpec
 from harness.evals.length_controlled import _char_len, lc_win_rate_estimate
-from harness.evals.registry import register
 from harness.judging.pairwise import win_outcome
 from harness.records import Generation, ResultRow
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 EVAL = "winrate"

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from harness.data import DataError, _field, _require, iter_json_list, resolve_data_dir
-from harness.evals.base import row
+from harness.declarations import row
 from harness.judging.pairwise import PairJudge, longer_output_judge, random_judge
 from harness.records import Comparison, ResultRow
 from harness.stats import Estimate, bootstrap_mean

@@ -112,7 +112,7 @@ class ChatClient:
 
 
 def client_from_config(cfg, max_tokens: int = 16, default_cache_dir: str | Path | None = None) -> ChatClient:
-    """A :class:`ChatClient` from ``eval.judges.chat`` (:class:`harness.judging.config.ChatJudgeConfig`), its
+    """A :class:`ChatClient` from ``eval.judges.chat`` (:class:`harness.config.ChatJudgeConfig`), its
     replies cached in ``cfg.cache_dir`` or else ``default_cache_dir``. Raises ``ValueError`` when the chat
     judge is off or ``base_url`` / ``model`` is unset."""
     if not cfg.enabled:

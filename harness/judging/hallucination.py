@@ -282,7 +282,11 @@ def validate_detector(detector: HallucinationDetector, records: Sequence[dict[st
     precision/recall are 0.0 when undefined, scikit-learn's ``zero_division=0``). Computed with
     ``sklearn.metrics``. Raises ``ValueError`` on no records or a non-bool prediction.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     if not records:
         raise ValueError("validate_detector: no records")

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness.judging.config import JudgesConfig
+from harness.config import JudgesConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _build(role: str, factory, *args, **options):
 
 
 class JudgePanel:
-    """Judges of ``cfg`` (:class:`harness.judging.config.JudgesConfig`) for one run.
+    """Judges of ``cfg`` (:class:`harness.config.JudgesConfig`) for one run.
 
     ``data_cfg``/``data_dir``: the data config and local mirror (validation sets); ``chat_template``: how
     reward-model judges render prompts; ``batch_size``: pairs per judge forward; ``run_dir``: where the
@@ -121,7 +121,10 @@ class JudgePanel:
         """The TruthfulQA scorer of ``eval.judges.truthfulness``: ``reference``
         (:class:`harness.judging.truthfulness.ReferenceSimilarityScorer` with ``options``) or ``chat``."""
         if "truthfulness" not in self._built:
-            from harness.judging.truthfulness import ChatTruthJudge, ReferenceSimilarityScorer
+            from harness.judging.truthfulness import (
+                ChatTruthJudge,
+                ReferenceSimilarityScorer,
+            )
 
             kind, options = self.cfg.truthfulness.kind, dict(self.cfg.truthfulness.options or {})
             self._built["truthfulness"] = (_build("truthfulness", ReferenceSimilarityScorer, **options) if kind == "reference"

@@ -194,7 +194,13 @@ def validate_truthfulness_scorer(questions: Sequence[Mapping[str, Any]], scorer:
     ``n_incorrect_without_reference`` counts questions whose only incorrect answer was the candidate
     (scored against no incorrect reference, i.e. ``sim_incorrect = 0``). Raises ``ValueError`` on no questions.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
 
     if not questions:
         raise ValueError("validate_truthfulness_scorer: no questions")

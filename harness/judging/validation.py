@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.evals.base import EvalDef, Metric, row
-from harness.evals.registry import register
+from harness.declarations import EvalDef, Metric, row
 from harness.records import ResultRow
+from harness.registry import register
 from harness.stats import Estimate
 
 EVAL = "judge_validation"

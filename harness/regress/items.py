@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness.evals.base import EvalDef
+from harness.declarations import EvalDef
 
 ItemVector = dict[str, float]
 Slice = tuple[tuple[str, str], ...]

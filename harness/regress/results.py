@@ -24,9 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.evals.base import EvalDef
+from harness.declarations import EvalDef
 from harness.io import atomic_write_text
-from harness.regress.items import ItemVector, MetricKey, attach_vectors, metric_id, results_dir_vectors, slice_key
+from harness.regress.items import (
+    ItemVector,
+    MetricKey,
+    attach_vectors,
+    metric_id,
+    results_dir_vectors,
+    slice_key,
+)
 from harness.results import declarations_from_json, declarations_json, read_results
 from harness.results_upgrade import upgrade_row
 

@@ -9,7 +9,19 @@ from reports.ci_figures import ci_facet_figure
 from reports.figures import order_policies
 from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
-from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, col, delta, index, judges, n_of, na, slug
+from reports.sections.common import (
+    NO_RESULTS,
+    RunData,
+    by_judge,
+    ci,
+    col,
+    delta,
+    index,
+    judges,
+    n_of,
+    na,
+    slug,
+)
 
 TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt"}
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order

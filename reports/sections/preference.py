@@ -7,7 +7,17 @@ from reports.ci_figures import RefLine, ci_facet_figure
 from reports.figures import order_policies
 from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
-from reports.sections.common import NO_RESULTS, RunData, by_judge, ci, index, judges, n_of, na, slug
+from reports.sections.common import (
+    NO_RESULTS,
+    RunData,
+    by_judge,
+    ci,
+    index,
+    judges,
+    n_of,
+    na,
+    slug,
+)
 
 WIN_METRICS = ("win_rate", "lc_win_rate")  # the plotted ones; labels come from the declarations
 BASELINE_ORDER = ("text-davinci-003", "base", "base_fewshot", "sft")

@@ -13,8 +13,14 @@ from harness.cli import CONF_DIR
 from harness.evals.context import EvalContext
 from harness.evals.policies import parse_policies
 from harness.io import read_json, read_jsonl
+from harness.models import (
+    ModelConfig,
+    load_policy,
+    load_scalar_model,
+    load_tokenizer,
+    materialize_base,
+)
 from harness.results import read_results, write_results
-from harness.models import ModelConfig, load_policy, load_scalar_model, load_tokenizer, materialize_base
 
 pytestmark = pytest.mark.integration
 SMALL = ["data.n_eval_prompts=6", "data.n_sft_train=8", "data.n_sft_val=2", "eval.batch_size=4", "eval.bootstrap_resamples=100",

@@ -13,10 +13,10 @@ from harness.config import LoRAConfig, PPOConfig, RMConfig, SFTConfig
 from harness.io import read_jsonl
 from harness.models import load_policy, load_scalar_model, load_tokenizer, with_dropout
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
-from trainers.ppo import PolicyWithValueHead, PPOTrainer
-from trainers.reward_model import RewardModelTrainer
 from trainers.common import head_can_skip_positions
 from trainers.losses import token_logprobs
+from trainers.ppo import PolicyWithValueHead, PPOTrainer
+from trainers.reward_model import RewardModelTrainer
 from trainers.sft import SFTTrainer, collate_pairs
 from trainers.tracking import Tracking
 

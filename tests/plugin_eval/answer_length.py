@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness import selection
-from harness.evals.base import EvalDef, EvalOutput, EvalSpec, Metric, row
-from harness.evals.registry import register
+from harness.declarations import EvalDef, Metric, row
+from harness.evals.base import EvalOutput, EvalSpec
+from harness.registry import register
 from harness.stats import bootstrap_mean
 
 COUNTS = {"words": lambda s: float(len(s.split())), "chars": lambda s: float(len(s))}

@@ -112,7 +112,7 @@ def test_every_eval_spec_is_typed_by_its_registered_schema(name):
     """conf/evals/<name>.yaml extends the spec its module registers (evals/<name>_schema): typed on compose."""
     from hydra.errors import ConfigCompositionException
 
-    from harness.evals import registry
+    from harness import registry
 
     cfg = _compose("eval")
     defn = registry.get(name)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from harness.data import DataError, instruction_prompt, load_demonstrations
-from harness.evals.hallucination import closed_domain_prompts, hallucination_items, hallucination_rows, task_category
+from harness.evals.hallucination import (
+    closed_domain_prompts,
+    hallucination_items,
+    hallucination_rows,
+    task_category,
+)
 from harness.judging.hallucination import (
     ChatHallucinationJudge,
     JudgeParseError,

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from trainers import losses
-from trainers.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
+from trainers.kl_control import (
+    AdaptiveKLController,
+    FixedKLController,
+    make_kl_controller,
+)
 
 
 def softplus(x: float) -> float:

@@ -12,7 +12,13 @@ from harness.cli import CONF_DIR
 from harness.regress.app import run_regress
 from harness.regress.gate import Rule, compare, exit_code, rule_for
 from harness.regress.items import MetricKey, slice_key
-from harness.regress.results import MetricValue, ResultSet, load_result_set, load_snapshot, write_snapshot
+from harness.regress.results import (
+    MetricValue,
+    ResultSet,
+    load_result_set,
+    load_snapshot,
+    write_snapshot,
+)
 from harness.results import declarations_from_json, declarations_json
 
 WIN_SLICE = {"baseline": "text-davinci-003", "judge": "helpful"}

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.evals import registry
-from harness.regress.items import MetricKey, attach_vectors, item_vectors, iter_records, slice_key
+from harness import registry
+from harness.regress.items import (
+    MetricKey,
+    attach_vectors,
+    item_vectors,
+    iter_records,
+    slice_key,
+)
 from harness.regress.results import load_result_set
 from harness.results import read_results
 

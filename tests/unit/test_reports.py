@@ -9,9 +9,9 @@ import plotly.offline
 import pytest
 
 from harness.io import write_json, write_jsonl
+from harness.results import read_rows
 from reports import figures
 from reports.html import esc, fmt_pct, fmt_pp, table
-from harness.results import read_rows
 from reports.run_report import build_run_report
 
 EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"

@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.records import ResultRow
-
 from harness.io import write_jsonl
+from harness.records import ResultRow
 from reports.browser import cap_per_group, searchable_table
 from reports.ci_figures import ci_bar_figure, ci_facet_figure
 from reports.page_reader import figure_json, scripts, section_html

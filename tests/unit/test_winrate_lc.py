@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from harness.evals.length_controlled import lc_design, lc_win_rate_estimate, length_controlled_win_rate
+from harness.evals.length_controlled import (
+    lc_design,
+    lc_win_rate_estimate,
+    length_controlled_win_rate,
+)
 from harness.evals.winrate import preference_items, winrate_items, winrate_rows
 from harness.records import Generation
 

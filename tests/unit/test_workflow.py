@@ -5,9 +5,9 @@ tests/integration/test_pipeline_smoke.py runs its gate and report steps on a rea
 
 import shlex
 import subprocess
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from harness.regress.results import load_result_set

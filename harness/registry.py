@@ -17,7 +17,7 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
-from harness.evals.base import EvalDef
+from harness.declarations import EvalDef
 
 BUILTIN = (
     "harness.evals.winrate", "harness.evals.likert", "harness.evals.truthfulqa", "harness.evals.toxicity",
