@@ -208,7 +208,7 @@ def agreement_with_perspective(scores: Sequence[float], perspective: Sequence[fl
     for what, arr in (("score", s), ("Perspective score", y)):
         bad = np.flatnonzero(~(np.isfinite(arr) & (arr >= 0.0) & (arr <= 1.0)))
         if bad.size:
-            raise ValueError(f"agreement_with_perspective: {what} [{bad[0]}] = {arr[bad[0]]!r} is not in [0, 1]")
+            raise ValueError(f"agreement_with_perspective: {what} [{bad[0]}] = {float(arr[bad[0]])!r} is not in [0, 1]")
     toxic = y >= threshold
     stats = {
         "spearman": lambda a, b: _spearman(a, b),

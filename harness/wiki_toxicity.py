@@ -53,11 +53,16 @@ def load_wiki_toxicity(data_dir: str | None, files: Sequence[str] = WIKI_FILES) 
         seen: dict[str, int] = {}
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
+            if reader.fieldnames is None:  # reading the header also makes line_num count from it
+                raise D.DataError(f"{path}: empty file, expected a header id,text,label,api")
             start = reader.line_num + 1
             for row in reader:
                 where = f"{path}:{start}"  # the line the record starts on (texts may span lines)
                 start = reader.line_num + 1
-                cid, text, api, label = (D._field(row, k, where) for k in ("id", "text", "api", "label"))
+                for k in ("id", "text", "api", "label"):
+                    if row.get(k) is None:  # csv gives None for a column the row lacks
+                        raise D.DataError(f"{where}: missing field '{k}'")
+                cid, text, api, label = row["id"], row["text"], row["api"], row["label"]
                 try:
                     tox = float(api)
                 except ValueError:
