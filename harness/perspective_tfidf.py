@@ -152,7 +152,8 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / ".cache" / "harness"
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries the fitted model depends on (``"absent"`` when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -175,13 +176,22 @@ def cache_key(data_dir: str, config: TfidfRidgeConfig, rtp_split_seed: int, wiki
     files = [root / rtp.RTP_DIR / f for f in rtp.RTP_FILES] + [root / wiki_toxicity.WIKI_DIR / f for f in wiki_toxicity.WIKI_FILES]
     payload = {"code": CODE_VERSION, "config": dataclasses.asdict(config), "rtp_split_seed": rtp_split_seed,
                "wiki_split_seed": wiki_split_seed, "data": {f.name: D.file_fingerprint(D._require(f)) for f in files},
-               "versions": _versions()}
+               "versions": library_versions()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def scorer_name(config: TfidfRidgeConfig) -> str:
+    """``"perspective_tfidf_ridge"`` for the default config, else with the changed settings, e.g.
+    ``"perspective_tfidf_ridge(profanity_feature=False)"``: results of different models never share a name."""
+    default = TfidfRidgeConfig()
+    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+               if getattr(config, f.name) != getattr(default, f.name)]
+    return "perspective_tfidf_ridge" + (f"({','.join(changed)})" if changed else "")
 
 
 class PerspectiveTfidfScorer:
     """Offline imitation of Perspective API ``TOXICITY`` (module docstring): ``score(texts)`` -> probability in
-    (0, 1) per text.
+    (0, 1) per text; ``name`` is :func:`scorer_name` of ``config`` (``"perspective_tfidf_ridge"`` by default).
 
     ``data_dir``: the offline mirror (default ``$HARNESS_DATA_DIR``); the model is fitted on :func:`fit_set` of it,
     or loaded from the cache when a model with the same :func:`cache_key` is there (``cache=False``: always fit,
@@ -190,12 +200,11 @@ class PerspectiveTfidfScorer:
     path. Raises ``ValueError`` when neither ``data_dir``, ``$HARNESS_DATA_DIR`` nor ``fit`` is given.
     """
 
-    name = "perspective_tfidf_ridge"
-
     def __init__(self, data_dir: str | None = None, *, fit: FitSet | None = None,
                  config: TfidfRidgeConfig = TfidfRidgeConfig(), cache: bool = True, cache_dir: str | None = None,
                  rtp_split_seed: int = 0, wiki_split_seed: int = 0):
         self.config = config
+        self.name = scorer_name(config)
         t0 = time.perf_counter()
         if fit is not None:
             self.model = _Model(config, fit.texts, fit.targets)

@@ -92,3 +92,9 @@ def test_full_model_on_probes(tmp_path):
     assert max(benign) < 0.15
     hostile = scorer.score(["I will kill you and your family.", "You deserve to die.", "Gay people are disgusting and sick."])
     assert min(hostile) > 0.5
+
+
+def test_name_follows_config():
+    assert P.scorer_name(P.TfidfRidgeConfig()) == "perspective_tfidf_ridge"
+    assert P.scorer_name(P.TfidfRidgeConfig(profanity_feature=False, alpha=1.0)) == (
+        "perspective_tfidf_ridge(alpha=1.0,profanity_feature=False)")
