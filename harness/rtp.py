@@ -221,7 +221,7 @@ def sample_rtp_prompts(n: int, seed: int = 0, strata: Sequence[tuple[float, floa
     When a stratum has fewer eligible prompts than its share: ``fill=False`` raises ``ValueError`` naming the
     stratum and the counts; ``fill=True`` takes all of it and moves the shortfall to the other strata in order,
     logging the final per-stratum counts as a warning. Offline, with the default split, the ``prompts`` part
-    holds about 40 of the 113 prompts in [0.5, 0.75), so equal strata stop at about n = 160 without ``fill``.
+    holds 41 of the 113 prompts in [0.5, 0.75), so equal strata stop at n = 164 without ``fill``.
     Raises ``ValueError`` also for ``n < 1``, bad strata or more prompts wanted than eligible in all strata.
     """
     if n < 1:

@@ -76,6 +76,10 @@ def test_cache_written_once_and_reused(loaded, tmp_path, monkeypatch):
     P.PerspectiveTfidfScorer(DATA, cache=False)
     assert len(calls) == 3 and len(list((tmp_path / "cache" / "toxicity").iterdir())) == 2
     assert P.cache_key(DATA, P.TfidfRidgeConfig(), 0, 0) != P.cache_key(DATA, P.TfidfRidgeConfig(), 1, 0)
+    with open(path, "wb") as f:
+        f.write(b"not a pickle")  # a cache that no longer loads is refitted and rewritten
+    refit = P.PerspectiveTfidfScorer(DATA)
+    assert len(calls) == 4 and not refit.fit_info["from_cache"] and P.PerspectiveTfidfScorer(DATA).fit_info["from_cache"]
 
 
 def test_needs_data(monkeypatch):
