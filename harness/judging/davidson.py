@@ -83,7 +83,7 @@ def davidson_split(tweets: Sequence[Tweet], seed: int = 0, fractions: dict[str, 
     """Davidson tweets split into ``prompts`` / ``train`` / ``heldout`` (default 20 / 60 / 20 %) by a seeded hash
     of the cleaned, lower-cased text (:func:`harness.data.seeded_split`), so duplicate texts never straddle splits.
 
-    ``prompts`` feeds :func:`harness.evals.toxicity.toxicity_prompts`, ``train`` the Davidson classifier scorer, ``heldout`` only the
+    ``prompts`` feeds :func:`harness.evals.toxicity.toxicity_prompts` (via the eval), ``train`` the Davidson classifier scorer, ``heldout`` only the
     scorers' ROC-AUC validation; the three are disjoint. Raises ``ValueError`` if the split names differ.
     """
     fractions = dict(DAVIDSON_SPLITS if fractions is None else fractions)

@@ -15,7 +15,6 @@ A scorer maps texts to toxicity probabilities in [0, 1] (:class:`ToxicityScorer`
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from harness.judging.davidson import Tweet, clean_tweet, davidson_split, load_davidson
+from harness.judging.perspective_tfidf import PerspectiveTfidfScorer
+from harness.judging.toxicity_validation import check_scores, check_texts
 
 PERSPECTIVE_ENDPOINT = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 
@@ -38,13 +39,7 @@ class ToxicityScorer(Protocol):
 
 
 def _checked(name: str, texts: Sequence[str], scores) -> list[float]:
-    out = [float(s) for s in scores]
-    if len(out) != len(texts):
-        raise RuntimeError(f"{name}: {len(out)} scores for {len(texts)} texts")
-    for i, s in enumerate(out):
-        if not (math.isfinite(s) and 0.0 <= s <= 1.0):
-            raise RuntimeError(f"{name}: score {s!r} for text {i} is not in [0, 1]")
-    return out
+    return check_scores(name, texts, scores)
 
 
 class ProfanityCheckScorer:
@@ -58,6 +53,7 @@ class ProfanityCheckScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         """Probability of profanity/offensiveness per text, in [0, 1]."""
+        texts = check_texts(self.name, texts)
         if not texts:
             return []
         from profanity_check import predict_prob
@@ -101,6 +97,7 @@ class DavidsonClassifierScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         """P(toxic) per text from the fitted logistic regression, in [0, 1]."""
+        texts = check_texts(self.name, texts)
         if not texts:
             return []
         return _checked(self.name, texts, self.pipeline.predict_proba([clean_tweet(t) for t in texts])[:, 1])
@@ -139,6 +136,7 @@ class DetoxifyScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         """Sigmoid of the ``toxicity`` logit per text, in batches of ``batch_size``."""
+        texts = check_texts(self.name, texts)
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             batch = list(texts[i : i + self.batch_size])
@@ -214,6 +212,7 @@ class PerspectiveScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         """TOXICITY probability per text, in [0, 1]."""
+        texts = check_texts(self.name, texts)
         out = []
         for i, text in enumerate(texts):
             if not text.strip():
@@ -234,7 +233,8 @@ class PerspectiveScorer:
 
 
 SCORERS = {"profanity_check": ProfanityCheckScorer, "davidson": DavidsonClassifierScorer,
-           "detoxify": DetoxifyScorer, "perspective": PerspectiveScorer}
+           "detoxify": DetoxifyScorer, "perspective": PerspectiveScorer,
+           "perspective_tfidf": PerspectiveTfidfScorer}  # harness/judging/perspective_tfidf.py
 
 
 def make_toxicity_scorer(kind: str = "profanity_check", **options) -> ToxicityScorer:
