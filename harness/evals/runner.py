@@ -18,21 +18,15 @@ import logging
 import time
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from harness import registry
 from harness.declarations import check_rows, stamp
 from harness.evals.base import EvalOutput
-from harness.evals.context import EvalContext
+from harness.evals.context import EvalContext, _plain
 from harness.evals.policies import describe
 from harness.io import write_json, write_jsonl
 from harness.records import ResultRow
 
 log = logging.getLogger(__name__)
-
-
-def _plain(x: Any) -> Any:
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
 
 
 def check_eval_names(names, evals_cfg) -> None:
