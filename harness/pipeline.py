@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -42,10 +41,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import stages
 from harness.config import JudgeConfig
+from harness.errors import ConfigError
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
 from harness.upstream import REUSED, upstream_checkpoints
+from harness.validation import validate_config
 
 log = logging.getLogger(__name__)
 # the two held-out evaluation judges (hh-rlhf helpful-* and harmless-base judge-side prompts); the
@@ -67,31 +68,25 @@ def _rl_gammas(cfg: DictConfig) -> dict[str, float]:
 def validate(cfg: DictConfig) -> dict[str, str] | None:
     """Check ``cfg`` before any stage runs; returns the upstream checkpoints (:mod:`harness.upstream`) or None.
 
-    Raises ``ValueError`` for: ``rm_data`` not ``human``/``simulated``; ``simulated`` with
-    ``sft.select_by=rm_score``; an ``rl_runs`` entry other than ``ppo``/``ppo_ptx`` or a repeated one;
-    a negative or non-finite KL penalty ``ppo.beta`` or ptx coefficient (``ppo.gamma``/``ptx_gamma``) of
-    a run that trains; ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run
-    directory with every checkpoint the run reuses.
+    Raises :class:`~harness.errors.ConfigError` (a ``ValueError``) for anything
+    :func:`harness.validation.validate_config` rejects (every declared range, e.g. a negative or
+    non-finite ``ppo.beta``, ``ppo.gamma`` or ``ptx_gamma``; ``rm_data`` not ``human``/``simulated``),
+    and for: ``simulated`` with ``sft.select_by=rm_score``; an ``rl_runs`` entry other than
+    ``ppo``/``ppo_ptx`` or a repeated one; ``require_upstream`` without ``upstream``; an ``upstream``
+    that is not a run directory with every checkpoint the run reuses.
     """
-    if cfg.rm_data not in ("human", "simulated"):
-        raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
+    validate_config(cfg)
     if cfg.sft.select_by == "rm_score" and cfg.rm_data == "simulated":
-        raise ValueError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
-                         "checkpoint: set sft.select_by=loss or sft.select_by=last")
+        raise ConfigError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
+                          "checkpoint: set sft.select_by=loss or sft.select_by=last")
     runs = list(cfg.rl_runs)
     bad = [r for r in runs if r not in RL_RUNS]
     if bad or len(set(runs)) != len(runs):
-        raise ValueError(f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
-                         f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
-    checks = [("ppo.gamma" if r == "ppo" else "ptx_gamma", g, "ptx loss coefficient") for r, g in _rl_gammas(cfg).items()]
-    if runs:
-        checks.insert(0, ("ppo.beta", float(cfg.ppo.beta), "KL penalty coefficient"))
-    for name, value, what in checks:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0 (the {what}), got {value}")
+        raise ConfigError(f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
+                          f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
     if cfg.require_upstream and not cfg.upstream:
-        raise ValueError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
-                         "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
+        raise ConfigError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
+                          "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
     return upstream_checkpoints(cfg.upstream, cfg.model) if cfg.upstream else None
 
 

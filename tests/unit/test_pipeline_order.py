@@ -102,7 +102,7 @@ def test_simulated_resume_skips_finished_stages(tmp_path, calls):
 
 
 def test_unknown_rm_data_fails_before_any_stage(tmp_path, calls):
-    with pytest.raises(ValueError, match="rm_data must be 'human' or 'simulated'"):
+    with pytest.raises(ValueError, match="rm_data='synthetic' is not one of human, simulated"):
         pipeline.run_pipeline(_cfg(tmp_path, "rm_data=synthetic"))
     assert calls == []
 
@@ -174,9 +174,10 @@ def test_upstream_run_reuses_its_checkpoints_and_trains_one_policy(tmp_path, cal
 
 @pytest.mark.parametrize("overrides,match", [
     (("rl_runs=[ppo]", "require_upstream=true"), "require_upstream=true .* give upstream="),
-    (("upstream={up}", "rl_runs=[ppo]", "ppo.beta=-0.01"), r"ppo.beta must be a finite number >= 0 \(the KL penalty coefficient\), got -0.01"),
-    (("upstream={up}", "rl_runs=[ppo]", "ppo.gamma=-1"), r"ppo.gamma must be a finite number >= 0"),
-    (("rl_runs=[ppo_ptx]", "ptx_gamma=-2"), r"ptx_gamma must be a finite number >= 0"),
+    (("upstream={up}", "rl_runs=[ppo]", "ppo.beta=-0.01"), r"ppo.beta=-0.01 is out of range: it must be >= 0"),
+    (("upstream={up}", "rl_runs=[ppo]", "ppo.beta=nan"), r"ppo.beta=nan is not a finite number; it must be >= 0"),
+    (("upstream={up}", "rl_runs=[ppo]", "ppo.gamma=-1"), r"ppo.gamma=-1.0 is out of range: it must be >= 0"),
+    (("rl_runs=[ppo_ptx]", "ptx_gamma=-2"), r"ptx_gamma=-2.0 is out of range: it must be >= 0"),
     (("rl_runs=[ppo,dpo]",), r"unknown: \['dpo'\]"),
     (("rl_runs=[ppo,ppo]",), "at most once"),
     (("upstream={up}/nowhere",), "no such directory"),
