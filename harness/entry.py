@@ -59,6 +59,11 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(line for line in lines if line and not line.startswith(_OMEGACONF_DETAIL))
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit code a console script gives for ``exc``: 2 for a user error, 1 for anything else (a bug)."""
+    return 2 if isinstance(exc, (Refused, *USER_ERRORS)) else 1
+
+
 def _prog() -> str:
     return Path(sys.argv[0]).name or "harness"
 

@@ -57,6 +57,16 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
+def apply_umask(path: str | Path) -> Path:
+    """Give ``path`` (a file) or every file under it (a folder) the umask's mode (:func:`umask_mode`),
+    undoing the 0600 that ``mkstemp``-style writers such as safetensors create files with. Returns ``path``."""
+    path = Path(path)
+    mode = umask_mode()
+    for f in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+        os.chmod(f, mode)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``), with the umask's mode."""
     path = Path(path)

@@ -32,6 +32,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from harness.io import apply_umask
 from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
 from harness.modelpaths import loading
 
@@ -101,6 +102,7 @@ def smollm2_checkpoint(cache_dir: str) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    apply_umask(tmp)  # safetensors writes weights 0600
     tmp.rename(out)
     return out
 
@@ -115,6 +117,7 @@ def materialize_base(cfg: ModelConfig, out_dir: str | Path, data_dir: str | None
         model, tok = build_tiny(cfg, data_dir, seed)
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
+        apply_umask(out_dir)
         return str(out_dir)
     if cfg.name == "smollm2-135m":
         return str(smollm2_checkpoint(cfg.cache_dir))

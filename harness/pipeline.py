@@ -41,19 +41,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import stages
 from harness.config import JudgeConfig
-from harness.errors import ConfigError
 from harness.io import read_json, write_jsonl
 from harness.records import ResultRow
 from harness.runinfo import config_hash, write_run_info
 from harness.upstream import REUSED, upstream_checkpoints
-from harness.validation import validate_config
+from harness.validation import RL_RUNS, validate_config  # noqa: F401  (RL_RUNS: re-exported)
 
 log = logging.getLogger(__name__)
 # the two held-out evaluation judges (hh-rlhf helpful-* and harmless-base judge-side prompts); the
 # helpful one is also the gold reward logged during PPO and the simulated labeler's judge
 JUDGES = ("judge_helpful", "judge_harmless")
 GOLD = "judge_helpful"
-RL_RUNS = ("ppo", "ppo_ptx")  # rl_runs entries: gamma = ppo.gamma | ptx_gamma
 
 
 def _done(path: Path, resume: bool) -> bool:
@@ -69,24 +67,13 @@ def validate(cfg: DictConfig) -> dict[str, str] | None:
     """Check ``cfg`` before any stage runs; returns the upstream checkpoints (:mod:`harness.upstream`) or None.
 
     Raises :class:`~harness.errors.ConfigError` (a ``ValueError``) for anything
-    :func:`harness.validation.validate_config` rejects (every declared range, e.g. a negative or
-    non-finite ``ppo.beta``, ``ppo.gamma`` or ``ptx_gamma``; ``rm_data`` not ``human``/``simulated``),
-    and for: ``simulated`` with ``sft.select_by=rm_score``; an ``rl_runs`` entry other than
-    ``ppo``/``ppo_ptx`` or a repeated one; ``require_upstream`` without ``upstream``; an ``upstream``
-    that is not a run directory with every checkpoint the run reuses.
+    :func:`harness.validation.validate_config` rejects: every declared range (e.g. a negative or
+    non-finite ``ppo.beta``, ``ppo.gamma`` or ``ptx_gamma``), ``rm_data`` not ``human``/``simulated``,
+    ``simulated`` with ``sft.select_by=rm_score``, an ``rl_runs`` entry other than ``ppo``/``ppo_ptx``
+    or a repeated one, ``require_upstream`` without ``upstream``; and for an ``upstream`` that is not
+    a run directory with every checkpoint the run reuses.
     """
     validate_config(cfg)
-    if cfg.sft.select_by == "rm_score" and cfg.rm_data == "simulated":
-        raise ConfigError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
-                          "checkpoint: set sft.select_by=loss or sft.select_by=last")
-    runs = list(cfg.rl_runs)
-    bad = [r for r in runs if r not in RL_RUNS]
-    if bad or len(set(runs)) != len(runs):
-        raise ConfigError(f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
-                          f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
-    if cfg.require_upstream and not cfg.upstream:
-        raise ConfigError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
-                          "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
     return upstream_checkpoints(cfg.upstream, cfg.model) if cfg.upstream else None
 
 

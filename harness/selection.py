@@ -85,7 +85,7 @@ def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Com
             log.warning("%s=%d: split '%s' has only %d %s comparisons (subsets %s); using all of them", key, n, split, len(pool),
                         part, sorted(JUDGE_SPLITS[split]))
         elif split not in JUDGE_SPLITS:
-            require_available(key, n, len(pool), f"the hh-rlhf {side}_{part} split (data.hh_subsets, data.split_fractions)")
+            require_available(key, n, len(pool), f"comparisons in the hh-rlhf {side}_{part} split (of data.hh_subsets, by data.split_fractions)")
     train = _sample(train_pool, n_train, cfg.seed)
     val = _sample(val_pool, n_val, cfg.seed + 1)
     fp[f"{split}_train_ids"] = D.records_fingerprint([c.id for c in train])
@@ -108,7 +108,7 @@ def judge_validation_pairs(cfg: DataConfig, n: int | None) -> tuple[list[Compari
 def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstration], dict[str, str]]:
     """(train, val, fingerprints) SFT demonstrations."""
     every = D.load_demonstrations(cfg.data_dir, hub_id=cfg.hub_demonstrations)
-    require_available("data.n_sft_train + data.n_sft_val", cfg.n_sft_train + cfg.n_sft_val, len(every), "the demonstrations")
+    require_available("data.n_sft_train + data.n_sft_val", cfg.n_sft_train + cfg.n_sft_val, len(every), "demonstrations")
     demos = _sample(every, cfg.n_sft_train + cfg.n_sft_val, cfg.seed)
     train, val = demos[: cfg.n_sft_train], demos[cfg.n_sft_train :]
     fp = _files_fingerprint(cfg, ["self_instruct_seed/seed_tasks.jsonl"])
@@ -128,7 +128,7 @@ def _ppo_prompts(parts: dict[str, list[Comparison]], cfg: DataConfig) -> list[Pr
             seen.add(first)
             prompts.append(Prompt(c.id, first, c.source))
     require_available("data.n_ppo_prompts", cfg.n_ppo_prompts, len(prompts),
-                      f"the distinct rm_train first turns of <= data.max_ppo_prompt_chars={cfg.max_ppo_prompt_chars} characters")
+                      f"distinct rm_train first turns of <= data.max_ppo_prompt_chars={cfg.max_ppo_prompt_chars} characters")
     return _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
 
 
@@ -161,7 +161,7 @@ def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
             seen.add(first)
             pool.append(Prompt(c.id, first, c.source))
     require_available("data.n_label_prompts", cfg.n_label_prompts, len(pool),
-                      f"the eligible rm_train first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars)")
+                      f"eligible rm_train first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars)")
     prompts = _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
     fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
     fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in ppo])
@@ -204,7 +204,7 @@ def eval_prompts(cfg: DataConfig, n: int | None = None) -> tuple[list[Prompt], d
     Raises :class:`~harness.errors.ConfigError` when more are asked for than exist."""
     prompts = D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)
     require_available("data.n_eval_prompts" if not n else f"an eval's n={n}", n or cfg.n_eval_prompts, len(prompts),
-                      "the AlpacaEval instructions")
+                      "AlpacaEval instructions")
     chosen = sorted(_sample(prompts, n or cfg.n_eval_prompts, cfg.seed), key=lambda p: int(p.id))
     fp = _files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"])
     fp["eval_prompt_ids"] = D.records_fingerprint([p.id for p in chosen])

@@ -29,6 +29,7 @@ from harness.ranges import CHOICES, PATH, RANGE, describe
 
 _OPS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
 SPLIT_KEYS = ("rm_train", "rm_val", "judge_train", "judge_val")
+RL_RUNS = ("ppo", "ppo_ptx")  # the pipeline's rl_runs entries: gamma = ppo.gamma | ptx_gamma
 
 
 def check_value(key: str, value: Any, meta: dict) -> str | None:
@@ -102,9 +103,9 @@ def validate_config(cfg: Any) -> None:
 
 def require_available(what: str, requested: int, available: int, source: str) -> None:
     """Raise :class:`ConfigError` when ``requested`` records (``what``: the config keys that ask for them)
-    exceed the ``available`` ones in ``source``: nothing is silently cut short."""
+    exceed the ``available`` ``source`` (plural noun phrase): nothing is silently cut short."""
     if requested > available:
-        raise ConfigError(f"{what} asks for {requested} records but {source} has only {available}: lower {what}")
+        raise ConfigError(f"{what} asks for {requested}, but there are only {available} {source}: lower {what}")
 
 
 # --------------------------------------------------------------------------------- cross-field rules
@@ -174,6 +175,20 @@ def _eval_policies(node: DictConfig, prefix: str) -> Iterator[str]:
             yield problem
 
 
+def _pipeline(node: DictConfig, prefix: str) -> Iterator[str]:
+    if node.sft.select_by == "rm_score" and node.rm_data == "simulated":
+        yield ("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
+               "checkpoint: set sft.select_by=loss or sft.select_by=last")
+    runs = list(node.rl_runs)
+    bad = [r for r in runs if r not in RL_RUNS]
+    if bad or len(set(runs)) != len(runs):
+        yield (f"rl_runs={runs}: each of {list(RL_RUNS)} at most once (ppo: gamma = ppo.gamma, 0 = plain PPO; "
+               f"ppo_ptx: gamma = ptx_gamma)" + (f"; unknown: {bad}" if bad else ""))
+    if node.require_upstream and not node.upstream:
+        yield ("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
+               "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
+
+
 def _report_target(node: DictConfig, prefix: str) -> Iterator[str]:
     if (node.run_dir is None) == (node.sweep_dir is None):
         yield "harness-report needs exactly one of run_dir=<run directory> or sweep_dir=<multirun directory>"
@@ -184,6 +199,6 @@ def _report_target(node: DictConfig, prefix: str) -> Iterator[str]:
 RULES: dict[type, tuple[Rule, ...]] = {
     C.SFTConfig: (_prompt_fits,), C.RMConfig: (_prompt_fits,), C.JudgeConfig: (_prompt_fits, _judge_path),
     C.LabelConfig: (_k_order,), C.PPOConfig: (_ppo_batches,), C.DataConfig: (_data,), ModelConfig: (_tiny_shape,),
-    C.SFTApp: (_sft_selection,), C.EvalApp: (_eval_policies,), C.ReportApp: (_report_target,),
+    C.SFTApp: (_sft_selection,), C.EvalApp: (_eval_policies,), C.ReportApp: (_report_target,), C.PipelineApp: (_pipeline,),
 }
 """Cross-field rules per structured-config type; each yields problem messages for one node."""

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.io import read_json, write_json, write_jsonl
+from harness.io import apply_umask, read_json, write_json, write_jsonl
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -56,6 +56,7 @@ def save_state(accelerator, root: str | Path, step: int, trainer_state: dict[str
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        apply_umask(tmp)  # safetensors writes weights 0600
         write_json(tmp / STATE_FILE, {**trainer_state, "step": step})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
