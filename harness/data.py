@@ -104,6 +104,15 @@ def read_text(path: str | Path) -> str:
     return "".join(line for _, line in iter_lines(path))
 
 
+def _json(text: str, path: Path, lineno: int | None = None) -> Any:
+    """``json.loads(text)``; invalid JSON is a :class:`DataError` naming ``path`` and the line (``lineno``, or
+    the parser's line within ``text``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno or e.lineno}: invalid JSON ({e.msg})") from e
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line; a bad line raises :class:`DataError` naming file and
     line, so do every failure of :func:`iter_lines` and a file with no record at all."""
@@ -112,10 +121,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+        obj = _json(line, path, lineno)
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         n += 1
@@ -154,11 +160,7 @@ def iter_json_list(path: str | Path, what: str) -> Iterator[tuple[str, dict[str,
     or naming the record when one is not an object.
     """
     path = Path(path)
-    text = read_text(path)
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    rows = _json(read_text(path), path)
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of {what}")
     if not rows:
