@@ -45,6 +45,8 @@ class Refused(BaseException):
     def __init__(self, error: BaseException):
         super().__init__(str(error))
         self.error = error
+
+
 VERBOSE_FLAGS = ("-v", "--verbose")
 _OMEGACONF_DETAIL = ("reference_type=", "object_type=")  # lines of an OmegaConf message that say nothing to a user
 _OPEN: dict[Path, RunLock] = {}  # run directories this process holds, by resolved path
