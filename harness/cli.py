@@ -128,7 +128,7 @@ _REGRESS: dict[str, int | None] = {"code": None}
 
 
 @hydra.main(config_path=CONF_DIR, config_name="regress", version_base="1.3")
-def regress_main(cfg: DictConfig) -> None:
+def _regress_app(cfg: DictConfig) -> None:
     """The ``harness-regress`` Hydra app; :func:`regress_entry` turns its verdict into the exit code."""
     from harness.regress.app import run_regress
 
@@ -143,7 +143,7 @@ def regress_entry() -> None:
     """
     _REGRESS["code"] = None
     try:
-        console(regress_main, "harness-regress")()
+        console(_regress_app, "harness-regress")()
     except SystemExit as e:
         if e.code not in (0, None):
             raise SystemExit(2) from None
