@@ -169,8 +169,11 @@ def _eval_policies(node: DictConfig, prefix: str) -> Iterator[str]:
     if not node.policies:
         yield ("harness-eval needs at least one policy, e.g. '+policies.sft=path/to/checkpoint' or "
                "'+policies.davinci001={outputs:path/to/model_outputs.json}'")
-    for name, path in dict(node.judges).items():
-        problem = check_value(f"{prefix}judges.{name}", path, {PATH: "model"})
+    paths = [(f"policies.{name}", v, "model") if isinstance(v, str) else (f"policies.{name}.outputs", v.get("outputs"), "exists")
+             for name, v in dict(node.policies).items()]
+    paths += [(f"judges.{name}", path, "model") for name, path in dict(node.judges).items()]
+    for key, path, kind in paths:
+        problem = check_value(f"{prefix}{key}", path, {PATH: kind})
         if problem:
             yield problem
 

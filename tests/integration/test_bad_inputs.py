@@ -146,6 +146,10 @@ CASES = [
          ("model.safetensors", "truncated safetensors")),
     Case("checkpoint_without_config", "harness-ppo", [*PPO[:1], "policy={tmp}/noconfig", "reward_model={tiny}"],
          ("policy=", "no config.json")),
+    Case("eval_policy_path_missing", "harness-eval", [*TINY, "+policies.sft=/nonexistent/sft", "eval.run=[winrate]"],
+         ("policies.sft=/nonexistent/sft", "no such file")),
+    Case("eval_outputs_file_missing", "harness-eval", [*TINY, "+policies.d={{outputs:/nonexistent/o.json}}", "eval.run=[winrate]"],
+         ("policies.d.outputs=/nonexistent/o.json", "no such file")),
     Case("comparisons_file_missing", "harness-rm", [*RM, "comparisons={tmp}/none.jsonl"], ("comparisons=", "none.jsonl", "no such file")),
     # ---- data files (the other failure modes of the same readers: LOADER_CASES below, in-process)
     Case("hh_truncated_gzip", "harness-rm", [*RM, "data.data_dir={data}"], ("helpful-base_test.jsonl.gz", "truncated gzip"),
