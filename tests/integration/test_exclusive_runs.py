@@ -5,6 +5,7 @@ lose nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -52,12 +53,20 @@ def test_a_busy_run_directory_refuses_a_second_pipeline_and_keeps_the_first_runs
         holder.wait()
 
 
+def _holder_written(lock: Path) -> bool:
+    """The lock file names its holder: the holder has the flock (it writes its details only once it does)."""
+    try:
+        return "pid" in json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def test_two_stage_runs_in_one_directory_the_second_fails_and_the_first_finishes_intact(tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen([str(BIN / "harness-sft"), *QUICK_SFT, "sft.epochs=6", f"hydra.run.dir={run}"],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # hang guard only
-    while not (run / LOCK_FILE).is_file() and first.poll() is None and time.time() < deadline:
+    while not _holder_written(run / LOCK_FILE) and first.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     second = run_app("harness-sft", [*QUICK_SFT, "seed=7"], run, cwd=tmp_path)
     out, err = first.communicate(timeout=600)
@@ -74,10 +83,17 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_resume_is_honest_and_logs_never_repeat_steps(tmp_path):
+@pytest.fixture
+def umask_022():
+    """Umask 022 for this test's subprocesses (they inherit it), restored afterwards."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_resume_is_honest_and_logs_never_repeat_steps(tmp_path, umask_022):
     run = tmp_path / "run"
     log = run / "checkpoints" / "sft_train_log.jsonl"
-    os.umask(0o022)  # the subprocesses inherit it
 
     # a stale lock, left by a killed run, is taken over with a warning
     holder = _hold_lock(run)
