@@ -192,17 +192,22 @@ def _prepare(case: Case, tmp: Path, tiny: str) -> dict[str, str]:
         rel, content = case.data
         content = None if case.id in MISSING else (CONTENT[case.id]() if case.id in CONTENT else content)
         names["data"] = str(data_dir_with(tmp, rel, content))
-    run = tmp / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / "checkpoints" / "sft").mkdir(parents=True)
-    (run / "checkpoints" / "sft" / "config.json").write_text("{}")
+    used = " ".join(case.args)
+    if "{tmp}/run" in used:  # a run directory given as a model
+        run = tmp / "run"
+        (run / ".hydra").mkdir(parents=True)
+        (run / "checkpoints" / "sft").mkdir(parents=True)
+        (run / "checkpoints" / "sft" / "config.json").write_text("{}")
     for name, keep in (("truncated", 0.5), ("noconfig", 1.0)):
+        if "{tmp}/" + name not in used:
+            continue
         folder = tmp / name
-        folder.mkdir()
+        folder.mkdir(parents=True)
         for f in Path(tiny).iterdir():
             if f.is_file() and not (name == "noconfig" and f.name == "config.json"):
                 raw = f.read_bytes()
                 (folder / f.name).write_bytes(raw[: int(len(raw) * keep)] if f.suffix == ".safetensors" else raw)
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "bad.jsonl").write_text(json.dumps({"id": "a", "prompt": "p", "completions": ["x", "y"], "ranking": [0, 1],
                                                "source": "t"}) + "\n{not json\n")
     return names
