@@ -3,6 +3,10 @@
 
 Without the installed scripts, ``python -m harness.cli <app> [overrides]`` runs the same apps
 (``<app>`` is sft, rm, label, ppo, eval, report, pipeline or regress).
+
+Each ``<app>_main`` console script is :func:`harness.entry.console` around the Hydra app
+``_<app>_app``: a user error is one line on stderr and exit code 2. Each app body runs inside
+:func:`harness.entry.run_guard` (validation, run-directory lock, resume check).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import hydra
 from omegaconf import DictConfig
 
 from harness.config import register_configs
+from harness.entry import console, run_guard, task
+from harness.validation import validate_config
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("harness")
@@ -32,50 +38,59 @@ def _init_from(cfg: DictConfig, out: Path) -> str:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="sft", version_base="1.3")
+@task
 def _sft_app(cfg: DictConfig) -> None:
     """``harness-sft``: fine-tune ``init_from`` (default: the base model) on demonstrations."""
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
-                             selection_rm=cfg.selection_rm, resume=cfg.resume, tracking=cfg.tracking)
+    with run_guard(cfg):
+        path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
+                                 selection_rm=cfg.selection_rm, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="rm", version_base="1.3")
+@task
 def _rm_app(cfg: DictConfig) -> None:
     """``harness-rm``: train a reward model (``split=rm``) or a held-out judge (``split=judge``)."""
     from harness import stages
 
     out = Path(cfg.out_dir)
-    path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
-                            resume=cfg.resume, comparisons_file=cfg.comparisons, tracking=cfg.tracking)
+    with run_guard(cfg):
+        path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
+                                resume=cfg.resume, comparisons_file=cfg.comparisons, tracking=cfg.tracking)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="label", version_base="1.3")
+@task
 def _label_app(cfg: DictConfig) -> None:
     """``harness-label``: the simulated labeler; a judge ranks K samples of ``policy`` per prompt."""
     from harness import stages
 
-    path, m = stages.run_label(cfg.model, cfg.data, cfg.label, cfg.judge, cfg.policy, Path(cfg.out_dir) / "label", cfg.seed)
+    with run_guard(cfg):
+        path, m = stages.run_label(cfg.model, cfg.data, cfg.label, cfg.judge, cfg.policy, Path(cfg.out_dir) / "label", cfg.seed)
     print(f"{path}  ({m['n_comparisons']} comparisons, K {m['k_distribution']}, agreement with the noise-free judge "
           f"{m['measured_agreement']:.3f} on {m['agreement_pairs']} pairs)")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="ppo", version_base="1.3")
+@task
 def _ppo_app(cfg: DictConfig) -> None:
     """``harness-ppo``: PPO (``ppo.ptx_coef=0``) or PPO-ptx (``ppo.ptx_coef>0``, the paper's gamma)."""
     from harness import stages
     from harness.config import is_ptx
 
-    stage = "ppo_ptx" if is_ptx(cfg.ppo.ptx_coef) else "ppo"
-    path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
-                             cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume, tracking=cfg.tracking)
+    with run_guard(cfg):
+        stage = "ppo_ptx" if is_ptx(cfg.ppo.ptx_coef) else "ppo"
+        path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
+                                 cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
+@task
 def _eval_app(cfg: DictConfig) -> None:
     """``harness-eval``: the evaluation suite (``eval.run``, specs ``evals.<name>``) for ``policies`` (name:
     checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``+eval.judges.reward_models.helpful=<ckpt>``)."""
@@ -85,26 +100,22 @@ def _eval_app(cfg: DictConfig) -> None:
     from harness.results import write_results
     from harness.runinfo import config_hash
 
-    if not cfg.policies:
-        raise SystemExit("harness-eval: give at least one policy, e.g. '+policies.sft=path/to/checkpoint' or "
-                         "'+policies.davinci001={outputs:path/to/model_outputs.json}'")
     out = Path(cfg.out_dir)
-    chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
-    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash)
-    write_results(out / "results", rows)
+    with run_guard(cfg):
+        chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
+        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash)
+        write_results(out / "results", rows)
     for r in rows:
         where = ", ".join(f"{k}={v}" for k, v in r.slice.items())
         print(f"{r.policy:>16} {r.eval:>16} {r.metric:>24} {r.value:8.3f}  {where}")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
+@task
 def _report_app(cfg: DictConfig) -> None:
     """``harness-report run_dir=...`` (run report), ``run_dir=... compare_to=...`` (comparison report) or
     ``sweep_dir=...`` (sweep report over a Hydra multirun directory); prints the written path."""
-    if (cfg.run_dir is None) == (cfg.sweep_dir is None):
-        raise SystemExit("harness-report: give exactly one of run_dir=<run directory> or sweep_dir=<multirun directory>")
-    if cfg.compare_to is not None and cfg.run_dir is None:
-        raise SystemExit("harness-report: compare_to=... compares against run_dir=...; give run_dir")
+    validate_config(cfg)  # exactly one of run_dir / sweep_dir, and they exist
     if cfg.sweep_dir is not None:
         from reports.sweep_report import build_sweep_report
 
@@ -124,21 +135,21 @@ _REGRESS: dict[str, int | None] = {"code": None}
 
 @hydra.main(config_path=CONF_DIR, config_name="regress", version_base="1.3")
 def _regress_app(cfg: DictConfig) -> None:
-    """The ``harness-regress`` Hydra app; :func:`_regress_exit_code` turns its verdict into the exit code."""
+    """The ``harness-regress`` Hydra app; :func:`regress_entry` turns its verdict into the exit code."""
     from harness.regress.app import run_regress
 
     _REGRESS["code"] = run_regress(cfg)
 
 
-def _regress_exit_code() -> None:
+def regress_entry() -> None:
     """``harness-regress``: the regression gate, or ``snapshot=true`` (harness/regress/app.py, docs/regression.md).
 
-    Exits 0 (ok), 1 (regression) or 2 (error). Hydra itself exits 1 on a bad override or config;
-    that is an error of the gate's inputs, not a regression, so it becomes 2 here.
+    Exits 0 (ok), 1 (regression) or 2 (error). A bad override or config is one line and exit 2
+    (:func:`harness.entry.console`); an internal error's exit 1 is not a regression, so it becomes 2 here.
     """
     _REGRESS["code"] = None
     try:
-        _regress_app()
+        console(_regress_app, "harness-regress")()
     except SystemExit as e:
         if e.code not in (0, None):
             raise SystemExit(2) from None
@@ -147,6 +158,7 @@ def _regress_exit_code() -> None:
 
 
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
+@task
 def _pipeline_app(cfg: DictConfig) -> None:
     """``harness-pipeline``: every stage, evaluation and the report in one run directory.
 
@@ -163,7 +175,8 @@ def _pipeline_app(cfg: DictConfig) -> None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     clear_failure(job_dir)
     try:
-        report = run_pipeline(cfg)
+        with run_guard(cfg):
+            report = run_pipeline(cfg)
     except Exception as e:
         path = record_failure(job_dir, e, list(hydra_cfg.overrides.task))
         log.error("harness-pipeline failed: %s: %s (recorded in %s)", type(e).__name__, e, path)
@@ -171,32 +184,14 @@ def _pipeline_app(cfg: DictConfig) -> None:
     print(f"report: {report}")
 
 
-def _checked(app, name: str):
-    """A console-script entry point: refuses renamed config keys on the command line (one line, exit 2,
-    :mod:`harness.renames`), then runs ``app``."""
-
-    def entry() -> None:
-        import sys
-
-        from harness.renames import RenamedKeyError, refuse_renamed
-
-        try:
-            refuse_renamed(sys.argv[1:])
-        except RenamedKeyError as e:
-            print(f"harness-{name}: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        app()
-
-    entry.__doc__ = app.__doc__
-    return entry
-
-
 # the console scripts (pyproject.toml [project.scripts])
-sft_main, rm_main, label_main, ppo_main = (_checked(a, n) for a, n in
-                                          ((_sft_app, "sft"), (_rm_app, "rm"), (_label_app, "label"), (_ppo_app, "ppo")))
-eval_main, report_main, pipeline_main = (_checked(a, n) for a, n in
-                                         ((_eval_app, "eval"), (_report_app, "report"), (_pipeline_app, "pipeline")))
-regress_entry = _checked(_regress_exit_code, "regress")
+sft_main = console(_sft_app, "harness-sft")
+rm_main = console(_rm_app, "harness-rm")
+label_main = console(_label_app, "harness-label")
+ppo_main = console(_ppo_app, "harness-ppo")
+eval_main = console(_eval_app, "harness-eval")
+report_main = console(_report_app, "harness-report")
+pipeline_main = console(_pipeline_app, "harness-pipeline")
 
 APPS = {"sft": sft_main, "rm": rm_main, "label": label_main, "ppo": ppo_main, "eval": eval_main, "report": report_main,
         "pipeline": pipeline_main, "regress": regress_entry}

@@ -12,7 +12,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from harness.models import ModelConfig
+from harness.model_config import ModelConfig
+from harness.ranges import existing_path, model_path, one_of, ranged
 
 
 @dataclass
@@ -28,21 +29,21 @@ class DataConfig:
     split_fractions: dict[str, float] = field(
         default_factory=lambda: {"rm_train": 0.45, "rm_val": 0.05, "judge_train": 0.45, "judge_val": 0.05}
     )
-    n_sft_train: int = 160  # demonstrations (self_instruct seeds locally: 175 in all)
-    n_sft_val: int = 15
-    n_rm_train: int = 256  # human comparisons for the policy's (proxy) RM
-    n_rm_val: int = 128
-    n_judge_train: int = 256  # disjoint human comparisons for the evaluation judge
-    n_judge_val: int = 128
-    n_ppo_prompts: int = 256  # hh_rlhf first user turns from the rm_train prompts
-    max_ppo_prompt_chars: int = 300
-    n_eval_prompts: int = 32  # AlpacaEval instructions (no stage trains on them)
+    n_sft_train: int = ranged(160, ge=1)  # demonstrations (self_instruct seeds locally: 175 in all)
+    n_sft_val: int = ranged(15, ge=1)
+    n_rm_train: int = ranged(256, ge=1)  # human comparisons for the policy's (proxy) RM
+    n_rm_val: int = ranged(128, ge=1)
+    n_judge_train: int = ranged(256, ge=1)  # disjoint human comparisons for the evaluation judge
+    n_judge_val: int = ranged(128, ge=1)
+    n_ppo_prompts: int = ranged(256, ge=1)  # hh_rlhf first user turns from the rm_train prompts
+    max_ppo_prompt_chars: int = ranged(300, ge=1)
+    n_eval_prompts: int = ranged(32, ge=1)  # AlpacaEval instructions (no stage trains on them)
     # simulated labeler (harness-label): hh_rlhf first user turns from the rm_train prompts, none of
     # them a PPO prompt, an AlpacaEval instruction or a first turn of the judge split
-    n_label_prompts: int = 256
-    max_label_prompt_chars: int = 300
-    comparisons_val_fraction: float = 0.2  # held-out share of a comparisons file (seeded hash of the prompt)
-    pretrain_chunk_chars: int = 1000
+    n_label_prompts: int = ranged(256, ge=1)
+    max_label_prompt_chars: int = ranged(300, ge=1)
+    comparisons_val_fraction: float = ranged(0.2, gt=0, lt=1)  # held-out share of a comparisons file (seeded hash of the prompt)
+    pretrain_chunk_chars: int = ranged(1000, ge=1)
     hub_demonstrations: str = "tatsu-lab/alpaca"
     hub_hh_rlhf: str = "Anthropic/hh-rlhf"
     hub_alpaca_eval: str = "tatsu-lab/alpaca_eval"
@@ -71,9 +72,9 @@ class LoRAConfig:
     stages load a plain causal LM.
     """
 
-    r: int = 0  # adapter rank; 0 = no LoRA
-    alpha: float = 16.0  # the update is scaled by alpha / r
-    dropout: float = 0.0  # dropout on the adapter's input
+    r: int = ranged(0, ge=0)  # adapter rank; 0 = no LoRA
+    alpha: float = ranged(16.0, gt=0)  # the update is scaled by alpha / r
+    dropout: float = ranged(0.0, ge=0, lt=1)  # dropout on the adapter's input
     target_modules: list[str] | None = None  # module names; None = peft's default for the architecture (Llama: q_proj, v_proj); [all-linear] = every linear layer but the output head
 
 
@@ -81,25 +82,25 @@ class LoRAConfig:
 class SFTConfig:
     """Supervised fine-tuning on demonstrations (paper section 3.5; 16 epochs, cosine lr decay)."""
 
-    lr: float = 1e-5
-    epochs: int = 1
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_length: int = 256  # tokens, prompt + completion
-    max_prompt_length: int = 128
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # accelerate: no | bf16 | fp16
+    lr: float = ranged(1e-5, gt=0)
+    epochs: int = ranged(1, ge=1)
+    batch_size: int = ranged(8, ge=1)
+    grad_accum: int = ranged(1, ge=1)
+    warmup_ratio: float = ranged(0.1, ge=0, le=1)
+    weight_decay: float = ranged(0.0, ge=0)
+    max_length: int = ranged(256, ge=2)  # tokens, prompt + completion
+    max_prompt_length: int = ranged(128, ge=1)
+    max_grad_norm: float = ranged(1.0, gt=0)
+    mixed_precision: str = one_of("no", "bf16", "fp16")  # accelerate: no | bf16 | fp16
     # checkpoint selection (paper 3.5: the SFT model is chosen by RM score on validation prompts,
     # although validation loss keeps rising after epoch 1)
-    select_by: str = "last"  # rm_score (needs selection_rm; the pipeline default) | loss | last
-    eval_steps: int = 0  # evaluate a selection candidate every N optimiser steps (0: at each epoch's end)
-    selection_max_new_tokens: int = 64  # greedy response length scored by the selection RM
-    save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
-    keep_checkpoints: int = 1
+    select_by: str = one_of("last", "rm_score", "loss")  # rm_score (needs selection_rm; the pipeline default) | loss | last
+    eval_steps: int = ranged(0, ge=0)  # evaluate a selection candidate every N optimiser steps (0: at each epoch's end)
+    selection_max_new_tokens: int = ranged(64, ge=1)  # greedy response length scored by the selection RM
+    save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N optimiser steps, for resume (0: never)
+    keep_checkpoints: int = ranged(1, ge=1)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
-    residual_dropout: float | None = None  # dropout probability during SFT (paper C.1: 0.2); None = the model's own; see models.dropout_fields
+    residual_dropout: float | None = ranged(None, ge=0, lt=1)  # dropout probability during SFT (paper C.1: 0.2); None = the model's own; see models.dropout_fields
     group_by_length: bool = True  # batch demonstrations of similar token length together (less padding)
 
 
@@ -107,20 +108,20 @@ class SFTConfig:
 class RMConfig:
     """Reward model on ranked comparisons (paper eq. 1; 1 epoch, lr 9e-6 for 6B)."""
 
-    lr: float = 1e-5
-    epochs: int = 1
-    batch_size: int = 4  # prompts per step; each contributes all C(K, 2) pairs
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    max_length: int = 256
-    max_prompt_length: int = 128
-    max_grad_norm: float = 1.0
-    head_lr: float | None = None  # learning rate of the scalar head (None: lr); a new head starts at zero
-    trainable_layers: int | None = None  # train only the top N blocks + head (None: all); cheap RMs on CPU
+    lr: float = ranged(1e-5, gt=0)
+    epochs: int = ranged(1, ge=1)
+    batch_size: int = ranged(4, ge=1)  # prompts per step; each contributes all C(K, 2) pairs
+    grad_accum: int = ranged(1, ge=1)
+    warmup_ratio: float = ranged(0.1, ge=0, le=1)
+    max_length: int = ranged(256, ge=2)
+    max_prompt_length: int = ranged(128, ge=1)
+    max_grad_norm: float = ranged(1.0, gt=0)
+    head_lr: float | None = ranged(None, gt=0)  # learning rate of the scalar head (None: lr); a new head starts at zero
+    trainable_layers: int | None = ranged(None, ge=0)  # train only the top N blocks + head (None: all); cheap RMs on CPU
     normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
-    mixed_precision: str = "no"
-    save_steps: int = 0  # training-state checkpoint every N optimiser steps, for resume (0: never)
-    keep_checkpoints: int = 1
+    mixed_precision: str = one_of("no", "bf16", "fp16")
+    save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N optimiser steps, for resume (0: never)
+    keep_checkpoints: int = ranged(1, ge=1)
     group_by_length: bool = True  # batch comparisons of similar token length together (less padding)
 
 
@@ -129,36 +130,36 @@ class PPOConfig:
     """PPO / PPO-ptx (paper eq. 2 and appendix C.4). ``ptx_coef`` (the paper's gamma) > 0 makes it PPO-ptx
     (:func:`is_ptx`)."""
 
-    steps: int = 8  # PPO iterations, each = one batch of rollouts
-    batch_size: int = 16  # episodes per rollout batch
-    mini_batch_size: int = 8
-    ppo_epochs: int = 1  # passes over each rollout batch
-    lr: float = 2e-6
-    value_lr: float = 1e-5
-    beta: float = 0.02  # KL penalty coefficient (paper: 0.02)
-    kl_control: str = "fixed"  # fixed | adaptive (Ziegler et al. 2019)
-    kl_target: float | None = None  # nats/episode, adaptive only
-    kl_horizon: float = 10000.0
-    ptx_coef: float = 0.0  # the paper's gamma (eq. 2): pretraining (ptx) loss coefficient; > 0 = PPO-ptx (paper: 27.8)
-    ptx_batch_size: int = 4  # pretraining sequences per minibatch, when ptx_ratio is null
-    ptx_ratio: float | None = None  # pretraining sequences per episode of each minibatch (paper C.4: 8); overrides ptx_batch_size
-    ptx_max_length: int = 128
-    discount: float = 1.0  # GAE discount (paper: 1)
-    gae_lambda: float = 0.95
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 1.0
-    value_head: str = "separate"  # separate: value model initialised from the RM (paper) | shared: scalar head on the policy's trunk
+    steps: int = ranged(8, ge=1)  # PPO iterations, each = one batch of rollouts
+    batch_size: int = ranged(16, ge=1)  # episodes per rollout batch
+    mini_batch_size: int = ranged(8, ge=1)
+    ppo_epochs: int = ranged(1, ge=1)  # passes over each rollout batch
+    lr: float = ranged(2e-6, gt=0)
+    value_lr: float = ranged(1e-5, gt=0)
+    beta: float = ranged(0.02, ge=0)  # KL penalty coefficient (paper: 0.02)
+    kl_control: str = one_of("fixed", "adaptive")  # fixed | adaptive (Ziegler et al. 2019)
+    kl_target: float | None = ranged(None, gt=0)  # nats/episode, adaptive only
+    kl_horizon: float = ranged(10000.0, gt=0)
+    ptx_coef: float = ranged(0.0, ge=0)  # the paper's gamma (eq. 2): pretraining (ptx) loss coefficient; > 0 = PPO-ptx (paper: 27.8)
+    ptx_batch_size: int = ranged(4, ge=1)  # pretraining sequences per minibatch, when ptx_ratio is null
+    ptx_ratio: float | None = ranged(None, gt=0)  # pretraining sequences per episode of each minibatch (paper C.4: 8); overrides ptx_batch_size
+    ptx_max_length: int = ranged(128, ge=2)
+    discount: float = ranged(1.0, ge=0, le=1)  # GAE discount (paper: 1)
+    gae_lambda: float = ranged(0.95, ge=0, le=1)
+    cliprange: float = ranged(0.2, gt=0)
+    cliprange_value: float = ranged(0.2, gt=0)
+    vf_coef: float = ranged(1.0, ge=0)
+    value_head: str = one_of("separate", "shared")  # separate: value model initialised from the RM (paper) | shared: scalar head on the policy's trunk
     whiten_advantages: bool = True
     whiten_rewards: bool = False  # scale each batch's RM scores to unit variance (mean kept) before the KL penalty
-    missing_eos_penalty: float | None = None  # subtracted from the score of an episode cut off without EOS
-    max_prompt_length: int = 128
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
-    save_steps: int = 0  # training-state checkpoint every N PPO iterations, for resume (0: never)
-    keep_checkpoints: int = 1
+    missing_eos_penalty: float | None = ranged(None, ge=0)  # subtracted from the score of an episode cut off without EOS
+    max_prompt_length: int = ranged(128, ge=1)
+    max_new_tokens: int = ranged(48, ge=1)
+    temperature: float = ranged(1.0, gt=0)
+    max_grad_norm: float = ranged(1.0, gt=0)
+    mixed_precision: str = one_of("no", "bf16", "fp16")
+    save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N PPO iterations, for resume (0: never)
+    keep_checkpoints: int = ranged(1, ge=1)
 
 
 # --------------------------------------------------------------------------- judges (eval.judges)
@@ -177,9 +178,9 @@ class ChatJudgeConfig:
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (never the key itself: the config is recorded)
     needs_key: bool = True  # false for a local server that needs none (a dummy key is sent)
-    requests_per_second: float | None = 2.0
-    max_retries: int = 5
-    timeout_s: float = 60.0
+    requests_per_second: float | None = ranged(2.0, gt=0)
+    max_retries: int = ranged(5, ge=0)
+    timeout_s: float = ranged(60.0, gt=0)
     cache_dir: str | None = None  # replies cached per request here (None: <run dir>/cache/chat)
 
 
@@ -195,9 +196,9 @@ class ScorerConfig:
 class ValidationConfig:
     """How much held-out labelled data each judge's validation uses."""
 
-    n_hh_pairs: int | None = 256  # held-out hh-rlhf human pairs per subset for preference judges (None: all)
-    n_gpt4_pairs: int | None = 805  # GPT-4-annotated davinci-003 vs -001 pairs (None: all 805)
-    n_davidson: int | None = 2000  # held-out Davidson tweets for a toxicity scorer's ROC-AUC (None: all)
+    n_hh_pairs: int | None = ranged(256, ge=1)  # held-out hh-rlhf human pairs per subset for preference judges (None: all)
+    n_gpt4_pairs: int | None = ranged(805, ge=1)  # GPT-4-annotated davinci-003 vs -001 pairs (None: all 805)
+    n_davidson: int | None = ranged(2000, ge=1)  # held-out Davidson tweets for a toxicity scorer's ROC-AUC (None: all)
 
 
 @dataclass
@@ -208,8 +209,8 @@ class JudgesConfig:
     ``chat``) and ``hallucination`` (``support`` | ``nli`` | ``chat``) scorers; ``validation`` sizes."""
 
     reward_models: dict[str, str] = field(default_factory=dict)
-    max_length: int = 512  # tokens of prompt + output a reward-model judge reads
-    max_prompt_length: int = 256
+    max_length: int = ranged(512, ge=2)  # tokens of prompt + output a reward-model judge reads
+    max_prompt_length: int = ranged(256, ge=1)
     chat: ChatJudgeConfig = field(default_factory=ChatJudgeConfig)
     toxicity: ScorerConfig = field(default_factory=lambda: ScorerConfig("profanity_check"))
     truthfulness: ScorerConfig = field(default_factory=lambda: ScorerConfig("reference", {"metric": "rouge1"}))
@@ -223,10 +224,10 @@ class EvalConfig:
     are its spec in ``evals.<name>`` (``conf/evals/<name>.yaml``, :mod:`harness.registry`)."""
 
     run: list[str] = field(default_factory=lambda: ["winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax"])
-    batch_size: int = 8  # prompts per generate call and per judge forward
-    lm_eval_batch_size: int = 8
-    bootstrap_resamples: int = 2000  # of every 95 % interval the run reports
-    # generation cache shared across runs (default <run dir>/cache/generations)
+    batch_size: int = ranged(8, ge=1)  # prompts per generate call and per judge forward
+    lm_eval_batch_size: int = ranged(8, ge=1)
+    bootstrap_resamples: int = ranged(2000, ge=1)  # of every 95 % interval the run reports
+    # generation cache (keyed by weights hash, prompt and decoding); null = <run dir>/cache/generations
     cache_dir: str | None = "${oc.env:HARNESS_GEN_CACHE,null}"
     judges: JudgesConfig = field(default_factory=JudgesConfig)  # every judge and scorer the evals use
 
@@ -235,28 +236,28 @@ class EvalConfig:
 class JudgeConfig:
     """The simulated labeler's judge: what scores each (prompt, completion) (harness/labeler.py)."""
 
-    kind: str = "reward_model"  # reward_model (a gold RM checkpoint) | word_count (synthetic, for tests)
-    path: str | None = None  # reward_model: checkpoint folder, e.g. the pipeline's checkpoints/judge
+    kind: str = one_of("reward_model", "word_count")  # reward_model (a gold RM checkpoint) | word_count (synthetic, for tests)
+    path: str | None = model_path(None)  # reward_model: checkpoint folder, e.g. the pipeline's checkpoints/judge
     name: str | None = None  # recorded as source "simulated:<name>"; default: the checkpoint folder's name, or kind
-    batch_size: int = 8  # completions per judge forward
-    max_length: int = 512  # tokens, prompt + completion, as the judge sees them
-    max_prompt_length: int = 256
+    batch_size: int = ranged(8, ge=1)  # completions per judge forward
+    max_length: int = ranged(512, ge=2)  # tokens, prompt + completion, as the judge sees them
+    max_prompt_length: int = ranged(256, ge=1)
 
 
 @dataclass
 class LabelConfig:
     """Simulated labeler: K policy samples per prompt, ranked by a judge (paper section 3.5: K = 4..9)."""
 
-    k_min: int = 4  # completions per prompt, drawn uniformly from [k_min, k_max] per prompt (2 <= k_min <= k_max <= 9)
-    k_max: int = 9
+    k_min: int = ranged(4, ge=2, le=9)  # completions per prompt, drawn uniformly from [k_min, k_max] per prompt (2 <= k_min <= k_max <= 9)
+    k_max: int = ranged(9, ge=2, le=9)
     # target share of pairs the labeler orders against the noise-free judge; 0.274 matches the paper's
     # 72.6 % agreement between training labelers (section 3.4); 0 = the judge's own ranking
-    noise_rate: float = 0.0
-    max_new_tokens: int = 64
-    temperature: float = 1.0  # sampling temperature; 1 samples the policy's own distribution
-    top_p: float = 1.0
-    batch_size: int = 16  # sequences per generate call
-    max_prompt_length: int = 128  # tokens
+    noise_rate: float = ranged(0.0, ge=0, lt=0.5)
+    max_new_tokens: int = ranged(64, ge=1)
+    temperature: float = ranged(1.0, gt=0)  # sampling temperature; 1 samples the policy's own distribution
+    top_p: float = ranged(1.0, gt=0, le=1)
+    batch_size: int = ranged(16, ge=1)  # sequences per generate call
+    max_prompt_length: int = ranged(128, ge=1)  # tokens
 
 
 @dataclass
@@ -270,6 +271,9 @@ class StageConfig:
     # continue a killed run: a trainer restores its newest training-state checkpoint (every
     # <stage>.save_steps steps) and the pipeline also skips stages whose checkpoint is complete
     resume: bool = False
+    # resume even though keys that affect results changed since the run started (harness/resume.py);
+    # the changes are recorded in the run directory's run_record.json
+    resume_allow_changes: bool = False
 
 
 def _run_tracking() -> TrackingConfig:
@@ -278,33 +282,33 @@ def _run_tracking() -> TrackingConfig:
 
 @dataclass
 class SFTApp(StageConfig):
-    init_from: str | None = None  # checkpoint folder / hub id; default: the base model of `model`
-    selection_rm: str | None = None  # reward model scoring checkpoint candidates (sft.select_by=rm_score)
+    init_from: str | None = model_path(None)  # checkpoint folder / hub id; default: the base model of `model`
+    selection_rm: str | None = model_path(None)  # reward model scoring checkpoint candidates (sft.select_by=rm_score)
     sft: SFTConfig = field(default_factory=SFTConfig)
     tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
 class RMApp(StageConfig):
-    init_from: str = MISSING  # usually the SFT checkpoint
-    split: str = "rm"  # rm (the policy's RM) | judge_helpful | judge_harmless (held-out evaluation judges) | judge (both); names the checkpoint folder
-    comparisons: str | None = None  # a Comparison JSONL (e.g. harness-label output) instead of the split's human data
+    init_from: str = model_path(MISSING)  # usually the SFT checkpoint
+    split: str = one_of("rm", "judge", "judge_helpful", "judge_harmless")  # rm (the policy's RM) | judge_helpful | judge_harmless (held-out evaluation judges) | judge (both); names the checkpoint folder
+    comparisons: str | None = existing_path(None)  # a Comparison JSONL (e.g. harness-label output) instead of the split's human data
     rm: RMConfig = field(default_factory=RMConfig)
     tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
 class PPOApp(StageConfig):
-    policy: str = MISSING  # SFT checkpoint: initial policy and frozen reference policy
-    reward_model: str = MISSING  # RM checkpoint: reward and value-model initialisation
-    gold_reward: str | None = None  # held-out RM (e.g. the judge) logged beside the proxy reward, not optimised
+    policy: str = model_path(MISSING)  # SFT checkpoint: initial policy and frozen reference policy
+    reward_model: str = model_path(MISSING)  # RM checkpoint: reward and value-model initialisation
+    gold_reward: str | None = model_path(None)  # held-out RM (e.g. the judge) logged beside the proxy reward, not optimised
     ppo: PPOConfig = field(default_factory=PPOConfig)
     tracking: TrackingConfig = field(default_factory=_run_tracking)
 
 
 @dataclass
 class LabelApp(StageConfig):
-    policy: str = MISSING  # policy checkpoint to sample K completions from (usually SFT)
+    policy: str = model_path(MISSING)  # policy checkpoint to sample K completions from (usually SFT)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
 
@@ -324,10 +328,10 @@ class ReportApp:
     """``harness-report``: exactly one of ``run_dir`` (run report, or with ``compare_to`` a comparison
     report) and ``sweep_dir`` (sweep report over a Hydra multirun directory)."""
 
-    run_dir: str | None = None  # a run directory -> <run_dir>/report.html
-    sweep_dir: str | None = None  # a Hydra multirun directory -> <sweep_dir>/sweep_report.html
+    run_dir: str | None = existing_path(None)  # a run directory -> <run_dir>/report.html
+    sweep_dir: str | None = existing_path(None)  # a Hydra multirun directory -> <sweep_dir>/sweep_report.html
     # with run_dir: a second run directory or a baseline results.jsonl -> <run_dir>/comparison.html
-    compare_to: str | None = None
+    compare_to: str | None = existing_path(None)
     out: str | None = None  # write here instead of the default path
 
 
@@ -338,8 +342,8 @@ class RegressRule:
     direction always comes from its declaration (harness/declarations.py Metric)."""
 
     pattern: str = "*"
-    tolerance: float | None = None  # largest drop (in the bad direction) that passes, metric units; None: the declared one
-    alpha: float = 0.05  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
+    tolerance: float | None = ranged(None, ge=0)  # largest drop (in the bad direction) that passes, metric units; None: the declared one
+    alpha: float = ranged(0.05, gt=0, lt=1)  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
 
 
 @dataclass
@@ -353,11 +357,11 @@ class RegressApp:
     rules: list[RegressRule] = field(default_factory=list)  # first match wins
     default: RegressRule = field(default_factory=RegressRule)  # for metrics no rule matches
     ignore: list[str] = field(default_factory=list)  # glob patterns of metric ids not compared at all
-    correction: str = "fdr_bh"  # over the paired metrics: none | fdr_bh (Benjamini-Hochberg) | holm | bonferroni
+    correction: str = one_of("fdr_bh", "none", "holm", "bonferroni")  # over the paired metrics: none | fdr_bh (Benjamini-Hochberg) | holm | bonferroni
     # unpaired metrics whose rows both carry a 95 % interval regress only if the intervals also do not overlap;
     # false: the tolerance alone decides
     unpaired_intervals: bool = True
-    n_resamples: int = 9999  # sign assignments of the permutation test when 2^n exceeds it (else exact)
+    n_resamples: int = ranged(9999, ge=1)  # sign assignments of the permutation test when 2^n exceeds it (else exact)
     seed: int = 0  # of the Monte Carlo permutation test
     markdown: str | None = None  # default <run_dir>/regress/summary.md
     junit: str | None = None  # default <run_dir>/regress/junit.xml
@@ -370,7 +374,12 @@ class RLRun:
     policy's name in results) and its ptx coefficient (the paper's gamma, eq. 2; 0 = PPO, > 0 = PPO-ptx)."""
 
     name: str = "ppo"
-    ptx_coef: float = 0.0
+    ptx_coef: float = ranged(0.0, ge=0)
+
+
+# the pipeline's two held-out evaluation judges (hh-rlhf helpful-* and harmless-base judge-side prompts)
+JUDGES = ("judge_helpful", "judge_harmless")
+RESERVED_POLICY_NAMES = ("base", "base_fewshot", "sft", "rm", *JUDGES)  # pipeline policy names an RL run cannot take
 
 
 def is_ptx(ptx_coef: float) -> bool:
@@ -386,7 +395,7 @@ class PipelineApp(StageConfig):
     run_id: str = "${now:%Y%m%d-%H%M%S}"
     # which comparisons train the policy's (proxy) RM: human (hh-rlhf rm split) | simulated (the judge
     # ranks K samples of the SFT policy; order base -> sft -> judge -> label -> rm -> ppo ...)
-    rm_data: str = "human"
+    rm_data: str = one_of("human", "simulated")
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(select_by="rm_score"))  # by the proxy RM, as in the paper
     rm: RMConfig = field(default_factory=RMConfig)
     judge: RMConfig = field(default_factory=RMConfig)

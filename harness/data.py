@@ -3,7 +3,10 @@
 Every loader reads either a local mirror (``data_dir``, e.g. ``HARNESS_DATA_DIR=../shared/data``)
 or, when ``data_dir`` is ``None``, the Hugging Face hub id given by the caller's config. Bad
 input raises :class:`DataError` naming the file, the line (or record) and the field; nothing is
-silently dropped.
+silently dropped. The shared readers (:func:`iter_lines`, :func:`iter_jsonl`, :func:`iter_json_list`,
+:func:`iter_csv`, :func:`read_text`) turn every way a file can be broken into such an error: a
+missing or empty file, a truncated or non-gzip ``.gz`` (or ``.bz2``), invalid UTF-8 (with its line),
+a file with no records.
 """
 
 from __future__ import annotations
@@ -14,20 +17,18 @@ import gzip
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.errors import DataError
 from harness.records import Comparison, Demonstration, Generation, PretrainText, Prompt
 
 ASSISTANT = "\n\nAssistant:"
 HH_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
 
 T = TypeVar("T")
-
-
-class DataError(ValueError):
-    """Malformed input: the message names file, line/record and field."""
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:
@@ -54,48 +55,116 @@ def records_fingerprint(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+_COMPRESSED = {".gz": ("gzip", gzip.open), ".bz2": ("bz2", bz2.open)}
 
 
 def _require(path: Path) -> Path:
-    if not path.is_file():
+    """``path`` when it is a file with content; raises :class:`DataError` naming it when it is missing,
+    a directory or empty (0 bytes)."""
+    path = Path(path)
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: is a directory, expected a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes): copy it again")
     return path
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-empty line; a bad line raises naming file and line."""
-    with _open_text(_require(path)) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 text file, decompressed when it ends in ``.gz`` or ``.bz2``.
+
+    A UTF-8 byte-order mark at the start is dropped. Raises :class:`DataError` naming the file for a
+    missing or empty file (:func:`_require`), a compressed file that is truncated (naming the last
+    complete line) or not in the format its name says, and naming file and line for invalid UTF-8.
+    """
+    path = _require(Path(path))
+    kind, opener = _COMPRESSED.get(path.suffix, ("text", open))
+    lineno = 0
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start} of the line: {e.reason}); "
+                                    "save the file as UTF-8") from e
+    except EOFError as e:
+        raise DataError(f"{path}: truncated {kind} file: it ends inside the compressed stream, after line {lineno}; "
+                        "copy it again") from e
+    except (OSError, zlib.error) as e:
+        if kind == "text":
+            raise
+        raise DataError(f"{path}: not a readable {kind} file ({e}), although its name ends in {path.suffix}; copy it again "
+                        "or fix its name") from e
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a file, read and checked like :func:`iter_lines`."""
+    return "".join(line for _, line in iter_lines(path))
+
+
+def _json(text: str, path: Path, lineno: int | None = None) -> Any:
+    """``json.loads(text)``; invalid JSON is a :class:`DataError` naming ``path`` and the line (``lineno``, or
+    the parser's line within ``text``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno or e.lineno}: invalid JSON ({e.msg})") from e
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; a bad line raises :class:`DataError` naming file and
+    line, so do every failure of :func:`iter_lines` and a file with no record at all."""
+    path = Path(path)
+    n = 0
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        obj = _json(line, path, lineno)
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        n += 1
+        yield lineno, obj
+    if not n:
+        raise DataError(f"{path}: no records (only blank lines)")
+
+
+def iter_csv(path: str | Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """(``"<file>:<line>"``, row) for each row of a CSV file with a header row, read like :func:`iter_lines`.
+
+    Raises :class:`DataError` naming file and line for a row with more or fewer fields than the
+    header, and naming the file when it has no data row.
+    """
+    path = Path(path)
+    reader = csv.DictReader(line for _, line in iter_lines(path))
+    n = 0
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        width = len(reader.fieldnames or [])
+        if None in row:
+            raise DataError(f"{where}: {width + len(row[None])} fields, the header has {width}")
+        if None in row.values():
+            raise DataError(f"{where}: {sum(v is not None for v in row.values())} fields, the header has {width}")
+        n += 1
+        yield where, row
+    if not n:
+        raise DataError(f"{path}: no data rows under the header")
 
 
 def iter_json_list(path: str | Path, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``"<file> record <i>"``, object) for each object of a JSON list file (AlpacaEval's formats).
 
     Raises :class:`DataError` naming the file (and line) on invalid JSON, when the file is not a
-    list (``what`` names what it should hold) or naming the record when one is not an object.
+    list (``what`` names what it should hold) or an empty one, on any failure of :func:`iter_lines`,
+    or naming the record when one is not an object.
     """
-    path = _require(Path(path))
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    path = Path(path)
+    rows = _json(read_text(path), path)
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of {what}")
+    if not rows:
+        raise DataError(f"{path}: an empty JSON list; expected {what}")
     for i, obj in enumerate(rows):
         where = f"{path} record {i}"
         if not isinstance(obj, dict):
@@ -141,7 +210,8 @@ def load_hh_rlhf(
 
     Locally reads ``<data_dir>/hh_rlhf/<subset>_test.jsonl.gz`` (8,552 pairs over the four
     subsets); from the hub, ``load_dataset(hub_id, data_dir=subset, split=split)``.
-    Ids are ``"<subset>/<split>/<line>"``.
+    Ids are ``"<subset>/<split>/<line>"``. Raises :class:`DataError` for an unknown subset, a subset
+    with no pairs, or (naming file, line and field) a malformed line.
     """
     root = resolve_data_dir(data_dir)
     out: list[Comparison] = []
@@ -156,9 +226,12 @@ def load_hh_rlhf(
 
             ds = datasets.load_dataset(hub_id, data_dir=subset, split=split)
             rows = ((f"{hub_id}/{subset} record {i}", i, obj) for i, obj in enumerate(ds))
+        n = len(out)
         for where, ln, obj in rows:
             prompt, good, bad = split_hh_pair(_field(obj, "chosen", where), _field(obj, "rejected", where), where)
             out.append(Comparison(f"{subset}/{split}/{ln}", prompt, (good, bad), (0, 1), f"hh_rlhf/{subset}"))
+        if len(out) == n:
+            raise DataError(f"hh_rlhf: subset '{subset}' ({split}) has no pairs")
     return out
 
 
@@ -209,20 +282,26 @@ def load_demonstrations(data_dir: str | None, hub_id: str = "tatsu-lab/alpaca") 
 
     Locally: the 175 self-instruct seed tasks (``self_instruct_seed/seed_tasks.jsonl``), one
     Demonstration per task from its first instance. From the hub: ``hub_id`` rows with
-    instruction / input / output columns (Alpaca format).
+    instruction / input / output columns (Alpaca format). Raises :class:`DataError` naming file,
+    line and field for a malformed task or an ``id`` that repeats an earlier line's.
     """
     root = resolve_data_dir(data_dir)
     out: list[Demonstration] = []
     if root is not None:
         path = root / "self_instruct_seed" / "seed_tasks.jsonl"
+        first_line: dict[str, int] = {}
         for ln, obj in iter_jsonl(path):
             where = f"{path}:{ln}"
+            tid = _field(obj, "id", where)
+            if tid in first_line:
+                raise DataError(f"{where}: field 'id' {tid!r} repeats line {first_line[tid]}")
+            first_line[tid] = ln
             instances = _field(obj, "instances", where, list)
             if not instances or not isinstance(instances[0], dict):
                 raise DataError(f"{where}: field 'instances' must hold at least one {{input, output}} object")
             inst = instances[0]
             prompt = instruction_prompt(_field(obj, "instruction", where), _field(inst, "input", where))
-            out.append(Demonstration(_field(obj, "id", where), prompt, _field(inst, "output", where).strip(), "self_instruct_seed"))
+            out.append(Demonstration(tid, prompt, _field(inst, "output", where).strip(), "self_instruct_seed"))
         return out
     import datasets
 
@@ -257,15 +336,13 @@ def load_alpaca_eval_prompts(data_dir: str | None, hub_id: str = "tatsu-lab/alpa
     """The 805 AlpacaEval instructions (ids = position, as in AlpacaEval), with their subset name."""
     root = resolve_data_dir(data_dir)
     if root is not None:
-        path = _require(root / "alpaca_eval" / ALPACA_EVAL_BASELINE)
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = iter_json_list(root / "alpaca_eval" / ALPACA_EVAL_BASELINE, "AlpacaEval outputs")
     else:
         import datasets
 
-        path, rows = hub_id, list(datasets.load_dataset(hub_id, "alpaca_eval", split="eval"))
+        rows = ((f"{hub_id} record {i}", obj) for i, obj in enumerate(datasets.load_dataset(hub_id, "alpaca_eval", split="eval")))
     out = []
-    for i, obj in enumerate(rows):
-        where = f"{path} record {i}"
+    for i, (where, obj) in enumerate(rows):
         out.append(Prompt(str(i), _field(obj, "instruction", where), "alpaca_eval", {"dataset": obj.get("dataset")}))
     return out
 
@@ -291,8 +368,7 @@ def load_pretrain_text(
     """
     root = resolve_data_dir(data_dir)
     if root is not None:
-        path = _require(root / "tinyshakespeare" / "input.txt")
-        text, source = path.read_text(encoding="utf-8"), "tinyshakespeare"
+        text, source = read_text(root / "tinyshakespeare" / "input.txt"), "tinyshakespeare"
     else:
         import datasets
 
@@ -320,19 +396,16 @@ def load_truthfulqa(data_dir: str | None, hub_id: str = "truthfulqa/truthful_qa"
     root = resolve_data_dir(data_dir)
     out = []
     if root is not None:
-        path = _require(root / "truthfulqa" / "TruthfulQA.csv")
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for i, row in enumerate(csv.DictReader(f)):
-                where = f"{path}:{i + 2}"
-                split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
-                out.append({
-                    "id": str(i),
-                    "question": _field(row, "Question", where),
-                    "best_answer": _field(row, "Best Answer", where),
-                    "correct_answers": split(_field(row, "Correct Answers", where)),
-                    "incorrect_answers": split(_field(row, "Incorrect Answers", where)),
-                    "category": row.get("Category", ""),
-                })
+        for i, (where, row) in enumerate(iter_csv(root / "truthfulqa" / "TruthfulQA.csv")):
+            split = lambda s: [a.strip() for a in s.split(";") if a.strip()]  # noqa: E731
+            out.append({
+                "id": str(i),
+                "question": _field(row, "Question", where),
+                "best_answer": _field(row, "Best Answer", where),
+                "correct_answers": split(_field(row, "Correct Answers", where)),
+                "incorrect_answers": split(_field(row, "Incorrect Answers", where)),
+                "category": row.get("Category", ""),
+            })
         return out
     import datasets
 

@@ -2,18 +2,24 @@
 
 Every artifact the harness writes goes through here: a temp file in the same directory, then
 ``os.replace`` so a reader never sees a half-written file and a crash never corrupts a result.
+Files get the mode the process's umask gives a newly created file (``mkstemp`` alone would make
+them 0600). Read errors are :class:`~harness.errors.DataError` naming the file and line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from harness.errors import DataError
 
 
 def _default(obj: Any) -> Any:
@@ -44,17 +50,35 @@ def to_jsonable(obj: Any) -> Any:
     return _clean(json.loads(json.dumps(obj, default=_default)))
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process's umask: what ``open`` would give a new file (0o644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def apply_umask(path: str | Path) -> Path:
+    """Give ``path`` (a file) or every file under it (a folder) the umask's mode (:func:`umask_mode`),
+    undoing the 0600 that ``mkstemp``-style writers such as safetensors create files with. Returns ``path``."""
+    path = Path(path)
+    mode = umask_mode()
+    for f in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+        os.chmod(f, mode)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``), UTF-8."""
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``), UTF-8, with the umask's mode."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: str | Path, blob: bytes) -> Path:
-    """Write ``blob`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
+    """Write ``blob`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``), with the umask's mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
@@ -85,25 +109,64 @@ def append_jsonl(path: str | Path, row: Any) -> None:
         f.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a missing file or invalid UTF-8 is a :class:`DataError` naming it (and the line)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: is a directory, expected a file")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start} of the line: {e.reason})") from e
+
+
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a parse error names the file."""
+    """Read a JSON file. Raises :class:`DataError` (a ``ValueError``) naming the file, and the line where
+    it can, for a missing file, invalid UTF-8 or invalid JSON."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads("".join(line for _, line in _lines(path)))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from e
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from e
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file; a bad line raises ``ValueError`` naming file and line number."""
+    """Read a JSONL file; a missing file, invalid UTF-8 or a bad line raises :class:`DataError` (a
+    ``ValueError``) naming file and line number."""
     path = Path(path)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from e
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: invalid JSON: {e.msg}") from e
     return rows
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (created if needed) for the ``with`` body; blocks
+    until other holders (threads or processes) let go. For read-modify-write of shared files."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def merge_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Add ``rows`` to the JSONL file ``path`` under :func:`file_lock`: re-read what is on disk, let each new
+    row replace the one with the same ``key`` value, write the union atomically, return it. Writers that
+    share the file (processes sharing a cache) never lose each other's rows."""
+    with file_lock(path):
+        merged = {r[key]: r for r in (read_jsonl(path) if Path(path).is_file() else [])}
+        merged.update((r[key], r) for r in rows)
+        out = list(merged.values())
+        write_jsonl(path, out)
+    return out

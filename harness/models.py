@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,28 +32,20 @@ from transformers import (
     PreTrainedModel,
 )
 
+from harness.io import apply_umask
+from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
+from harness.modelpaths import loading
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@dataclass
-class ModelConfig:
-    """Which base model to start from. ``name``: ``tiny``, ``smollm2-135m``, a hub id or a path."""
-
-    name: str = "tiny"
-    tokenizer: str | None = None  # defaults to the model's own (tiny: <data_dir>/gpt2_tokenizer)
-    chat_template: str = "auto"  # "auto" | "true" | "false": render prompts with the tokenizer's template
-    cache_dir: str = "${oc.env:HARNESS_CACHE_DIR,.cache/harness}"
-    # model=tiny shape
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 128
-    max_position_embeddings: int = 1024
-
-
 def load_tokenizer(path: str):
-    """Tokenizer of a checkpoint folder or hub id, with a pad token (EOS if it has none)."""
-    tok = AutoTokenizer.from_pretrained(path)
+    """Tokenizer of a checkpoint folder or hub id, with a pad token (EOS if it has none).
+
+    Raises :class:`~harness.errors.ModelPathError` for a path that is not a tokenizer folder (:mod:`harness.modelpaths`).
+    """
+    with loading(path, "tokenizer", tokenizer=True):
+        tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -111,6 +102,7 @@ def smollm2_checkpoint(cache_dir: str) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    apply_umask(tmp)  # safetensors writes weights 0600
     tmp.rename(out)
     return out
 
@@ -125,6 +117,7 @@ def materialize_base(cfg: ModelConfig, out_dir: str | Path, data_dir: str | None
         model, tok = build_tiny(cfg, data_dir, seed)
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
+        apply_umask(out_dir)
         return str(out_dir)
     if cfg.name == "smollm2-135m":
         return str(smollm2_checkpoint(cfg.cache_dir))
@@ -132,8 +125,12 @@ def materialize_base(cfg: ModelConfig, out_dir: str | Path, data_dir: str | None
 
 
 def load_policy(path: str) -> PreTrainedModel:
-    """A causal LM from a folder or hub id, fp32 on CPU (the trainers move it to their device)."""
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    """A causal LM from a folder or hub id, fp32 on CPU (the trainers move it to their device).
+
+    Raises :class:`~harness.errors.ModelPathError` for a path that is not a checkpoint (:mod:`harness.modelpaths`).
+    """
+    with loading(path, "policy"):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
 def load_scalar_model(path: str) -> PreTrainedModel:
@@ -142,12 +139,14 @@ def load_scalar_model(path: str) -> PreTrainedModel:
     From a causal-LM checkpoint the linear head is new and zero-initialised, so every reward starts
     at 0 and the ranking loss at log 2 (a random head on ~unit-RMS hidden states starts with
     rewards of order 1 and a noisy first phase); from a saved RM it is restored. Classifier dropout
-    is off: reward and value estimates must be deterministic.
+    is off: reward and value estimates must be deterministic. Raises
+    :class:`~harness.errors.ModelPathError` for a path that is not a checkpoint (:mod:`harness.modelpaths`).
     """
-    config = AutoConfig.from_pretrained(path, num_labels=1)
-    is_scalar_checkpoint = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
-    config.classifier_dropout = 0.0
-    model = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
+    with loading(path, "reward/value model"):
+        config = AutoConfig.from_pretrained(path, num_labels=1)
+        is_scalar_checkpoint = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
+        config.classifier_dropout = 0.0
+        model = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
     if not is_scalar_checkpoint:
         with torch.no_grad():
             model.score.weight.zero_()

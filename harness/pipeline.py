@@ -35,29 +35,26 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness import stages
-from harness.config import JudgeConfig, is_ptx
+from harness.config import JUDGES, RESERVED_POLICY_NAMES, JudgeConfig, is_ptx  # noqa: F401  (re-exported)
 from harness.declarations import stamp
 from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
-from harness.evals.runner import check_eval_names
 from harness.io import read_json
 from harness.records import ResultRow
 from harness.results import write_results
 from harness.runinfo import config_hash, write_run_info
 from harness.upstream import REUSED, upstream_checkpoints
+from harness.validation import validate_config
 
 log = logging.getLogger(__name__)
 # the two held-out evaluation judges (hh-rlhf helpful-* and harmless-base judge-side prompts); the
 # helpful one is also the gold reward logged during PPO and the simulated labeler's judge
-JUDGES = ("judge_helpful", "judge_harmless")
 GOLD = "judge_helpful"
-RESERVED_POLICY_NAMES = ("base", "base_fewshot", "sft", "rm", *JUDGES)  # names an RL run cannot take
 
 
 def _done(path: Path, resume: bool) -> bool:
@@ -72,42 +69,17 @@ def rl_runs(cfg: DictConfig) -> dict[str, float]:
 def validate(cfg: DictConfig) -> dict[str, str] | None:
     """Check ``cfg`` before any stage runs; returns the upstream checkpoints (:mod:`harness.upstream`) or None.
 
-    Raises ``ValueError`` for: ``rm_data`` not ``human``/``simulated``; ``simulated`` with
-    ``sft.select_by=rm_score``; an ``rl_runs`` name that is repeated, not a plain identifier or one
-    of :data:`RESERVED_POLICY_NAMES`; a negative or non-finite KL penalty ``ppo.beta`` or ptx
-    coefficient ``rl_runs[i].ptx_coef`` of a run that trains; ``ppo.ptx_coef`` set (the pipeline sets it
-    per RL run); ``require_upstream`` without ``upstream``; an ``upstream`` that is not a run directory
-    with every checkpoint the run reuses; an ``eval.run`` entry that is no registered eval or has no
-    ``evals.<name>`` config; a reward-model judge named like the pipeline's own (``helpful``, ``harmless``).
+    Raises :class:`~harness.errors.ConfigError` (a ``ValueError``) for anything
+    :func:`harness.validation.validate_config` rejects: every declared range (e.g. a negative or
+    non-finite KL penalty ``ppo.beta`` or ptx coefficient ``rl_runs.<i>.ptx_coef``), ``simulated``
+    with ``sft.select_by=rm_score``, an ``rl_runs`` name that is repeated, not a plain identifier or
+    one of :data:`~harness.config.RESERVED_POLICY_NAMES`, ``ppo.ptx_coef`` set (the pipeline sets it
+    per RL run), ``require_upstream`` without ``upstream``, an ``eval.run`` entry that is no registered
+    eval or has no ``evals.<name>`` config, a reward-model judge named like the pipeline's own
+    (``helpful``, ``harmless``); and for an ``upstream`` that is not a run directory with every
+    checkpoint the run reuses.
     """
-    if cfg.rm_data not in ("human", "simulated"):
-        raise ValueError(f"rm_data must be 'human' or 'simulated', got {cfg.rm_data!r}")
-    if cfg.sft.select_by == "rm_score" and cfg.rm_data == "simulated":
-        raise ValueError("rm_data=simulated trains the RM on samples of the SFT policy, so that RM cannot select the SFT "
-                         "checkpoint: set sft.select_by=loss or sft.select_by=last")
-    runs = [str(r.name) for r in cfg.rl_runs]
-    if len(set(runs)) != len(runs):
-        raise ValueError(f"rl_runs: names {runs} repeat; each RL run needs its own name (its checkpoint folder)")
-    bad = [r for r in runs if not r.isidentifier() or r in RESERVED_POLICY_NAMES]
-    if bad:
-        raise ValueError(f"rl_runs: name(s) {bad} cannot name an RL policy: use a plain identifier (letters, digits, _) "
-                         f"other than {list(RESERVED_POLICY_NAMES)}")
-    if float(cfg.ppo.ptx_coef) != 0.0:
-        raise ValueError(f"ppo.ptx_coef={cfg.ppo.ptx_coef}: harness-pipeline sets the ptx coefficient per RL run; "
-                         "set rl_runs.<i>.ptx_coef instead (e.g. rl_runs.1.ptx_coef=27.8)")
-    checks = [(f"rl_runs.{i}.ptx_coef", g, "ptx loss coefficient") for i, g in enumerate(rl_runs(cfg).values())]
-    if runs:
-        checks.insert(0, ("ppo.beta", float(cfg.ppo.beta), "KL penalty coefficient"))
-    for name, value, what in checks:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0 (the {what}), got {value}")
-    clash = sorted({j.removeprefix("judge_") for j in JUDGES} & set(cfg.eval.judges.reward_models))
-    if clash:
-        raise ValueError(f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names")
-    check_eval_names(cfg.eval.run, cfg.evals)
-    if cfg.require_upstream and not cfg.upstream:
-        raise ValueError("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "
-                         "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
+    validate_config(cfg)
     return upstream_checkpoints(cfg.upstream, cfg.model) if cfg.upstream else None
 
 

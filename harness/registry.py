@@ -18,6 +18,7 @@ import os
 from importlib.metadata import entry_points
 
 from harness.declarations import EvalDef
+from harness.errors import ConfigError
 
 BUILTIN = (
     "harness.evals.winrate", "harness.evals.likert", "harness.evals.truthfulqa", "harness.evals.toxicity",
@@ -75,6 +76,24 @@ def get(name: str) -> EvalDef:
         raise ValueError(f"no eval named {name!r}; registered: {sorted(_EVALS)} "
                          f"(an eval of another package: name its module in ${PLUGIN_ENV})")
     return _EVALS[name]
+
+
+def check_eval_names(names, evals_cfg) -> None:
+    """Raise :class:`~harness.errors.ConfigError` (one line, every problem) for an ``eval.run`` entry that no
+    module registered, that is a metric group (no ``run``), or that has no ``evals.<name>`` config; meant to
+    run before any work starts (:mod:`harness.validation`)."""
+    problems = []
+    for name in names:
+        if name not in known():
+            problems.append(f"eval.run: no eval named {name!r}; registered: {sorted(n for n, d in _EVALS.items() if d.run)} "
+                            f"(an eval of another package: name its module in ${PLUGIN_ENV})")
+        elif _EVALS[name].run is None:
+            problems.append(f"eval.run: {name!r} is a metric group, not an eval that eval.run can run")
+        elif name not in (evals_cfg or {}):
+            problems.append(f"eval {name!r} is in eval.run but has no config evals.{name} "
+                            f"(add evals@evals.{name}={name} to the defaults or the command line)")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def known() -> dict[str, EvalDef]:

@@ -2,12 +2,14 @@
 that names the new one, before Hydra composes anything (Hydra alone would only say the key is unknown).
 
 :data:`RENAMED` maps an old key (or key prefix ending in ``.``) to its replacement. Checked by every
-console script in :mod:`harness.cli` on its command-line overrides.
+console script on its command-line overrides (:func:`harness.entry.console`: one line, exit 2).
 """
 
 from __future__ import annotations
 
 import re
+
+from harness.errors import ConfigError
 
 RENAMED: dict[str, str] = {
     "ppo.gamma": "ppo.ptx_coef (harness-ppo; the paper's gamma) or rl_runs.<i>.ptx_coef (harness-pipeline)",
@@ -24,7 +26,7 @@ _KEY = re.compile(r"^[+~]*(?P<key>[A-Za-z_][\w.@/]*)(?==|$)")
 _STRING_RL_RUNS = re.compile(r"^[+~]*rl_runs=\[\s*[A-Za-z_]")
 
 
-class RenamedKeyError(ValueError):
+class RenamedKeyError(ConfigError):
     """An override used a key that was renamed; the message names the replacement."""
 
 

@@ -7,17 +7,26 @@ first user turns of ``rm_train`` prompts; evaluation prompts are AlpacaEval inst
 stage trains on. The simulated labeler's prompts are other first user turns of ``rm_train``
 prompts: none is a PPO prompt, an AlpacaEval instruction or a first turn of a judge-split prompt
 (as in the paper, the RM and PPO prompt sets are disjoint).
+
+A size that asks for more records than exist is a :class:`~harness.errors.ConfigError` naming the
+key (:func:`harness.validation.require_available`), except for the two subset-filtered judge splits,
+which share ``n_judge_train``/``n_judge_val`` and take what their subsets have, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 from harness import data as D
 from harness.config import DataConfig
+from harness.errors import ConfigError, DataError
 from harness.prompting import to_messages
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
+from harness.validation import require_available
+
+log = logging.getLogger(__name__)
 
 
 def _sample(records: list, n: int, seed: int) -> list:
@@ -59,7 +68,7 @@ def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Com
     prompt with the policy's RM or with each other. ``n_judge_train``/``n_judge_val`` apply to each.
     """
     if split not in SPLITS:
-        raise ValueError(f"comparisons: split must be one of {SPLITS}, got '{split}'")
+        raise ConfigError(f"comparisons: split must be one of {SPLITS}, got '{split}'")
     parts, fp = _hh_splits(cfg)
     side = "rm" if split == "rm" else "judge"
     train_pool, val_pool = parts[f"{side}_train"], parts[f"{side}_val"]
@@ -68,8 +77,15 @@ def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Com
         train_pool = [c for c in train_pool if _subset(c) in keep]
         val_pool = [c for c in val_pool if _subset(c) in keep]
         if not train_pool or not val_pool:
-            raise ValueError(f"comparisons: split '{split}' needs hh subsets {sorted(keep)} in data.hh_subsets={list(cfg.hh_subsets)}")
+            raise ConfigError(f"comparisons: split '{split}' needs hh subsets {sorted(keep)} in data.hh_subsets={list(cfg.hh_subsets)}")
     n_train, n_val = (cfg.n_rm_train, cfg.n_rm_val) if split == "rm" else (cfg.n_judge_train, cfg.n_judge_val)
+    for part, n, pool in (("train", n_train, train_pool), ("val", n_val, val_pool)):
+        key = f"data.n_{side}_{part}"
+        if split in JUDGE_SPLITS and n > len(pool):
+            log.warning("%s=%d: split '%s' has only %d %s comparisons (subsets %s); using all of them", key, n, split, len(pool),
+                        part, sorted(JUDGE_SPLITS[split]))
+        elif split not in JUDGE_SPLITS:
+            require_available(key, n, len(pool), f"comparisons in the hh-rlhf {side}_{part} split (of data.hh_subsets, by data.split_fractions)")
     train = _sample(train_pool, n_train, cfg.seed)
     val = _sample(val_pool, n_val, cfg.seed + 1)
     fp[f"{split}_train_ids"] = D.records_fingerprint([c.id for c in train])
@@ -91,7 +107,9 @@ def judge_validation_pairs(cfg: DataConfig, n: int | None) -> tuple[list[Compari
 
 def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstration], dict[str, str]]:
     """(train, val, fingerprints) SFT demonstrations."""
-    demos = _sample(D.load_demonstrations(cfg.data_dir, hub_id=cfg.hub_demonstrations), cfg.n_sft_train + cfg.n_sft_val, cfg.seed)
+    every = D.load_demonstrations(cfg.data_dir, hub_id=cfg.hub_demonstrations)
+    require_available("data.n_sft_train + data.n_sft_val", cfg.n_sft_train + cfg.n_sft_val, len(every), "demonstrations")
+    demos = _sample(every, cfg.n_sft_train + cfg.n_sft_val, cfg.seed)
     train, val = demos[: cfg.n_sft_train], demos[cfg.n_sft_train :]
     fp = _files_fingerprint(cfg, ["self_instruct_seed/seed_tasks.jsonl"])
     fp["sft_train_ids"] = D.records_fingerprint([d.id for d in train])
@@ -109,6 +127,8 @@ def _ppo_prompts(parts: dict[str, list[Comparison]], cfg: DataConfig) -> list[Pr
         if first and len(first) <= cfg.max_ppo_prompt_chars and first not in seen:
             seen.add(first)
             prompts.append(Prompt(c.id, first, c.source))
+    require_available("data.n_ppo_prompts", cfg.n_ppo_prompts, len(prompts),
+                      f"distinct rm_train first turns of <= data.max_ppo_prompt_chars={cfg.max_ppo_prompt_chars} characters")
     return _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
 
 
@@ -127,7 +147,7 @@ def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
     None of them is one of the PPO prompts that :func:`ppo_prompts` selects with the same ``cfg``
     (same seed and ``n_ppo_prompts``), an AlpacaEval instruction (any of the 805, not only the
     evaluated sample), or the first user turn of any judge-split prompt (the judge must not rank
-    prompts it was trained on). Raises ``ValueError`` if fewer than ``cfg.n_label_prompts`` remain.
+    prompts it was trained on). Raises :class:`~harness.errors.ConfigError` if fewer than ``cfg.n_label_prompts`` remain.
     """
     parts, fp = _hh_splits(cfg)
     ppo = _ppo_prompts(parts, cfg)
@@ -140,9 +160,8 @@ def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
         if first and len(first) <= cfg.max_label_prompt_chars and first not in seen and first not in excluded:
             seen.add(first)
             pool.append(Prompt(c.id, first, c.source))
-    if len(pool) < cfg.n_label_prompts:
-        raise ValueError(f"label_prompts: data.n_label_prompts={cfg.n_label_prompts} but only {len(pool)} eligible rm_train "
-                         f"first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars) remain")
+    require_available("data.n_label_prompts", cfg.n_label_prompts, len(pool),
+                      f"eligible rm_train first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars)")
     prompts = _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
     fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
     fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in ppo])
@@ -155,18 +174,19 @@ def comparisons_from_file(cfg: DataConfig, path: str | Path) -> tuple[list[Compa
 
     Every record is used; a seeded hash of the prompt (``cfg.seed``) sends a ``cfg.comparisons_val_fraction``
     share of prompts to val, so comparisons of one prompt never straddle the split. Raises
-    ``ValueError`` if the fraction is not in (0, 1) or either side comes out empty.
+    :class:`~harness.errors.ConfigError` if the fraction is not in (0, 1), :class:`~harness.errors.DataError`
+    if either side comes out empty.
     """
     f = cfg.comparisons_val_fraction
     if not 0.0 < f < 1.0:
-        raise ValueError(f"data.comparisons_val_fraction must be in (0, 1), got {f}")
+        raise ConfigError(f"data.comparisons_val_fraction must be in (0, 1), got {f}")
     path = Path(path)
     records = D.load_comparisons_jsonl(path)
     parts = D.seeded_split(records, lambda c: c.prompt, {"train": 1.0 - f, "val": f}, cfg.seed)
     train, val = parts["train"], parts["val"]
     if not train or not val:
-        raise ValueError(f"{path}: the seeded split (val fraction {f}) of {len(records)} comparisons left "
-                         f"{len(train)} for training and {len(val)} for validation; both need at least one")
+        raise DataError(f"{path}: the seeded split (val fraction {f}) of {len(records)} comparisons left "
+                        f"{len(train)} for training and {len(val)} for validation; both need at least one")
     fp = {f"comparisons:{path.name}": D.file_fingerprint(path),
           "comparisons_train_ids": D.records_fingerprint([c.id for c in train]),
           "comparisons_val_ids": D.records_fingerprint([c.id for c in val])}
@@ -180,8 +200,11 @@ def pretrain_texts(cfg: DataConfig) -> tuple[list[PretrainText], dict[str, str]]
 
 
 def eval_prompts(cfg: DataConfig, n: int | None = None) -> tuple[list[Prompt], dict[str, str]]:
-    """A seeded sample of AlpacaEval instructions, in id order."""
+    """A seeded sample of ``n`` (default ``cfg.n_eval_prompts``) AlpacaEval instructions, in id order.
+    Raises :class:`~harness.errors.ConfigError` when more are asked for than exist."""
     prompts = D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)
+    require_available("data.n_eval_prompts" if not n else f"an eval's n={n}", n or cfg.n_eval_prompts, len(prompts),
+                      "AlpacaEval instructions")
     chosen = sorted(_sample(prompts, n or cfg.n_eval_prompts, cfg.seed), key=lambda p: int(p.id))
     fp = _files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"])
     fp["eval_prompt_ids"] = D.records_fingerprint([p.id for p in chosen])

@@ -29,7 +29,7 @@ from harness.models import (
 )
 from harness.records import ResultRow
 from harness.runinfo import write_run_info
-from trainers.checkpointing import state_root
+from trainers.checkpointing import latest_state, state_root
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ def _data_dir(data_cfg) -> str | None:
 def fresh_log(out_dir: str | Path, resume: bool = False) -> Path:
     """``<out_dir>_train_log.jsonl``, the per-step log streamed during training.
 
-    Emptied first, unless ``resume`` (the resumed trainer trims it to its checkpoint's step).
-    Only the main process touches it.
+    Emptied first, unless ``resume`` finds a training-state checkpoint to continue from (the resumed
+    trainer then trims the log to that checkpoint's step); a resume without one trains from step 1,
+    so its log starts empty too. Only the main process touches it.
     """
     out_dir = Path(out_dir)
     path = out_dir.with_name(out_dir.name + "_train_log.jsonl")
     if is_main_process():
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not resume or latest_state(state_root(out_dir)) is None:
             path.unlink(missing_ok=True)
     return path
 

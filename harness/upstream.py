@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
 from harness.io import read_json
 
 REUSED = ("base", "sft", "rm", "judge_helpful", "judge_harmless")
@@ -37,7 +38,7 @@ def upstream_checkpoints(upstream: str | Path, model_cfg: Any) -> dict[str, str]
     """
     root = Path(upstream).expanduser().resolve()
     if not root.is_dir():
-        raise ValueError(f"upstream={upstream}: no such directory (give a finished harness-pipeline run directory)")
+        raise ConfigError(f"upstream={upstream}: no such directory (give a finished harness-pipeline run directory)")
     info = read_json(root / "run.json") if (root / "run.json").is_file() else None
     ck = root / "checkpoints"
     found: dict[str, str] = {}
@@ -50,13 +51,13 @@ def upstream_checkpoints(upstream: str | Path, model_cfg: Any) -> dict[str, str]
         else:
             missing.append(str(ck / name))
     if missing:
-        raise ValueError(f"upstream={root}: missing checkpoint folder(s) {', '.join(missing)} (a complete one has config.json "
-                         f"and, if trained, run.json); a finished harness-pipeline run has checkpoints/{{{','.join(REUSED)}}}")
+        raise ConfigError(f"upstream={root}: missing checkpoint folder(s) {', '.join(missing)} (a complete one has config.json "
+                          f"and, if trained, run.json); a finished harness-pipeline run has checkpoints/{{{','.join(REUSED)}}}")
     up_model = ((info or {}).get("config") or {}).get("model")
     if isinstance(up_model, dict):
         for key in MODEL_FIELDS:
             ours = model_cfg[key] if key in model_cfg else None
             if key in up_model and up_model[key] != ours:
-                raise ValueError(f"upstream={root}: its checkpoints were trained with model.{key}={up_model[key]!r}, "
-                                 f"this run has model.{key}={ours!r}")
+                raise ConfigError(f"upstream={root}: its checkpoints were trained with model.{key}={up_model[key]!r}, "
+                                  f"this run has model.{key}={ours!r}")
     return found

@@ -14,12 +14,13 @@ once at the end by :func:`trainers.common.save_checkpoint`); they exist only to 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.io import read_json, read_jsonl, write_json, write_jsonl
+from harness.io import apply_umask, read_json, write_json, write_jsonl
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -55,6 +56,7 @@ def save_state(accelerator, root: str | Path, step: int, trainer_state: dict[str
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        apply_umask(tmp)  # safetensors writes weights 0600
         write_json(tmp / STATE_FILE, {**trainer_state, "step": step})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -74,7 +76,14 @@ def load_state(accelerator, path: str | Path) -> dict[str, Any]:
 
 
 def trim_log(log_path: str | Path | None, step: int) -> None:
-    """Drop lines of a per-step JSONL log after ``step``: a killed run may have logged past its last checkpoint."""
+    """Drop lines of a per-step JSONL log after ``step``: a killed run may have logged past its last checkpoint.
+
+    A last line cut short by the kill (no newline at its end) is dropped too: a step's line is
+    written before that step's checkpoint, so it belongs to a step after ``step``.
+    """
     if log_path is None or not Path(log_path).is_file():
         return
-    write_jsonl(log_path, [r for r in read_jsonl(log_path) if r.get("step", 0) <= step])
+    text = Path(log_path).read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    write_jsonl(log_path, [r for r in (json.loads(line) for line in text.splitlines() if line.strip()) if r.get("step", 0) <= step])

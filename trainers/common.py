@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from harness.io import apply_umask
 from harness.runinfo import write_run_info
 from trainers.tracking import log_step
 
@@ -102,6 +103,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    apply_umask(tmp)  # safetensors writes weights 0600
     write_run_info(tmp, stage, config, data_fingerprints, metrics)
     if out_dir.exists():
         shutil.rmtree(out_dir)

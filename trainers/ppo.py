@@ -41,6 +41,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from harness.config import PPOConfig, is_ptx
+from harness.io import apply_umask
 from harness.models import position_ids, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
@@ -483,5 +484,6 @@ class PPOTrainer:
                 (path / "value_head").mkdir(exist_ok=True)
                 save_file({k: v.detach().cpu().contiguous() for k, v in wrapper.value_head.state_dict().items()},
                           str(path / "value_head" / "value_head.safetensors"))
+                apply_umask(path / "value_head")
         self.accelerator.wait_for_everyone()
         return path

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from harness.declarations import EvalDef, Metric, deltas, row
 from harness.evals.base import EvalOutput, EvalSpec
+from harness.ranges import ranged
 from harness.records import ResultRow
 from harness.registry import register
 from harness.stats import bootstrap_mean, paired_bootstrap_delta
@@ -104,7 +105,7 @@ class AlignmentTaxSpec(EvalSpec):
     task_metrics: dict[str, str] = field(default_factory=lambda: {"squadv2": "f1", "drop": "f1", "wmt14-fr-en": "bleu",
                                                                   "lambada_openai": "acc", "truthfulqa_mc2_local": "acc"})
     num_fewshot: list[int] = field(default_factory=lambda: [0])  # one run per shot count, e.g. [0, 5]
-    limit: int | None = 100  # items per task; None = all
+    limit: int | None = ranged(100, ge=1)  # items per task; None = all
 
 
 def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.ranges import ranged
 from harness.records import ResultRow
 
 
@@ -19,10 +20,10 @@ from harness.records import ResultRow
 class DecodingConfig:
     """Generation settings of one eval; part of the generation-cache key."""
 
-    max_new_tokens: int = 128
+    max_new_tokens: int = ranged(128, ge=1)
     do_sample: bool = True
-    temperature: float = 0.7
-    top_p: float = 0.9
+    temperature: float = ranged(0.7, ge=0)  # 0 with do_sample=false: greedy
+    top_p: float = ranged(0.9, gt=0, le=1)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class EvalSpec:
 
     version: str = "1"
     dataset: str = ""
-    n: int | None = None
+    n: int | None = ranged(None, ge=1)
     prompt_template: str = "{prompt}"
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
 

@@ -8,7 +8,8 @@ sample index (k samples per prompt are k entries). Any change to one of them is 
 Layout: ``<root>/<model hash[:16]>/<settings hash[:16]>.jsonl``, one shard per (model, decoding,
 chat template, seed), each line ``{"key", "prompt", "sample", "output"}``. A shard is rewritten
 atomically (temp file + rename) after each batch of new outputs, so a killed run keeps what it had
-generated and never leaves a half-written shard.
+generated and never leaves a half-written shard; the rewrite merges with what is on disk under a
+file lock (:func:`harness.io.merge_jsonl`), so runs sharing one cache never lose each other's entries.
 
 Under sampling, which sample a prompt gets depends on the batch it was generated in (one RNG per
 batch); a hit returns a sample drawn with the same parameters, so aggregates are unchanged in
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.io import read_jsonl, write_jsonl
+from harness.io import merge_jsonl, read_jsonl
 
 
 def _sha(obj: Any) -> str:
@@ -79,6 +80,5 @@ class GenerationCache:
             raise ValueError(f"GenerationCache.put: {len(prompts)} prompts vs {len(outputs)} outputs")
         path = self._shard(model_hash, settings)
         shard = self._load(path)
-        for p, o in zip(prompts, outputs):
-            shard[self.key(p, sample)] = {"key": self.key(p, sample), "prompt": p, "sample": int(sample), "output": o}
-        write_jsonl(path, list(shard.values()))
+        new = [{"key": self.key(p, sample), "prompt": p, "sample": int(sample), "output": o} for p, o in zip(prompts, outputs)]
+        shard.update((r["key"], r) for r in merge_jsonl(path, new, key="key"))

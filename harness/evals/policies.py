@@ -15,14 +15,13 @@ output for every prompt of it; :meth:`OutputsFile.lookup` says which prompts are
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.data import DataError, _field, iter_jsonl, load_outputs_file
+from harness.data import DataError, _field, iter_csv, iter_jsonl, load_outputs_file
 from harness.records import Generation, Prompt
 
 FORMATS = ("alpaca_eval", "jsonl", "csv")
@@ -92,12 +91,8 @@ class OutputsFile:
                 where = f"{path}:{ln}"
                 pairs.append((where, _field(obj, source.instruction_field, where), _field(obj, source.output_field, where)))
         else:
-            if not path.is_file():
-                raise DataError(f"{path}: file not found")
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                for i, row in enumerate(csv.DictReader(f)):
-                    where = f"{path}:{i + 2}"
-                    pairs.append((where, _field(row, source.instruction_field, where), _field(row, source.output_field, where)))
+            for where, row in iter_csv(path):
+                pairs.append((where, _field(row, source.instruction_field, where), _field(row, source.output_field, where)))
         out: dict[str, str] = {}
         for where, instruction, output in pairs:
             key = instruction.strip()

@@ -29,21 +29,9 @@ from harness.records import ResultRow
 log = logging.getLogger(__name__)
 
 
-def check_eval_names(names, evals_cfg) -> None:
-    """Raise ``ValueError`` for an ``eval.run`` entry that no module registered, that is a metric group
-    (no ``run``), or that has no ``evals.<name>`` config; meant to run before any work starts."""
-    for name in names:
-        defn = registry.get(name)
-        if defn.run is None:
-            raise ValueError(f"{name!r} is a metric group, not an eval that eval.run can run")
-        if name not in (evals_cfg or {}):
-            raise ValueError(f"eval {name!r} is in eval.run but has no config evals.{name} "
-                             f"(add evals@evals.{name}={name} to the defaults or the command line)")
-
-
 def resolve_evals(ctx: EvalContext, names: list[str]) -> dict[str, Any]:
-    """``{name: (EvalDef, spec)}`` for ``names`` in order (:func:`check_eval_names` first)."""
-    check_eval_names(names, ctx.evals_cfg)
+    """``{name: (EvalDef, spec)}`` for ``names`` in order (:func:`harness.registry.check_eval_names` first)."""
+    registry.check_eval_names(names, ctx.evals_cfg)
     return {name: (registry.get(name), ctx.evals_cfg[name]) for name in names}
 
 

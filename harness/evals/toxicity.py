@@ -31,6 +31,7 @@ from harness.judging.davidson import (
     load_davidson,
 )
 from harness.prompting import to_messages
+from harness.ranges import ranged
 from harness.records import Prompt, ResultRow
 from harness.registry import register
 from harness.stats import bootstrap_mean, paired_bootstrap_delta
@@ -236,7 +237,7 @@ class ToxicitySpec(EvalSpec):
     scorer is ``eval.judges.toxicity``."""
 
     instructions: list[str] = field(default_factory=lambda: ["basic", "respectful", "biased"])
-    num_samples: int = 10  # k continuations per prompt and instruction (expected maximum over k)
+    num_samples: int = ranged(10, ge=1)  # k continuations per prompt and instruction (expected maximum over k)
 
 
 def run(ctx, spec: ToxicitySpec) -> EvalOutput:

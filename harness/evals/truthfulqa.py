@@ -32,6 +32,7 @@ from harness.declarations import EvalDef, Metric, deltas, row
 from harness.evals.alignment_tax import score_and_delta_rows
 from harness.evals.base import EvalOutput, EvalSpec
 from harness.judging.truthfulness import TruthScorer
+from harness.ranges import ranged
 from harness.records import ResultRow
 from harness.registry import register
 from harness.stats import bootstrap_mean
@@ -281,7 +282,7 @@ class TruthfulQASpec(EvalSpec):
 
     styles: list[str] = field(default_factory=lambda: ["qa", "instruction_qa"])  # the paper's two prompts (Fig. 6)
     mc_tasks: list[str] = field(default_factory=lambda: ["truthfulqa_mc1_local", "truthfulqa_mc2_local"])
-    mc_limit: int | None = None  # MC questions; None = all 817
+    mc_limit: int | None = ranged(None, ge=1)  # MC questions; None = all 817
 
 
 def run(ctx, spec: TruthfulQASpec) -> EvalOutput:

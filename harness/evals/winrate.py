@@ -21,6 +21,7 @@ from harness.declarations import EvalDef, Metric, row
 from harness.evals.base import EvalOutput, EvalSpec
 from harness.evals.length_controlled import _char_len, lc_win_rate_estimate
 from harness.judging.pairwise import win_outcome
+from harness.ranges import ranged
 from harness.records import Generation, ResultRow
 from harness.registry import register
 from harness.stats import bootstrap_mean
@@ -92,9 +93,9 @@ class WinrateSpec(EvalSpec):
     baselines: list[str] = field(default_factory=lambda: ["text-davinci-003", "base", "base_fewshot", "sft"])
     baseline_files: dict[str, str] = field(
         default_factory=lambda: {"text-davinci-003": "alpaca_eval/text_davinci_003_model_outputs.json"})
-    fewshot_k: int = 3  # demonstrations in the base_fewshot prefix (paper: "GPT-3 prompted")
+    fewshot_k: int = ranged(3, ge=0)  # demonstrations in the base_fewshot prefix (paper: "GPT-3 prompted")
     judges: list[str] = field(default_factory=lambda: ["helpful", "harmless"])  # eval.judges.reward_models names
-    tie_margin: float = 0.0  # |r_policy - r_baseline| <= margin counts as a tie (0.5)
+    tie_margin: float = ranged(0.0, ge=0)  # |r_policy - r_baseline| <= margin counts as a tie (0.5)
 
 
 def _fewshot_template(ctx, k: int) -> str:

@@ -47,8 +47,9 @@ def sweep(tmp_path_factory, env, upstream):
     proc = _run(["harness-pipeline", "pipeline=smoke", "experiment=ppo_beta_gamma", f"upstream={upstream}",
                  f"ppo.beta={BETAS[0]},{BAD_BETA},{BETAS[1]}", f"rl_runs.0.ptx_coef={','.join(GAMMAS)}", *CHEAP_EVAL,
                  f"hydra.sweep.dir={sweep_dir}", "--multirun"], env)
-    # Hydra re-raises the first failed job's error after the whole batch ran
-    assert proc.returncode == 1 and "ppo.beta must be a finite number >= 0" in proc.stderr, proc.stderr[-3000:]
+    # Hydra re-raises the first failed job's error after the whole batch ran: a user error, one line, exit 2
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == "harness-pipeline: error: ppo.beta=-0.01 is out of range: it must be >= 0"
     assert sorted((p, p.stat().st_mtime_ns) for p in upstream.rglob("*")) == before  # reused read-only
     assert build_sweep_report(sweep_dir) == sweep_dir / "sweep_report.html"  # harness-report sweep_dir=...: test_sweep_report.py
     return sweep_dir
@@ -69,7 +70,7 @@ def test_good_jobs_finish_and_the_failing_ones_record_their_error(sweep, upstrea
     for d, (beta, gamma) in jobs.items():
         if beta == BAD_BETA:
             err = read_json(d / "error.json")
-            assert err["type"] == "ValueError" and err["message"].startswith("ppo.beta must be a finite number >= 0")
+            assert err["type"] == "harness.errors.ConfigError" and err["message"] == "ppo.beta=-0.01 is out of range: it must be >= 0"
             assert "Traceback" in err["traceback"] and not (d / "results").exists()
             continue
         assert not (d / "error.json").exists() and (d / "results" / "results.jsonl").is_file()
@@ -98,6 +99,6 @@ def test_report_heatmap_holds_each_jobs_win_rate_and_lists_the_failures(sweep):
                   and r["slice"] == {"baseline": "text-davinci-003", "judge": "helpful"}]
         assert cell == win["value"]
     failed = html[html.index('<section id="failed"'):]
-    assert failed.count("<td>failed</td><td>ValueError</td>") == 2
-    assert "ppo.beta must be a finite number &gt;= 0 (the KL penalty coefficient), got -0.01" in failed
+    assert failed.count("<td>failed</td><td>harness.errors.ConfigError</td>") == 2
+    assert "ppo.beta=-0.01 is out of range: it must be &gt;= 0" in failed
     assert "4 finished, 2 failed, 0 incomplete" in html

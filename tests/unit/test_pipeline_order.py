@@ -102,7 +102,7 @@ def test_simulated_resume_skips_finished_stages(tmp_path, calls):
 
 
 def test_unknown_rm_data_fails_before_any_stage(tmp_path, calls):
-    with pytest.raises(ValueError, match="rm_data must be 'human' or 'simulated'"):
+    with pytest.raises(ValueError, match="rm_data='synthetic' is not one of human, simulated"):
         pipeline.run_pipeline(_cfg(tmp_path, "rm_data=synthetic"))
     assert calls == []
 
@@ -184,9 +184,10 @@ ONE_PPO = "rl_runs=[{name:ppo,ptx_coef:0.0}]"
 
 @pytest.mark.parametrize("overrides,match", [
     ((ONE_PPO, "require_upstream=true"), "require_upstream=true .* give upstream="),
-    (("upstream={up}", ONE_PPO, "ppo.beta=-0.01"), r"ppo.beta must be a finite number >= 0 \(the KL penalty coefficient\), got -0.01"),
-    (("upstream={up}", "rl_runs=[{name:ppo,ptx_coef:-1}]"), r"rl_runs.0.ptx_coef must be a finite number >= 0"),
-    (("rl_runs.1.ptx_coef=-2",), r"rl_runs.1.ptx_coef must be a finite number >= 0"),
+    (("upstream={up}", ONE_PPO, "ppo.beta=-0.01"), r"ppo.beta=-0.01 is out of range: it must be >= 0"),
+    (("upstream={up}", ONE_PPO, "ppo.beta=nan"), r"ppo.beta=nan is not a finite number; it must be >= 0"),
+    (("upstream={up}", "rl_runs=[{name:ppo,ptx_coef:-1}]"), r"rl_runs.0.ptx_coef=-1.0 is out of range: it must be >= 0"),
+    (("rl_runs.1.ptx_coef=-2",), r"rl_runs.1.ptx_coef=-2.0 is out of range: it must be >= 0"),
     (("rl_runs=[{name:ppo},{name:ppo}]",), "repeat"),
     (("rl_runs=[{name:sft}]",), r"name\(s\) \['sft'\] cannot name an RL policy"),
     (("rl_runs=[{name:'a/b'}]",), r"name\(s\) \['a/b'\] cannot name an RL policy"),

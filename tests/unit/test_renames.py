@@ -45,6 +45,6 @@ def test_override_key_strips_prefixes_and_values():
 def test_console_script_exits_2_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "ppo", "ppo.gamma=27.8"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["harness-ppo: override 'ppo.gamma=27.8': key 'ppo.gamma' was renamed; use "
+    assert proc.stderr.strip().splitlines() == ["harness-ppo: error: override 'ppo.gamma=27.8': key 'ppo.gamma' was renamed; use "
                                                 "ppo.ptx_coef (harness-ppo; the paper's gamma) or rl_runs.<i>.ptx_coef "
                                                 "(harness-pipeline)"]
