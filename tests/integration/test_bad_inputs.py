@@ -141,7 +141,7 @@ CASES = [
          ("data.split_fractions", "sum to 1")),
     Case("unknown_hh_subset", "harness-rm", [*RM, "data.hh_subsets=[helpful-base,nope]"], ("data.hh_subsets", "unknown: ['nope']")),
     Case("rm_unknown_split", "harness-rm", [*RM, "split=judge_toxic"], ("split='judge_toxic'", "judge_helpful")),
-    Case("pipeline_reserved_rl_run", "harness-pipeline", [*SMOKE, "rl_runs=[{name:sft}]"], ("rl_runs", "['sft'] cannot name an RL policy")),
+    Case("pipeline_reserved_rl_run", "harness-pipeline", [*SMOKE, "rl_runs=[{{name:sft}}]"], ("rl_runs", "['sft'] cannot name an RL policy")),
     Case("pipeline_old_rl_runs_form", "harness-pipeline", [*SMOKE, "rl_runs=[ppo,dpo]"], ("rl_runs is a list of {name, ptx_coef}",)),
     Case("ppo_old_gamma_key", "harness-ppo", [*PPO, "ppo.gamma=1"], ("'ppo.gamma' was renamed", "ppo.ptx_coef")),
     Case("eval_unknown_eval", "harness-eval", [*EVAL, "eval.run=[nope]"], ("eval.run: no eval named 'nope'",)),
