@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.data import DataError, resolve_data_dir
+from harness.data import DataError, note_read, resolve_data_dir
 from harness.evals.gencache import GenerationCache
 from harness.evals.policies import OutputsFile, PolicySource
 from harness.io import write_jsonl
@@ -99,6 +99,7 @@ class EvalContext:
         if src.is_file:
             if name not in self._files:
                 self._files[name] = OutputsFile.load(src)
+            note_read(src.path)  # in the data files of every eval that uses it, not only the first
             gens, missing = self._files[name].lookup(prompts, dec)
             if missing and not gens:
                 return None
