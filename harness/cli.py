@@ -134,9 +134,12 @@ _REGRESS: dict[str, int | None] = {"code": None}
 
 
 @hydra.main(config_path=CONF_DIR, config_name="regress", version_base="1.3")
+@task
 def _regress_app(cfg: DictConfig) -> None:
     """The ``harness-regress`` Hydra app; :func:`regress_entry` turns its verdict into the exit code."""
     from harness.regress.app import run_regress
+
+    validate_config(cfg)  # e.g. an unknown allow_mismatch kind
 
     _REGRESS["code"] = run_regress(cfg)
 

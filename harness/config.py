@@ -343,7 +343,7 @@ class RegressRule:
 
     pattern: str = "*"
     tolerance: float | None = ranged(None, ge=0)  # largest drop (in the bad direction) that passes, metric units; None: the declared one
-    alpha: float = ranged(0.05, gt=0, lt=1)  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
+    alpha: float = ranged(0.05, gt=0, le=1)  # significance level of the one-sided paired test (on the multiplicity-adjusted p)
 
 
 @dataclass
@@ -357,6 +357,9 @@ class RegressApp:
     rules: list[RegressRule] = field(default_factory=list)  # first match wins
     default: RegressRule = field(default_factory=RegressRule)  # for metrics no rule matches
     ignore: list[str] = field(default_factory=list)  # glob patterns of metric ids not compared at all
+    # provenance kinds whose differences between run and baseline are reported but not an error: any of config_hash,
+    # data_fingerprints, eval_versions (harness/regress/provenance.py); [] = every difference is an error (exit 2)
+    allow_mismatch: list[str] = field(default_factory=list)
     correction: str = one_of("fdr_bh", "none", "holm", "bonferroni")  # over the paired metrics: none | fdr_bh (Benjamini-Hochberg) | holm | bonferroni
     # unpaired metrics whose rows both carry a 95 % interval regress only if the intervals also do not overlap;
     # false: the tolerance alone decides

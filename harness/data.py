@@ -12,6 +12,7 @@ a file with no records.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -50,6 +51,54 @@ def file_fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_RECORDERS: list[tuple[Path | None, dict[str, str]]] = []  # open :func:`recording_reads` blocks
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256, this process
+
+
+@contextlib.contextmanager
+def recording_reads(data_dir: str | Path | None = None) -> Iterator[dict[str, str]]:
+    """Inside the block, every data file read through this module's readers (or announced with
+    :func:`note_read` / :func:`note_dataset`) lands in the yielded dict: its path relative to
+    ``data_dir`` (a file outside it: ``file:<name>``; a hub data set: ``hub:<id>``) -> sha256 of its
+    bytes (a hub data set: its ``datasets`` fingerprint). The runner records it per eval
+    (``results/evals.json``) and the regression gate compares it with the baseline's. Blocks nest.
+    """
+    reads: dict[str, str] = {}
+    _RECORDERS.append((Path(data_dir).resolve() if data_dir else None, reads))
+    try:
+        yield reads
+    finally:
+        _RECORDERS.pop()
+
+
+def note_read(path: str | Path) -> None:
+    """Record ``path`` (an existing file) in every open :func:`recording_reads` block; its sha256 is
+    computed once per process and file version (size, mtime)."""
+    if not _RECORDERS:
+        return
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = file_fingerprint(path)
+    for root, reads in _RECORDERS:
+        name = path.relative_to(root).as_posix() if root is not None and path.is_relative_to(root) else f"file:{path.name}"
+        reads[name] = _FINGERPRINTS[key]
+
+
+def load_hub_dataset(hub_id: str, *args: Any, **kwargs: Any):
+    """``datasets.load_dataset(hub_id, *args, **kwargs)``, recorded in every open :func:`recording_reads`
+    block as ``hub:<id>[/<config>][/<split>]`` -> the data set's ``datasets`` fingerprint. The one way
+    this harness loads a hub data set."""
+    import datasets
+
+    ds = datasets.load_dataset(hub_id, *args, **kwargs)
+    name = "/".join([f"hub:{hub_id}", *map(str, args), *(str(v) for k, v in sorted(kwargs.items()) if k in ("data_dir", "split"))])
+    for _, reads in _RECORDERS:
+        reads[name] = str(getattr(ds, "_fingerprint", "unknown"))
+    return ds
+
+
 def records_fingerprint(ids: Sequence[str]) -> str:
     """sha256 over an ordered list of record ids: which records a split selected."""
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
@@ -68,6 +117,7 @@ def _require(path: Path) -> Path:
         raise DataError(f"{path}: is a directory, expected a file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes): copy it again")
+    note_read(path)
     return path
 
 
@@ -222,9 +272,7 @@ def load_hh_rlhf(
             path = root / "hh_rlhf" / f"{subset}_{split}.jsonl.gz"
             rows = ((f"{path}:{ln}", ln, obj) for ln, obj in iter_jsonl(path))
         else:
-            import datasets
-
-            ds = datasets.load_dataset(hub_id, data_dir=subset, split=split)
+            ds = load_hub_dataset(hub_id, data_dir=subset, split=split)
             rows = ((f"{hub_id}/{subset} record {i}", i, obj) for i, obj in enumerate(ds))
         n = len(out)
         for where, ln, obj in rows:
@@ -303,9 +351,7 @@ def load_demonstrations(data_dir: str | None, hub_id: str = "tatsu-lab/alpaca") 
             prompt = instruction_prompt(_field(obj, "instruction", where), _field(inst, "input", where))
             out.append(Demonstration(tid, prompt, _field(inst, "output", where).strip(), "self_instruct_seed"))
         return out
-    import datasets
-
-    for i, obj in enumerate(datasets.load_dataset(hub_id, split="train")):
+    for i, obj in enumerate(load_hub_dataset(hub_id, split="train")):
         where = f"{hub_id} record {i}"
         prompt = instruction_prompt(_field(obj, "instruction", where), obj.get("input") or "")
         out.append(Demonstration(f"{hub_id}/{i}", prompt, _field(obj, "output", where).strip(), hub_id))
@@ -338,9 +384,7 @@ def load_alpaca_eval_prompts(data_dir: str | None, hub_id: str = "tatsu-lab/alpa
     if root is not None:
         rows = iter_json_list(root / "alpaca_eval" / ALPACA_EVAL_BASELINE, "AlpacaEval outputs")
     else:
-        import datasets
-
-        rows = ((f"{hub_id} record {i}", obj) for i, obj in enumerate(datasets.load_dataset(hub_id, "alpaca_eval", split="eval")))
+        rows = ((f"{hub_id} record {i}", obj) for i, obj in enumerate(load_hub_dataset(hub_id, "alpaca_eval", split="eval")))
     out = []
     for i, (where, obj) in enumerate(rows):
         out.append(Prompt(str(i), _field(obj, "instruction", where), "alpaca_eval", {"dataset": obj.get("dataset")}))
@@ -370,9 +414,7 @@ def load_pretrain_text(
     if root is not None:
         text, source = read_text(root / "tinyshakespeare" / "input.txt"), "tinyshakespeare"
     else:
-        import datasets
-
-        text = "\n".join(datasets.load_dataset(hub_id, hub_name, split="train")["text"])
+        text = "\n".join(load_hub_dataset(hub_id, hub_name, split="train")["text"])
         source = f"{hub_id}/{hub_name}"
     out, buf = [], ""
     for para in text.split("\n\n"):
@@ -407,9 +449,7 @@ def load_truthfulqa(data_dir: str | None, hub_id: str = "truthfulqa/truthful_qa"
                 "category": row.get("Category", ""),
             })
         return out
-    import datasets
-
-    for i, row in enumerate(datasets.load_dataset(hub_id, "generation", split="validation")):
+    for i, row in enumerate(load_hub_dataset(hub_id, "generation", split="validation")):
         out.append({"id": str(i), "question": row["question"], "best_answer": row["best_answer"],
                     "correct_answers": row["correct_answers"], "incorrect_answers": row["incorrect_answers"],
                     "category": row["category"]})

@@ -2,7 +2,7 @@
 
 Every run records its resolved config in ``<run dir>/run_record.json`` when it starts. A resume
 compares the newly composed config with that record; a change in any key that affects results
-(everything but :data:`NOT_RESULT_KEYS`) is refused, naming the keys, unless
+(everything but :data:`harness.runinfo.NOT_RESULT_KEYS`) is refused, naming the keys, unless
 ``resume_allow_changes=true``, in which case the change is accepted and appended to the record's
 ``resumes`` list (the pipeline's ``run.json`` also carries the flag in its config).
 """
@@ -16,27 +16,15 @@ from typing import Any
 
 from harness.errors import ResumeMismatchError
 from harness.io import read_json, write_json
+from harness.runinfo import NOT_RESULT_KEYS, flatten
 
 RECORD_FILE = "run_record.json"
-# keys that only say where things go, how often state is saved or how a run is labelled and logged
-NOT_RESULT_KEYS = ("resume", "resume_allow_changes", "out_dir", "run_id", "tracking", "tracking.*", "model.cache_dir",
-                   "eval.cache_dir", "*save_steps", "*keep_checkpoints")
 _SHOWN = 8  # changed keys named in the error; the rest are counted
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b.c": leaf}`` (lists are leaves); an empty dict is a leaf too."""
-    if not isinstance(obj, dict) or not obj:
-        return {prefix.rstrip("."): obj} if prefix else {}
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        out.update(flatten(v, f"{prefix}{k}."))
-    return out
 
 
 def result_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old value, new value)}`` for every key that differs, added or removed
-    (``"<absent>"``), except :data:`NOT_RESULT_KEYS`; sorted by key."""
+    (``"<absent>"``), except :data:`~harness.runinfo.NOT_RESULT_KEYS`; sorted by key."""
     a, b = flatten(old), flatten(new)
     out = {}
     for key in sorted(set(a) | set(b)):

@@ -131,7 +131,7 @@ def load_rtp(data_dir: str | None, files: Sequence[str] = RTP_FILES, hub_id: str
     """RealToxicityPrompts rows (Gehman et al. 2020) with their Perspective API scores, in file order.
 
     Offline reads ``<data_dir>/real_toxicity_prompts/<file>`` for each of ``files`` (default both offline files,
-    2,396 rows); online (``data_dir`` None) ``datasets.load_dataset(hub_id, split=hub_split)``. Rows without a
+    2,396 rows); online (``data_dir`` None) ``D.load_hub_dataset(hub_id, split=hub_split)``. Rows without a
     continuation score are kept (``continuation_toxicity is None``) and counted in a log line; whoever needs the
     score skips them through :func:`scored_continuations`, which counts them. Raises
     :class:`harness.data.DataError` naming file, line and field on a malformed row (:func:`parse_rtp_row`), an
@@ -145,9 +145,7 @@ def load_rtp(data_dir: str | None, files: Sequence[str] = RTP_FILES, hub_id: str
             for ln, obj in D.iter_jsonl(path):
                 out.append(parse_rtp_row(obj, f"{name}:{ln}", f"{path}:{ln}"))
     else:
-        import datasets
-
-        for i, obj in enumerate(datasets.load_dataset(hub_id, split=hub_split)):
+        for i, obj in enumerate(D.load_hub_dataset(hub_id, split=hub_split)):
             out.append(parse_rtp_row(obj, f"{hub_id}:{i}", f"{hub_id} record {i}"))
     missing_c = sum(r.continuation_toxicity is None for r in out)
     missing_p = sum(r.prompt_toxicity is None for r in out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import platform
@@ -25,9 +26,36 @@ def git_commit() -> str:
         return "unknown"
 
 
+# keys that only say where things go, how often state is saved, how a run is labelled and logged: they change
+# no result, so neither a resume (harness/resume.py) nor the config hash looks at them
+NOT_RESULT_KEYS = ("resume", "resume_allow_changes", "out_dir", "run_id", "tracking", "tracking.*", "*cache_dir",
+                   "*save_steps", "*keep_checkpoints")
+# where the data lies (the data folder, an outputs file's path): its content is what counts, and run.json /
+# evals.json fingerprint it file by file
+DATA_LOCATION_KEYS = ("data.data_dir", "policies.*.outputs")
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}`` (lists are leaves); an empty dict is a leaf too."""
+    if not isinstance(obj, dict) or not obj:
+        return {prefix.rstrip("."): obj} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        out.update(flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def result_keys(config: Any, exclude: tuple[str, ...] = NOT_RESULT_KEYS) -> dict[str, Any]:
+    """``config`` flattened to ``{dotted key: value}`` without the keys matching a glob of ``exclude``."""
+    return {k: v for k, v in flatten(to_jsonable(config)).items() if not any(fnmatch.fnmatchcase(k, p) for p in exclude)}
+
+
 def config_hash(config: Any) -> str:
-    """Short sha256 of a config's canonical JSON (sorted keys): equal configs, equal hashes."""
-    blob = json.dumps(to_jsonable(config), sort_keys=True)
+    """Short sha256 (12 hex digits) of the keys of ``config`` that affect results: everything but
+    :data:`NOT_RESULT_KEYS` and :data:`DATA_LOCATION_KEYS`, as canonical JSON. Two runs of one config in
+    other directories, on other machines, with other caches get the same hash; the regression gate
+    compares it between a run and its baseline (docs/regression.md)."""
+    blob = json.dumps(result_keys(config, NOT_RESULT_KEYS + DATA_LOCATION_KEYS), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -227,9 +227,19 @@ def _report_target(node: DictConfig, prefix: str) -> Iterator[str]:
         yield "compare_to=... compares against run_dir=...; give run_dir"
 
 
+def _regress(node: DictConfig, prefix: str) -> Iterator[str]:
+    from harness.regress.provenance import KINDS
+
+    kinds = list(node.allow_mismatch)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        yield f"{prefix}allow_mismatch={kinds}: unknown kind(s) {unknown}; use any of {list(KINDS)}"
+
+
 RULES: dict[type, tuple[Rule, ...]] = {
     C.SFTConfig: (_prompt_fits,), C.RMConfig: (_prompt_fits,), C.JudgeConfig: (_prompt_fits, _judge_path),
     C.LabelConfig: (_k_order,), C.PPOConfig: (_ppo_batches,), C.DataConfig: (_data,), ModelConfig: (_tiny_shape,),
     C.SFTApp: (_sft_selection,), C.EvalApp: (_eval_policies,), C.JudgesConfig: (_prompt_fits, _judge_models), C.ReportApp: (_report_target,), C.PipelineApp: (_pipeline,),
+    C.RegressApp: (_regress,),
 }
 """Cross-field rules per structured-config type; each yields problem messages for one node."""

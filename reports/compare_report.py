@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.io import atomic_write_text
 from harness.regress.compare import Comparison, Delta, compare_sets
 from harness.regress.items import MetricKey
+from harness.regress.provenance import differences
 from harness.regress.results import ResultSet, load_result_set
 from reports.compare_figures import forest_figure
 from reports.html import Safe, Section, figure_div, join, note, render_page, table, tag
@@ -29,11 +30,24 @@ def _ci(d: Delta) -> str:
     return "—" if d.ci_low is None or d.ci_high is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
 
 
+def _provenance(a: ResultSet, b: ResultSet) -> Safe:
+    """Whether A and B were made the same way (config hash, data fingerprints, eval versions), as the gate checks it."""
+    evals = {k.eval for k in a.metrics} & {k.eval for k in b.metrics}
+    diffs = differences(a.provenance, b.provenance, evals)
+    if not diffs:
+        return note("A and B share their config hash, data fingerprints and eval versions.")
+    return join([tag("p", f"A and B were not made the same way ({len(diffs)} difference(s)): their deltas mix the change "
+                          "under test with these.", cls="neg"),
+                 table(["kind", "difference"], [[d.kind, d.detail] for d in diffs])])
+
+
 def _header(a: ResultSet, b: ResultSet, cmp: Comparison) -> Safe:
     n_paired = sum(d.paired for d in cmp.deltas)
-    rows = [("A", a.source, a.kind, len(a.metrics)), ("B", b.source, b.kind, len(b.metrics))]
+    rows = [("A", a.source, a.kind, len(a.metrics), a.provenance.config_hash or "—"),
+            ("B", b.source, b.kind, len(b.metrics), b.provenance.config_hash or "—")]
     return join([
-        table(["", "source", "kind", "metrics"], rows, numeric=[3]),
+        table(["", "source", "kind", "metrics", "config hash"], rows, numeric=[3]),
+        _provenance(a, b),
         tag("p", f"{len(cmp.deltas)} metrics in both: {n_paired} paired item by item, {len(cmp.deltas) - n_paired} unpaired; "
                  f"{len(cmp.only_a)} only in A, {len(cmp.only_b)} only in B."),
         note("delta = A − B in each metric's own units. Paired: items matched by id, delta = mean per-item difference "

@@ -6,17 +6,21 @@ model or writes a generation itself.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.data import DataError, resolve_data_dir
+from harness.data import DataError, note_read, resolve_data_dir
 from harness.evals.gencache import GenerationCache
 from harness.evals.policies import OutputsFile, PolicySource
 from harness.io import write_jsonl
 from harness.records import Generation, Prompt
+
+
+log = logging.getLogger(__name__)
 
 
 def _plain(x: Any) -> Any:
@@ -51,6 +55,12 @@ class EvalContext:
         self._files: dict[str, OutputsFile] = {}
         self._lm_eval: dict[tuple, list[dict]] = {}
         self.lm_eval_aggregates: dict[tuple, dict[str, float]] = {}  # (policy, task, limit, shots) -> lm-eval aggregates
+        self.warnings: list[str] = []  # loud warnings of this run: logged now, kept in results/evals.json and the report
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` as a warning and keep it for ``results/evals.json`` (``warnings``) and the report."""
+        log.warning(message)
+        self.warnings.append(message)
 
     # ------------------------------------------------------------------ policies and their outputs
 
@@ -98,8 +108,19 @@ class EvalContext:
         src = self.policies[name]
         if src.is_file:
             if name not in self._files:
-                self._files[name] = OutputsFile.load(src)
+                self._files[name] = file = OutputsFile.load(src)
+                if file.n_empty:
+                    self.warn(f"policies.{name}: {file.n_empty} of the {len(file.outputs)} outputs in {src.path} are empty; "
+                              "they are judged as empty answers")
+            note_read(src.path)  # in the data files of every eval that uses it, not only the first
             gens, missing = self._files[name].lookup(prompts, dec)
+            near = self._files[name].near_misses(prompts) if missing else []
+            if near:
+                pid, prompt, instruction = near[0]
+                raise DataError(f"{src.path}: outputs file of policy {name!r}: {len(near)} of the {len(prompts)} prompts of "
+                                f"'{tag}' match an instruction of the file only when case and whitespace are ignored (e.g. "
+                                f"prompt id {pid}: {prompt[:60]!r} vs {instruction[:60]!r}); instructions must equal the "
+                                "eval's prompts (whitespace at the ends aside): fix the file")
             if missing and not gens:
                 return None
             if missing:

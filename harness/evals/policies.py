@@ -103,6 +103,20 @@ class OutputsFile:
             raise DataError(f"{path}: no outputs")
         return cls(source, out)
 
+    @property
+    def n_empty(self) -> int:
+        """Outputs that are empty (or only whitespace): a judge scores them as answers, so they are warned about."""
+        return sum(not o for o in self.outputs.values())
+
+    def near_misses(self, prompts: list[Prompt]) -> list[tuple[str, str, str]]:
+        """(prompt id, prompt, the file's instruction) for each prompt the file has no exact output for but an
+        instruction equal to it once case and inner whitespace are ignored: a file edited or re-typed, whose
+        outputs would otherwise be silently left out."""
+        norm = lambda t: " ".join(t.split()).casefold()  # noqa: E731
+        loose = {norm(k): k for k in self.outputs}
+        return [(p.id, p.prompt, loose[norm(p.prompt)]) for p in prompts
+                if p.prompt.strip() not in self.outputs and norm(p.prompt) in loose]
+
     def lookup(self, prompts: list[Prompt], decoding: Mapping[str, Any]) -> tuple[list[Generation], list[str]]:
         """(generations for the covered prompts, ids of the prompts the file has no output for)."""
         gens, missing = [], []

@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 from harness import registry
+from harness.data import recording_reads
+from harness.errors import DataError
 from harness.declarations import check_rows, stamp
 from harness.evals.base import EvalOutput
 from harness.evals.context import EvalContext, _plain
@@ -40,9 +42,12 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     every row (the evals', then ``judge_validation``'s).
 
     Writes ``results/<eval>_items.jsonl`` after each eval and ``results/evals.json`` at the end,
-    atomically. A policy an eval skipped (e.g. an outputs file with none of its prompts) is logged as a
-    warning with the reason and recorded. Raises ``ValueError`` for an unknown eval before any runs, and
-    for a row that breaks its eval's declarations.
+    atomically; ``evals.json`` records each eval's version, spec and ``data_files`` (every data file it
+    read, with its sha256: :func:`harness.data.recording_reads`), which the regression gate compares.
+    A policy an eval skipped (e.g. an outputs file with none of its prompts) is logged as a warning with
+    the reason and recorded, as is every warning of the context (``warnings``). Raises ``ValueError`` for
+    an unknown eval before any runs and for a row that breaks its eval's declarations, and
+    :class:`~harness.errors.DataError` (after writing ``evals.json``) for a policy that no eval measured.
     """
     names = list(names if names is not None else ctx.eval_cfg.run)
     evals = resolve_evals(ctx, names)
@@ -52,7 +57,8 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     for name, (defn, spec) in evals.items():
         t0 = time.perf_counter()
         log.info("eval %s (version %s)", name, spec.version)
-        out: EvalOutput = defn.run(ctx, spec)
+        with recording_reads(ctx.data_dir) as data_files:
+            out: EvalOutput = defn.run(ctx, spec)
         check_rows(defn, out.rows)
         write_jsonl(ctx.run_dir / "results" / f"{name}_items.jsonl", out.items)
         rows += out.rows
@@ -60,15 +66,27 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
         for s in out.info.get("skipped") or []:
             log.warning("eval %s skipped %s", name, ", ".join(f"{k} {v!r}" for k, v in s.items()))
         info["evals"][name] = {"version": str(spec.version), "spec": _plain(spec), **out.info,
-                               "seconds": round(time.perf_counter() - t0, 1)}
+                               "data_files": dict(sorted(data_files.items())), "seconds": round(time.perf_counter() - t0, 1)}
         log.info("eval %s done in %.0f s: %d rows, %d items", name, time.perf_counter() - t0, len(out.rows), len(out.items))
-    validation, judges = ctx.judges.validation_rows(ctx.resamples, ctx.seed)
+    with recording_reads(ctx.data_dir) as data_files:
+        validation, judges = ctx.judges.validation_rows(ctx.resamples, ctx.seed)
     check_rows(registry.get("judge_validation"), validation)
     versions["judge_validation"] = registry.get("judge_validation").version
     rows += validation
     info["judges"] = judges
+    info["judge_validation"] = {"version": registry.get("judge_validation").version, "data_files": dict(sorted(data_files.items()))}
     info["generation_cache"] = {"dir": str(ctx.cache.root), "hits": ctx.cache.hits, "misses": ctx.cache.misses,
                                 "generated": ctx.generated}
+    measured = {r.policy for r in rows}
+    unmeasured = [n for n in ctx.policies if n not in measured]
+    for n in unmeasured:
+        reasons = [f"{e}: {s['reason']}" for e, i in info["evals"].items() for s in i.get("skipped") or [] if s.get("policy") == n]
+        ctx.warn(f"policies.{n}: no eval of {names} measured it ({'; '.join(reasons) or 'no rows'})")
+    info["warnings"] = list(ctx.warnings)
     write_json(ctx.run_dir / "results" / "evals.json", info)
+    if unmeasured:
+        raise DataError(f"{ctx.warnings[-1]}" + (f" (and {len(unmeasured) - 1} more policies)" if len(unmeasured) > 1 else "")
+                        + ": evaluate it with an eval that can (an outputs file: winrate, likert, toxicity, hallucination, "
+                        "given outputs for their prompts), or leave it out")
     log.info("generation cache: %d hits, %d misses (%s)", ctx.cache.hits, ctx.cache.misses, ctx.cache.root)
     return stamp(rows, ctx.run_id, ctx.config_hash, versions)

@@ -75,9 +75,7 @@ def toxicity_prompts(
     rng = random.Random(seed)
     root = D.resolve_data_dir(data_dir)
     if root is None:
-        import datasets
-
-        ds = datasets.load_dataset(hub_id, split="train")
+        ds = D.load_hub_dataset(hub_id, split="train")
         idx = rng.sample(range(len(ds)), min(n, len(ds)))
         return [Prompt(f"rtp/{i}", ds[i]["prompt"]["text"], hub_id,
                        {"source": hub_id, "class": "rtp", "prompt_toxicity": ds[i]["prompt"].get("toxicity"),

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from harness.data import DataError, _field, _require, resolve_data_dir
+from harness.data import DataError, _field, _require, load_hub_dataset, resolve_data_dir
 from harness.declarations import EvalDef, Metric, deltas, row
 from harness.evals.alignment_tax import score_and_delta_rows
 from harness.evals.base import EvalOutput, EvalSpec
@@ -190,9 +190,7 @@ def load_truthfulqa_mc(data_dir: str | None, hub_id: str = "truthfulqa/truthful_
         if not isinstance(rows, list):
             raise DataError(f"{path}: expected a JSON list of items")
     else:
-        import datasets
-
-        source, rows = hub_id, list(datasets.load_dataset(hub_id, "multiple_choice", split="validation"))
+        source, rows = hub_id, list(load_hub_dataset(hub_id, "multiple_choice", split="validation"))
     out = []
     for i, obj in enumerate(rows):
         where = f"{source} record {i}"

@@ -43,9 +43,7 @@ def load_davidson(data_dir: str | None, hub_id: str = "tdavidson/hate_speech_off
         with open(path, encoding="utf-8", newline="") as f:
             rows = [(f"{path}:{i + 2}", row) for i, row in enumerate(csv.DictReader(f))]
     else:
-        import datasets
-
-        rows = [(f"{hub_id} record {i}", row) for i, row in enumerate(datasets.load_dataset(hub_id, split="train"))]
+        rows = [(f"{hub_id} record {i}", row) for i, row in enumerate(D.load_hub_dataset(hub_id, split="train"))]
     out = []
     for i, (where, row) in enumerate(rows):
         cls_raw = row.get("class")

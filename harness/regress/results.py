@@ -7,7 +7,8 @@ declarations of its evals (units, directions, tolerances), so a baseline describ
 no instruction, output or any other dataset text, only names (policy, metric, slice), numbers and ids.
 Format (JSON, one metric per line so that a refreshed baseline diffs line by line)::
 
-    {"format": "harness-regress-snapshot", "version": 2, "source": {"run_id": ..., "git_commit": ...},
+    {"format": "harness-regress-snapshot", "version": 2,
+     "source": {"run_id": ..., "git_commit": ..., "config_hash": ..., "data_fingerprints": {...}, "eval_versions": {...}},
      "declarations": {"<eval>": {"item_id": [...], "metrics": {"<metric>": {...}}}, ...},
      "metrics": [{"eval": ..., "policy": ..., "metric": ..., "slice": {...}, "value": ..., "ci_low": ...,
                   "ci_high": ..., "n": ..., "items": {"<item id>": <value>, ...} | null}, ...]}
@@ -34,6 +35,7 @@ from harness.regress.items import (
     results_dir_vectors,
     slice_key,
 )
+from harness.regress.provenance import Provenance, from_results, from_source
 from harness.results import declarations_from_json, declarations_json, read_results
 from harness.results_upgrade import upgrade_row
 
@@ -66,6 +68,7 @@ class ResultSet:
     metrics: dict[MetricKey, MetricValue] = field(default_factory=dict)
     declarations: dict[str, EvalDef] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)  # config hash, data fingerprints, eval versions
 
     def declaration(self, key: MetricKey):
         """The :class:`harness.evals.base.Metric` of ``key``; raises ``ValueError`` when undeclared."""
@@ -99,7 +102,8 @@ def load_results_file(path: str | Path, with_items: bool = True) -> ResultSet:
         metrics = {k: MetricValue(m.key, m.value, m.ci_low, m.ci_high, m.n, vectors.get(k), m.slice) for k, m in metrics.items()}
         kind = "run" if vectors else "results"
     run_ids = sorted({r.run_id for r in res.rows})
-    return ResultSet(str(path), kind, metrics, res.declarations, {"run_id": run_ids[0] if len(run_ids) == 1 else run_ids})
+    return ResultSet(str(path), kind, metrics, res.declarations, {"run_id": run_ids[0] if len(run_ids) == 1 else run_ids},
+                     from_results(path, res.rows))
 
 
 def _finite(rec: dict, name: str, where: str, optional: bool) -> float | None:
@@ -165,7 +169,9 @@ def load_snapshot(path: str | Path) -> ResultSet:
     else:
         declarations = declarations_from_json(obj.get("declarations"), f"{path}: declarations")
     src = obj.get("source") if isinstance(obj.get("source"), dict) else {}
-    return ResultSet(str(path), "snapshot", metrics, declarations, dict(src))
+    # a version-1 snapshot's config hash was taken over the whole config (run id and folders included): not comparable
+    provenance = from_source(src, str(path)) if version == SNAPSHOT_VERSION else Provenance()
+    return ResultSet(str(path), "snapshot", metrics, declarations, dict(src), provenance)
 
 
 def load_result_set(path: str | Path) -> ResultSet:
@@ -206,7 +212,8 @@ def snapshot_text(results: ResultSet, source: dict[str, Any] | None = None) -> s
 
 def write_snapshot(run_dir: str | Path, path: str | Path) -> Path:
     """Snapshot the run at ``run_dir`` (a run directory or results.jsonl) into ``path``, atomically.
-    ``source`` records the run id, and from ``run.json`` the git commit and config hash when present."""
+    ``source`` records the run id, the git commit and seed from ``run.json`` when present, and the run's
+    provenance (:mod:`harness.regress.provenance`: config hash, data fingerprints, eval versions)."""
     results = load_result_set(run_dir)
     if results.kind == "snapshot":
         raise ValueError(f"{run_dir}: is already a snapshot; give the run directory")
@@ -217,7 +224,8 @@ def write_snapshot(run_dir: str | Path, path: str | Path) -> Path:
             info = json.loads(run_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{run_json}: invalid JSON at line {e.lineno}: {e.msg}") from e
-        for k in ("git_commit", "config_hash", "seed"):
+        for k in ("git_commit", "seed"):
             if isinstance(info, dict) and info.get(k) is not None:
                 source[k] = info[k]
+    source.update(results.provenance.as_json())
     return atomic_write_text(path, snapshot_text(results, source))

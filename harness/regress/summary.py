@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.io import atomic_write_text
 from harness.regress.gate import Check
+from harness.regress.provenance import ProvenanceCheck
 
 STATUS = {0: "OK", 1: "REGRESSION", 2: "ERROR"}
 COLUMNS = ("verdict", "metric", "baseline", "run", "delta", "p-value", "p (adj.)", "n paired", "note")
@@ -51,14 +52,27 @@ def counts(checks: Sequence[Check]) -> Counter:
     return n
 
 
+def _provenance(check: ProvenanceCheck | None) -> list[str]:
+    if check is None:
+        return []
+    if not check.differences:
+        return ["", "Provenance: the run and the baseline share their config hash, data fingerprints and eval versions."]
+    lines = ["", "### Provenance differences", "",
+             "| kind | difference | status |", "|---|---|---|"]
+    lines += [f"| {d.kind} | {_md(d.detail)} | {'allowed (allow_mismatch)' if d.allowed else '**ERROR**'} |" for d in check.differences]
+    return lines
+
+
 def markdown_summary(checks: Sequence[Check], code: int, *, run: str, baseline: str, correction: str,
-                     error: str | None = None) -> str:
-    """The summary page: a status line, the counts, the test used, the problems first, then every metric."""
+                     error: str | None = None, provenance: ProvenanceCheck | None = None) -> str:
+    """The summary page: a status line, the counts, the test used, whether run and baseline were made the
+    same way (``provenance``), the problems first, then every metric."""
     n = counts(checks)
     lines = [f"## harness-regress: {STATUS[code]}", "",
              f"Run `{_md(run)}` against baseline `{_md(baseline)}`."]
     if error:
         lines += ["", f"**Error:** {_md(error)}"]
+    lines += _provenance(provenance)
     if checks:
         lines += ["", f"{len(checks)} metrics: {n['ok']} ok, {n['regression']} regressions, {n['error']} errors, "
                   f"{n['new']} new; {n['paired']} compared item by item (paired), the rest unpaired.", "",

@@ -92,4 +92,8 @@ def _cache(data: RunData) -> Safe:
                          "; ".join(f"{s.get('policy')}: {s.get('reason')}" if isinstance(s, dict) else str(s)
                                    for s in skipped) or "none"))
         parts.append(table(["eval", "version", "policies skipped"], rows))
+    warnings = data.evals.get("warnings") or []
+    if warnings:
+        parts.append(tag("p", f"{len(warnings)} warning(s) of the evaluation run:", cls="neg"))
+        parts.append(table(["warning"], [(str(w),) for w in warnings]))
     return join(parts)

@@ -68,8 +68,13 @@ def test_it_gates_without_its_module(runs, tmp_path):
     same = _run([str(BIN / "harness-regress"), f"run_dir={dirs['A']}", f"baseline={snap}", "step_summary=false",
                  f"markdown={tmp_path / 'a.md'}", f"junit={tmp_path / 'a.xml'}"], plain)
     assert same.returncode == 0 and "4 metrics, 0 regressions, 0 errors" in same.stdout
-    worse = _run([str(BIN / "harness-regress"), f"run_dir={dirs['B']}", f"baseline={snap}", "step_summary=false",
-                  f"markdown={tmp_path / 'b.md'}", f"junit={tmp_path / 'b.xml'}"], plain)
+    # B evaluated another outputs file: the gate names that difference and stops, unless it is allowed
+    gate_b = [str(BIN / "harness-regress"), f"run_dir={dirs['B']}", f"baseline={snap}", "step_summary=false",
+              f"markdown={tmp_path / 'b.md'}", f"junit={tmp_path / 'b.xml'}"]
+    refused = _run(gate_b, plain)
+    assert refused.returncode == 2 and "data_fingerprints: 1 only in the baseline (eval:answer_length:alpaca_eval/" \
+        "text_davinci_001_model_outputs.json); 1 only in the run (eval:answer_length:file:davinci001_first_word.json)" in refused.stderr
+    worse = _run([*gate_b, "allow_mismatch=[data_fingerprints]"], plain)
     assert worse.returncode == 1, worse.stderr[-2000:]
     regressed = set(re.findall(r"REGRESSION\s+(\S+)", worse.stderr))
     assert regressed == {"answer_length/davinci001/mean_length{count=chars}", "answer_length/davinci001/mean_length{count=words}"}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from harness import stages
 from harness.cli import CONF_DIR
@@ -23,6 +24,7 @@ from harness.models import load_scalar_model, load_tokenizer
 from harness.regress.app import run_regress
 from harness.regress.results import load_result_set, write_snapshot
 from harness.results import write_results
+from harness.runinfo import config_hash
 
 pytestmark = pytest.mark.integration
 SMALL = ["data.n_eval_prompts=12", "data.n_sft_train=8", "data.n_sft_val=2", "eval.batch_size=4", "eval.bootstrap_resamples=100",
@@ -51,17 +53,18 @@ def runs(tmp_path_factory, tiny_dir, data_dir):
     out = {}
     for name, seed, outputs in (("A", 0, davinci), ("B", 1, davinci), ("C", 0, emptied)):
         policies = {"base": tiny_dir, "davinci001": {"outputs": str(outputs)}}
-        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, root / name, name, seed)
+        chash = config_hash({**OmegaConf.to_container(cfg, resolve=True), "seed": seed, "policies": policies})  # as harness-eval
+        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, root / name, name, seed, chash)
         write_results(root / name / "results", rows)
         out[name] = root / name
     out["baseline"] = write_snapshot(out["A"], root / "baseline.json")
     return out
 
 
-def _gate(run_dir: Path, baseline: Path, out: Path) -> int:
+def _gate(run_dir: Path, baseline: Path, out: Path, *extra: str) -> int:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("regress", overrides=[f"run_dir={run_dir}", f"baseline={baseline}", f"markdown={out / 'summary.md'}",
-                                            f"junit={out / 'junit.xml'}", "step_summary=false"])
+                                            f"junit={out / 'junit.xml'}", "step_summary=false", *extra])
     return run_regress(cfg)
 
 
@@ -88,7 +91,10 @@ def test_rerun_with_another_seed_differs_per_item_yet_passes(runs, tmp_path):
     a, b = load_result_set(runs["A"]), load_result_set(runs["B"])
     changed = [k for k in a.metrics if a.metrics[k].items is not None and a.metrics[k].items != b.metrics[k].items]
     assert any(k.metric == "win_prob" and k.policy == "base" for k in changed)
-    assert _gate(runs["B"], runs["baseline"], tmp_path) == 0
+    # B ran with another seed, so its config hash differs: an error until that difference is allowed
+    assert _gate(runs["B"], runs["baseline"], tmp_path) == 2
+    assert "config_hash: baseline " in (tmp_path / "summary.md").read_text()
+    assert _gate(runs["B"], runs["baseline"], tmp_path, "allow_mismatch=[config_hash]") == 0
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
     assert suite.get("failures") == "0" and suite.get("errors") == "0" and int(suite.get("tests")) == len(a.metrics)
 
@@ -103,9 +109,13 @@ def test_sabotaged_policy_fails_the_gate(runs, tmp_path):
     k = sum(not v for v in a.values())
     assert k >= 10
     # the console script's entry point: exit code 1 and a JUnit failure for the metric
+    # C read another outputs file (same config otherwise): allowed explicitly, the gate judges the metrics
     code, err = _entry(f"run_dir={runs['C']}", f"baseline={runs['baseline']}", f"junit={tmp_path / 'junit.xml'}",
-                       f"markdown={tmp_path / 'summary.md'}", "step_summary=false")
+                       f"markdown={tmp_path / 'summary.md'}", "step_summary=false", "allow_mismatch=[data_fingerprints]")
     assert code == 1, err[-2000:]
+    assert ("warning: data_fingerprints: 2 only in the baseline (eval:likert:alpaca_eval/text_davinci_001_model_outputs.json, "
+            "eval:winrate:alpaca_eval/text_davinci_001_model_outputs.json); 2 only in the run (eval:likert:file:davinci001_emptied.json, "
+            "eval:winrate:file:davinci001_emptied.json) (allowed by allow_mismatch)") in err
     cases = {tc.get("name"): tc for tc in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     failure = cases[FAILS].find("failure")
     assert failure is not None and failure.get("type") == "regression"

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.cli import CONF_DIR
+from harness.errors import ConfigError
 from harness.regress.app import run_regress
 from harness.regress.gate import Rule, compare, exit_code, rule_for
 from harness.regress.items import MetricKey, slice_key
@@ -20,6 +21,7 @@ from harness.regress.results import (
     write_snapshot,
 )
 from harness.results import declarations_from_json, declarations_json
+from harness.validation import validate_config
 
 WIN_SLICE = {"baseline": "text-davinci-003", "judge": "helpful"}
 WIN = MetricKey("winrate", "ppo", "win_rate", slice_key(WIN_SLICE))
@@ -167,10 +169,18 @@ def test_correction_is_applied_across_the_paired_metrics():
 # ----------------------------------------------------------------------------- files, app, outputs
 
 
-def _write_run(root: Path, wins: list[float], toxic: list[float], extra_rows=()) -> Path:
-    """A run directory with winrate and hallucination rows and their item records (text fields included)."""
+PROVENANCE = {"config_hash": "c0ffee000001", "data": {"hh_rlhf/helpful-base_test.jsonl.gz": "aa11"},
+              "eval_data": {"winrate": {"alpaca_eval/alpaca_eval.json": "bb22"}}, "versions": {"winrate": "1", "hallucination": "1"}}
+
+
+def _write_run(root: Path, wins: list[float], toxic: list[float], extra_rows=(), provenance=PROVENANCE) -> Path:
+    """A run directory with winrate and hallucination rows and their item records (text fields included), and
+    its provenance: the rows' config hash and eval versions, run.json's and evals.json's data fingerprints."""
     res = root / "results"
     res.mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps({"run_id": "r", "git_commit": "abc", "data_fingerprints": provenance["data"]}))
+    (res / "evals.json").write_text(json.dumps({"evals": {e: {"version": v, "data_files": provenance["eval_data"].get(e, {})}
+                                                          for e, v in provenance["versions"].items()}}))
     win_items = [{"policy": "ppo", "baseline": "text-davinci-003", "prompt_id": str(i), "instruction": f"SECRET instruction {i}",
                   "output": f"SECRET output {i}", "baseline_output": "x", "win": w, "win_prob": 0.5, "judge": "helpful"}
                  for i, w in enumerate(wins)]
@@ -189,6 +199,7 @@ def _write_run(root: Path, wins: list[float], toxic: list[float], extra_rows=())
             *extra_rows]
     paper = [{"run_id": "paper", "policy": "paper:ppo", "eval": "winrate", "metric": "win_rate", "value": 0.85, "n": 0,
               "slice": {"baseline": "base"}}]
+    rows = [{"config_hash": provenance["config_hash"], "eval_version": provenance["versions"].get(r["eval"], "1"), **r} for r in rows]
     for name, recs in (("winrate_items", win_items), ("hallucination_items", hal_items), ("results", rows),
                        ("paper_reference", paper)):
         (res / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -287,3 +298,62 @@ def test_default_outputs_go_under_the_run_dir(tmp_path):
         cfg = compose("regress", overrides=[f"run_dir={run}", f"baseline={base}", "step_summary=false"])
     assert run_regress(cfg) == 0
     assert (run / "regress" / "summary.md").is_file() and (run / "regress" / "junit.xml").is_file()
+
+
+# ----------------------------------------------------------------------------- provenance: the gate checks what it compares
+
+
+def _with(**changes) -> dict:
+    return {**PROVENANCE, **changes}
+
+
+@pytest.mark.parametrize("kind,provenance,words", [
+    ("config_hash", _with(config_hash="beef00000002"), ["config_hash: baseline c0ffee000001, run beef00000002"]),
+    ("data_fingerprints", _with(data={"hh_rlhf/helpful-base_test.jsonl.gz": "ff99"}),
+     ["data_fingerprints: 1 data files differ (hh_rlhf/helpful-base_test.jsonl.gz: aa11 → ff99)"]),
+    ("data_fingerprints", _with(eval_data={"winrate": {"alpaca_eval/other.json": "bb22"}}),
+     ["1 only in the baseline (eval:winrate:alpaca_eval/alpaca_eval.json)", "1 only in the run (eval:winrate:alpaca_eval/other.json)"]),
+    ("eval_versions", _with(versions={"winrate": "2", "hallucination": "1"}), ["eval_versions: 1 eval versions differ (winrate: 1 → 2)"]),
+])
+def test_a_run_made_another_way_is_exit_2_unless_allowed(tmp_path, kind, provenance, words, capsys):
+    base = write_snapshot(_write_run(tmp_path / "good", [1] * 8, [0] * 8), tmp_path / "smoke.json")
+    run = _write_run(tmp_path / "run", [1] * 8, [0] * 8, provenance=provenance)  # same numbers, made another way
+    assert run_regress(_cfg(run, base, tmp_path)) == 2
+    md, err = (tmp_path / "out.md").read_text(), capsys.readouterr().err
+    assert "## harness-regress: ERROR" in md and "### Provenance differences" in md and "**ERROR**" in md
+    assert all(w in md and w in err for w in words)
+    assert f"allow_mismatch=[{kind}]" in md and f"allow_mismatch=[{kind}]" in err
+    assert "5 metrics: 5 ok" in md  # the metrics are still compared and listed
+    suite = ET.parse(tmp_path / "out.xml").getroot().find("testsuite")
+    assert suite.get("errors") == "1" and "not made the same way" in suite.find("testcase/error").get("message")
+    # allowed explicitly: exit 0, the summary still says what differed and that it was allowed
+    assert run_regress(_cfg(run, base, tmp_path, f"allow_mismatch=[{kind}]")) == 0
+    md = (tmp_path / "out.md").read_text()
+    assert "## harness-regress: OK" in md and f"| {kind} | " in md and "allowed (allow_mismatch)" in md
+    assert "allowed by allow_mismatch" in capsys.readouterr().err
+
+
+def test_same_provenance_is_stated_in_the_summary(tmp_path):
+    base = write_snapshot(_write_run(tmp_path / "good", [1] * 8, [0] * 8), tmp_path / "smoke.json")
+    snap = json.loads(base.read_text())["source"]
+    assert snap["config_hash"] == "c0ffee000001" and snap["eval_versions"] == {"winrate": "1", "hallucination": "1"}
+    assert snap["data_fingerprints"] == {"hh_rlhf/helpful-base_test.jsonl.gz": "aa11", "eval:winrate:alpaca_eval/alpaca_eval.json": "bb22"}
+    assert run_regress(_cfg(_write_run(tmp_path / "run", [1] * 8, [0] * 8), base, tmp_path)) == 0
+    assert "share their config hash, data fingerprints and eval versions" in (tmp_path / "out.md").read_text()
+
+
+def test_provenance_a_side_did_not_record_cannot_pass_silently(tmp_path):
+    base = write_snapshot(_write_run(tmp_path / "good", [1] * 8, [0] * 8), tmp_path / "smoke.json")
+    run = _write_run(tmp_path / "run", [1] * 8, [0] * 8)
+    (run / "run.json").unlink()
+    (run / "results" / "evals.json").unlink()
+    assert run_regress(_cfg(run, base, tmp_path)) == 2
+    assert "data_fingerprints: not recorded by the run, so it cannot be compared" in (tmp_path / "out.md").read_text()
+    assert run_regress(_cfg(run, base, tmp_path, "allow_mismatch=[data_fingerprints]")) == 0
+
+
+def test_unknown_allow_mismatch_kind_is_refused(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path, tmp_path, "allow_mismatch=[seed,config_hash]")
+    with pytest.raises(ConfigError, match=r"allow_mismatch=\['seed', 'config_hash'\]: unknown kind\(s\) \['seed'\]; use any of "
+                                          r"\['config_hash', 'data_fingerprints', 'eval_versions'\]"):
+        validate_config(cfg)

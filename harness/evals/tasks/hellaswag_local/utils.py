@@ -28,6 +28,8 @@ from typing import Any
 
 import datasets
 
+from harness.data import note_read
+
 RELATIVE_PATH = Path("hellaswag") / "hellaswag_val_full.txt.bz2"
 LINES_PER_ITEM = 6
 N_ENDINGS = 4
@@ -62,6 +64,7 @@ def read_items(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"HellaSwag data file not found: {path}")
+    note_read(path)  # recorded in the eval's data fingerprints (harness.data.recording_reads)
     with _open_text(path) as f:
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
