@@ -23,13 +23,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.records import Comparison, Demonstration, Generation, PretrainText, Prompt
 
 ASSISTANT = "\n\nAssistant:"
 HH_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
 
 T = TypeVar("T")
+
+
+def require_available(what: str, requested: int, available: int, source: str) -> None:
+    """Raise :class:`~harness.errors.ConfigError` when ``requested`` records (``what``: the config keys that ask for them)
+    exceed the ``available`` ``source`` (plural noun phrase): nothing is silently cut short."""
+    if requested > available:
+        raise ConfigError(f"{what} asks for {requested}, but there are only {available} {source}: lower {what}")
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:

@@ -9,7 +9,7 @@ prompts: none is a PPO prompt, an AlpacaEval instruction or a first turn of a ju
 (as in the paper, the RM and PPO prompt sets are disjoint).
 
 A size that asks for more records than exist is a :class:`~harness.errors.ConfigError` naming the
-key (:func:`harness.validation.require_available`), except for the two subset-filtered judge splits,
+key (:func:`harness.data.require_available`), except for the two subset-filtered judge splits,
 which share ``n_judge_train``/``n_judge_val`` and take what their subsets have, with a warning.
 """
 
@@ -24,7 +24,6 @@ from harness.config import DataConfig
 from harness.errors import ConfigError, DataError
 from harness.prompting import to_messages
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
-from harness.validation import require_available
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def comparisons(cfg: DataConfig, split: str) -> tuple[list[Comparison], list[Com
             log.warning("%s=%d: split '%s' has only %d %s comparisons (subsets %s); using all of them", key, n, split, len(pool),
                         part, sorted(JUDGE_SPLITS[split]))
         elif split not in JUDGE_SPLITS:
-            require_available(key, n, len(pool), f"comparisons in the hh-rlhf {side}_{part} split (of data.hh_subsets, by data.split_fractions)")
+            D.require_available(key, n, len(pool), f"comparisons in the hh-rlhf {side}_{part} split (of data.hh_subsets, by data.split_fractions)")
     train = _sample(train_pool, n_train, cfg.seed)
     val = _sample(val_pool, n_val, cfg.seed + 1)
     fp[f"{split}_train_ids"] = D.records_fingerprint([c.id for c in train])
@@ -108,7 +107,7 @@ def judge_validation_pairs(cfg: DataConfig, n: int | None) -> tuple[list[Compari
 def demonstrations(cfg: DataConfig) -> tuple[list[Demonstration], list[Demonstration], dict[str, str]]:
     """(train, val, fingerprints) SFT demonstrations."""
     every = D.load_demonstrations(cfg.data_dir, hub_id=cfg.hub_demonstrations)
-    require_available("data.n_sft_train + data.n_sft_val", cfg.n_sft_train + cfg.n_sft_val, len(every), "demonstrations")
+    D.require_available("data.n_sft_train + data.n_sft_val", cfg.n_sft_train + cfg.n_sft_val, len(every), "demonstrations")
     demos = _sample(every, cfg.n_sft_train + cfg.n_sft_val, cfg.seed)
     train, val = demos[: cfg.n_sft_train], demos[cfg.n_sft_train :]
     fp = _files_fingerprint(cfg, ["self_instruct_seed/seed_tasks.jsonl"])
@@ -127,7 +126,7 @@ def _ppo_prompts(parts: dict[str, list[Comparison]], cfg: DataConfig) -> list[Pr
         if first and len(first) <= cfg.max_ppo_prompt_chars and first not in seen:
             seen.add(first)
             prompts.append(Prompt(c.id, first, c.source))
-    require_available("data.n_ppo_prompts", cfg.n_ppo_prompts, len(prompts),
+    D.require_available("data.n_ppo_prompts", cfg.n_ppo_prompts, len(prompts),
                       f"distinct rm_train first turns of <= data.max_ppo_prompt_chars={cfg.max_ppo_prompt_chars} characters")
     return _sample(prompts, cfg.n_ppo_prompts, cfg.seed)
 
@@ -160,7 +159,7 @@ def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
         if first and len(first) <= cfg.max_label_prompt_chars and first not in seen and first not in excluded:
             seen.add(first)
             pool.append(Prompt(c.id, first, c.source))
-    require_available("data.n_label_prompts", cfg.n_label_prompts, len(pool),
+    D.require_available("data.n_label_prompts", cfg.n_label_prompts, len(pool),
                       f"eligible rm_train first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars)")
     prompts = _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
     fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
@@ -203,7 +202,7 @@ def eval_prompts(cfg: DataConfig, n: int | None = None) -> tuple[list[Prompt], d
     """A seeded sample of ``n`` (default ``cfg.n_eval_prompts``) AlpacaEval instructions, in id order.
     Raises :class:`~harness.errors.ConfigError` when more are asked for than exist."""
     prompts = D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)
-    require_available("data.n_eval_prompts" if not n else f"an eval's n={n}", n or cfg.n_eval_prompts, len(prompts),
+    D.require_available("data.n_eval_prompts" if not n else f"an eval's n={n}", n or cfg.n_eval_prompts, len(prompts),
                       "AlpacaEval instructions")
     chosen = sorted(_sample(prompts, n or cfg.n_eval_prompts, cfg.seed), key=lambda p: int(p.id))
     fp = _files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"])

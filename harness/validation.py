@@ -6,7 +6,7 @@ structured-config dataclass from OmegaConf, checks every field that declares som
 the cross-field rules registered for that dataclass in :data:`RULES`. Every console script calls it
 right after composition (:mod:`harness.entry`) and the pipeline's ``validate`` calls it too, so a
 stage app accepts nothing the pipeline rejects. Rules that need the data (how many records exist)
-are checked where the data is loaded, through :func:`require_available`.
+are checked where the data is loaded, through :func:`harness.data.require_available`.
 """
 
 from __future__ import annotations
@@ -102,13 +102,6 @@ def validate_config(cfg: Any) -> None:
     problems = list(iter_problems(cfg))
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def require_available(what: str, requested: int, available: int, source: str) -> None:
-    """Raise :class:`ConfigError` when ``requested`` records (``what``: the config keys that ask for them)
-    exceed the ``available`` ``source`` (plural noun phrase): nothing is silently cut short."""
-    if requested > available:
-        raise ConfigError(f"{what} asks for {requested}, but there are only {available} {source}: lower {what}")
 
 
 # --------------------------------------------------------------------------------- cross-field rules

@@ -19,7 +19,6 @@ from harness.evals.policies import OutputsFile, PolicySource
 from harness.io import write_jsonl
 from harness.records import Generation, Prompt
 
-
 log = logging.getLogger(__name__)
 
 

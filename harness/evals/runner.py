@@ -20,8 +20,8 @@ from typing import Any
 
 from harness import registry
 from harness.data import recording_reads
-from harness.errors import DataError
 from harness.declarations import check_rows, stamp
+from harness.errors import DataError
 from harness.evals.base import EvalOutput
 from harness.evals.context import EvalContext, _plain
 from harness.evals.policies import describe

@@ -12,10 +12,11 @@ from hydra import compose, initialize_config_dir
 
 from harness import config as C
 from harness.cli import CONF_DIR
+from harness.data import require_available
 from harness.errors import ConfigError
 from harness.model_config import ModelConfig
 from harness.ranges import CHOICES, PATH, RANGE, one_of, ranged
-from harness.validation import check_value, require_available, validate_config
+from harness.validation import check_value, validate_config
 
 # every structured config a stage app composes (eval specs and the regression gate belong to their own layers)
 SECTIONS = [C.DataConfig, C.LoRAConfig, C.SFTConfig, C.RMConfig, C.PPOConfig, C.EvalConfig, C.JudgeConfig, C.LabelConfig,
