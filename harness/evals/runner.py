@@ -78,7 +78,7 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     info["generation_cache"] = {"dir": str(ctx.cache.root), "hits": ctx.cache.hits, "misses": ctx.cache.misses,
                                 "generated": ctx.generated}
     measured = {r.policy for r in rows}
-    unmeasured = [n for n in ctx.policies if n not in measured]
+    unmeasured = [n for n in ctx.policies if n not in measured] if names else []  # eval.run=[]: nothing was asked
     for n in unmeasured:
         reasons = [f"{e}: {s['reason']}" for e, i in info["evals"].items() for s in i.get("skipped") or [] if s.get("policy") == n]
         ctx.warn(f"policies.{n}: no eval of {names} measured it ({'; '.join(reasons) or 'no rows'})")

@@ -53,7 +53,8 @@ def runs(tmp_path_factory, tiny_dir, data_dir):
     out = {}
     for name, seed, outputs in (("A", 0, davinci), ("B", 1, davinci), ("C", 0, emptied)):
         policies = {"base": tiny_dir, "davinci001": {"outputs": str(outputs)}}
-        chash = config_hash({**OmegaConf.to_container(cfg, resolve=True), "seed": seed, "policies": policies})  # as harness-eval
+        # as harness-eval hashes its config (composed here without Hydra's run, so interpolations stay unresolved)
+        chash = config_hash({**OmegaConf.to_container(cfg), "seed": seed, "policies": policies})
         rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, root / name, name, seed, chash)
         write_results(root / name / "results", rows)
         out[name] = root / name

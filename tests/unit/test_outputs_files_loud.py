@@ -68,3 +68,8 @@ def test_a_policy_no_eval_measured_fails_the_run_after_recording_why(tmp_path, d
         run_suite(ctx)
     info = read_json(tmp_path / "run" / "results" / "evals.json")
     assert info["warnings"] == [ctx.warnings[-1]] and info["evals"]["alignment_tax"]["skipped"][0]["policy"] == "d"
+
+
+def test_a_run_of_no_eval_asks_nothing_of_its_policies(tmp_path, data_dir):
+    ctx = _ctx(tmp_path, {"d": {"outputs": str(_file(tmp_path, {p.prompt: "x" for p in PROMPTS}))}}, "eval.run=[]")
+    assert {r.eval for r in run_suite(ctx)} <= {"judge_validation"} and ctx.warnings == []
