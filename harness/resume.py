@@ -10,13 +10,12 @@ compares the newly composed config with that record; a change in any key that af
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ResumeMismatchError
 from harness.io import read_json, write_json
-from harness.runinfo import NOT_RESULT_KEYS, flatten
+from harness.runinfo import result_keys
 
 RECORD_FILE = "run_record.json"
 _SHOWN = 8  # changed keys named in the error; the rest are counted
@@ -25,15 +24,9 @@ _SHOWN = 8  # changed keys named in the error; the rest are counted
 def result_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old value, new value)}`` for every key that differs, added or removed
     (``"<absent>"``), except :data:`~harness.runinfo.NOT_RESULT_KEYS`; sorted by key."""
-    a, b = flatten(old), flatten(new)
-    out = {}
-    for key in sorted(set(a) | set(b)):
-        if any(fnmatch.fnmatchcase(key, pat) for pat in NOT_RESULT_KEYS):
-            continue
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if va != vb:
-            out[key] = (va, vb)
-    return out
+    a, b = result_keys(old), result_keys(new)
+    return {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
+            if a.get(k, "<absent>") != b.get(k, "<absent>")}
 
 
 def _now() -> str:

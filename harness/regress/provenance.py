@@ -18,11 +18,12 @@ directory) cannot be compared, and counts as a difference of that kind.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.io import read_json
 
 KINDS = ("config_hash", "data_fingerprints", "eval_versions")
 _SHOWN = 5  # keys named per difference; the rest are counted
@@ -62,13 +63,6 @@ class Difference:
         return f"{self.kind}: {self.detail}" + (" (allowed by allow_mismatch)" if self.allowed else "")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from e
-
-
 def _one(values: Iterable[str], what: str, where: str) -> str | None:
     found = sorted({v for v in values if v})
     if len(found) > 1:
@@ -97,12 +91,12 @@ def from_results(results_file: str | Path, rows: Sequence[Any]) -> Provenance:
     fingerprints: dict[str, str] | None = None
     run_json = results_file.parent.parent / "run.json"
     if run_json.is_file():
-        info = _read_json(run_json)
+        info = read_json(run_json)
         if isinstance(info, dict) and info.get("data_fingerprints") is not None:
             fingerprints = _str_map(info["data_fingerprints"], f"{run_json}: field 'data_fingerprints'")
     evals_json = results_file.parent / "evals.json"
     if evals_json.is_file():
-        info = _read_json(evals_json)
+        info = read_json(evals_json)
         sections = {**(info.get("evals") or {}), "judge_validation": info.get("judge_validation") or {}} if isinstance(info, dict) else {}
         for name, section in sections.items():
             if isinstance(section, dict) and section.get("data_files") is not None:

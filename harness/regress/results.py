@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.declarations import EvalDef
-from harness.io import atomic_write_text
+from harness.io import atomic_write_text, read_json
 from harness.regress.items import (
     ItemVector,
     MetricKey,
@@ -220,10 +220,7 @@ def write_snapshot(run_dir: str | Path, path: str | Path) -> Path:
     source: dict[str, Any] = {"run_id": results.info.get("run_id")}
     run_json = Path(run_dir) / "run.json"
     if run_json.is_file():
-        try:
-            info = json.loads(run_json.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{run_json}: invalid JSON at line {e.lineno}: {e.msg}") from e
+        info = read_json(run_json)
         for k in ("git_commit", "seed"):
             if isinstance(info, dict) and info.get(k) is not None:
                 source[k] = info[k]
