@@ -93,7 +93,7 @@ def _ppo_app(cfg: DictConfig) -> None:
 @task
 def _eval_app(cfg: DictConfig) -> None:
     """``harness-eval``: the evaluation suite (``eval.run``, specs ``evals.<name>``) for ``policies`` (name:
-    checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``+eval.judges.reward_models.helpful=<ckpt>``)."""
+    checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``eval.judges.reward_models.helpful=<ckpt>``)."""
     from omegaconf import OmegaConf
 
     from harness import stages
@@ -103,7 +103,8 @@ def _eval_app(cfg: DictConfig) -> None:
     out = Path(cfg.out_dir)
     with run_guard(cfg):
         chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
-        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash)
+        rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash,
+                               judge_cfg=cfg.judge)
         write_results(out / "results", rows)
     for r in rows:
         where = ", ".join(f"{k}={v}" for k, v in r.slice.items())

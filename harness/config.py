@@ -208,6 +208,8 @@ class JudgesConfig:
     (``profanity_check`` | ``davidson`` | ``detoxify`` | ``perspective``), ``truthfulness`` (``reference`` |
     ``chat``) and ``hallucination`` (``support`` | ``nli`` | ``chat``) scorers; ``validation`` sizes."""
 
+    # name -> reward-model checkpoint folder / hub id, or `default`: the harness's own judge of that name
+    # (helpful | harmless), trained on first use from `model` with the `judge` recipe and cached (harness/default_judges.py)
     reward_models: dict[str, str] = field(default_factory=dict)
     max_length: int = ranged(512, ge=2)  # tokens of prompt + output a reward-model judge reads
     max_prompt_length: int = ranged(256, ge=1)
@@ -320,6 +322,9 @@ class EvalApp(StageConfig):
     policies: dict[str, Any] = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)  # eval.judges: the judges (reward models: never one a policy optimised)
     evals: dict[str, Any] = field(default_factory=dict)  # eval name -> its spec (conf/evals/<name>.yaml)
+    # how a judge configured as `default` (eval.judges.reward_models.<name>: default) is trained on first use
+    # from `model` and cached (harness/default_judges.py); the same recipe as harness-pipeline's judges
+    judge: RMConfig = field(default_factory=RMConfig)
     run_id: str = ""
 
 

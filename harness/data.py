@@ -93,6 +93,13 @@ def note_read(path: str | Path) -> None:
         reads[name] = _FINGERPRINTS[key]
 
 
+def note_reads(reads: dict[str, str]) -> None:
+    """Record an earlier :func:`recording_reads` result (name -> sha256) in every open block, e.g. the data
+    files a cached computation read when it ran."""
+    for _, open_reads in _RECORDERS:
+        open_reads.update(reads)
+
+
 def load_hub_dataset(hub_id: str, *args: Any, **kwargs: Any):
     """``datasets.load_dataset(hub_id, *args, **kwargs)``, recorded in every open :func:`recording_reads`
     block as ``hub:<id>[/<config>][/<split>]`` -> the data set's ``datasets`` fingerprint. The one way

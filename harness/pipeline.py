@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -43,8 +44,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from harness import stages
 from harness.config import JUDGES, RESERVED_POLICY_NAMES, JudgeConfig, is_ptx  # noqa: F401  (re-exported)
 from harness.declarations import stamp
+from harness.default_judges import default_judge
 from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
 from harness.io import read_json
+from harness.judging.panel import DEFAULT
 from harness.records import ResultRow
 from harness.results import write_results
 from harness.runinfo import config_hash, write_run_info
@@ -59,6 +62,16 @@ GOLD = "judge_helpful"
 
 def _done(path: Path, resume: bool) -> bool:
     return resume and (path / "run.json").is_file()
+
+
+def _link(link: Path, target: Path) -> None:
+    """``link`` -> ``target`` (a judge in the harness's judge cache), replacing a half-written folder of a resumed run."""
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(Path(target).resolve(), target_is_directory=True)
 
 
 def rl_runs(cfg: DictConfig) -> dict[str, float]:
@@ -105,7 +118,10 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
     if cfg.rm_data == "human" and not select_by_rm:
         reward_model("rm", str(sft), cfg.rm)
     for judge in JUDGES:
-        reward_model(judge, base, cfg.judge)
+        if not _done(ck / judge, cfg.resume):
+            cached = timed(judge, default_judge, judge.removeprefix("judge_"), cfg.model, cfg.data, cfg.judge, cfg.seed, base=base)
+            _link(ck / judge, cached)
+        metrics[judge] = read_json(ck / judge / "run.json")["metrics"]
     if cfg.rm_data == "simulated":
         label_dir = run_dir / "label"
         if not _done(label_dir, cfg.resume):
@@ -118,12 +134,13 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
 
 
 def eval_config(cfg: DictConfig, paths: dict[str, str]) -> DictConfig:
-    """``cfg.eval`` with the pipeline's judges added to ``eval.judges.reward_models`` (``helpful``, ``harmless``).
-    Raises ``ValueError`` when the configuration already names a reward-model judge that way (which one
-    would judge?); judges of other names are kept beside them."""
+    """``cfg.eval`` with the pipeline's judges as ``eval.judges.reward_models`` ``helpful`` and ``harmless`` (in place
+    of ``default``: the pipeline's judges are those default judges, from its own base model). Raises
+    ``ValueError`` when the configuration names a checkpoint for either (which one would judge?); judges of
+    other names are kept beside them."""
     eval_cfg = copy.deepcopy(cfg.eval)
     ours = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
-    clash = sorted(set(ours) & set(eval_cfg.judges.reward_models))
+    clash = sorted(n for n in set(ours) & set(eval_cfg.judges.reward_models) if eval_cfg.judges.reward_models[n] != DEFAULT)
     if clash:
         raise ValueError(f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names")
     with open_dict(eval_cfg):
@@ -183,7 +200,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rows: list[ResultRow] = stamp([r for n in ("rm", *JUDGES) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
                                   cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
-                  cfg.seed, chash)
+                  cfg.seed, chash, judge_cfg=cfg.judge)
     write_results(run_dir / "results", rows)
 
     fingerprints = {}

@@ -14,7 +14,7 @@ from harness.errors import ConfigError
 RENAMED: dict[str, str] = {
     "ppo.gamma": "ppo.ptx_coef (harness-ppo; the paper's gamma) or rl_runs.<i>.ptx_coef (harness-pipeline)",
     "ptx_gamma": "rl_runs.<i>.ptx_coef, e.g. rl_runs.1.ptx_coef=27.8 (the RL runs are a list of {name, ptx_coef})",
-    "judges": "eval.judges.reward_models, e.g. +eval.judges.reward_models.helpful=<reward model checkpoint>",
+    "judges": "eval.judges.reward_models, e.g. eval.judges.reward_models.helpful=<reward model checkpoint>",
     **{f"eval.{e}": f"evals.{e} (each eval's spec is evals.<name>; its judges are in eval.judges)"
        for e in ("winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax")},
     **{f"evals@eval.{e}": f"evals@evals.{e} (a chat judge: judges@eval.judges=chat)"

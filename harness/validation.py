@@ -184,7 +184,15 @@ def _eval_names(node: DictConfig, prefix: str) -> Iterator[str]:
 
 
 def _judge_models(node: DictConfig, prefix: str) -> Iterator[str]:
+    from harness.default_judges import SPLITS
+    from harness.judging.panel import DEFAULT
+
     for name, path in dict(node.reward_models).items():
+        if path == DEFAULT:
+            if name not in SPLITS:
+                yield (f"{prefix}reward_models.{name}=default: the harness has default judges only for {sorted(SPLITS)}; "
+                       f"give {name!r} a reward-model checkpoint folder or hub id")
+            continue
         problem = check_value(f"{prefix}reward_models.{name}", path, {PATH: "model"})
         if problem:
             yield problem
@@ -204,9 +212,11 @@ def _pipeline(node: DictConfig, prefix: str) -> Iterator[str]:
     if node.ppo.ptx_coef not in (None, 0, 0.0):
         yield (f"ppo.ptx_coef={node.ppo.ptx_coef}: harness-pipeline sets the ptx coefficient per RL run; "
                "set rl_runs.<i>.ptx_coef instead (e.g. rl_runs.1.ptx_coef=27.8)")
-    clash = sorted({j.removeprefix("judge_") for j in C.JUDGES} & set(node.eval.judges.reward_models))
+    ours = {j.removeprefix("judge_") for j in C.JUDGES}
+    clash = sorted(n for n, path in dict(node.eval.judges.reward_models).items() if n in ours and path != "default")
     if clash:
-        yield f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names"
+        yield (f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains (their value must stay "
+               "`default`); give yours other names")
     yield from _eval_names(node, prefix)
     if node.require_upstream and not node.upstream:
         yield ("this configuration sets require_upstream=true (e.g. experiment=ppo_beta_gamma): give "

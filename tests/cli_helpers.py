@@ -25,7 +25,7 @@ def run_app(app: str, args: list[str], run_dir: Path | None, env: dict[str, str]
     """``<app> <args> [hydra.run.dir=<run_dir>]`` through the installed console script, in a subprocess
     (Hydra's logging set-up stays out of the test process). The timeout is only a hang guard."""
     cmd = [str(BIN / app), *args] + ([f"hydra.run.dir={run_dir}"] if run_dir is not None else [])
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})})
 
 
 def last_line(stderr: str) -> str:

@@ -11,6 +11,18 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_env(tmp_path_factory):
+    """The same environment for session- and module-scoped fixtures, which run before function-scoped ones:
+    the data mirror, and a harness cache (default judges, judge validations, lm-eval results) in the session's
+    temp dir, never in the checkout. Tests that need a cache of their own set HARNESS_CACHE_DIR themselves."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
+        mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness_cache"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hf(tmp_path_factory, monkeypatch):
     """No test writes to ~/.cache or reaches for the hub."""
@@ -19,6 +31,7 @@ def _isolated_hf(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness_cache"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.data import DataError, note_read, resolve_data_dir
 from harness.evals.gencache import GenerationCache
+from harness.evals.lm_eval_cache import LMEvalCache
 from harness.evals.policies import OutputsFile, PolicySource
 from harness.io import write_jsonl
 from harness.records import Generation, Prompt
@@ -31,12 +32,13 @@ class EvalContext:
 
     ``policies`` maps name -> :class:`PolicySource`; ``evals_cfg`` maps eval name -> its spec
     (``evals.<name>``); ``judges`` is the run's :class:`harness.judging.panel.JudgePanel` (from
-    ``eval.judges``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
+    ``eval.judges``; a judge configured as ``default`` is the cached default judge trained with ``judge_cfg``,
+    :mod:`harness.default_judges`; judge validations are cached under ``model_cfg.cache_dir``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
     or for lm-eval, so a fully cached re-evaluation loads no policy weights for generation.
     """
 
     def __init__(self, model_cfg, data_cfg, eval_cfg, evals_cfg, policies: Mapping[str, PolicySource],
-                 run_dir: str | Path, run_id: str, seed: int, config_hash: str = ""):
+                 run_dir: str | Path, run_id: str, seed: int, config_hash: str = "", judge_cfg=None):
         from harness.judging.panel import JudgePanel
 
         self.model_cfg, self.data_cfg, self.eval_cfg, self.evals_cfg = model_cfg, data_cfg, eval_cfg, evals_cfg
@@ -45,9 +47,17 @@ class EvalContext:
         self.run_id, self.seed, self.config_hash = run_id, seed, config_hash
         root = resolve_data_dir(data_cfg.data_dir)
         self.data_dir = str(root) if root else None
+        resolve = None
+        if judge_cfg is not None:
+            from harness.default_judges import default_judge
+
+            def resolve(name: str) -> str:
+                return str(default_judge(name, model_cfg, data_cfg, judge_cfg, seed))
         self.judges = JudgePanel(eval_cfg.judges, data_cfg=data_cfg, data_dir=self.data_dir, chat_template=model_cfg.chat_template,
-                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir)
+                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir, resolve_default=resolve,
+                                 cache_dir=model_cfg.cache_dir)
         self.cache = GenerationCache(eval_cfg.cache_dir or self.run_dir / "cache" / "generations")
+        self.lm_eval_cache = LMEvalCache(Path(model_cfg.cache_dir) / "lm_eval" if model_cfg.cache_dir else None)
         self.generated = 0  # outputs generated (cache misses filled) in this run
         self._loaded: tuple[str, Any, Any] | None = None
         self._fingerprints: dict[str, str] = {}
@@ -160,15 +170,30 @@ class EvalContext:
     # ----------------------------------------------------------------------------------- lm-eval
 
     def lm_eval(self, name: str, tasks: list[str], limit: int | None, num_fewshot: int | None = None) -> list[dict]:
-        """Per-item lm-eval records of checkpoint policy ``name`` (memoised per task, limit and shots)."""
+        """Per-item lm-eval records of checkpoint policy ``name`` (memoised per task, limit and shots, and cached
+        across runs by the policy's weights hash: :mod:`harness.evals.lm_eval_cache`)."""
         from harness.evals.lm_eval_runner import run_lm_eval
 
+        from harness.data import note_reads, recording_reads
+
         todo = [t for t in tasks if (name, t, limit, num_fewshot) not in self._lm_eval]
+        fp, local = self.fingerprint(name), self.data_dir is not None
+        for t in list(todo):
+            hit = self.lm_eval_cache.get(fp, t, limit, num_fewshot, self.seed, local)
+            if hit is not None:
+                aggregate, items, reads = hit
+                note_reads(reads)
+                self._lm_eval[(name, t, limit, num_fewshot)] = items
+                self.lm_eval_aggregates[(name, t, limit, num_fewshot)] = aggregate
+                todo.remove(t)
         if todo:
             model, tok = self.model(name)
-            aggregates, items = run_lm_eval(model, tok, todo, data_dir=self.data_dir, limit=limit, num_fewshot=num_fewshot,
-                                            batch_size=self.eval_cfg.lm_eval_batch_size, seed=self.seed)
+            with recording_reads(self.data_dir) as reads:
+                aggregates, items = run_lm_eval(model, tok, todo, data_dir=self.data_dir, limit=limit, num_fewshot=num_fewshot,
+                                                batch_size=self.eval_cfg.lm_eval_batch_size, seed=self.seed)
             for t in todo:
                 self._lm_eval[(name, t, limit, num_fewshot)] = [it for it in items if it["task"] == t]
                 self.lm_eval_aggregates[(name, t, limit, num_fewshot)] = aggregates[t]
+                self.lm_eval_cache.put(fp, t, limit, num_fewshot, self.seed, local, aggregates[t],
+                                       self._lm_eval[(name, t, limit, num_fewshot)], dict(reads))
         return [it for t in tasks for it in self._lm_eval[(name, t, limit, num_fewshot)]]

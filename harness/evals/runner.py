@@ -77,6 +77,8 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     info["judge_validation"] = {"version": registry.get("judge_validation").version, "data_files": dict(sorted(data_files.items()))}
     info["generation_cache"] = {"dir": str(ctx.cache.root), "hits": ctx.cache.hits, "misses": ctx.cache.misses,
                                 "generated": ctx.generated}
+    info["lm_eval_cache"] = {"dir": str(ctx.lm_eval_cache.root), "hits": ctx.lm_eval_cache.hits,
+                             "misses": ctx.lm_eval_cache.misses}
     measured = {r.policy for r in rows}
     unmeasured = [n for n in ctx.policies if n not in measured] if names else []  # eval.run=[]: nothing was asked
     for n in unmeasured:

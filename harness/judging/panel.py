@@ -8,11 +8,18 @@ of them once (:meth:`JudgePanel.validation_rows`) and the report shows that vali
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from harness.config import JudgesConfig
+from harness.errors import ConfigError
+
+DEFAULT = "default"  # eval.judges.reward_models.<name>: default -> the harness's cached judge (harness/default_judges.py)
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +46,22 @@ class JudgePanel:
 
     ``data_cfg``/``data_dir``: the data config and local mirror (validation sets); ``chat_template``: how
     reward-model judges render prompts; ``batch_size``: pairs per judge forward; ``run_dir``: where the
-    chat replies are cached unless ``cfg.chat.cache_dir`` says otherwise. Raises ``ValueError`` at
-    construction for an unknown scorer kind (before any eval runs).
+    chat replies are cached unless ``cfg.chat.cache_dir`` says otherwise. ``resolve_default(name) -> path``
+    gives the checkpoint of a judge configured as ``default`` (:func:`harness.default_judges.default_judge`,
+    called on first use only); ``cache_dir``: where judge validations are cached by judge fingerprint
+    (None: not cached). Raises ``ValueError`` at construction for an unknown scorer kind (before any eval runs).
     """
 
     def __init__(self, cfg: JudgesConfig, *, data_cfg, data_dir: str | None, chat_template: str, batch_size: int, seed: int,
-                 run_dir: str | Path):
+                 run_dir: str | Path, resolve_default: Callable[[str], str] | None = None, cache_dir: str | Path | None = None):
         _check_kind("toxicity", cfg.toxicity.kind, TOXICITY_KINDS)
         _check_kind("truthfulness", cfg.truthfulness.kind, TRUTHFULNESS_KINDS)
         _check_kind("hallucination", cfg.hallucination.kind, HALLUCINATION_KINDS)
         self.cfg, self.data_cfg, self.data_dir = cfg, data_cfg, data_dir
         self.chat_template, self.batch_size, self.seed, self.run_dir = chat_template, batch_size, seed, Path(run_dir)
+        self.resolve_default, self.cache_dir = resolve_default, Path(cache_dir) if cache_dir else None
         self._built: dict[str, Any] = {}
+        self.defaults: dict[str, str] = {}  # judge name -> cached default judge folder, for those configured as `default`
         self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
 
     # ---------------------------------------------------------------------------- preference judges
@@ -72,9 +83,14 @@ class JudgePanel:
                              f"(harness-eval: +eval.judges.reward_models.{name}=<reward model checkpoint>)")
         key = f"rm:{name}"
         if key not in self._built:
-            self._built[key] = RewardModelJudge(self.cfg.reward_models[name], name=name, chat_template=self.chat_template,
+            path = self.cfg.reward_models[name]
+            if path == DEFAULT:
+                if self.resolve_default is None:
+                    raise ConfigError(f"eval.judges.reward_models.{name}=default: no default judges here; give a checkpoint")
+                path = self.defaults[name] = str(self.resolve_default(name))
+            self._built[key] = RewardModelJudge(path, name=name, chat_template=self.chat_template,
                                                 batch_size=self.batch_size, max_length=self.cfg.max_length,
-                                                max_prompt_length=self.cfg.max_prompt_length)
+                                                max_prompt_length=self.cfg.max_prompt_length, progress=True)
         return self._built[key]
 
     def rewards(self, name: str, prompts: list[str], outputs: list[str]) -> list[float]:
@@ -153,29 +169,82 @@ class JudgePanel:
     def validation_rows(self, n_resamples: int, seed: int) -> tuple[list, dict[str, Any]]:
         """Rows of the metric group ``judge_validation`` for every judge the evals used, and per judge what
         was measured (``results/evals.json`` ``judges``). Judges without a validation set (the truthfulness
-        scorers) are listed with ``validation: none``."""
+        scorers) are listed with ``validation: none``.
+
+        With ``cache_dir``, a reward-model judge's and a toxicity scorer's validation are computed once per
+        judge fingerprint (weights hash, or scorer kind and options), validation sizes, data, resamples and
+        seed, and read back afterwards (``info[name]["validation_cache"]`` says which); the data files the
+        validation read are recorded as if it had run (:func:`harness.data.note_reads`)."""
         from harness.judging import validation as V
         from harness.judging.pairwise import rm_pair_judge
 
         rows: list = []
         info: dict[str, Any] = {}
+        sizes = _plain(self.cfg.validation)
         for (kind, name), judge in list(self.used.items()):
-            log.info("validating judge %s (%s)", name, kind)
             if kind == "reward_model":
-                rows += V.pair_judge_rows(rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation,
-                                          n_resamples, seed)
-                info[name] = {"kind": kind, "path": judge.path, "fingerprint": judge.fingerprint}
+                key = {"kind": kind, "fingerprint": judge.fingerprint, "max_length": judge.max_length,
+                       "max_prompt_length": judge.max_prompt_length, "chat_template": str(judge.chat_template)}
+                (got, _), cached = self._cached(name, key, sizes, n_resamples, seed, lambda: (V.pair_judge_rows(
+                    rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed), {}))
+                rows += got
+                info[name] = {"kind": kind, "path": judge.path, "fingerprint": judge.fingerprint, "validation_cache": cached,
+                              **({"default_judge": True} if name in self.defaults else {})}
             elif kind == "chat":
+                log.info("validating judge %s (%s)", name, kind)
                 rows += V.pair_judge_rows(judge, name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed)
                 info[name] = {"kind": kind, "model": self.cfg.chat.model, "base_url": self.cfg.chat.base_url}
             elif kind == "toxicity":
-                got, v = V.toxicity_scorer_rows(judge, self.data_dir, self.cfg.validation, seed)
+                key = {"kind": kind, "scorer": self.cfg.toxicity.kind, "options": _plain(self.cfg.toxicity.options)}
+                (got, v), cached = self._cached(name, key, sizes, n_resamples, seed,
+                                                lambda: V.toxicity_scorer_rows(judge, self.data_dir, self.cfg.validation, seed))
                 rows += got
-                info[name] = {"kind": kind, "validation": v or "none (no local data mirror)"}
+                info[name] = {"kind": kind, "validation": v or "none (no local data mirror)", "validation_cache": cached}
             elif kind == "hallucination":
+                log.info("validating judge %s (%s)", name, kind)
                 got, v = V.hallucination_detector_rows(judge)
                 rows += got
                 info[name] = {"kind": kind, "validation": v}
             else:
                 info[name] = {"kind": kind, "validation": "none"}
         return rows, info
+
+    def _cached(self, name: str, judge_key: dict, sizes: dict, n_resamples: int, seed: int, compute):
+        """``(compute(), "miss")`` stored under ``<cache_dir>/judge_validation/<key>.json``, or the stored
+        result and ``"hit"``; ``((rows, extra), "off")`` without a cache. ``compute() -> (rows, extra)``.
+        The key covers the judge, the validation sizes, the data config (less its location), the
+        validation's declared version, resamples and seed."""
+        from harness.data import note_reads, recording_reads
+        from harness.io import read_json, write_json
+        from harness.records import ResultRow
+        from harness.registry import get
+
+        if self.cache_dir is None:
+            log.info("validating judge %s (%s)", name, judge_key["kind"])
+            return compute(), "off"
+        data = {k: v for k, v in _plain(self.data_cfg).items() if k != "data_dir"}
+        blob = {"judge": judge_key, "sizes": sizes, "data": data, "version": str(get("judge_validation").version),
+                "resamples": n_resamples, "seed": seed, "data_source": "local" if self.data_dir else "hub"}
+        key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+        path = self.cache_dir / "judge_validation" / f"{key[:24]}.json"
+        if path.is_file():
+            stored = read_json(path)
+            log.info("judge %s (%s): validation from cache %s", name, judge_key["kind"], path)
+            note_reads(stored["data_files"])
+            rows = [ResultRow(**r) for r in stored["rows"]]
+            return (rows, stored["extra"]), "hit"
+        log.info("validating judge %s (%s) (cached afterwards as %s)", name, judge_key["kind"], path.name)
+        with recording_reads(self.data_dir) as reads:
+            rows, extra = compute()
+        write_json(path, {"key": blob, "rows": [asdict(r) for r in rows], "extra": extra, "data_files": dict(reads)})
+        return (rows, extra), "miss"
+
+
+def _plain(x: Any) -> Any:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(x, DictConfig):
+        return OmegaConf.to_container(x, resolve=True)
+    if hasattr(x, "__dataclass_fields__"):
+        return asdict(x)
+    return x

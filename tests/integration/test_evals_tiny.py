@@ -52,7 +52,7 @@ def setup(tmp_path_factory, tiny_dir, data_dir):
                 "davinci001": {"outputs": str(Path(data_dir) / "alpaca_eval" / "text_davinci_001_model_outputs.json")}}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}",
-                                         *(f"+eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
+                                         *(f"eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
     return root, cfg, policies, judges
 
 
@@ -165,11 +165,22 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     def no_generation(*args, **kwargs):
         raise AssertionError("a cached output was generated again")
 
+    def no_lm_eval(*args, **kwargs):
+        raise AssertionError("a cached lm-eval task ran again")
+
     monkeypatch.setattr("harness.generation.generate", no_generation)
+    monkeypatch.setattr("harness.evals.lm_eval_runner.run_lm_eval", no_lm_eval)
     run2 = root / "run2"
     rows2 = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, run2, "r1", seed=0)
-    cache = read_json(run2 / "results" / "evals.json")["generation_cache"]
+    evals1, evals2 = read_json(run1 / "results" / "evals.json"), read_json(run2 / "results" / "evals.json")
+    cache = evals2["generation_cache"]
     assert cache["generated"] == 0 and cache["misses"] == 0 and cache["hits"] > 0
+    assert evals2["lm_eval_cache"]["misses"] == 0 and evals2["lm_eval_cache"]["hits"] > 0
+    assert {n: j["validation_cache"] for n, j in evals2["judges"].items() if "validation_cache" in j} == {
+        "helpful": "hit", "harmless": "hit", "profanity_check": "hit"}
+    # cached work records the data files it read, as the first run did (the regression gate compares them)
+    assert {n: e["data_files"] for n, e in evals2["evals"].items()} == {n: e["data_files"] for n, e in evals1["evals"].items()}
+    assert evals2["judge_validation"]["data_files"] == evals1["judge_validation"]["data_files"]
     for f in sorted((run1 / "generations").rglob("*.jsonl")):
         assert read_jsonl(run2 / f.relative_to(run1)) == read_jsonl(f), f.name
     assert [(r.policy, r.eval, r.metric, r.slice, r.value) for r in rows2] == [(r.policy, r.eval, r.metric, r.slice, r.value)

@@ -49,7 +49,7 @@ def runs(tmp_path_factory, tiny_dir, data_dir):
     emptied.write_text(json.dumps([dict(r, output="") for r in json.loads(davinci.read_text())]))
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}",
-                                         f"+eval.judges.reward_models.helpful={root / 'judge'}"])
+                                         f"eval.judges.reward_models.helpful={root / 'judge'}"])
     out = {}
     for name, seed, outputs in (("A", 0, davinci), ("B", 1, davinci), ("C", 0, emptied)):
         policies = {"base": tiny_dir, "davinci001": {"outputs": str(outputs)}}

@@ -42,7 +42,7 @@ def test_stage_apps_chain(tmp_path):
     assert read_jsonl(ppo / "train_log.jsonl")[0]["ptx_loss"] is None
     assert read_jsonl(ptx / "train_log.jsonl")[0]["ptx_loss"] > 0
 
-    _run("harness-eval", tmp_path / "eval", *SMALL, f"+eval.judges.reward_models.helpful={judge}", f"+policies.base={base}",
+    _run("harness-eval", tmp_path / "eval", *SMALL, f"eval.judges.reward_models.helpful={judge}", f"+policies.base={base}",
          f"+policies.ppo={ppo}", "eval.run=[winrate,alignment_tax]", "evals.winrate.baselines=[text-davinci-003]",
          "evals.winrate.judges=[helpful]", "evals.winrate.decoding.max_new_tokens=4", "eval.judges.validation.n_hh_pairs=2",
          "eval.judges.validation.n_gpt4_pairs=4", "evals.alignment_tax.limit=4", "eval.bootstrap_resamples=100")

@@ -22,7 +22,7 @@ PIPELINE_ONLY = ("pipeline", "experiment")  # groups only conf/pipeline.yaml's d
 def test_discovery_sees_every_config():
     assert {"sft", "rm", "label", "ppo", "eval", "report", "pipeline"} <= set(PRIMARY)
     # conf/hydra holds only nested launcher options (hydra/launcher), composed in test_sweep_configs.py
-    assert set(GROUPS) == {"model", "data", "pipeline", "evals", "judges", "experiment", "hydra"} and "smoke" in GROUPS["pipeline"]
+    assert set(GROUPS) == {"model", "data", "pipeline", "evals", "judges", "judge", "experiment", "hydra"} and "smoke" in GROUPS["pipeline"]
     assert GROUPS["hydra"] == [] and "ppo_beta_gamma" in GROUPS["experiment"]
     assert set(EVALS) == set(GROUPS["evals"]) and set(GROUPS["judges"]) == {"default", "chat"}
 
@@ -126,10 +126,10 @@ def test_every_eval_spec_is_typed_by_its_registered_schema(name):
 
 def test_eval_app_takes_checkpoint_and_file_policies_and_named_judges():
     cfg = _compose("eval", ["+policies.sft=ck/sft", "+policies.davinci001={outputs:a/model_outputs.json}",
-                            "+eval.judges.reward_models.helpful=ck/judge_helpful", "eval.run=[winrate]",
+                            "eval.judges.reward_models.helpful=ck/judge_helpful", "eval.run=[winrate]",
                             "evals.toxicity.num_samples=3"])
     assert cfg.policies.sft == "ck/sft" and cfg.policies.davinci001.outputs == "a/model_outputs.json"
-    assert dict(cfg.eval.judges.reward_models) == {"helpful": "ck/judge_helpful"} and list(cfg.eval.run) == ["winrate"]
+    assert dict(cfg.eval.judges.reward_models) == {"helpful": "ck/judge_helpful", "harmless": "default"} and list(cfg.eval.run) == ["winrate"]
     assert cfg.evals.toxicity.num_samples == 3 and cfg.evals.winrate.n == cfg.data.n_eval_prompts
     # likert's items and decoding follow the winrate and hallucination evals' (interpolated)
     cfg = _compose("eval", ["evals.winrate.decoding.max_new_tokens=7", "evals.hallucination.n=5"])

@@ -17,8 +17,9 @@ def _cfg(tmp_path: Path, *overrides: str):
 
 
 @pytest.fixture
-def calls(monkeypatch):
+def calls(monkeypatch, tmp_path):
     """Replace every stage by a fake that records (stage, details) and writes the output's run.json."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))  # default judges are cached per test, not per session
     log: list[tuple] = []
     rm_metrics = {"val_outcomes": [1.0, 0.0, 1.0, 1.0], "val_outcome_k": [2, 4, 4, 4]}
 
@@ -49,7 +50,7 @@ def calls(monkeypatch):
         done(out_dir)
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash=""):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", judge_cfg=None):
         log.append(("eval", {name: Path(path).name for name, path in eval_cfg.judges.reward_models.items()}))
         return [ResultRow(run_id, "sft", "winrate", "win_rate", 0.5)]
 
@@ -137,7 +138,7 @@ def rl_calls(calls, monkeypatch):
         write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash=""):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", judge_cfg=None):
         calls.append(("eval",))
         seen["eval"].append({"policies": dict(policies), "judges": dict(eval_cfg.judges.reward_models), "run": list(eval_cfg.run)})
         return []

@@ -16,7 +16,7 @@ from harness.renames import RenamedKeyError, override_key, refuse_renamed
     ("ptx_gamma=2", "rl_runs.<i>.ptx_coef"),
     ("rl_runs=[ppo,ppo_ptx]", "list of {name, ptx_coef}"),
     ("rl_runs=[ppo]", "list of {name, ptx_coef}"),
-    ("+judges.helpful=ck/judge", "+eval.judges.reward_models.helpful"),
+    ("+judges.helpful=ck/judge", "eval.judges.reward_models.helpful"),
     ("eval.winrate.n=5", "evals.winrate"),
     ("eval.toxicity.decoding.num_samples=3", "evals.toxicity"),
     ("evals@eval.winrate=winrate_chat", "judges@eval.judges=chat"),
@@ -29,7 +29,7 @@ def test_old_keys_are_refused_naming_the_new_one(override, new):
 
 @pytest.mark.parametrize("override", ["ppo.ptx_coef=1.0", "rl_runs.1.ptx_coef=27.8", "rl_runs=[{name:ppo,ptx_coef:0}]",
                                       "rl_runs=[]", "ppo.gammas_are_fine=1", "--multirun", "hydra.run.dir=x",
-                                      "+eval.judges.reward_models.helpful=x", "eval.run=[winrate]", "evals.winrate.n=5",
+                                      "eval.judges.reward_models.helpful=x", "eval.run=[winrate]", "evals.winrate.n=5",
                                       "eval.judges.chat.enabled=true", "judges@eval.judges=chat"])
 def test_current_keys_pass(override):
     refuse_renamed([override])

@@ -1,0 +1,155 @@
+"""Wall time, CPU time and peak RSS of the evaluation, per stage and per eval: the numbers behind README's table.
+
+Cases (each a console script run in a subprocess, measured with ``os.wait4``, which reports the child's own
+CPU time and peak resident set size):
+
+- ``smoke``: ``harness-pipeline pipeline=smoke`` twice with one fresh harness cache: the first run trains
+  and caches the judges (``cold``), the second finds them (``warm``). Target: ``warm`` ≤ 60 s.
+- ``eval``: ``harness-eval`` of one policy (``--policy``, default: the embedded SmolLM2-135M-Instruct) with
+  the default preset's evaluation sizes, twice into new run dirs with one cache (``--cache``; give one
+  that already holds the default judges to time "judges cached"): ``first`` and ``again`` (an unchanged
+  checkpoint: every generation, lm-eval task and judge validation comes from the caches). Targets:
+  ``first`` ≤ 3 min with judges cached; ``again`` ≤ 5 % of ``first``.
+
+Each run's per-stage times come from its own records: ``run.json`` ``metrics.timings_s`` (pipeline stages)
+and ``results/evals.json`` (seconds per eval; whether judges and their validation came from the cache).
+Results go to ``bench/results/eval_<case>[_<tag>].json``; ``python -m bench.eval_stage --table`` prints the
+markdown table of every such file (bench/README.md). Timings swing with machine load: every result
+records the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BIN = Path(sys.executable).parent
+# the default preset's evaluation sizes (conf/pipeline/default.yaml), for harness-eval of one policy
+DEFAULT_EVAL_SIZES = ["data.n_eval_prompts=24"]
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``cmd``; returns wall seconds, CPU seconds (user + system of the child and the descendants it
+    waited for), peak RSS in MiB and the exit status. Raises ``RuntimeError`` with the output's tail on failure."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{log.read()[-4000:]}")
+    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 0), "command": " ".join(cmd)}
+
+
+def run_records(run_dir: Path) -> dict[str, Any]:
+    """Per-stage and per-eval seconds and cache use, from the run's own files."""
+    from harness.io import read_json
+
+    out: dict[str, Any] = {}
+    if (run_dir / "run.json").is_file():
+        out["stages_s"] = read_json(run_dir / "run.json").get("metrics", {}).get("timings_s", {})
+    evals_json = run_dir / "results" / "evals.json"
+    if evals_json.is_file():
+        ev = read_json(evals_json)
+        out["evals_s"] = {name: e.get("seconds") for name, e in ev.get("evals", {}).items()}
+        out["judges"] = {name: {k: j[k] for k in ("kind", "default_judge", "validation_cache") if k in j}
+                         for name, j in ev.get("judges", {}).items()}
+        out["generation_cache"] = ev.get("generation_cache")
+        out["lm_eval_cache"] = ev.get("lm_eval_cache")
+    return out
+
+
+def environment() -> dict[str, Any]:
+    from harness.runinfo import git_commit
+
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
+            "cpus": os.cpu_count(), "loadavg": list(os.getloadavg()), "python": sys.version.split()[0]}
+
+
+def case_smoke(work: Path, env: dict[str, str]) -> dict[str, Any]:
+    runs = {}
+    for label in ("cold", "warm"):
+        run_dir = work / label
+        res = measure([str(BIN / "harness-pipeline"), "pipeline=smoke", f"hydra.run.dir={run_dir}"], env)
+        runs[label] = {**res, **run_records(run_dir)}
+    return runs
+
+
+def case_eval(work: Path, env: dict[str, str], policy: str, extra: list[str]) -> dict[str, Any]:
+    runs = {}
+    for label in ("first", "again"):
+        run_dir = work / label
+        res = measure([str(BIN / "harness-eval"), f"+policies.policy={policy}", *DEFAULT_EVAL_SIZES, *extra,
+                       f"hydra.run.dir={run_dir}"], env)
+        runs[label] = {**res, **run_records(run_dir)}
+    return runs
+
+
+def table(results_dir: Path = RESULTS_DIR) -> str:
+    """Markdown table of every ``eval_*.json``: one row per run."""
+    from harness.io import read_json
+
+    lines = ["| result | run | wall s | CPU s | peak RSS MiB | slowest stages / evals (s) | judges | load avg |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in sorted(results_dir.glob("eval_*.json")):
+        res = read_json(f)
+        for label, r in res["runs"].items():
+            parts = {**{f"stage {k}": v for k, v in r.get("stages_s", {}).items()},
+                     **{f"eval {k}": v for k, v in (r.get("evals_s") or {}).items()}}
+            top = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -(kv[1] or 0))[:4] if v is not None)
+            judges = ", ".join(f"{n}: validation {j.get('validation_cache', '–')}" for n, j in r.get("judges", {}).items()
+                               if j.get("kind") == "reward_model")
+            load = f"{res['environment']['loadavg'][0]:.1f}–{res['environment_end']['loadavg'][0]:.1f}"
+            lines.append(f"| {f.stem} | {label} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['peak_rss_mib']:.0f} | {top} | "
+                         f"{judges or '–'} | {load} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--case", choices=["smoke", "eval"], help="what to time (see the module docstring)")
+    p.add_argument("--policy", default=None, help="eval: the policy checkpoint (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--cache", default=None, help="harness cache dir (HARNESS_CACHE_DIR); default: a fresh temp dir")
+    p.add_argument("--tag", default="", help="suffix of the result file's name, e.g. before / after")
+    p.add_argument("--table", action="store_true", help="print the markdown table of bench/results/eval_*.json and exit")
+    p.add_argument("extra", nargs="*", help="eval: more overrides for harness-eval")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table())
+        return
+    if not args.case:
+        p.error("--case is required unless --table")
+    with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "HARNESS_CACHE_DIR": args.cache or str(work / "cache")}
+        start = environment()
+        if args.case == "smoke":
+            runs = case_smoke(work, env)
+        else:
+            from harness.models import ModelConfig, smollm2_checkpoint
+
+            policy = args.policy or str(smollm2_checkpoint(ModelConfig().cache_dir))
+            runs = case_eval(work, env, policy, args.extra)
+        out = {"bench": f"eval_{args.case}", "runs": runs, "environment": start, "environment_end": environment()}
+    from harness.io import write_json
+
+    name = f"eval_{args.case}" + (f"_{args.tag}" if args.tag else "")
+    path = write_json(RESULTS_DIR / f"{name}.json", out)
+    print(table())
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
