@@ -48,6 +48,11 @@ def test_every_artifact_exists(smoke_run):
         assert read_jsonl(smoke_run / "results" / f"{name}_items.jsonl"), name
     assert any(k.startswith("hh_rlhf/") for k in run["data_fingerprints"])
     assert (smoke_run / ".hydra" / "config.yaml").is_file()
+    # the judges are the harness's default judges: trained into its cache, linked from the run
+    for judge in ("judge_helpful", "judge_harmless"):
+        ck = smoke_run / "checkpoints" / judge
+        assert ck.is_symlink() and ck.resolve().parent == (smoke_run.parent / "cache" / "judges").resolve(), judge
+        assert read_json(ck / "run.json")["config"]["split"] == judge
 
 
 def test_losses_are_finite(smoke_run):
