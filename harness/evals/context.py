@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.data import DataError, note_read, resolve_data_dir
 from harness.evals.gencache import GenerationCache
-from harness.evals.policies import OutputsFile, PolicySource
+from harness.evals.policies import OutputRecord, OutputsFile, PolicySource
 from harness.io import write_jsonl
 from harness.records import Generation, Prompt
 
@@ -113,7 +113,7 @@ class EvalContext:
         note_read(src.path)
         return self._files[name]
 
-    def file_records(self, name: str, eval_name: str):
+    def file_records(self, name: str, eval_name: str) -> list[OutputRecord]:
         """The records of file policy ``name`` that name ``eval_name`` (e.g. an lm-eval task), in file order."""
         self._asked.setdefault(name, set()).add(eval_name)
         return self.outputs_file(name).records_for(eval_name)
@@ -169,7 +169,7 @@ class EvalContext:
                             "eval's prompts (whitespace at the ends aside): fix the file")
         if not any(gens for gens, _ in found) and ev not in file.evals:
             return None
-        missing = [p.id for p in prompts if p.id in lacking]
+        missing = [str(p.metadata.get("item_id", p.id)) for p in prompts if p.id in lacking]
         self.require_coverage(name, ev, tag, missing, len(prompts), k)
         return [[g for g in gens if g.prompt_id not in lacking] for gens, _ in found]
 

@@ -12,24 +12,24 @@ Every record of an outputs file has the output (``output_field``) and the prompt
 (``instruction_field``), the item ``id``, or both; the optional fields, with the same names in every
 format (in CSV an empty cell is an absent field, ``references`` a JSON list), are:
 
-* ``id``: the item's id in the eval that ``eval`` names (so a record with ``id`` needs ``eval``): the TruthfulQA question index (0-816, the position in
-  ``TruthfulQA.csv``), the toxicity item ``<instruction type>/<prompt id>`` (e.g. ``respectful/<id>``),
-  an AlpacaEval / closed-domain prompt id, an lm-eval task's doc id (its position in the task's
-  evaluation split);
+* ``id``: the item's id in the eval that ``eval`` names (so a record with ``id`` needs ``eval``): the
+  TruthfulQA question index (0-816, the row in ``TruthfulQA.csv``), the toxicity item
+  ``<instruction type>/<prompt id>`` (e.g. ``respectful/davidson/23692``), an AlpacaEval or
+  closed-domain prompt id, an lm-eval task's doc id (its position in the task's evaluation split);
 * ``eval``: the eval the record is for (``winrate``, ``likert``, ``truthfulqa``, ``toxicity``,
   ``hallucination``) or, for the alignment tax, the lm-eval task (``squadv2``, ``drop``,
   ``wmt14-fr-en``, ...). A record without it serves every eval, matched by instruction text only;
 * ``sample``: the index (0, 1, ...) of this output among several for one item, e.g. toxicity's
   ``num_samples`` continuations per prompt, one record each; absent = 0;
 * ``references``: the reference strings a text-scored task compares the output with (SQuAD answers,
-  DROP answers, translations), used when the task's data set is not at hand.
+  DROP answers, translations), used instead of the task's data set (:mod:`harness.evals.text_tasks`).
 
 Outputs are matched to an eval's items by the instruction text (whitespace-stripped), the way
-AlpacaEval matches a model's outputs to its instructions, or by ``id`` (records naming that eval). A file covers an eval only if it
-has an output (``num_samples`` of them where the eval samples) for every item of it;
-:meth:`OutputsFile.lookup` says which items are missing and :meth:`harness.evals.context.EvalContext.outputs`
-turns that into an error naming the file, the eval and the missing ids (or, with
-``eval.outputs_missing=warn``, a loud warning with counts).
+AlpacaEval matches a model's outputs to its instructions, or by ``id`` (records naming that eval). A
+file covers an eval only if it has an output (``num_samples`` of them where the eval samples) for
+every item of it; :meth:`OutputsFile.lookup` says which items are missing and
+:meth:`harness.evals.context.EvalContext.outputs` turns that into an error naming the file, the eval
+and the missing ids (or, with ``eval.outputs_missing=warn``, a loud warning with counts).
 """
 
 from __future__ import annotations
@@ -213,13 +213,16 @@ class OutputsFile:
 
     def find(self, prompt: Prompt, eval_name: str | None = None, sample: int = 0) -> OutputRecord | None:
         """The record for ``prompt`` (sample ``sample``) in eval ``eval_name``: by id among the records naming that
-        eval, else by instruction (a record naming the eval first, then one that serves every eval). Raises :class:`DataError` when the id and the
-        instruction find records with different outputs."""
-        by_id = self._by_id.get((eval_name, prompt.id, sample)) if eval_name is not None else None
+        eval, else by instruction (a record naming the eval first, then one that serves every eval). The id is
+        ``prompt.metadata["item_id"]`` where an item is more than its prompt (toxicity: instruction type and
+        prompt), else ``prompt.id``. Raises :class:`DataError` when the id and the instruction find records
+        with different outputs."""
+        item_id = str(prompt.metadata.get("item_id", prompt.id))
+        by_id = self._by_id.get((eval_name, item_id, sample)) if eval_name is not None else None
         text = prompt.prompt.strip()
         by_text = self._by_text.get((eval_name, text, sample)) or self._by_text.get((None, text, sample))
         if by_id is not None and by_text is not None and by_id.output != by_text.output:
-            raise DataError(f"{by_id.where}: id {prompt.id!r} and {by_text.where}: the instruction of the same item of eval "
+            raise DataError(f"{by_id.where}: id {item_id!r} and {by_text.where}: the instruction of the same item of eval "
                             f"{eval_name!r} (sample {sample}) give different outputs")
         return by_id or by_text
 

@@ -266,8 +266,8 @@ def run(ctx, spec: ToxicitySpec) -> EvalOutput:
     for policy in ctx.policies:
         got = {}
         for instr in spec.instructions:
-            rendered = [Prompt(toxicity_item_id(instr, p.id), render_toxicity_prompt(p.prompt, instr), p.source, p.metadata)
-                        for p in prompts]
+            rendered = [Prompt(p.id, render_toxicity_prompt(p.prompt, instr), p.source,
+                               {**p.metadata, "item_id": toxicity_item_id(instr, p.id)}) for p in prompts]
             got[instr] = (rendered, ctx.sampled_outputs(policy, rendered, spec.decoding, f"toxicity_{instr}",
                                                         spec.prompt_template, k))
         if all(samples is None for _, samples in got.values()):
@@ -275,7 +275,8 @@ def run(ctx, spec: ToxicitySpec) -> EvalOutput:
             continue
         for instr, (rendered, samples) in got.items():
             if samples is None:  # the file answers other instruction types, not this one: its items are missing
-                ctx.require_coverage(policy, EVAL, f"toxicity_{instr}", [r.id for r in rendered], len(rendered), k)
+                ctx.require_coverage(policy, EVAL, f"toxicity_{instr}", [r.metadata["item_id"] for r in rendered],
+                                     len(rendered), k)
                 continue
             covered = {g.prompt_id for g in samples[0]}
             kept = [p for p, r in zip(prompts, rendered) if r.id in covered]

@@ -26,6 +26,7 @@ from harness.evals.toxicity import (
 from harness.evals.truthfulqa import MC_FILE_NOTE
 from harness.io import read_json, read_jsonl
 from harness.results import write_results
+from reports.page_reader import section_html
 from reports.run_report import build_run_report
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,7 @@ def test_truthfulqa_generation_from_a_file_by_id_and_question_with_mc_noted(tmp_
     assert {"policy": "f", "part": "mc", "reason": MC_FILE_NOTE} in info["evals"]["truthfulqa"]["skipped"]
     assert any("are for ['truthfulqaa'], which no eval of this run read" in w for w in info["warnings"])
     html = build_run_report(run_dir).read_text()
-    assert MC_FILE_NOTE in html and "outputs file" in html
+    assert MC_FILE_NOTE in html and "outputs file (answers as given)" in html  # the note, and the file's rows in the section
 
 
 def test_toxicity_from_a_file_with_two_samples_per_prompt_beside_a_checkpoint(tmp_path, data_dir, tiny_dir):
@@ -121,6 +122,29 @@ def test_toxicity_from_a_file_with_two_samples_per_prompt_beside_a_checkpoint(tm
     items = [it for it in read_jsonl(run_dir / "results" / "toxicity_items.jsonl") if it["policy"] == "f"]
     assert all(it["k"] == 2 for it in items) and len(items) == 6
     assert info["evals"]["toxicity"]["skipped"] == []
+    browser = section_html(build_run_report(run_dir).read_text(), "sec-samples")
+    assert "kind words" in browser and "hello there" in browser  # the file's continuations, found by prompt id
+
+
+def test_winrate_warn_mode_pairs_the_prompts_the_file_covers(tmp_path, data_dir, tiny_dir):
+    from harness import selection
+    from tests.integration.test_evals_tiny import _judge
+
+    cfg = _cfg("data.n_eval_prompts=3")
+    prompts, _ = selection.eval_prompts(cfg.data, n=3)
+    policy = _jsonl(tmp_path / "w.jsonl", [{"instruction": p.prompt, "output": f"answer {i}"} for i, p in enumerate(prompts[:2])])
+    judge = _judge(tiny_dir, tmp_path / "judge", 1)
+    judges = [f"+eval.judges.reward_models.helpful={judge}", "evals.winrate.judges=[helpful]",
+              "evals.winrate.baselines=[text-davinci-003]", "eval.judges.validation.n_hh_pairs=3",
+              "eval.judges.validation.n_gpt4_pairs=8", "data.n_eval_prompts=3", "eval.run=[winrate]"]
+    with pytest.raises(DataError, match=rf"lacks 1 of the 3 items of eval 'winrate' \(alpaca_eval; e.g. ids \['{prompts[2].id}'\]\)"):
+        _run(tmp_path / "run1", {"f": policy}, *judges)
+    rows, info = _run(tmp_path / "run2", {"f": policy}, *judges, "eval.outputs_missing=warn")
+    items = read_jsonl(tmp_path / "run2" / "results" / "winrate_items.jsonl")
+    assert [(it["prompt_id"], it["output"]) for it in items] == [(prompts[0].id, "answer 0"), (prompts[1].id, "answer 1")]
+    win = _rows(rows, eval="winrate", policy="f", metric="win_rate")[0]
+    assert win.n == 2 and win.value == pytest.approx(sum(it["win"] for it in items) / 2)
+    assert any("lacks 1 of the 3 items of eval 'winrate'" in w for w in info["warnings"])
 
 
 def test_text_scored_nlp_tasks_from_a_file_against_its_references(tmp_path, data_dir):
