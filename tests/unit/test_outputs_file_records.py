@@ -100,3 +100,20 @@ def test_drop_em_f1_by_hand_and_corpus_bleu_is_sacrebleus():
 def test_which_tasks_are_scored_from_text():
     assert [text_kind(t) for t in ("squadv2", "drop", "wmt14-fr-en", "iwslt2017-ar-en", "hellaswag_local",
                                    "truthfulqa_mc2_local", "winogrande")] == ["squad", "drop", "bleu", "bleu", None, None, None]
+
+
+def test_references_of_a_task_document_feed_the_same_scorers():
+    """Online, the items are the task's documents: DROP's gold answers as lm-eval's process_docs builds them,
+    SQuAD v2's answer texts (an unanswerable question has none)."""
+    from lm_eval.tasks.drop.utils import get_answers
+
+    from harness.evals.text_tasks import task_references
+
+    no_date = {"day": "", "month": "", "year": ""}
+    doc = {"answer": {"number": "", "date": no_date, "spans": ["Chicago Bears"]},
+           "validated_answers": {"number": ["4"], "date": [no_date], "spans": [[]]}}
+    golds = task_references("drop", None, {"answers": get_answers(doc)})
+    assert golds == [("Chicago Bears",), ("4",)]
+    assert drop_scores("4", golds) == {"em": 1.0, "f1": 1.0} and drop_scores("the Bears", golds)["f1"] == 0.67
+    refs = task_references("squad", None, {"answers": {"text": [], "answer_start": []}})
+    assert refs == [] and squad_scores("", refs)["exact"] == 100.0
