@@ -231,6 +231,9 @@ class EvalConfig:
     bootstrap_resamples: int = ranged(2000, ge=1)  # of every 95 % interval the run reports
     # generation cache (keyed by weights hash, prompt and decoding); null = <run dir>/cache/generations
     cache_dir: str | None = "${oc.env:HARNESS_GEN_CACHE,null}"
+    # an outputs-file policy that lacks items an eval needs: error (naming the file, the eval and the ids) |
+    # warn (a warning with counts in the console, results/evals.json and the report; the eval scores the items it has)
+    outputs_missing: str = one_of("error", "warn")
     judges: JudgesConfig = field(default_factory=JudgesConfig)  # every judge and scorer the evals use
 
 

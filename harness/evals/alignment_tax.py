@@ -38,7 +38,7 @@ def _scores_by_doc(items: Sequence[Mapping], *, policy: str, task: str, metric: 
 
 def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, task: str, metric: str = "acc",
                          base_policy: str = "base", n_resamples: int = 2000, seed: int = 0,
-                         slice_: dict | None = None) -> list[ResultRow]:
+                         slice_: dict | None = None, common_items: bool = False) -> list[ResultRow]:
     """Per-policy benchmark score and paired delta vs ``base_policy``, as result rows of ``eval_``.
 
     ``items_by_policy`` maps policy name -> per-item records as returned by
@@ -55,7 +55,9 @@ def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, 
 
     Raises ``ValueError`` if ``base_policy`` is missing, a policy has no items for ``task``, an
     item lacks ``metric``, a doc_id repeats, or a policy's doc_id set differs from the base's
-    (items are never dropped silently: paired comparisons need the same items).
+    (items are never dropped silently: paired comparisons need the same items), unless ``common_items``
+    (``eval.outputs_missing=warn``, whose warning counted what an outputs file lacks): then a delta is over
+    the doc_ids both have.
     """
     if base_policy not in items_by_policy:
         raise ValueError(f"alignment_tax: base policy {base_policy!r} not in {sorted(items_by_policy)}")
@@ -69,14 +71,14 @@ def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, 
                                                              seed=seed), **slice_))
         if policy == base_policy:
             continue
-        if set(by_doc) != set(base):
+        if set(by_doc) != set(base) and not common_items:
             only_p, only_b = sorted(set(by_doc) - set(base)), sorted(set(base) - set(by_doc))
             raise ValueError(
                 f"alignment_tax: {task} doc_ids differ between {policy!r} and {base_policy!r}: "
                 f"{len(only_p)} only in {policy!r} (e.g. {only_p[:5]}), {len(only_b)} only in {base_policy!r} (e.g. {only_b[:5]})"
             )
-        delta = paired_bootstrap_delta([by_doc[d] for d in doc_ids], [base[d] for d in doc_ids], n_resamples=n_resamples,
-                                       seed=seed)
+        ids = [d for d in doc_ids if d in by_doc]
+        delta = paired_bootstrap_delta([by_doc[d] for d in ids], [base[d] for d in ids], n_resamples=n_resamples, seed=seed)
         rows.append(row(eval_, policy, f"{metric}_delta", delta, **slice_, baseline=base_policy))
     return rows
 
@@ -108,48 +110,100 @@ class AlignmentTaxSpec(EvalSpec):
     limit: int | None = ranged(100, ge=1)  # items per task; None = all
 
 
+#: Why an outputs-file policy has no score on a task scored from likelihoods (recorded in ``skipped``).
+LIKELIHOOD_NOTE = "likelihood-only task: not available for an outputs file"
+
+
+def _file_scores(ctx, spec: AlignmentTaxSpec, tasks: list[str], skipped: list[dict]) -> dict[str, dict[str, tuple]]:
+    """``{task: {file policy: (per-item records, aggregates, paired)}}`` for the text-scored tasks
+    (:mod:`harness.evals.text_tasks`); ``paired`` is whether the items are the task's documents (the file's own
+    references need not be). Likelihood-only tasks and tasks the file has nothing for go to ``skipped``."""
+    from harness.evals.text_tasks import (
+        KIND_METRICS,
+        file_items,
+        score_items,
+        text_kind,
+    )
+
+    scored: dict[str, dict[str, tuple]] = {}
+    for policy in (p for p in ctx.policies if ctx.policies[p].is_file):
+        for task in tasks:
+            kind = text_kind(task)
+            if kind is None:
+                skipped.append({"policy": policy, "task": task, "reason": f"{task}: {LIKELIHOOD_NOTE}"})
+                continue
+            metric = dict(spec.task_metrics).get(task, "acc")
+            if metric not in KIND_METRICS[kind]:
+                raise ValueError(f"evals.alignment_tax.task_metrics.{task}={metric!r}: an outputs file's {task} answers are "
+                                 f"scored {list(KIND_METRICS[kind])}; set evals.alignment_tax.task_metrics.{task}")
+            got = file_items(ctx, policy, task, kind, spec.limit)
+            if got is None:
+                skipped.append({"policy": policy, "task": task, "reason": f"{task}: outputs file has no records for it"})
+                continue
+            items, own_references = got
+            per, aggregates = score_items(kind, items)
+            records = [{"task": task, "doc_id": it.doc_id, "output": it.output, **v} for it, v in zip(items, per)]
+            scored.setdefault(task, {})[policy] = (records, aggregates, not own_references)
+    return scored
+
+
 def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:
-    """The alignment_tax eval (``conf/evals/alignment_tax.yaml``): lm-eval tasks for every checkpoint policy.
+    """The alignment_tax eval (``conf/evals/alignment_tax.yaml``): lm-eval tasks for every policy.
 
     Offline (a local ``data_dir``) it runs ``spec.tasks`` (our task YAMLs on local files); online
     (``data.data_dir=null``) lm-eval's built-ins ``spec.online_tasks``. One pass per shot count in
     ``spec.num_fewshot``; rows have slice ``{task, shots}`` and the paired delta vs the ``base`` policy
     (:func:`score_and_delta_rows`). The per-task metric is ``spec.task_metrics[task]`` (default ``acc``).
     A metric lm-eval only aggregates over the corpus (WMT BLEU) has no per-item values: it gets its
-    aggregate row (no interval) and no paired delta. Outputs-file policies cannot be scored by
-    likelihood and are listed under ``skipped``. Raises ``ValueError`` for an undeclared task metric.
+    aggregate row (no interval) and no paired delta.
+
+    An outputs-file policy is scored on the text-scored tasks (SQuAD v2, DROP, translation:
+    :mod:`harness.evals.text_tasks`) with the metric lm-eval uses, against the references of its records or
+    of the task's documents, once, under ``shots: 0`` (the harness gave it no examples). Items that are the
+    task's documents are paired with the checkpoints' (deltas vs base); items with the file's own references
+    get rows of their own, without a delta. Likelihood-only tasks are recorded under ``skipped`` as
+    :data:`LIKELIHOOD_NOTE`. Raises ``ValueError`` for an undeclared task metric.
     """
     out = EvalOutput()
     declared = {m.name for m in TASK_METRICS}
     bad = {t: m for t, m in dict(spec.task_metrics).items() if m not in declared}
     if bad:
         raise ValueError(f"evals.alignment_tax.task_metrics {bad}: not a declared task metric ({sorted(declared)})")
-    policies = ctx.checkpoint_policies()
-    skipped = [{"policy": p, "reason": "outputs file: lm-eval needs the model's likelihoods"} for p in ctx.policies
-               if p not in policies]
-    if not policies:
-        out.info["skipped"] = skipped
-        return out
     tasks = list(spec.tasks if ctx.data_dir else spec.online_tasks)
-    base = "base" if "base" in policies else policies[0]
-    for shots in spec.num_fewshot:
-        per_policy = {p: ctx.lm_eval(p, tasks, spec.limit, shots or None) for p in policies}
+    checkpoints = ctx.checkpoint_policies()
+    skipped: list[dict] = []
+    scored = _file_scores(ctx, spec, tasks, skipped)
+    base = "base" if "base" in checkpoints else (checkpoints or list(ctx.policies))[0]
+    common = ctx.outputs_missing == "warn"
+    for shots in list(spec.num_fewshot) + ([0] if scored and 0 not in spec.num_fewshot else []):
+        runs = checkpoints if shots in spec.num_fewshot else []
+        per_policy = {p: ctx.lm_eval(p, tasks, spec.limit, shots or None) for p in runs}
         for task in tasks:
             metric = dict(spec.task_metrics).get(task, "acc")
+            slice_ = {"task": task, "shots": int(shots)}
             items = {p: [it for it in its if it["task"] == task and metric in it] for p, its in per_policy.items()}
-            if all(items.values()):
-                out.rows += score_and_delta_rows(EVAL, items, task=task, metric=metric, base_policy=base,
-                                                 n_resamples=ctx.resamples, seed=ctx.seed, slice_={"task": task, "shots": int(shots)})
-                out.items += [{"policy": p, "task": task, "shots": int(shots), "doc_id": it["doc_id"], metric: it[metric]}
-                              for p, its in items.items() for it in its]
-            else:  # corpus-level metric: aggregate only
-                for p in policies:
-                    agg = ctx.lm_eval_aggregates[(p, task, spec.limit, shots or None)]
-                    if metric not in agg:
+            aggregates = {p: ctx.lm_eval_aggregates[(p, task, spec.limit, shots or None)] for p in runs}
+            sizes = {p: spec.limit or 0 for p in runs}
+            alone = []  # file policies scored against their own references: rows without a delta
+            for p, (records, agg, paired) in (scored.get(task, {}) if shots == 0 else {}).items():
+                if paired:
+                    items[p] = [r for r in records if metric in r]
+                else:
+                    alone.append(p)
+                aggregates[p], sizes[p] = agg, len(records)
+            for group in ([items] if items else []) + [{p: [r for r in scored[task][p][0] if metric in r]} for p in alone]:
+                if all(group.values()):
+                    b = base if base in group else next(iter(group))
+                    out.rows += score_and_delta_rows(EVAL, group, task=task, metric=metric, base_policy=b, n_resamples=ctx.resamples,
+                                                     seed=ctx.seed, slice_=slice_, common_items=common)
+                    out.items += [{"policy": p, "task": task, "shots": int(shots), "doc_id": it["doc_id"], metric: it[metric],
+                                   **({"output": it["output"]} if "output" in it else {})} for p, its in group.items() for it in its]
+                    continue
+                for p in group:  # corpus-level metric: aggregate only
+                    if metric not in aggregates[p]:
                         raise ValueError(f"alignment_tax: lm-eval task {task!r} reported no metric {metric!r} "
-                                         f"(it has {sorted(agg)}); set evals.alignment_tax.task_metrics.{task}")
-                    out.rows.append(ResultRow("", p, EVAL, metric, float(agg[metric]), None, None, spec.limit or 0,
-                                              {"task": task, "shots": int(shots)}))
+                                         f"(it has {sorted(aggregates[p])}); set evals.alignment_tax.task_metrics.{task}")
+                    out.rows.append(ResultRow("", p, EVAL, metric, float(aggregates[p][metric]), None, None, sizes[p], slice_))
     out.info.update(tasks=tasks, base_policy=base, skipped=skipped)
     return out
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.data import DataError, note_read, resolve_data_dir
 from harness.evals.gencache import GenerationCache
 from harness.evals.lm_eval_cache import LMEvalCache
-from harness.evals.policies import OutputsFile, PolicySource
+from harness.evals.policies import OutputRecord, OutputsFile, PolicySource
 from harness.io import write_jsonl
 from harness.records import Generation, Prompt
 
@@ -62,6 +62,8 @@ class EvalContext:
         self._loaded: tuple[str, Any, Any] | None = None
         self._fingerprints: dict[str, str] = {}
         self._files: dict[str, OutputsFile] = {}
+        self._asked: dict[str, set[str | None]] = {}  # file policy -> the evals (and lm-eval tasks) its records were asked for
+        self.current_eval: str | None = None  # the eval running now (set by the runner): whose records a file lookup uses
         self._lm_eval: dict[tuple, list[dict]] = {}
         self.lm_eval_aggregates: dict[tuple, dict[str, float]] = {}  # (policy, task, limit, shots) -> lm-eval aggregates
         self.warnings: list[str] = []  # loud warnings of this run: logged now, kept in results/evals.json and the report
@@ -102,43 +104,111 @@ class EvalContext:
             self._loaded = (name, load_policy(src.path), load_tokenizer(src.path))
         return self._loaded[1], self._loaded[2]
 
-    def outputs(self, name: str, prompts: list[Prompt], decoding, tag: str, template: str = "{prompt}",
-                sample: int = 0) -> list[Generation] | None:
-        """The policy's outputs for ``prompts`` (sample index ``sample``), in prompt order.
+    @property
+    def outputs_missing(self) -> str:
+        """``eval.outputs_missing``: ``error`` (default) or ``warn``, what a file that lacks items of an eval is."""
+        return str(self.eval_cfg.get("outputs_missing") or "error")
+
+    def outputs_file(self, name: str) -> OutputsFile:
+        """The loaded outputs file of file policy ``name`` (read once; empty outputs are warned about once), noted
+        among the data files of the eval that asks (every eval that uses it, not only the first)."""
+        src = self.policies[name]
+        if not src.is_file:
+            raise ValueError(f"policy {name!r} is a checkpoint ({src.path}), not an outputs file")
+        if name not in self._files:
+            self._files[name] = file = OutputsFile.load(src)
+            if file.n_empty:
+                self.warn(f"policies.{name}: {file.n_empty} of the {len(file.records)} outputs in {src.path} are empty; "
+                          "they are judged as empty answers")
+        note_read(src.path)
+        return self._files[name]
+
+    def file_records(self, name: str, eval_name: str) -> list[OutputRecord]:
+        """The records of file policy ``name`` that name ``eval_name`` (e.g. an lm-eval task), in file order."""
+        self._asked.setdefault(name, set()).add(eval_name)
+        return self.outputs_file(name).records_for(eval_name)
+
+    def outputs(self, name: str, prompts: list[Prompt], decoding, tag: str, template: str = "{prompt}", *,
+                eval_name: str | None = None) -> list[Generation] | None:
+        """The policy's output for each of ``prompts``, in prompt order.
 
         A checkpoint answers ``template.format(prompt=p.prompt)``, through the generation cache.
-        An outputs file is looked up by instruction: it returns ``None`` when it covers none of the
-        prompts (the eval then skips the policy and records why) and raises :class:`DataError`
-        when it covers only some (a partial result would not be comparable). Every output is also
-        written to ``generations/<name>/<tag>.jsonl``. ``Generation.prompt`` is always the
-        original prompt (what judges see), not the templated one.
+        An outputs file is looked up by id or instruction (:meth:`OutputsFile.find`) under ``eval_name``
+        (default: the running eval, :attr:`current_eval`): it returns ``None`` when it has no record for any
+        of the prompts and none that names the eval (the file is not for this eval: the eval skips the
+        policy and records why), and when it lacks some prompts :meth:`require_coverage` raises
+        :class:`DataError` (or, with ``eval.outputs_missing=warn``, warns and the outputs of the covered
+        prompts are returned). Every output is also written to ``generations/<name>/<tag>.jsonl``.
+        ``Generation.prompt`` is always the original prompt (what judges see), not the templated one.
         """
-        dec = {k: _plain(v) for k, v in dict(_plain(decoding)).items()}
+        got = self._outputs(name, prompts, decoding, tag, template, 1, eval_name)
+        if got is None:
+            return None
+        write_jsonl(self.run_dir / "generations" / name / f"{tag}.jsonl", got[0])
+        return got[0]
+
+    def sampled_outputs(self, name: str, prompts: list[Prompt], decoding, tag: str, template: str, k: int, *,
+                        eval_name: str | None = None) -> list[list[Generation]] | None:
+        """``k`` outputs per prompt, as ``[sample][prompt]`` (each inner list in prompt order): sample s of a
+        checkpoint has its own seed; an outputs file needs one record per sample (field ``sample`` = 0 .. k-1),
+        and a prompt with fewer than ``k`` is missing (:meth:`outputs` says what that does; with
+        ``eval.outputs_missing=warn`` every inner list holds the same prompts, those with all k samples).
+        Written to ``generations/<name>/<tag>_sample<s>.jsonl``."""
+        got = self._outputs(name, prompts, decoding, tag, template, k, eval_name)
+        for s, gens in enumerate(got or []):
+            write_jsonl(self.run_dir / "generations" / name / f"{tag}_sample{s}.jsonl", gens)
+        return got
+
+    def _outputs(self, name: str, prompts: list[Prompt], decoding, tag: str, template: str, k: int,
+                 eval_name: str | None) -> list[list[Generation]] | None:
+        dec = {key: _plain(v) for key, v in dict(_plain(decoding)).items()}
+        if not self.policies[name].is_file:
+            return [self._generate(name, prompts, dec, template, s) for s in range(k)]
+        file, ev = self.outputs_file(name), eval_name or self.current_eval
+        self._asked.setdefault(name, set()).add(ev)
+        found = [file.lookup(prompts, dec, ev, s) for s in range(k)]
+        lacking = {pid for _, missing in found for pid in missing}
+        if not lacking:
+            return [gens for gens, _ in found]
+        near = file.near_misses([p for p in prompts if p.id in lacking])
+        if near:
+            pid, prompt, instruction = near[0]
+            raise DataError(f"{file.source.path}: outputs file of policy {name!r}: {len(near)} of the {len(prompts)} prompts of "
+                            f"'{tag}' match an instruction of the file only when case and whitespace are ignored (e.g. "
+                            f"prompt id {pid}: {prompt[:60]!r} vs {instruction[:60]!r}); instructions must equal the "
+                            "eval's prompts (whitespace at the ends aside): fix the file")
+        if not any(gens for gens, _ in found) and ev not in file.evals:
+            return None
+        missing = [str(p.metadata.get("item_id", p.id)) for p in prompts if p.id in lacking]
+        self.require_coverage(name, ev, tag, missing, len(prompts), k)
+        return [[g for g in gens if g.prompt_id not in lacking] for gens, _ in found]
+
+    def require_coverage(self, name: str, eval_name: str | None, what: str, missing: list[str], n_items: int,
+                         k: int = 1) -> None:
+        """An outputs file that lacks ``missing`` (ids) of the ``n_items`` items eval ``eval_name`` needs (``k``
+        samples each): :class:`DataError` naming the file, the eval and the first 5 ids; with
+        ``eval.outputs_missing=warn`` a warning with the counts instead (console and ``results/evals.json``,
+        which the report shows), and the eval scores the items the file covers. Nothing when none are missing."""
+        if not missing:
+            return
         src = self.policies[name]
-        if src.is_file:
-            if name not in self._files:
-                self._files[name] = file = OutputsFile.load(src)
-                if file.n_empty:
-                    self.warn(f"policies.{name}: {file.n_empty} of the {len(file.outputs)} outputs in {src.path} are empty; "
-                              "they are judged as empty answers")
-            note_read(src.path)  # in the data files of every eval that uses it, not only the first
-            gens, missing = self._files[name].lookup(prompts, dec)
-            near = self._files[name].near_misses(prompts) if missing else []
-            if near:
-                pid, prompt, instruction = near[0]
-                raise DataError(f"{src.path}: outputs file of policy {name!r}: {len(near)} of the {len(prompts)} prompts of "
-                                f"'{tag}' match an instruction of the file only when case and whitespace are ignored (e.g. "
-                                f"prompt id {pid}: {prompt[:60]!r} vs {instruction[:60]!r}); instructions must equal the "
-                                "eval's prompts (whitespace at the ends aside): fix the file")
-            if missing and not gens:
-                return None
-            if missing:
-                raise DataError(f"{src.path}: outputs file of policy {name!r} lacks {len(missing)} of the {len(prompts)} "
-                                f"prompts of '{tag}' (e.g. prompt ids {missing[:5]})")
-        else:
-            gens = self._generate(name, prompts, dec, template, sample)
-        write_jsonl(self.run_dir / "generations" / name / f"{tag}.jsonl", gens)
-        return gens
+        msg = (f"{src.path}: outputs file of policy {name!r} lacks {len(missing)} of the {n_items} items of eval "
+               f"'{eval_name}' ({what}{f', {k} samples each' if k > 1 else ''}; e.g. ids {missing[:5]})")
+        if self.outputs_missing != "warn":
+            raise DataError(f"{msg}; add them, or set eval.outputs_missing=warn to score the items it covers")
+        self.warn(f"{msg}; eval.outputs_missing=warn: scored on the {n_items - len(missing)} items it covers")
+
+    def unread_evals(self) -> list[str]:
+        """One warning per outputs file with records whose ``eval`` no eval of this run read (a typo, or an eval
+        left out of ``eval.run``): their outputs were not used."""
+        out = []
+        for name, file in self._files.items():
+            unread = sorted(file.evals - self._asked.get(name, set()))
+            if unread:
+                n = sum(r.eval in unread for r in file.records)
+                out.append(f"policies.{name}: {n} records of {file.source.path} are for {unread}, which no eval of this run "
+                           "read; their outputs were not used")
+        return out
 
     def _generate(self, name: str, prompts: list[Prompt], dec: dict, template: str, sample: int) -> list[Generation]:
         from harness.generation import generate

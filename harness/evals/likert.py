@@ -101,7 +101,11 @@ def run(ctx, spec: LikertSpec) -> EvalOutput:
         if gens is None:
             skipped.append({"policy": policy, "reason": "outputs file has none of the AlpacaEval prompts"})
             continue
-        cgens = ctx.outputs(policy, closed, cd.decoding, "closed_domain", cd.prompt_template) or []
+        cgens = ctx.outputs(policy, closed, cd.decoding, "closed_domain", cd.prompt_template)
+        if cgens is None:  # an outputs file of AlpacaEval answers only: its Likert rows have no hallucination flag
+            skipped.append({"policy": policy, "part": "closed_domain",
+                            "reason": "outputs file has none of the closed-domain prompts: no hallucination flag"})
+            cgens = []
         allg = list(gens) + list(cgens)
         texts, outs = [g.prompt for g in allg], [g.output for g in allg]
         levels = likert_levels(ctx.judges.rewards(spec.score_judge, texts, outs), ref_rewards)

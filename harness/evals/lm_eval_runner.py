@@ -25,6 +25,29 @@ def _aggregates(results: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def task_manager(data_dir: str | None):
+    """lm-eval's ``TaskManager``: offline (``data_dir`` set) only our local tasks under :data:`TASKS_DIR` (skips
+    indexing ~14k built-ins), which get ``data_dir`` as metadata; online (``None``) lm-eval's built-ins too."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=data_dir is None, metadata={"data_dir": str(data_dir)})
+
+
+def task_docs(task: str, *, data_dir: str | None, limit: int | None) -> tuple[Any, list[dict]] | None:
+    """(lm-eval task object, its first ``limit`` evaluation documents, all for ``None``) of ``task``, in the
+    order lm-eval numbers them (``doc_id`` = position), or ``None`` when the task is not known here
+    (:func:`task_manager`: offline, only the local tasks). Loading the documents may read the hub (online)."""
+    import itertools
+
+    from lm_eval.tasks import get_task_dict
+
+    manager = task_manager(data_dir)
+    if task not in manager.all_subtasks:
+        return None
+    obj = get_task_dict([task], manager)[task]
+    return obj, list(itertools.islice(obj.eval_docs, limit))
+
+
 def run_lm_eval(
     model,
     tokenizer,
@@ -57,12 +80,10 @@ def run_lm_eval(
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit} (lm-eval reads limit < 1 as a fraction)")
-    # offline: only our local tasks (skips indexing ~14k built-ins); online (data_dir None): lm-eval's built-ins too
-    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=data_dir is None, metadata={"data_dir": str(data_dir)})
+    manager = task_manager(data_dir)
     unknown = [t for t in tasks if t not in manager.all_subtasks]
     if unknown:
         raise ValueError(f"unknown lm-eval task(s) {unknown}; available under {TASKS_DIR}: {sorted(manager.all_subtasks)}")

@@ -45,7 +45,9 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     atomically; ``evals.json`` records each eval's version, spec and ``data_files`` (every data file it
     read, with its sha256: :func:`harness.data.recording_reads`), which the regression gate compares.
     A policy an eval skipped (e.g. an outputs file with none of its prompts) is logged as a warning with
-    the reason and recorded, as is every warning of the context (``warnings``). Raises ``ValueError`` for
+    the reason and recorded, as is every warning of the context (``warnings``), among them an outputs file's
+    records for an eval no eval of the run read. While an eval runs, ``ctx.current_eval`` is its name (the
+    ``eval`` an outputs file's records are matched under). Raises ``ValueError`` for
     an unknown eval before any runs and for a row that breaks its eval's declarations, and
     :class:`~harness.errors.DataError` (after writing ``evals.json``) for a policy that no eval measured.
     """
@@ -57,8 +59,12 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     for name, (defn, spec) in evals.items():
         t0 = time.perf_counter()
         log.info("eval %s (version %s)", name, spec.version)
-        with recording_reads(ctx.data_dir) as data_files:
-            out: EvalOutput = defn.run(ctx, spec)
+        ctx.current_eval = name  # an outputs file's records are matched under the eval that asks
+        try:
+            with recording_reads(ctx.data_dir) as data_files:
+                out: EvalOutput = defn.run(ctx, spec)
+        finally:
+            ctx.current_eval = None
         check_rows(defn, out.rows)
         write_jsonl(ctx.run_dir / "results" / f"{name}_items.jsonl", out.items)
         rows += out.rows
@@ -79,6 +85,8 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
                                 "generated": ctx.generated}
     info["lm_eval_cache"] = {"dir": str(ctx.lm_eval_cache.root), "hits": ctx.lm_eval_cache.hits,
                              "misses": ctx.lm_eval_cache.misses}
+    for message in ctx.unread_evals():
+        ctx.warn(message)
     measured = {r.policy for r in rows}
     unmeasured = [n for n in ctx.policies if n not in measured] if names else []  # eval.run=[]: nothing was asked
     for n in unmeasured:
@@ -88,7 +96,7 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     write_json(ctx.run_dir / "results" / "evals.json", info)
     if unmeasured:
         raise DataError(f"{ctx.warnings[-1]}" + (f" (and {len(unmeasured) - 1} more policies)" if len(unmeasured) > 1 else "")
-                        + ": evaluate it with an eval that can (an outputs file: winrate, likert, toxicity, hallucination, "
-                        "given outputs for their prompts), or leave it out")
+                        + ": evaluate it with an eval that can (an outputs file: winrate, likert, truthfulqa generation, toxicity, "
+                        "hallucination, the alignment tax's text-scored tasks, given outputs for their items), or leave it out")
     log.info("generation cache: %d hits, %d misses (%s)", ctx.cache.hits, ctx.cache.misses, ctx.cache.root)
     return stamp(rows, ctx.run_id, ctx.config_hash, versions)

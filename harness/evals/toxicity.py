@@ -187,7 +187,7 @@ METRICS = (EXPECTED_MAX, PROBABILITY, MEAN)
 
 
 def toxicity_rows(items: Sequence[dict], *, base_policy: str | None = None, n_resamples: int = 2000,
-                  seed: int = 0) -> list[ResultRow]:
+                  seed: int = 0, common_items: bool = False) -> list[ResultRow]:
     """Result rows from :func:`toxicity_items` records, grouped by (scorer, instruction, policy) in first-seen order.
 
     Each metric of :data:`METRICS` is the mean over prompts of its item field with a 95 % bootstrap
@@ -195,7 +195,8 @@ def toxicity_rows(items: Sequence[dict], *, base_policy: str | None = None, n_re
     ``n`` = prompts. With ``base_policy``, every other policy also gets ``<metric>_delta`` rows
     (policy - base, paired by prompt id, :func:`harness.stats.paired_bootstrap_delta`, slice ``baseline``).
     Raises ``ValueError`` on no items, a repeated prompt id in a group, a missing base group, or prompt ids
-    that differ from the base's.
+    that differ from the base's, unless ``common_items`` (``eval.outputs_missing=warn``, whose warning counted
+    what an outputs file lacks): then a delta is over the prompt ids both have.
     """
     if not items:
         raise ValueError("toxicity_rows: no items")
@@ -215,10 +216,10 @@ def toxicity_rows(items: Sequence[dict], *, base_policy: str | None = None, n_re
         base = groups.get((judge, instr, base_policy))
         if base is None:
             raise ValueError(f"toxicity_rows: base policy {base_policy!r} has no items for {judge}/{instr}")
-        if set(base) != set(by_id):
+        if set(base) != set(by_id) and not common_items:
             raise ValueError(f"toxicity_rows: prompt ids of {policy!r} and {base_policy!r} differ for {judge}/{instr} "
                              f"({len(set(by_id) - set(base))} only in {policy!r}, {len(set(base) - set(by_id))} only in base)")
-        ids = sorted(base)
+        ids = sorted(set(base) & set(by_id))
         for m in METRICS:
             est = paired_bootstrap_delta([by_id[i][m.item_field] for i in ids], [base[i][m.item_field] for i in ids],
                                          n_resamples=n_resamples, seed=seed)
@@ -238,14 +239,24 @@ class ToxicitySpec(EvalSpec):
     num_samples: int = ranged(10, ge=1)  # k continuations per prompt and instruction (expected maximum over k)
 
 
+def toxicity_item_id(instruction: str, prompt_id: str) -> str:
+    """The id of one (instruction type, prompt) item, e.g. ``respectful/davidson/23692``: what an outputs file's
+    ``id`` field names (the same prompt under another instruction is another item)."""
+    return f"{instruction}/{prompt_id}"
+
+
 def run(ctx, spec: ToxicitySpec) -> EvalOutput:
     """The toxicity eval (``conf/evals/toxicity.yaml``): k continuations per prompt and instruction, scored.
 
     Prompts: :func:`toxicity_prompts` (``spec.n``). Each policy answers every prompt under each
     instruction type of ``spec.instructions`` (:func:`render_toxicity_prompt`), ``spec.num_samples``
-    times (through the generation cache; sample s has its own seed); the scorer scores each
-    continuation. Rows: :func:`toxicity_rows`, paired deltas vs ``base`` when the run has it.
-    An outputs file with none of the prompts is skipped and recorded in ``info.skipped``.
+    times (:meth:`harness.evals.context.EvalContext.sampled_outputs`: a checkpoint through the generation
+    cache, sample s with its own seed; an outputs file with one record per sample, matched by the rendered
+    prompt or by ``id`` = :func:`toxicity_item_id`); the scorer scores each continuation, so expected maximum
+    toxicity and toxicity probability are over the k samples either way. Rows: :func:`toxicity_rows`, paired
+    deltas vs ``base`` when the run has it. An outputs file with none of the prompts is skipped and recorded
+    in ``info.skipped``; one that lacks some items, or some of their k samples, is an error (or, with
+    ``eval.outputs_missing=warn``, a warning and rows over the items it has, deltas over the items both have).
     """
     out = EvalOutput()
     prompts = toxicity_prompts(ctx.data_dir, spec.n, ctx.seed)
@@ -253,23 +264,31 @@ def run(ctx, spec: ToxicitySpec) -> EvalOutput:
     k = int(spec.num_samples)
     skipped = []
     for policy in ctx.policies:
+        got = {}
         for instr in spec.instructions:
-            rendered = [Prompt(p.id, render_toxicity_prompt(p.prompt, instr), p.source, p.metadata) for p in prompts]
-            samples = []
-            for s in range(k):
-                gens = ctx.outputs(policy, rendered, spec.decoding, f"toxicity_{instr}_sample{s}", spec.prompt_template, sample=s)
-                if gens is None:
-                    break
-                samples.append([g.output for g in gens])
-            if len(samples) < k:
-                skipped.append({"policy": policy, "reason": "outputs file has none of the toxicity prompts"})
-                break
-            flat = scorer.score([samples[s][i] for i in range(len(prompts)) for s in range(k)])
-            scores = [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
-            out.items += toxicity_items(prompts, scores, policy=policy, instruction=instr, judge=scorer.name)
+            rendered = [Prompt(p.id, render_toxicity_prompt(p.prompt, instr), p.source,
+                               {**p.metadata, "item_id": toxicity_item_id(instr, p.id)}) for p in prompts]
+            got[instr] = (rendered, ctx.sampled_outputs(policy, rendered, spec.decoding, f"toxicity_{instr}",
+                                                        spec.prompt_template, k))
+        if all(samples is None for _, samples in got.values()):
+            skipped.append({"policy": policy, "reason": "outputs file has none of the toxicity prompts"})
+            continue
+        for instr, (rendered, samples) in got.items():
+            if samples is None:  # the file answers other instruction types, not this one: its items are missing
+                ctx.require_coverage(policy, EVAL, f"toxicity_{instr}", [r.metadata["item_id"] for r in rendered],
+                                     len(rendered), k)
+                continue
+            covered = {g.prompt_id for g in samples[0]}
+            kept = [p for p, r in zip(prompts, rendered) if r.id in covered]
+            if not kept:
+                continue  # warned: the file has no item with all k samples
+            flat = scorer.score([samples[s][i].output for i in range(len(kept)) for s in range(k)])
+            scores = [flat[i * k : (i + 1) * k] for i in range(len(kept))]
+            out.items += toxicity_items(kept, scores, policy=policy, instruction=instr, judge=scorer.name)
     if out.items:
         base = "base" if any(it["policy"] == "base" for it in out.items) else None
-        out.rows += toxicity_rows(out.items, base_policy=base, n_resamples=ctx.resamples, seed=ctx.seed)
+        out.rows += toxicity_rows(out.items, base_policy=base, n_resamples=ctx.resamples, seed=ctx.seed,
+                                  common_items=ctx.outputs_missing == "warn")
     out.info.update(skipped=skipped, scorer=scorer.name, n_prompts=len(prompts), k=k)
     return out
 

@@ -71,6 +71,13 @@ INSTRUCTION_QA_PROMPT = TRUTHFUL_INSTRUCTION + "\n\n" + QA_PROMPT
 #: Prompt style name -> the text that precedes the question.
 PROMPT_STYLES = {"qa": QA_PROMPT, "instruction_qa": INSTRUCTION_QA_PROMPT}
 
+#: The prompt style of an outputs file's answers: the harness did not prompt the model, so neither of
+#: :data:`PROMPT_STYLES` applies; the answers are scored as given.
+FILE_STYLE = "outputs_file"
+
+#: Why an outputs-file policy has no MC1/MC2 (recorded in the eval's ``skipped``, shown by the report).
+MC_FILE_NOTE = "MC: likelihood-only, not available for an outputs file"
+
 
 def truthfulqa_prompt(question: str, style: str = "qa") -> str:
     """``<primer>\\n\\nQ: <question>\\nA:`` for ``style`` in :data:`PROMPT_STYLES`.
@@ -210,11 +217,12 @@ def score_answers(questions: Sequence[Mapping[str, Any]], answers: Mapping[str, 
                   policy: str, prompt_style: str) -> list[dict[str, Any]]:
     """Per-answer records ``{policy, prompt_style, question_id, question, answer, **scorer.score(...)}``.
 
-    ``answers`` maps question id -> the answer (already cut by :func:`first_answer`) and must cover
-    exactly the ids of ``questions``; raises ``ValueError`` listing missing or unknown ids otherwise.
+    ``answers`` maps question id -> the answer (already cut by :func:`first_answer`, or an outputs file's
+    answer as given) and must cover exactly the ids of ``questions``; raises ``ValueError`` listing missing or
+    unknown ids otherwise. ``prompt_style`` is one of :data:`PROMPT_STYLES` or :data:`FILE_STYLE`.
     """
-    if prompt_style not in PROMPT_STYLES:
-        raise ValueError(f"score_answers: unknown prompt_style {prompt_style!r} (known: {', '.join(PROMPT_STYLES)})")
+    if prompt_style not in (*PROMPT_STYLES, FILE_STYLE):
+        raise ValueError(f"score_answers: unknown prompt_style {prompt_style!r} (known: {', '.join(PROMPT_STYLES)}, {FILE_STYLE})")
     ids = [str(q["id"]) for q in questions]
     missing, extra = sorted(set(ids) - set(answers)), sorted(set(answers) - set(ids))
     if missing or extra:
@@ -258,7 +266,7 @@ def truthfulqa_rows(items: Sequence[Mapping[str, Any]], judge: str, n_resamples:
         missing = [k for k in ("policy", "prompt_style", "question_id", *fields) if k not in it]
         if missing:
             raise ValueError(f"truthfulqa_rows: item {dict(it).get('question_id', '?')} lacks field(s) {missing}")
-        if it["prompt_style"] not in PROMPT_STYLES:
+        if it["prompt_style"] not in (*PROMPT_STYLES, FILE_STYLE):
             raise ValueError(f"truthfulqa_rows: unknown prompt_style {it['prompt_style']!r}")
         group = groups.setdefault((it["policy"], it["prompt_style"]), {})
         if str(it["question_id"]) in group:
@@ -286,12 +294,16 @@ class TruthfulQASpec(EvalSpec):
 def run(ctx, spec: TruthfulQASpec) -> EvalOutput:
     """The truthfulqa eval (``conf/evals/truthfulqa.yaml``).
 
-    Generation: the first ``spec.n`` questions (file order, so every policy answers the same ones)
-    under each prompt style of ``spec.styles`` (:func:`truthfulqa_prompt`), greedy by default, cut
-    with :func:`first_answer` and scored by the truthfulness scorer; rows by :func:`truthfulqa_rows`.
-    Multiple choice: ``spec.mc_tasks`` through lm-eval on ``spec.mc_limit`` questions, one row per
-    policy and task (``mc1``/``mc2``, bootstrap interval over questions) and the paired ``_delta``
-    vs ``base``. Outputs-file policies have neither likelihoods nor answers to these prompts: skipped.
+    Generation: the first ``spec.n`` questions (file order, so every policy answers the same ones).
+    A checkpoint answers each under each prompt style of ``spec.styles`` (:func:`truthfulqa_prompt`),
+    greedy by default, cut with :func:`first_answer`. An outputs file answers each question once, matched
+    by ``id`` (the question's index) or by the question text, and its answers are scored as given under
+    prompt style :data:`FILE_STYLE`; one that lacks some of the questions is an error (or a warning,
+    ``eval.outputs_missing=warn``), one with none of them is skipped and recorded. Every answer is scored by
+    the truthfulness scorer; rows by :func:`truthfulqa_rows`. Multiple choice: ``spec.mc_tasks`` through
+    lm-eval on ``spec.mc_limit`` questions, one row per checkpoint policy and task (``mc1``/``mc2``, bootstrap
+    interval over questions) and the paired ``_delta`` vs ``base``; an outputs file has no likelihoods, which
+    its ``skipped`` entry :data:`MC_FILE_NOTE` records.
     """
     from harness.data import load_truthfulqa
     from harness.records import Prompt
@@ -301,9 +313,20 @@ def run(ctx, spec: TruthfulQASpec) -> EvalOutput:
     questions = questions[: spec.n] if spec.n else questions
     scorer = ctx.judges.truthfulness()
     policies = ctx.checkpoint_policies()
-    skipped = [{"policy": p, "reason": "outputs file: TruthfulQA needs generations and likelihoods"} for p in ctx.policies
-               if p not in policies]
-    for policy in policies:
+    skipped = []
+    for policy in ctx.policies:
+        if policy not in policies:
+            plain = [Prompt(str(q["id"]), q["question"], "truthfulqa") for q in questions]
+            gens = ctx.outputs(policy, plain, spec.decoding, f"truthfulqa_{FILE_STYLE}")
+            if gens is None:
+                skipped.append({"policy": policy, "reason": "outputs file has none of the TruthfulQA questions"})
+            else:
+                answers = {g.prompt_id: g.output.strip() for g in gens}
+                covered = [q for q in questions if str(q["id"]) in answers]
+                out.items += [dict(it, judge=scorer.name)
+                              for it in score_answers(covered, answers, scorer, policy=policy, prompt_style=FILE_STYLE)]
+            skipped.append({"policy": policy, "part": "mc", "reason": MC_FILE_NOTE})
+            continue
         for style in spec.styles:
             prompts = [Prompt(str(q["id"]), truthfulqa_prompt(q["question"], style), "truthfulqa") for q in questions]
             gens = ctx.outputs(policy, prompts, spec.decoding, f"truthfulqa_{style}", spec.prompt_template)

@@ -113,6 +113,14 @@ def _fewshot_template(ctx, k: int) -> str:
         "Instruction: {prompt}\nResponse:"
 
 
+def _common(policy: list[Generation], baseline: list[Generation]) -> tuple[list[int], list[int]]:
+    """Indices into ``policy`` and ``baseline`` of the prompt ids both have, in the policy's order: all of them,
+    unless an outputs file lacks some and ``eval.outputs_missing=warn`` let it through (warned with counts)."""
+    where = {g.prompt_id: i for i, g in enumerate(baseline)}
+    pairs = [(i, where[g.prompt_id]) for i, g in enumerate(policy) if g.prompt_id in where]
+    return [i for i, _ in pairs], [j for _, j in pairs]
+
+
 def run(ctx, spec: WinrateSpec) -> EvalOutput:
     """The winrate eval (``conf/evals/winrate.yaml``): each policy against each baseline, per judge.
 
@@ -161,12 +169,15 @@ def run(ctx, spec: WinrateSpec) -> EvalOutput:
             rewards[(judge, who)] = ctx.judges.rewards(judge, [g.prompt for g in gens], [g.output for g in gens])
         return rewards[(judge, who)]
 
-    for policy, gens in answers.items():
-        for b, bgens in baselines.items():
+    for policy, all_gens in answers.items():
+        for b, all_bgens in baselines.items():
             if b == policy:
                 continue
+            pi, bi = _common(all_gens, all_bgens)
+            gens, bgens = [all_gens[i] for i in pi], [all_bgens[i] for i in bi]
             for j in judges:
-                items = winrate_items(gens, bgens, reward(j, policy, gens), reward(j, f"baseline:{b}", bgens), j, spec.tie_margin)
+                rp, rb = reward(j, policy, all_gens), reward(j, f"baseline:{b}", all_bgens)
+                items = winrate_items(gens, bgens, [rp[i] for i in pi], [rb[i] for i in bi], j, spec.tie_margin)
                 out.items += items
                 out.rows += winrate_rows(items, ctx.resamples, ctx.seed)
             if chat is not None:

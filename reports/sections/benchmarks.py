@@ -23,7 +23,7 @@ from reports.sections.common import (
     slug,
 )
 
-TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt"}
+TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "outputs_file": "outputs file (answers as given)"}
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
 TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
 

@@ -130,7 +130,8 @@ def test_truthfulqa_generation_and_multiple_choice(first_run):
     mc2 = {p: _rows(rows, eval="truthfulqa", policy=p, metric="mc2")[0].value for p in CHECKPOINTS}
     assert delta.value == pytest.approx(mc2["sft"] - mc2["base"])
     info = read_json(run_dir / "results" / "evals.json")["evals"]["truthfulqa"]
-    assert info["skipped"] == [{"policy": "davinci001", "reason": "outputs file: TruthfulQA needs generations and likelihoods"}]
+    assert info["skipped"] == [{"policy": "davinci001", "reason": "outputs file has none of the TruthfulQA questions"},
+                               {"policy": "davinci001", "part": "mc", "reason": "MC: likelihood-only, not available for an outputs file"}]
 
 
 def test_toxicity_three_instructions_k_samples_and_scorer_auc(first_run):

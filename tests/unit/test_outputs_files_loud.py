@@ -63,8 +63,8 @@ def test_empty_outputs_warn_once_with_counts(tmp_path, data_dir, caplog):
 def test_a_policy_no_eval_measured_fails_the_run_after_recording_why(tmp_path, data_dir):
     path = _file(tmp_path, {p.prompt: "x" for p in PROMPTS})
     ctx = _ctx(tmp_path, {"d": {"outputs": str(path)}}, "eval.run=[alignment_tax]")
-    with pytest.raises(DataError, match=r"policies.d: no eval of \['alignment_tax'\] measured it \(alignment_tax: outputs file: "
-                                        r"lm-eval needs the model's likelihoods\)"):
+    with pytest.raises(DataError, match=r"policies.d: no eval of \['alignment_tax'\] measured it \(alignment_tax: hellaswag_local: "
+                                        r"likelihood-only task: not available for an outputs file; alignment_tax: truthfulqa_mc2_local: "):
         run_suite(ctx)
     info = read_json(tmp_path / "run" / "results" / "evals.json")
     assert info["warnings"] == [ctx.warnings[-1]] and info["evals"]["alignment_tax"]["skipped"][0]["policy"] == "d"

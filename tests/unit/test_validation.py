@@ -39,7 +39,7 @@ def test_every_size_count_rate_and_coefficient_declares_its_range(schema):
         if base & {int, float} and not base & {bool} and f.name not in NOT_A_SIZE:
             assert RANGE in f.metadata, f"{schema.__name__}.{f.name} has no declared range"
         if hints[f.name] is str and f.name in {"mixed_precision", "select_by", "kl_control", "value_head", "kind", "rm_data",
-                                               "chat_template", "split"}:
+                                               "chat_template", "split", "outputs_missing"}:
             assert CHOICES in f.metadata, f"{schema.__name__}.{f.name} has no declared choices"
 
 
@@ -68,6 +68,14 @@ def test_a_stage_app_rejects_what_the_pipeline_rejects(app, override, message):
     with pytest.raises(ConfigError) as info:
         validate_config(_compose(app, "model=tiny", *APPS[app], override))
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("app,extra", [("eval", ["+policies.x=a/b"]), ("pipeline", [])])
+def test_outputs_missing_is_error_or_warn(app, extra):
+    assert _compose(app, "model=tiny", *extra).eval.outputs_missing == "error"
+    validate_config(_compose(app, "model=tiny", *extra, "eval.outputs_missing=warn"))
+    with pytest.raises(ConfigError, match="eval.outputs_missing='skip' is not one of error, warn"):
+        validate_config(_compose(app, "model=tiny", *extra, "eval.outputs_missing=skip"))
 
 
 def test_all_problems_are_reported_in_one_line():
