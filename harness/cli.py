@@ -97,6 +97,7 @@ def _eval_app(cfg: DictConfig) -> None:
     from omegaconf import OmegaConf
 
     from harness import stages
+    from harness.default_judges import resolver
     from harness.results import write_results
     from harness.runinfo import config_hash
 
@@ -104,7 +105,7 @@ def _eval_app(cfg: DictConfig) -> None:
     with run_guard(cfg):
         chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
         rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash,
-                               judge_cfg=cfg.judge)
+                               resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
         write_results(out / "results", rows)
     for r in rows:
         where = ", ".join(f"{k}={v}" for k, v in r.slice.items())

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,11 @@ def default_judge(name: str, model_cfg, data_cfg, judge_cfg, seed: int, base: st
         (tmp / name).rename(out)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def resolver(model_cfg, data_cfg, judge_cfg, seed: int) -> Callable[[str], str]:
+    """``name -> checkpoint`` of the default judges of these settings (:func:`default_judge`), for
+    :class:`harness.evals.context.EvalContext`'s ``resolve_default``."""
+    def resolve(name: str) -> str:
+        return str(default_judge(name, model_cfg, data_cfg, judge_cfg, seed))
+    return resolve

@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from harness import stages
 from harness.config import JUDGES, RESERVED_POLICY_NAMES, JudgeConfig, is_ptx  # noqa: F401  (re-exported)
 from harness.declarations import stamp
-from harness.default_judges import default_judge
+from harness.default_judges import default_judge, resolver
 from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
 from harness.io import read_json
 from harness.judging.panel import DEFAULT
@@ -200,7 +200,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rows: list[ResultRow] = stamp([r for n in ("rm", *JUDGES) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
                                   cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
-                  cfg.seed, chash, judge_cfg=cfg.judge)
+                  cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
     write_results(run_dir / "results", rows)
 
     fingerprints = {}

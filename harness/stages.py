@@ -220,13 +220,13 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
 
 
 def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies: dict[str, Any], run_dir: str | Path, run_id: str,
-             seed: int, config_hash: str = "", judge_cfg=None) -> list[ResultRow]:
+             seed: int, config_hash: str = "", resolve_default=None) -> list[ResultRow]:
     """Run the evaluation suite ``eval_cfg.run`` (specs ``evals_cfg``, ``conf/evals/*.yaml``) on ``policies``.
 
     ``policies`` maps name -> checkpoint path / hub id or an outputs-file mapping
     (:mod:`harness.evals.policies`); the judges are ``eval_cfg.judges`` (reward models: never the RM a
-    policy optimised; one configured as ``default`` is trained on first use with ``judge_cfg`` and cached:
-    :mod:`harness.default_judges`). Writes ``generations/``, ``results/<eval>_items.jsonl`` and ``results/evals.json``
+    policy optimised; one configured as ``default`` is the checkpoint ``resolve_default(name)`` gives, e.g.
+    :func:`harness.default_judges.resolver`: trained on first use and cached). Writes ``generations/``, ``results/<eval>_items.jsonl`` and ``results/evals.json``
     under ``run_dir`` (:func:`harness.evals.runner.run_suite`) and returns the rows.
     """
     from harness.evals.context import EvalContext
@@ -234,7 +234,7 @@ def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies: dict[str, Any],
     from harness.evals.runner import run_suite
 
     ctx = EvalContext(model_cfg, data_cfg, eval_cfg, evals_cfg, parse_policies(_plain(policies)), run_dir, run_id, seed,
-                      config_hash, judge_cfg=judge_cfg)
+                      config_hash, resolve_default=resolve_default)
     return run_suite(ctx)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,14 @@ class EvalContext:
 
     ``policies`` maps name -> :class:`PolicySource`; ``evals_cfg`` maps eval name -> its spec
     (``evals.<name>``); ``judges`` is the run's :class:`harness.judging.panel.JudgePanel` (from
-    ``eval.judges``; a judge configured as ``default`` is the cached default judge trained with ``judge_cfg``,
-    :mod:`harness.default_judges`; judge validations are cached under ``model_cfg.cache_dir``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
+    ``eval.judges``; ``resolve_default(name) -> checkpoint`` gives a judge configured as ``default``, e.g.
+    :func:`harness.default_judges.resolver`; judge validations are cached under ``model_cfg.cache_dir``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
     or for lm-eval, so a fully cached re-evaluation loads no policy weights for generation.
     """
 
     def __init__(self, model_cfg, data_cfg, eval_cfg, evals_cfg, policies: Mapping[str, PolicySource],
-                 run_dir: str | Path, run_id: str, seed: int, config_hash: str = "", judge_cfg=None):
+                 run_dir: str | Path, run_id: str, seed: int, config_hash: str = "",
+                 resolve_default: Callable[[str], str] | None = None):
         from harness.judging.panel import JudgePanel
 
         self.model_cfg, self.data_cfg, self.eval_cfg, self.evals_cfg = model_cfg, data_cfg, eval_cfg, evals_cfg
@@ -47,14 +48,8 @@ class EvalContext:
         self.run_id, self.seed, self.config_hash = run_id, seed, config_hash
         root = resolve_data_dir(data_cfg.data_dir)
         self.data_dir = str(root) if root else None
-        resolve = None
-        if judge_cfg is not None:
-            from harness.default_judges import default_judge
-
-            def resolve(name: str) -> str:
-                return str(default_judge(name, model_cfg, data_cfg, judge_cfg, seed))
         self.judges = JudgePanel(eval_cfg.judges, data_cfg=data_cfg, data_dir=self.data_dir, chat_template=model_cfg.chat_template,
-                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir, resolve_default=resolve,
+                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir, resolve_default=resolve_default,
                                  cache_dir=model_cfg.cache_dir)
         self.cache = GenerationCache(eval_cfg.cache_dir or self.run_dir / "cache" / "generations")
         self.lm_eval_cache = LMEvalCache(Path(model_cfg.cache_dir) / "lm_eval" if model_cfg.cache_dir else None)

@@ -134,7 +134,7 @@ def test_winrate_warn_mode_pairs_the_prompts_the_file_covers(tmp_path, data_dir,
     prompts, _ = selection.eval_prompts(cfg.data, n=3)
     policy = _jsonl(tmp_path / "w.jsonl", [{"instruction": p.prompt, "output": f"answer {i}"} for i, p in enumerate(prompts[:2])])
     judge = _judge(tiny_dir, tmp_path / "judge", 1)
-    judges = [f"+eval.judges.reward_models.helpful={judge}", "evals.winrate.judges=[helpful]",
+    judges = [f"eval.judges.reward_models.helpful={judge}", "evals.winrate.judges=[helpful]",
               "evals.winrate.baselines=[text-davinci-003]", "eval.judges.validation.n_hh_pairs=3",
               "eval.judges.validation.n_gpt4_pairs=8", "data.n_eval_prompts=3", "eval.run=[winrate]"]
     with pytest.raises(DataError, match=rf"lacks 1 of the 3 items of eval 'winrate' \(alpaca_eval; e.g. ids \['{prompts[2].id}'\]\)"):

@@ -50,7 +50,7 @@ def calls(monkeypatch, tmp_path):
         done(out_dir)
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", judge_cfg=None):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None):
         log.append(("eval", {name: Path(path).name for name, path in eval_cfg.judges.reward_models.items()}))
         return [ResultRow(run_id, "sft", "winrate", "win_rate", 0.5)]
 
@@ -138,7 +138,7 @@ def rl_calls(calls, monkeypatch):
         write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", judge_cfg=None):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None):
         calls.append(("eval",))
         seen["eval"].append({"policies": dict(policies), "judges": dict(eval_cfg.judges.reward_models), "run": list(eval_cfg.run)})
         return []
