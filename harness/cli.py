@@ -123,6 +123,7 @@ def _eval_app(cfg: DictConfig) -> None:
 
 
 def _print_summary(run_dir: Path, rows) -> None:
+    """``results: <n> rows (<results.csv>)`` and the summary table of ``rows`` on stdout."""
     from harness.summary import format_summary
 
     print(f"results: {len(rows)} rows ({run_dir / 'results' / 'results.csv'})")
@@ -182,7 +183,8 @@ def regress_entry() -> None:
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 @task
 def _pipeline_app(cfg: DictConfig) -> None:
-    """``harness-pipeline``: every stage, evaluation and the report in one run directory.
+    """``harness-pipeline``: every stage, evaluation and the report in one run directory; prints the results table
+    (:mod:`harness.summary`), then ``report: <path>`` as the last line.
 
     A raised exception is first recorded in the job directory's ``error.json`` (type, message,
     traceback; :mod:`harness.failures`), then re-raised: in a ``--multirun`` sweep Hydra still runs
