@@ -36,7 +36,7 @@ def judge(tmp_path_factory, tiny_dir) -> Path:
 
 def test_harness_eval_prints_the_table_writes_run_json_and_logs_to_tensorboard(tmp_path, tiny_dir, judge):
     run = tmp_path / "run"
-    proc = run_app("harness-eval", ["model=tiny", f"+policies.base={tiny_dir}", f"+eval.judges.reward_models.helpful={judge}",
+    proc = run_app("harness-eval", ["model=tiny", f"+policies.base={tiny_dir}", f"eval.judges.reward_models.helpful={judge}",
                                     *CHEAP, "tracking.log_with=[tensorboard]", f"eval.cache_dir={tmp_path / 'cache'}"], run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_jsonl(run / "results" / "results.jsonl")
