@@ -93,23 +93,42 @@ def _ppo_app(cfg: DictConfig) -> None:
 @task
 def _eval_app(cfg: DictConfig) -> None:
     """``harness-eval``: the evaluation suite (``eval.run``, specs ``evals.<name>``) for ``policies`` (name:
-    checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``eval.judges.reward_models.helpful=<ckpt>``)."""
+    checkpoint or outputs file), judged by ``eval.judges`` (e.g. ``eval.judges.reward_models.helpful=<ckpt>``).
+
+    Writes ``results/`` and ``run.json`` (config, git commit, the data files the evals read, the policies and the
+    preset, i.e. this config's name), logs the results table to ``tracking.log_with``, and prints the summary
+    table (:mod:`harness.summary`)."""
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from harness import stages
     from harness.default_judges import resolver
+    from harness.regress.provenance import from_results
     from harness.results import write_results
-    from harness.runinfo import config_hash
+    from harness.runinfo import config_hash, write_run_info
 
     out = Path(cfg.out_dir)
     with run_guard(cfg):
-        chash = config_hash(OmegaConf.to_container(cfg, resolve=True))
+        stages.check_tracking(cfg.tracking)  # an unknown or uninstalled tracker fails before the evals run
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        chash = config_hash(plain)
         rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash,
                                resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
-        write_results(out / "results", rows)
-    for r in rows:
-        where = ", ".join(f"{k}={v}" for k, v in r.slice.items())
-        print(f"{r.policy:>16} {r.eval:>16} {r.metric:>24} {r.value:8.3f}  {where}")
+        results = write_results(out / "results", rows)
+        hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+        write_run_info(out, "eval", plain, from_results(results, rows).data_fingerprints or {}, {}, run_id=cfg.run_id or out.name,
+                       policies=plain["policies"], preset=hydra_cfg.job.config_name if hydra_cfg else "eval",
+                       overrides=list(hydra_cfg.overrides.task) if hydra_cfg else [])
+        stages.track_results(cfg.tracking, out, rows, {k: plain[k] for k in ("model", "policies", "eval", "evals", "seed")})
+    _print_summary(out, rows)
+
+
+def _print_summary(run_dir: Path, rows) -> None:
+    """``results: <n> rows (<results.csv>)`` and the summary table of ``rows`` on stdout."""
+    from harness.summary import format_summary
+
+    print(f"results: {len(rows)} rows ({run_dir / 'results' / 'results.csv'})")
+    print(format_summary(rows))
 
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base="1.3")
@@ -165,7 +184,8 @@ def regress_entry() -> None:
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 @task
 def _pipeline_app(cfg: DictConfig) -> None:
-    """``harness-pipeline``: every stage, evaluation and the report in one run directory.
+    """``harness-pipeline``: every stage, evaluation and the report in one run directory; prints the results table
+    (:mod:`harness.summary`), then ``report: <path>`` as the last line.
 
     A raised exception is first recorded in the job directory's ``error.json`` (type, message,
     traceback; :mod:`harness.failures`), then re-raised: in a ``--multirun`` sweep Hydra still runs
@@ -186,6 +206,9 @@ def _pipeline_app(cfg: DictConfig) -> None:
         path = record_failure(job_dir, e, list(hydra_cfg.overrides.task))
         log.error("harness-pipeline failed: %s: %s (recorded in %s)", type(e).__name__, e, path)
         raise
+    from harness.results import read_results
+
+    _print_summary(Path(cfg.out_dir), read_results(cfg.out_dir).rows)
     print(f"report: {report}")
 
 

@@ -329,6 +329,7 @@ class EvalApp(StageConfig):
     # from `model` and cached (harness/default_judges.py); the same recipe as harness-pipeline's judges
     judge: RMConfig = field(default_factory=RMConfig)
     run_id: str = ""
+    tracking: TrackingConfig = field(default_factory=_run_tracking)  # the results table also goes to these trackers
 
 
 @dataclass

@@ -164,6 +164,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     Raises ``ValueError`` from :func:`validate` before any stage runs.
     """
     reused = validate(cfg)
+    stages.check_tracking(cfg.tracking)  # an unknown or uninstalled tracker fails before any stage runs
     run_dir = Path(cfg.out_dir)
     ck = run_dir / "checkpoints"
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -202,6 +203,8 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
                   cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
     write_results(run_dir / "results", rows)
+    stages.track_results(cfg.tracking, run_dir, rows, {"model": plain["model"], "policies": policies, "eval": plain["eval"],
+                                                       "evals": plain["evals"], "seed": cfg.seed})
 
     fingerprints = {}
     stage_dirs = [Path(paths[n]) for n in REUSED] if reused is not None else []

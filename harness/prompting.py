@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is made: composing a config (e.g. --help) loads this module
+    import torch
 
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 
@@ -90,6 +92,8 @@ def encode_prompts(prompts: list[str], tokenizer, max_prompt_length: int, chat_t
 
 def pad(seqs: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token lists into ``(ids [B, T], attention_mask [B, T])``; ``side`` is right or left."""
+    import torch
+
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)

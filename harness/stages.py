@@ -238,6 +238,39 @@ def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies: dict[str, Any],
     return run_suite(ctx)
 
 
+def check_tracking(tracking_cfg) -> None:
+    """Raise ``ValueError`` now, before hours of work, for a tracker of ``tracking_cfg.log_with``
+    (a :class:`harness.config.TrackingConfig`) that accelerate does not know or that is not installed."""
+    from trainers.tracking import check_trackers
+
+    if tracking_cfg is not None and tracking_cfg.log_with:
+        check_trackers(list(tracking_cfg.log_with))
+
+
+def track_results(tracking_cfg, run_dir: str | Path, rows: list[ResultRow], config: Any) -> list[str]:
+    """Log ``rows`` as the table ``results`` to every tracker of ``tracking_cfg`` (a :class:`harness.config.TrackingConfig`);
+    returns the trackers that took it (none configured: ``[]``, nothing started).
+
+    One tracker run named ``eval`` (local files under ``<tracking.dir>/eval``, or ``<run_dir>/trackers/eval``)
+    with ``config`` flattened as its hyperparameters; the table is :func:`harness.results.results_frame` of
+    ``rows`` without the ``slice`` mapping, i.e. the columns of ``results/results.csv``
+    (:func:`trainers.tracking.log_table`). Raises ``ValueError`` for an unknown or uninstalled tracker.
+    """
+    from harness.results import results_frame
+    from trainers.tracking import finish_tracking, log_table, make_accelerator, stage_tracking
+
+    tracking = stage_tracking(tracking_cfg, Path(run_dir) / "results", "eval", _plain(config))
+    if tracking is None:
+        return []
+    accelerator = make_accelerator(tracking)
+    try:
+        taken = log_table(accelerator, "results", results_frame(rows).drop(columns=["slice"]))
+    finally:
+        finish_tracking(accelerator)
+    log.info("results table (%d rows) logged to %s", len(rows), ", ".join(taken) or "no tracker")
+    return taken
+
+
 def free_memory() -> None:
     """Drop cached tensors between stages (matters on GPU)."""
     gc.collect()

@@ -38,6 +38,8 @@ code{background:#f3f3f3;padding:0 .2rem}
 .sb-controls{position:sticky;top:0;background:#fff;padding:.5rem 0;z-index:2;border-bottom:1px solid #ddd}
 .sb-controls input{width:22rem}.sb-controls label{margin-right:1rem}
 h3{font-size:1.05rem;margin-top:1.4rem}
+.run-identity{font-size:1rem;margin:.2rem 0 1rem}
+.badge-warn{background:#fff3cd;border:1px solid #c9a227;color:#7a4f00;padding:.15rem .5rem;border-radius:4px}
 """.strip()
 
 

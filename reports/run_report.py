@@ -10,7 +10,10 @@ declarations: labels, units, directions), ``results/*_items.jsonl``
 continuation text of toxicity / hallucination items). The paper's reference values come from
 ``harness/evals/data/paper_reference.yaml`` (:mod:`reports.paper_ref`).
 
-Sections, in order (ids): run header (``sec-run``), win rate per baseline and judge
+Under the title, one line names the model, the preset and, for random weights (``model=tiny``, ``pipeline=smoke``),
+carries the badge "random weights: numbers are not meaningful" (:mod:`reports.sections.header`).
+Sections, in order (ids): run header (``sec-run``: model, preset, base weights, run id, commit, policies, data
+fingerprints, config), win rate per baseline and judge
 (``sec-winrate``, Fig. 1), Likert score and metadata flags (``sec-likert``, Fig. 4), TruthfulQA
 (``sec-truthfulqa``, Fig. 6), toxicity by instruction (``sec-toxicity``, Fig. 7), hallucination
 (``sec-hallucination``), alignment tax (``sec-alignment-tax``), one generic section per other eval of the
@@ -38,7 +41,7 @@ from reports.sections.benchmarks import (
 )
 from reports.sections.common import RunData, slug
 from reports.sections.generic import extra_evals, generic_section
-from reports.sections.header import header_section
+from reports.sections.header import header_section, identity_banner
 from reports.sections.preference import likert_section, winrate_section
 from reports.sections.samples import samples_section
 from reports.sections.training import ppo_section, rl_runs, rm_section
@@ -147,6 +150,6 @@ def build_run_report(run_dir: str | Path, out_path: str | Path | None = None, *,
     """
     data = load_run(run_dir)
     run_id = (data.run or {}).get("run_id") or data.run_dir.name
-    page = render_page(f"InstructGPT harness report — {run_id}", run_sections(data, max_items_per_eval))
+    page = render_page(f"InstructGPT harness report — {run_id}", run_sections(data, max_items_per_eval), intro=identity_banner(data))
     out = Path(out_path) if out_path is not None else data.run_dir / "report.html"
     return atomic_write_text(out, page)

@@ -7,17 +7,19 @@ with :func:`log_step` (one JSONL line, and the same numbers to every tracker) an
 One stage is one tracker run: tensorboard writes ``<logging_dir>/<project>/events.*``, wandb a
 run named after the stage in project ``project``, mlflow a run named after the stage in
 experiment ``project``. The stage's config, flattened to ``{"a.b": value}``, is stored as the
-run's hyperparameters.
+run's hyperparameters. The eval stage's run (``eval``) holds the results table (:func:`log_table`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, get_available_trackers
 from accelerate.utils import LoggerType, ProjectConfiguration
@@ -25,7 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.io import append_jsonl
 
-_INSTALL_HINT = {"tensorboard": "pip install 'instructgpt-harness[trackers]'"}
+_INSTALL_HINT = {"tensorboard": "pip install 'instructgpt-harness[trackers]'",
+                 "mlflow": "pip install 'instructgpt-harness[trackers]' (mlflow-skinny)"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,7 +89,8 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _check_names(names: Sequence[str]) -> None:
+def check_trackers(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` for a tracker name accelerate does not know or one whose package is not installed."""
     known = set(LoggerType.list()) - {"all"}
     available = {str(t) for t in get_available_trackers()}
     for name in names:
@@ -106,7 +111,7 @@ def make_accelerator(tracking: Tracking | None = None, **accelerator_kwargs) -> 
     """
     if tracking is None or not tracking.log_with:
         return Accelerator(**accelerator_kwargs)
-    _check_names([t for t in tracking.log_with if isinstance(t, str)])
+    check_trackers([t for t in tracking.log_with if isinstance(t, str)])
     project_config = ProjectConfiguration(logging_dir=tracking.logging_dir) if tracking.logging_dir else None
     accelerator = Accelerator(log_with=list(tracking.log_with), project_config=project_config, **accelerator_kwargs)
     accelerator.init_trackers(tracking.project, config=flatten_config(tracking.config),
@@ -120,6 +125,39 @@ def log_step(accelerator: Accelerator, log_path: str | Path | None, record: Mapp
         append_jsonl(log_path, dict(record))
     if accelerator.trackers:
         accelerator.log(scalars({k: v for k, v in record.items() if k != "step"}), step=step)
+
+
+def log_table(accelerator: Accelerator, name: str, frame: pd.DataFrame, step: int = 0) -> list[str]:
+    """Log ``frame`` as the table ``name`` to every tracker of ``accelerator``; returns the trackers that took it.
+
+    - tensorboard: a markdown table (pandas ``to_markdown``) as the text summary ``name`` at ``step``
+      (TensorBoard's Text tab renders it; the event's tag is ``<name>/text_summary``);
+    - mlflow: ``mlflow.log_table`` into the run's artifact ``<name>.json`` (pandas' ``split`` orientation:
+      ``columns`` and ``data``), readable with ``mlflow.load_table``;
+    - wandb, and any other tracker with accelerate's ``log_table`` (clearml): a table (``wandb.Table``) at ``step``.
+
+    A tracker that takes no table (aim, comet_ml, dvclive, ...) gets nothing, with a warning naming it and the
+    row count. Only the main process logs; elsewhere returns ``[]``.
+    """
+    if not accelerator.is_main_process:
+        return []
+    taken = []
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_text(name, frame.to_markdown(index=False), global_step=step)
+            tracker.writer.flush()
+        elif tracker.name == "mlflow":
+            import mlflow
+
+            mlflow.log_table(data=frame, artifact_file=f"{name}.json", run_id=tracker.active_run.info.run_id)
+        elif callable(getattr(tracker, "log_table", None)):
+            tracker.log_table(name, dataframe=frame, step=step)
+        else:
+            log.warning("tracker %s takes no tables: the %d rows of %r were not logged to it (they are in the run's files)",
+                        tracker.name, len(frame), name)
+            continue
+        taken.append(tracker.name)
+    return taken
 
 
 def finish_tracking(accelerator: Accelerator) -> None:

@@ -27,11 +27,30 @@ N_SCRIPTS = 1 + len(FIGURES) + 1  # plotly.js once, one per figure, the sample b
 def smoke_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     exe = Path(os.sys.executable).parent / "harness-pipeline"
-    proc = subprocess.run([str(exe), "pipeline=smoke", f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "HARNESS_CACHE_DIR": str(run_dir.parent / "cache")}, timeout=HANG_GUARD_S)
+    proc = subprocess.run([str(exe), "pipeline=smoke", "tracking.log_with=[tensorboard]", f"hydra.run.dir={run_dir}"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "HARNESS_CACHE_DIR": str(run_dir.parent / "cache")},
+                          timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"report: {run_dir / 'report.html'}" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == f"report: {run_dir / 'report.html'}"
+    (run_dir.parent / "stdout.txt").write_text(proc.stdout, encoding="utf-8")
     return run_dir
+
+
+def test_prints_every_result_in_the_summary_table_and_logs_it_to_tensorboard(smoke_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = read_jsonl(smoke_run / "results" / "results.jsonl")
+    lines = (smoke_run.parent / "stdout.txt").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"results: {len(rows)} rows ({smoke_run / 'results' / 'results.csv'})")
+    header = [c.strip() for c in lines[start + 1].strip("|").split("|")]
+    assert header == ["policy", "eval", "metric", "condition", "value [95% CI]", "n", "baseline", "judge"]
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 3:start + 3 + len(rows)]]
+    assert [(t[0], t[1], t[2]) for t in table] == [(r["policy"], r["eval"], r["metric"]) for r in rows]
+    assert lines[start + 3 + len(rows)].startswith("report: ")
+    events = EventAccumulator(str(smoke_run / "trackers" / "eval" / "instructgpt-harness"), size_guidance={"tensors": 0})
+    events.Reload()
+    (event,) = events.Tensors("results/text_summary")
+    assert len([ln for ln in event.tensor_proto.string_val[0].decode("utf-8").splitlines() if ln.startswith("|")]) == 2 + len(rows)
 
 
 def test_every_artifact_exists(smoke_run):
