@@ -141,3 +141,25 @@ def test_token_length_fn_and_bad_items():
     with pytest.raises(ValueError, match="prompt_id=0 preference 0.7"):
         preference_items(gens, gens, [0.7], "chat")
     assert preference_items(gens, gens, [0.5], "chat")[0]["win"] == 0.5
+
+
+@pytest.mark.parametrize("separated", [False, True])
+def test_batched_bootstrap_equals_one_statsmodels_fit_per_resample(separated):
+    """The vectorised bootstrap (all resamples fitted at once, separated ones refitted the slow way) gives the
+    interval of scipy's bootstrap over one statsmodels fit per resample: same indices, same fits."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(25):
+        a, b = int(rng.integers(1, 200)), int(rng.integers(1, 200))
+        win = float(a > b) if separated else float(rng.choice([0.0, 0.5, 1.0], p=[0.4, 0.1, 0.5]))
+        items.append(item(i, win, a, b))
+    fast = lc_win_rate_estimate(items, n_resamples=300, seed=7)
+    slow = stats.bootstrap((np.arange(len(items)),), lambda idx: length_controlled_win_rate([items[int(i)] for i in idx]),
+                           confidence_level=0.95, n_resamples=300, method="percentile", vectorized=False,
+                           rng=np.random.default_rng(7))
+    assert fast.value == pytest.approx(length_controlled_win_rate(items), abs=1e-12)
+    assert fast.ci_low == pytest.approx(slow.confidence_interval.low, abs=1e-6)
+    assert fast.ci_high == pytest.approx(slow.confidence_interval.high, abs=1e-6)
+    assert fast.ci_low < fast.ci_high
