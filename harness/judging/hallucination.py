@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from harness.data import DataError, _field, iter_jsonl
 from harness.judging.chat import ChatCompleter
 
@@ -47,16 +49,19 @@ class NLIHallucinationChecker:
     ``config.id2label`` has a label named "entailment" (any case). A sentence counts as entailed when
     the softmax probability of that label is >= ``threshold`` (default 0.5). Premise and hypothesis
     are encoded as a pair (``truncation="only_first"`` cuts long inputs to ``max_length`` tokens).
-    Raises ``ValueError`` naming the labels when none is "entailment".
+    The model is loaded in ``dtype`` on ``device`` (:func:`harness.devices.place`); probabilities are
+    computed in float32. Raises ``ValueError`` naming the labels when none is "entailment".
     """
 
     def __init__(self, model: str, threshold: float = 0.5, max_length: int = 512, batch_size: int = 8,
-                 device: str = "cpu") -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from harness.devices import place
 
         self.name = f"nli:{model}"
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model).to(device).eval()
+        self.model = place(AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype), device, dtype).eval()
         labels = {int(i): str(name) for i, name in self.model.config.id2label.items()}
         found = [i for i, name in labels.items() if name.lower() == "entailment"]
         if not found:
@@ -66,8 +71,6 @@ class NLIHallucinationChecker:
 
     def entailment_probs(self, premise: str, hypotheses: list[str]) -> list[float]:
         """P(entailment | premise, hypothesis) for each hypothesis (softmax over the model's labels)."""
-        import torch
-
         probs: list[float] = []
         for i in range(0, len(hypotheses), self.batch_size):
             batch = hypotheses[i : i + self.batch_size]
