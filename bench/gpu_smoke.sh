@@ -34,8 +34,9 @@ EVAL_ARGS=(model=tiny "+policies.base=$CK/base" "+policies.sft=$CK/sft" "+polici
            data.n_eval_prompts=8 eval.batch_size=4 eval.bootstrap_resamples=200
            eval.judges.validation.n_hh_pairs=16 eval.judges.validation.n_gpt4_pairs=16 eval.judges.validation.n_davidson=200
            evals.winrate.decoding.max_new_tokens=16 evals.truthfulqa.n=4 evals.truthfulqa.mc_limit=4
-           evals.toxicity.n=4 evals.toxicity.num_samples=2 evals.hallucination.n=4 evals.alignment_tax.limit=8
-           evals.likert.n_calibration=16)
+           evals.truthfulqa.decoding.max_new_tokens=12 evals.toxicity.n=4 evals.toxicity.decoding.max_new_tokens=8
+           evals.toxicity.num_samples=2 evals.hallucination.n=4 evals.hallucination.decoding.max_new_tokens=16
+           evals.alignment_tax.limit=8 evals.likert.n_calibration=16)  # the eval sizes of conf/pipeline/smoke.yaml
 for dev in auto cpu; do
   echo "== 3. harness-eval device=$dev -> $OUT/eval_$dev"
   start=$SECONDS

@@ -14,6 +14,7 @@ import copy
 import gc
 import os
 import subprocess
+import warnings
 import weakref
 from pathlib import Path
 
@@ -70,6 +71,12 @@ def _where(module: torch.nn.Module, recurse: bool) -> set[tuple[str, torch.dtype
     return params | {(str(t.device), None) for t in (*module.parameters(recurse=recurse), *module.buffers(recurse=recurse))}
 
 
+def _modules_alive() -> list[torch.nn.Module]:
+    with warnings.catch_warnings():  # isinstance() on some torch objects gc holds warns of deprecations
+        warnings.simplefilter("ignore", FutureWarning)
+        return [o for o in gc.get_objects() if isinstance(o, torch.nn.Module)]
+
+
 def _misplaced(module: torch.nn.Module, recurse: bool = True) -> set:
     return {w for w in _where(module, recurse) if w[0] != str(DEVICE) or w[1] not in (None, DTYPE)}
 
@@ -107,7 +114,7 @@ def test_every_model_of_an_eval_run_is_on_the_set_device_in_the_set_dtype(setup,
     placement = resolve(cfg.device, cfg.dtype)
     assert (placement.device, placement.dtype) == (DEVICE, DTYPE)
     gc.collect()
-    before = weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, torch.nn.Module))
+    before = weakref.WeakSet(_modules_alive())
     ran: dict[str, int] = {}
     wrong: set = set()
 
@@ -126,7 +133,7 @@ def test_every_model_of_an_eval_run_is_on_the_set_device_in_the_set_dtype(setup,
     assert {r.eval for r in rows} == {*cfg.eval.run, "judge_validation"}  # every eval ran, every judge was validated
 
     gc.collect()
-    new = [o for o in gc.get_objects() if isinstance(o, torch.nn.Module) and o not in before and any(True for _ in o.parameters())]
+    new = [o for o in _modules_alive() if o not in before and any(True for _ in o.parameters())]
     placed_ids = {id(sub) for m, _, _ in placed for sub in m.modules()}
     problems = {
         # 1. every place() call used the run's placement, and every model the run loads was placed
