@@ -94,6 +94,12 @@ def resolve_dtype(setting: str, device: torch.device, key: str = "dtype") -> tor
     return DTYPES[s]
 
 
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``torch.bfloat16`` or its name ``"bfloat16"`` (one of :data:`DTYPES`) -> ``torch.bfloat16``. Raises
+    ``KeyError`` for another name."""
+    return DTYPES[dtype] if isinstance(dtype, str) else dtype
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``"bfloat16"``."""
     return str(dtype).removeprefix("torch.")
@@ -133,16 +139,16 @@ def resolve(device: str = "auto", dtype: str = "auto", prefix: str = "") -> Plac
 _recorders: list[list[tuple[torch.nn.Module, torch.device, torch.dtype]]] = []
 
 
-def place(model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype) -> torch.nn.Module:
+def place(model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype | str) -> torch.nn.Module:
     """``model`` (in place, and returned) with every parameter and buffer on ``device`` and every floating-point
-    parameter in ``dtype``.
+    parameter in ``dtype`` (a ``torch.dtype`` or its name, :func:`as_dtype`).
 
     Only parameters are cast: floating buffers keep their dtype, because transformers keeps some in
     float32 on purpose (the RoPE ``inv_freq`` of Llama-type models, which ``from_pretrained(dtype=...)``
     also leaves in float32; bfloat16 frequencies would blur positions). Casting assigns ``param.data``, so
     tied weights stay one tensor. Each call is reported to the active :func:`recording_placements`.
     """
-    device = torch.device(device)
+    device, dtype = torch.device(device), as_dtype(dtype)
     model.to(device)
     with torch.no_grad():
         for p in model.parameters():

@@ -23,8 +23,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
 from harness.data import DataError, _field, iter_jsonl
 from harness.judging.chat import ChatCompleter
 
@@ -54,13 +52,14 @@ class NLIHallucinationChecker:
     """
 
     def __init__(self, model: str, threshold: float = 0.5, max_length: int = 512, batch_size: int = 8,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype | str = "float32") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from harness.devices import place
+        from harness.devices import as_dtype, place
 
         self.name = f"nli:{model}"
         self.tokenizer = AutoTokenizer.from_pretrained(model)
+        dtype = as_dtype(dtype)
         self.model = place(AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype), device, dtype).eval()
         labels = {int(i): str(name) for i, name in self.model.config.id2label.items()}
         found = [i for i, name in labels.items() if name.lower() == "entailment"]
@@ -71,6 +70,8 @@ class NLIHallucinationChecker:
 
     def entailment_probs(self, premise: str, hypotheses: list[str]) -> list[float]:
         """P(entailment | premise, hypothesis) for each hypothesis (softmax over the model's labels)."""
+        import torch
+
         probs: list[float] = []
         for i in range(0, len(hypotheses), self.batch_size):
             batch = hypotheses[i : i + self.batch_size]

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import torch
-
 from harness.judging.davidson import Tweet, clean_tweet, davidson_split, load_davidson
 from harness.judging.perspective_tfidf import PerspectiveTfidfScorer
 from harness.judging.toxicity_validation import check_scores, check_texts
@@ -122,7 +120,7 @@ class DetoxifyScorer:
 
     def __init__(self, model_type: str = "original", checkpoint: str | None = None,
                  huggingface_config_path: str | None = None, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, batch_size: int = 32):
+                 dtype: torch.dtype | str = "float32", batch_size: int = 32):
         from detoxify import Detoxify
         from detoxify.detoxify import MODEL_URLS
 
@@ -155,6 +153,7 @@ class DetoxifyScorer:
 def _detoxify_offline(checkpoint: str, config_dir: str, device: torch.device | str):
     """A ``detoxify.Detoxify`` built from a local checkpoint and a local HF config directory, without the hub;
     its model stays where ``torch.load`` put the weights (``device``) until the caller places it."""
+    import torch
     from detoxify import Detoxify
     from detoxify.detoxify import get_model_and_tokenizer
 
