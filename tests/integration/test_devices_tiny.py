@@ -91,7 +91,8 @@ def setup(tmp_path_factory, tiny_dir, data_dir):
     tok.model_max_length = 32  # its 32 positions: Detoxify truncates the Davidson tweets of the scorer's validation there
     tok.save_pretrained(detoxify_cfg)
     overrides = ["model=tiny", f"device={DEVICE}", "dtype=bfloat16", *SMOKE_SIZES, f"eval.cache_dir={root / 'cache'}",
-                 *(f"+eval.judges.reward_models.{n}={p}" for n, p in judges.items()),
+                 f"model.cache_dir={root / 'model_cache'}",  # no lm-eval results or judge validations from other tests
+                 *(f"eval.judges.reward_models.{n}={p}" for n, p in judges.items()),
                  "eval.judges.hallucination.kind=nli", f"+eval.judges.hallucination.options.model={nli}",
                  "+eval.judges.hallucination.options.max_length=64",  # the tiny NLI model has 64 positions
                  "eval.judges.toxicity.kind=detoxify", f"+eval.judges.toxicity.options.checkpoint={detoxify_ckpt}",
@@ -131,6 +132,7 @@ def test_every_model_of_an_eval_run_is_on_the_set_device_in_the_set_dtype(setup,
     finally:
         hook.remove()
     assert {r.eval for r in rows} == {*cfg.eval.run, "judge_validation"}  # every eval ran, every judge was validated
+    assert ctx.lm_eval_cache.hits == 0 and ctx.lm_eval_cache.misses > 0  # lm-eval really ran the policies
 
     gc.collect()
     new = [o for o in _modules_alive() if o not in before and any(True for _ in o.parameters())]
@@ -162,14 +164,21 @@ def test_outputs_of_bfloat16_weights_are_cached_apart_from_float32_ones(setup, t
     _, cfg, policies = setup
     prompts, _ = selection.eval_prompts(cfg.data, n=cfg.evals.winrate.n)
 
-    def generated(dtype: str) -> int:
+    def context(dtype: str) -> EvalContext:
         ctx = EvalContext(cfg.model, cfg.data, cfg.eval, cfg.evals, parse_policies(policies), tmp_path / dtype, "r", 0,
                           placement=resolve(str(DEVICE), dtype))
         ctx.cache = GenerationCache(tmp_path / "cache")
+        return ctx
+
+    def generated(dtype: str) -> int:
+        ctx = context(dtype)
         ctx.outputs("base", prompts, cfg.evals.winrate.decoding, "alpaca_eval")
         return ctx.generated
 
     assert [generated("bfloat16"), generated("float32"), generated("bfloat16"), generated("float32")] == [len(prompts), len(prompts), 0, 0]
+    # lm-eval results likewise; float32 keeps the key it always had (the weights hash)
+    fp = context("float32").fingerprint("base")
+    assert (context("float32").weights_key("base"), context("bfloat16").weights_key("base")) == (fp, f"{fp}/bfloat16")
 
 
 def test_the_labeler_places_its_policy_and_judge(setup, tiny_dir, tmp_path):

@@ -177,3 +177,19 @@ def test_under_accelerate_launch_cuda_is_the_process_gpu(machine, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")  # accelerate gives process 1 the second GPU
     assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_judge_validations_of_bfloat16_judges_are_cached_apart(tmp_path):
+    from harness.judging.panel import JudgePanel
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["model=tiny"])
+    runs = []
+
+    def outcome(dtype: str) -> str:
+        panel = JudgePanel(cfg.eval.judges, data_cfg=cfg.data, data_dir=None, chat_template="false", batch_size=2, seed=0,
+                           run_dir=tmp_path, placement=resolve("cpu", dtype), cache_dir=tmp_path / "cache")
+        return panel._cached("j", {"kind": "reward_model", "fingerprint": "abc"}, {}, 10, 0, lambda: runs.append(dtype) or ([], {}))[1]
+
+    assert [outcome("float32"), outcome("bfloat16"), outcome("float32"), outcome("bfloat16")] == ["miss", "miss", "hit", "hit"]
+    assert runs == ["float32", "bfloat16"]
