@@ -42,9 +42,11 @@ def _init_from(cfg: DictConfig, out: Path) -> str:
 def _sft_app(cfg: DictConfig) -> None:
     """``harness-sft``: fine-tune ``init_from`` (default: the base model) on demonstrations."""
     from harness import stages
+    from harness.devices import for_training, resolve
 
     out = Path(cfg.out_dir)
     with run_guard(cfg):
+        for_training(resolve(cfg.device, cfg.dtype).device)
         path, _ = stages.run_sft(cfg.model, cfg.data, cfg.sft, _init_from(cfg, out), out / "checkpoints" / "sft", cfg.seed,
                                  selection_rm=cfg.selection_rm, resume=cfg.resume, tracking=cfg.tracking)
     print(path)
@@ -55,9 +57,11 @@ def _sft_app(cfg: DictConfig) -> None:
 def _rm_app(cfg: DictConfig) -> None:
     """``harness-rm``: train a reward model (``split=rm``) or a held-out judge (``split=judge``)."""
     from harness import stages
+    from harness.devices import for_training, resolve
 
     out = Path(cfg.out_dir)
     with run_guard(cfg):
+        for_training(resolve(cfg.device, cfg.dtype).device)
         path, m = stages.run_rm(cfg.model, cfg.data, cfg.rm, cfg.init_from, cfg.split, out / "checkpoints" / cfg.split, cfg.seed,
                                 resume=cfg.resume, comparisons_file=cfg.comparisons, tracking=cfg.tracking)
     print(f"{path}  (pairwise accuracy {m['val_accuracy']:.3f} on {m['val_pairs']} held-out pairs)")
@@ -68,9 +72,11 @@ def _rm_app(cfg: DictConfig) -> None:
 def _label_app(cfg: DictConfig) -> None:
     """``harness-label``: the simulated labeler; a judge ranks K samples of ``policy`` per prompt."""
     from harness import stages
+    from harness.devices import resolve
 
     with run_guard(cfg):
-        path, m = stages.run_label(cfg.model, cfg.data, cfg.label, cfg.judge, cfg.policy, Path(cfg.out_dir) / "label", cfg.seed)
+        path, m = stages.run_label(cfg.model, cfg.data, cfg.label, cfg.judge, cfg.policy, Path(cfg.out_dir) / "label", cfg.seed,
+                                   placement=resolve(cfg.device, cfg.dtype))
     print(f"{path}  ({m['n_comparisons']} comparisons, K {m['k_distribution']}, agreement with the noise-free judge "
           f"{m['measured_agreement']:.3f} on {m['agreement_pairs']} pairs)")
 
@@ -81,8 +87,10 @@ def _ppo_app(cfg: DictConfig) -> None:
     """``harness-ppo``: PPO (``ppo.ptx_coef=0``) or PPO-ptx (``ppo.ptx_coef>0``, the paper's gamma)."""
     from harness import stages
     from harness.config import is_ptx
+    from harness.devices import for_training, resolve
 
     with run_guard(cfg):
+        for_training(resolve(cfg.device, cfg.dtype).device)
         stage = "ppo_ptx" if is_ptx(cfg.ppo.ptx_coef) else "ppo"
         path, _ = stages.run_ppo(cfg.model, cfg.data, cfg.ppo, cfg.policy, cfg.reward_model, Path(cfg.out_dir) / "checkpoints" / stage,
                                  cfg.seed, stage=stage, gold_reward=cfg.gold_reward, resume=cfg.resume, tracking=cfg.tracking)
@@ -103,6 +111,7 @@ def _eval_app(cfg: DictConfig) -> None:
 
     from harness import stages
     from harness.default_judges import resolver
+    from harness.devices import resolve
     from harness.regress.provenance import from_results
     from harness.results import write_results
     from harness.runinfo import config_hash, write_run_info
@@ -112,13 +121,15 @@ def _eval_app(cfg: DictConfig) -> None:
         stages.check_tracking(cfg.tracking)  # an unknown or uninstalled tracker fails before the evals run
         plain = OmegaConf.to_container(cfg, resolve=True)
         chash = config_hash(plain)
+        placement = resolve(cfg.device, cfg.dtype)
         rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, cfg.policies, out, cfg.run_id or out.name, cfg.seed, chash,
-                               resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
+                               resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed, placement.device),
+                               placement=placement)
         results = write_results(out / "results", rows)
         hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
         write_run_info(out, "eval", plain, from_results(results, rows).data_fingerprints or {}, {}, run_id=cfg.run_id or out.name,
                        policies=plain["policies"], preset=hydra_cfg.job.config_name if hydra_cfg else "eval",
-                       overrides=list(hydra_cfg.overrides.task) if hydra_cfg else [])
+                       overrides=list(hydra_cfg.overrides.task) if hydra_cfg else [], placement=placement.describe())
         stages.track_results(cfg.tracking, out, rows, {k: plain[k] for k in ("model", "policies", "eval", "evals", "seed")})
     _print_summary(out, rows)
 

@@ -272,6 +272,12 @@ class StageConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
+    # where every model runs (harness/devices.py): auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:<index> | mps.
+    # The eval and the labeler place their models there; the trainers' accelerate runs there.
+    device: str = "auto"
+    # weights of the models the eval and the labeler load: auto (bfloat16 on a CUDA GPU with native bf16, else
+    # float32) | float32 | bfloat16 | float16. The trainers keep float32 weights (<stage>.mixed_precision for bf16 compute).
+    dtype: str = one_of("auto", "float32", "bfloat16", "float16")
     out_dir: str = "${hydra:runtime.output_dir}"
     # continue a killed run: a trainer restores its newest training-state checkpoint (every
     # <stage>.save_steps steps) and the pipeline also skips stages whose checkpoint is complete

@@ -89,13 +89,14 @@ def judge_key(name: str, base_fingerprint: str, data_fingerprints: dict[str, str
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def default_judge(name: str, model_cfg, data_cfg, judge_cfg, seed: int, base: str | None = None) -> Path:
+def default_judge(name: str, model_cfg, data_cfg, judge_cfg, seed: int, base: str | None = None, device=None) -> Path:
     """The checkpoint folder of default judge ``name`` (``helpful`` | ``harmless``), trained now if not cached.
 
     ``model_cfg`` names the base model, ``data_cfg`` the comparisons (``n_judge_train``, ``n_judge_val``,
     ``split_fractions``, the data mirror), ``judge_cfg`` the training recipe (:class:`harness.config.RMConfig`);
     ``base``: the base model's path when the caller has it already (the pipeline's ``checkpoints/base``), else
-    it is materialised from ``model_cfg``. Only the base's weights enter the key, not where it lies.
+    it is materialised from ``model_cfg``. Only the base's weights enter the key, not where it lies. ``device``
+    (a ``torch.device``): where the training runs (:func:`harness.devices.for_training`); None: where accelerate is.
     Training logs where it will be cached and shows the trainer's progress bar. Raises :class:`ConfigError`
     for a name without a default judge.
     """
@@ -121,6 +122,10 @@ def default_judge(name: str, model_cfg, data_cfg, judge_cfg, seed: int, base: st
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        if device is not None:
+            from harness.devices import for_training
+
+            for_training(device)
         stages.run_rm(model_cfg, data_cfg, judge_cfg, base, split, tmp / name, seed)
         log_file = tmp / f"{name}_train_log.jsonl"
         if log_file.is_file():
@@ -130,9 +135,9 @@ def default_judge(name: str, model_cfg, data_cfg, judge_cfg, seed: int, base: st
     return out
 
 
-def resolver(model_cfg, data_cfg, judge_cfg, seed: int) -> Callable[[str], str]:
-    """``name -> checkpoint`` of the default judges of these settings (:func:`default_judge`), for
-    :class:`harness.evals.context.EvalContext`'s ``resolve_default``."""
+def resolver(model_cfg, data_cfg, judge_cfg, seed: int, device=None) -> Callable[[str], str]:
+    """``name -> checkpoint`` of the default judges of these settings (:func:`default_judge`, trained on ``device``),
+    for :class:`harness.evals.context.EvalContext`'s ``resolve_default``."""
     def resolve(name: str) -> str:
-        return str(default_judge(name, model_cfg, data_cfg, judge_cfg, seed))
+        return str(default_judge(name, model_cfg, data_cfg, judge_cfg, seed, device=device))
     return resolve

@@ -36,6 +36,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from harness.devices import CPU, Placement
 from harness.records import Comparison, Prompt
 
 K_RANGE = (2, 9)  # the K this labeler produces (the paper's labelers ranked 4..9)
@@ -73,16 +74,17 @@ class WordCountJudge:
         return [float(len(c.split())) for c in completions]
 
 
-def make_judge(cfg, chat_template: str = "auto") -> Judge:
-    """The judge a :class:`harness.config.JudgeConfig` names. Raises ``ValueError`` for an unknown
-    ``kind`` or a ``reward_model`` judge without ``path``."""
+def make_judge(cfg, chat_template: str = "auto", placement: Placement = CPU) -> Judge:
+    """The judge a :class:`harness.config.JudgeConfig` names; a reward model goes to ``placement``
+    (:mod:`harness.devices`). Raises ``ValueError`` for an unknown ``kind`` or a ``reward_model`` judge without ``path``."""
     if cfg.kind == "reward_model":
         if not cfg.path:
             raise ValueError("judge.kind=reward_model needs judge.path (a reward-model checkpoint folder)")
         from harness.judging.reward_model import RewardModelJudge
 
         return RewardModelJudge(cfg.path, name=cfg.name, chat_template=chat_template, batch_size=cfg.batch_size,
-                                max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, progress=True)
+                                max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, progress=True,
+                                device=placement.device, dtype=placement.dtype)
     if cfg.kind == "word_count":
         judge = WordCountJudge()
         if cfg.name:

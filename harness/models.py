@@ -32,6 +32,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from harness.devices import place
 from harness.io import apply_umask
 from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
 from harness.modelpaths import loading
@@ -124,13 +125,16 @@ def materialize_base(cfg: ModelConfig, out_dir: str | Path, data_dir: str | None
     return cfg.name
 
 
-def load_policy(path: str) -> PreTrainedModel:
-    """A causal LM from a folder or hub id, fp32 on CPU (the trainers move it to their device).
+def load_policy(path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """A causal LM from a folder or hub id, loaded in ``dtype`` and put on ``device`` (:func:`harness.devices.place`).
 
-    Raises :class:`~harness.errors.ModelPathError` for a path that is not a checkpoint (:mod:`harness.modelpaths`).
+    The default, float32 on CPU, is what the trainers start from (accelerate moves their models); the
+    eval and the labeler pass the run's :class:`harness.devices.Placement`. Raises
+    :class:`~harness.errors.ModelPathError` for a path that is not a checkpoint (:mod:`harness.modelpaths`).
     """
     with loading(path, "policy"):
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return place(model, device, dtype)
 
 
 def load_scalar_model(path: str) -> PreTrainedModel:

@@ -45,6 +45,7 @@ from harness import stages
 from harness.config import JUDGES, RESERVED_POLICY_NAMES, JudgeConfig, is_ptx  # noqa: F401  (re-exported)
 from harness.declarations import stamp
 from harness.default_judges import default_judge, resolver
+from harness.devices import for_training, resolve
 from harness.evals.reward_model import REWARD_MODEL, rm_accuracy_rows
 from harness.io import read_json
 from harness.judging.panel import DEFAULT
@@ -128,7 +129,7 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
             judge_cfg = JudgeConfig(kind="reward_model", path=str(ck / GOLD), name=GOLD, batch_size=cfg.eval.batch_size,
                                     max_length=cfg.judge.max_length, max_prompt_length=cfg.judge.max_prompt_length)
             metrics["label"] = timed("label", stages.run_label, cfg.model, cfg.data, cfg.label, judge_cfg, str(sft), label_dir,
-                                     cfg.seed)[1]
+                                     cfg.seed, placement=resolve(cfg.device, cfg.dtype))[1]
         reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
     return {"base": base, "sft": str(sft), "rm": str(ck / "rm"), **{j: str(ck / j) for j in JUDGES}}
 
@@ -161,9 +162,13 @@ def run_pipeline(cfg: DictConfig) -> Path:
     With ``cfg.upstream`` the base, SFT, RM and judge checkpoints come from that run directory
     (read-only) and only the RL runs of ``cfg.rl_runs`` train here. ``run.json`` records the
     upstream, each RL run's ``name``, ``beta``, ``ptx_coef`` and ``ptx`` (:func:`harness.config.is_ptx`) and the Hydra overrides (a sweep job's parameters).
+    Every stage runs on ``cfg.device`` (the trainers through accelerate, :func:`harness.devices.for_training`);
+    the label and eval stages load their models in ``cfg.dtype``; ``run.json`` records the resolved ``placement``.
     Raises ``ValueError`` from :func:`validate` before any stage runs.
     """
     reused = validate(cfg)
+    placement = resolve(cfg.device, cfg.dtype)
+    for_training(placement.device)
     stages.check_tracking(cfg.tracking)  # an unknown or uninstalled tracker fails before any stage runs
     run_dir = Path(cfg.out_dir)
     ck = run_dir / "checkpoints"
@@ -201,7 +206,8 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rows: list[ResultRow] = stamp([r for n in ("rm", *JUDGES) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
                                   cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
-                  cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed))
+                  cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed, placement.device),
+                  placement=placement)
     write_results(run_dir / "results", rows)
     stages.track_results(cfg.tracking, run_dir, rows, {"model": plain["model"], "policies": policies, "eval": plain["eval"],
                                                        "evals": plain["evals"], "seed": cfg.seed})
@@ -215,7 +221,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef)} for name, ptx_coef in runs.items()]
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies,
                    upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
-                   overrides=_hydra_overrides())
+                   overrides=_hydra_overrides(), placement=placement.describe())
 
     from reports.run_report import build_run_report
 

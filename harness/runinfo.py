@@ -26,10 +26,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-# keys that only say where things go, how often state is saved, how a run is labelled and logged: they change
-# no result, so neither a resume (harness/resume.py) nor the config hash looks at them
+# keys that only say where things go, how often state is saved, how a run is labelled and logged, which device
+# computes (the weights' dtype, which does change results, is a result key): they change no result, so neither a
+# resume (harness/resume.py) nor the config hash looks at them
 NOT_RESULT_KEYS = ("resume", "resume_allow_changes", "out_dir", "run_id", "tracking", "tracking.*", "*cache_dir",
-                   "*save_steps", "*keep_checkpoints")
+                   "*save_steps", "*keep_checkpoints", "device")
 # where the data lies (the data folder, an outputs file's path): its content is what counts, and run.json /
 # evals.json fingerprint it file by file
 DATA_LOCATION_KEYS = ("data.data_dir", "policies.*.outputs")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness import selection
 from harness.config import is_ptx
 from harness.data import resolve_data_dir
+from harness.devices import Placement, resolve
 from harness.io import write_jsonl
 from harness.models import (
     ModelConfig,
@@ -148,8 +149,10 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
     return path, metrics
 
 
-def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: str | Path, seed: int) -> tuple[Path, dict]:
+def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: str | Path, seed: int,
+              placement: Placement | None = None) -> tuple[Path, dict]:
     """The simulated labeler: sample K completions per label prompt from ``policy``, rank them with the judge.
+    The policy and a reward-model judge go to ``placement`` (the app's ``device`` / ``dtype``; default auto).
 
     Writes ``<out_dir>/comparisons.jsonl`` (Comparison records, source ``simulated:<judge name>``),
     ``<out_dir>/judge_scores.jsonl`` (each record's judge scores by completion index) and, last,
@@ -163,9 +166,11 @@ def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: s
     out_dir = Path(out_dir)
     (out_dir / "run.json").unlink(missing_ok=True)  # a stale marker must not vouch for a half-written rerun
     prompts, fp = selection.label_prompts(data_cfg)
-    judge = make_judge(judge_cfg, model_cfg.chat_template)
+    placement = placement or resolve()
+    judge = make_judge(judge_cfg, model_cfg.chat_template, placement)
     policy_hash = model_fingerprint(policy)
-    result = simulate_labels(load_policy(policy), load_tokenizer(policy), prompts, judge, label_cfg,
+    model = load_policy(policy, placement.device, placement.dtype)
+    result = simulate_labels(model, load_tokenizer(policy), prompts, judge, label_cfg,
                              chat_template=model_cfg.chat_template, seed=seed, policy_name=Path(policy).name, model_hash=policy_hash)
     path = write_jsonl(out_dir / "comparisons.jsonl", result.comparisons)
     write_jsonl(out_dir / "judge_scores.jsonl", result.scores)
@@ -173,7 +178,7 @@ def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy: str, out_dir: s
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "label": _plain(label_cfg), "judge": _plain(judge_cfg),
            "policy": policy, "seed": seed}
     write_run_info(out_dir, "label", cfg, fp, result.metrics, seed=seed, policy=policy, policy_fingerprint=policy_hash,
-                   judge=judge.name, judge_fingerprint=judge.fingerprint)
+                   judge=judge.name, judge_fingerprint=judge.fingerprint, placement=placement.describe())
     m = result.metrics
     log.info("label: %d comparisons (K %s, %d all-tied dropped), agreement with the noise-free judge %.3f on %d pairs "
              "(target %.3f) -> %s", m["n_comparisons"], m["k_distribution"], m["n_dropped_all_tied"], m["measured_agreement"],
@@ -220,21 +225,22 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
 
 
 def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies: dict[str, Any], run_dir: str | Path, run_id: str,
-             seed: int, config_hash: str = "", resolve_default=None) -> list[ResultRow]:
+             seed: int, config_hash: str = "", resolve_default=None, placement: Placement | None = None) -> list[ResultRow]:
     """Run the evaluation suite ``eval_cfg.run`` (specs ``evals_cfg``, ``conf/evals/*.yaml``) on ``policies``.
 
     ``policies`` maps name -> checkpoint path / hub id or an outputs-file mapping
     (:mod:`harness.evals.policies`); the judges are ``eval_cfg.judges`` (reward models: never the RM a
     policy optimised; one configured as ``default`` is the checkpoint ``resolve_default(name)`` gives, e.g.
-    :func:`harness.default_judges.resolver`: trained on first use and cached). Writes ``generations/``, ``results/<eval>_items.jsonl`` and ``results/evals.json``
-    under ``run_dir`` (:func:`harness.evals.runner.run_suite`) and returns the rows.
+    :func:`harness.default_judges.resolver`: trained on first use and cached). Every model goes to ``placement``
+    (the app's ``device`` / ``dtype``; default auto). Writes ``generations/``, ``results/<eval>_items.jsonl`` and
+    ``results/evals.json`` under ``run_dir`` (:func:`harness.evals.runner.run_suite`) and returns the rows.
     """
     from harness.evals.context import EvalContext
     from harness.evals.policies import parse_policies
     from harness.evals.runner import run_suite
 
     ctx = EvalContext(model_cfg, data_cfg, eval_cfg, evals_cfg, parse_policies(_plain(policies)), run_dir, run_id, seed,
-                      config_hash, resolve_default=resolve_default)
+                      config_hash, resolve_default=resolve_default, placement=placement)
     return run_suite(ctx)
 
 

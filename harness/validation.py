@@ -223,6 +223,24 @@ def _pipeline(node: DictConfig, prefix: str) -> Iterator[str]:
                "upstream=<a finished harness-pipeline run directory> whose base, SFT, RM and judges every job reuses")
 
 
+def _device(node: DictConfig, prefix: str) -> Iterator[str]:
+    from harness.devices import DTYPES, resolve_device, resolve_dtype
+
+    try:
+        device = resolve_device(node.device, f"{prefix}device")
+        if node.dtype in DTYPES:  # an unknown dtype is already reported by its field's choices
+            resolve_dtype(node.dtype, device, f"{prefix}dtype")
+    except ConfigError as e:
+        yield str(e)
+
+
+def _training_dtype(node: DictConfig, prefix: str) -> Iterator[str]:
+    if node.dtype != "auto":
+        yield (f"{prefix}dtype={node.dtype}: the trainers keep float32 weights; for {node.dtype} compute set "
+               "<stage>.mixed_precision (e.g. sft.mixed_precision=bf16). dtype sets the weights of the models the eval "
+               "and the labeler load (harness-eval, harness-label, harness-pipeline)")
+
+
 def _report_target(node: DictConfig, prefix: str) -> Iterator[str]:
     if (node.run_dir is None) == (node.sweep_dir is None):
         yield "harness-report needs exactly one of run_dir=<run directory> or sweep_dir=<multirun directory>"
@@ -242,7 +260,8 @@ def _regress(node: DictConfig, prefix: str) -> Iterator[str]:
 RULES: dict[type, tuple[Rule, ...]] = {
     C.SFTConfig: (_prompt_fits,), C.RMConfig: (_prompt_fits,), C.JudgeConfig: (_prompt_fits, _judge_path),
     C.LabelConfig: (_k_order,), C.PPOConfig: (_ppo_batches,), C.DataConfig: (_data,), ModelConfig: (_tiny_shape,),
-    C.SFTApp: (_sft_selection,), C.EvalApp: (_eval_policies,), C.JudgesConfig: (_prompt_fits, _judge_models), C.ReportApp: (_report_target,), C.PipelineApp: (_pipeline,),
-    C.RegressApp: (_regress,),
+    C.SFTApp: (_device, _training_dtype, _sft_selection), C.EvalApp: (_device, _eval_policies),
+    C.JudgesConfig: (_prompt_fits, _judge_models), C.ReportApp: (_report_target,), C.PipelineApp: (_device, _pipeline),
+    C.RegressApp: (_regress,), C.RMApp: (_device, _training_dtype), C.PPOApp: (_device, _training_dtype), C.LabelApp: (_device,),
 }
 """Cross-field rules per structured-config type; each yields problem messages for one node."""

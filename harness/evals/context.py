@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.data import DataError, note_read, resolve_data_dir
+from harness.devices import Placement, dtype_name, resolve
 from harness.evals.gencache import GenerationCache
 from harness.evals.lm_eval_cache import LMEvalCache
 from harness.evals.policies import OutputRecord, OutputsFile, PolicySource
@@ -35,13 +36,16 @@ class EvalContext:
     ``eval.judges``; ``resolve_default(name) -> checkpoint`` gives a judge configured as ``default``, e.g.
     :func:`harness.default_judges.resolver`; judge validations are cached under ``model_cfg.cache_dir``). Checkpoint policies are loaded lazily, one at a time, and only on a cache miss
     or for lm-eval, so a fully cached re-evaluation loads no policy weights for generation.
+    ``placement`` (:class:`harness.devices.Placement`; default: ``device=auto``, ``dtype=auto``) is where
+    every model of the run goes: the policies and every judge the panel builds.
     """
 
     def __init__(self, model_cfg, data_cfg, eval_cfg, evals_cfg, policies: Mapping[str, PolicySource],
                  run_dir: str | Path, run_id: str, seed: int, config_hash: str = "",
-                 resolve_default: Callable[[str], str] | None = None):
+                 resolve_default: Callable[[str], str] | None = None, placement: Placement | None = None):
         from harness.judging.panel import JudgePanel
 
+        self.placement = placement or resolve()
         self.model_cfg, self.data_cfg, self.eval_cfg, self.evals_cfg = model_cfg, data_cfg, eval_cfg, evals_cfg
         self.policies = dict(policies)
         self.run_dir = Path(run_dir)
@@ -49,8 +53,8 @@ class EvalContext:
         root = resolve_data_dir(data_cfg.data_dir)
         self.data_dir = str(root) if root else None
         self.judges = JudgePanel(eval_cfg.judges, data_cfg=data_cfg, data_dir=self.data_dir, chat_template=model_cfg.chat_template,
-                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir, resolve_default=resolve_default,
-                                 cache_dir=model_cfg.cache_dir)
+                                 batch_size=int(eval_cfg.batch_size), seed=seed, run_dir=self.run_dir, placement=self.placement,
+                                 resolve_default=resolve_default, cache_dir=model_cfg.cache_dir)
         self.cache = GenerationCache(eval_cfg.cache_dir or self.run_dir / "cache" / "generations")
         self.lm_eval_cache = LMEvalCache(Path(model_cfg.cache_dir) / "lm_eval" if model_cfg.cache_dir else None)
         self.generated = 0  # outputs generated (cache misses filled) in this run
@@ -86,8 +90,14 @@ class EvalContext:
             self._fingerprints[name] = model_fingerprint(self.policies[name].path)
         return self._fingerprints[name]
 
+    def weights_key(self, name: str) -> str:
+        """What cached lm-eval results of checkpoint policy ``name`` are keyed by: its weights hash, with the dtype
+        it runs in unless that is float32 (other weights, other numbers; float32 keeps the keys it always had)."""
+        dtype = dtype_name(self.placement.dtype)
+        return self.fingerprint(name) + ("" if dtype == "float32" else f"/{dtype}")
+
     def model(self, name: str):
-        """(model, tokenizer) of checkpoint policy ``name``; the previously loaded policy is freed first."""
+        """(model, tokenizer) of checkpoint policy ``name`` on the run's placement; the previously loaded policy is freed first."""
         from harness.models import load_policy, load_tokenizer
 
         src = self.policies[name]
@@ -96,7 +106,7 @@ class EvalContext:
         if self._loaded is None or self._loaded[0] != name:
             self._loaded = None
             gc.collect()
-            self._loaded = (name, load_policy(src.path), load_tokenizer(src.path))
+            self._loaded = (name, load_policy(src.path, self.placement.device, self.placement.dtype), load_tokenizer(src.path))
         return self._loaded[1], self._loaded[2]
 
     @property
@@ -212,6 +222,8 @@ class EvalContext:
         fp = self.fingerprint(name)
         settings = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": 256,
                     "seed": self.seed + 1000 * sample}
+        if dtype_name(self.placement.dtype) != "float32":  # other weights, other outputs; float32 keeps the keys it always had
+            settings["dtype"] = dtype_name(self.placement.dtype)
         cached = self.cache.get(fp, settings, texts, sample)
         todo = [i for i, c in enumerate(cached) if c is None]
         if todo:
@@ -236,13 +248,13 @@ class EvalContext:
 
     def lm_eval(self, name: str, tasks: list[str], limit: int | None, num_fewshot: int | None = None) -> list[dict]:
         """Per-item lm-eval records of checkpoint policy ``name`` (memoised per task, limit and shots, and cached
-        across runs by the policy's weights hash: :mod:`harness.evals.lm_eval_cache`)."""
+        across runs by the policy's weights hash and dtype, :meth:`weights_key`: :mod:`harness.evals.lm_eval_cache`)."""
         from harness.evals.lm_eval_runner import run_lm_eval
 
         from harness.data import note_reads, recording_reads
 
         todo = [t for t in tasks if (name, t, limit, num_fewshot) not in self._lm_eval]
-        fp, local = self.fingerprint(name), self.data_dir is not None
+        fp, local = self.weights_key(name), self.data_dir is not None
         for t in list(todo):
             hit = self.lm_eval_cache.get(fp, t, limit, num_fewshot, self.seed, local)
             if hit is not None:

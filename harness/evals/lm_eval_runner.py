@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
 
@@ -61,8 +63,11 @@ def run_lm_eval(
 ) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Score a causal LM on lm-eval tasks defined under ``harness/evals/tasks``.
 
-    ``model`` is a ``transformers.PreTrainedModel`` (decoder-only) already on its device (CPU is
-    fine: HFLM uses ``model.device`` for a pre-initialised model); ``tokenizer`` its tokenizer.
+    ``model`` is a ``transformers.PreTrainedModel`` (decoder-only) already placed on the run's device and
+    dtype (:func:`harness.devices.place`); ``tokenizer`` its tokenizer. lm-eval runs it there: for a
+    pre-initialised model HFLM ignores its own ``device`` / ``dtype`` arguments and takes ``model.device``
+    (lm_eval/models/huggingface.py, ``HFLM.__init__``), which is checked here. Log-softmaxes are taken in
+    float32 (HFLM's ``softmax_dtype``), so a bfloat16 model's log-likelihoods are not rounded to bf16.
     ``limit`` keeps the first ``limit`` items of each task in file order (lm-eval does not shuffle),
     so every model sees the same items and comparisons are paired; ``None`` runs all items.
     All four lm-eval seeds are set to ``seed`` (this reseeds the global ``random``, numpy and
@@ -76,7 +81,8 @@ def run_lm_eval(
     aggregates over the corpus (BLEU) appear in the aggregates, not per item.
     With ``data_dir=None`` (online) lm-eval's built-in tasks are indexed too (squadv2, drop, ...).
     Raises ``ValueError`` for a name that is not a single task there (groups and tags are
-    refused, their results would not be per task) or for ``limit < 1``.
+    refused, their results would not be per task) or for ``limit < 1``, and ``RuntimeError`` if HFLM
+    would run anywhere but on the model's device.
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -91,8 +97,11 @@ def run_lm_eval(
     # backend="causal": harness policies are decoder-only; skips lm-eval's guess from the config.
     # HFLM puts a pre-initialised model in eval mode; give the caller back the mode it had.
     was_training = model.training
+    device = next(model.parameters()).device
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, softmax_dtype=torch.float32)
+        if lm.device != device:
+            raise RuntimeError(f"lm-eval's HFLM would run on {lm.device}, the model is on {device}")
         out = lm_eval.simple_evaluate(
             model=lm,
             tasks=list(tasks),

@@ -8,7 +8,8 @@ judge panel validates each judge the evals used (:meth:`harness.judging.panel.Ju
 Written under the run directory: ``generations/<policy>/<tag>.jsonl`` (what each policy said, by the
 context), ``results/<eval>_items.jsonl`` (per-item records, so comparisons can be paired) and
 ``results/evals.json`` (per eval: version, spec, what it skipped and why, its info; per judge: what it
-is and how it was validated; the generation cache's counts). Aggregate rows are returned, stamped
+is and how it was validated; the generation cache's counts; ``placement``: the device and dtype every
+model ran on). Aggregate rows are returned, stamped
 with run id, config hash and eval version, for :func:`harness.results.write_results`.
 """
 
@@ -54,7 +55,8 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     names = list(names if names is not None else ctx.eval_cfg.run)
     evals = resolve_evals(ctx, names)
     rows: list[ResultRow] = []
-    info: dict[str, Any] = {"policies": {n: describe(s) for n, s in ctx.policies.items()}, "evals": {}}
+    info: dict[str, Any] = {"policies": {n: describe(s) for n, s in ctx.policies.items()}, "placement": ctx.placement.describe(),
+                            "evals": {}}
     versions: dict[str, str] = {}
     for name, (defn, spec) in evals.items():
         t0 = time.perf_counter()

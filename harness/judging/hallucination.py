@@ -47,16 +47,20 @@ class NLIHallucinationChecker:
     ``config.id2label`` has a label named "entailment" (any case). A sentence counts as entailed when
     the softmax probability of that label is >= ``threshold`` (default 0.5). Premise and hypothesis
     are encoded as a pair (``truncation="only_first"`` cuts long inputs to ``max_length`` tokens).
-    Raises ``ValueError`` naming the labels when none is "entailment".
+    The model is loaded in ``dtype`` on ``device`` (:func:`harness.devices.place`); probabilities are
+    computed in float32. Raises ``ValueError`` naming the labels when none is "entailment".
     """
 
     def __init__(self, model: str, threshold: float = 0.5, max_length: int = 512, batch_size: int = 8,
-                 device: str = "cpu") -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype | str = "float32") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from harness.devices import as_dtype, place
 
         self.name = f"nli:{model}"
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model).to(device).eval()
+        dtype = as_dtype(dtype)
+        self.model = place(AutoModelForSequenceClassification.from_pretrained(model, dtype=dtype), device, dtype).eval()
         labels = {int(i): str(name) for i, name in self.model.config.id2label.items()}
         found = [i for i, name in labels.items() if name.lower() == "entailment"]
         if not found:

@@ -17,6 +17,7 @@ from typing import Any
 from collections.abc import Callable
 
 from harness.config import JudgesConfig
+from harness.devices import Placement, dtype_name
 from harness.errors import ConfigError
 
 DEFAULT = "default"  # eval.judges.reward_models.<name>: default -> the harness's cached judge (harness/default_judges.py)
@@ -49,17 +50,20 @@ class JudgePanel:
     chat replies are cached unless ``cfg.chat.cache_dir`` says otherwise. ``resolve_default(name) -> path``
     gives the checkpoint of a judge configured as ``default`` (:func:`harness.default_judges.default_judge`,
     called on first use only); ``cache_dir``: where judge validations are cached by judge fingerprint
-    (None: not cached). Raises ``ValueError`` at construction for an unknown scorer kind (before any eval runs).
+    (None: not cached); ``placement``: where every judge model goes (reward models, the NLI detector, Detoxify;
+    :mod:`harness.devices`). Raises ``ValueError`` at construction for an unknown scorer kind (before any eval runs).
     """
 
     def __init__(self, cfg: JudgesConfig, *, data_cfg, data_dir: str | None, chat_template: str, batch_size: int, seed: int,
-                 run_dir: str | Path, resolve_default: Callable[[str], str] | None = None, cache_dir: str | Path | None = None):
+                 run_dir: str | Path, placement: Placement, resolve_default: Callable[[str], str] | None = None,
+                 cache_dir: str | Path | None = None):
         _check_kind("toxicity", cfg.toxicity.kind, TOXICITY_KINDS)
         _check_kind("truthfulness", cfg.truthfulness.kind, TRUTHFULNESS_KINDS)
         _check_kind("hallucination", cfg.hallucination.kind, HALLUCINATION_KINDS)
         self.cfg, self.data_cfg, self.data_dir = cfg, data_cfg, data_dir
         self.chat_template, self.batch_size, self.seed, self.run_dir = chat_template, batch_size, seed, Path(run_dir)
         self.resolve_default, self.cache_dir = resolve_default, Path(cache_dir) if cache_dir else None
+        self.placement = placement
         self._built: dict[str, Any] = {}
         self.defaults: dict[str, str] = {}  # judge name -> cached default judge folder, for those configured as `default`
         self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
@@ -90,7 +94,7 @@ class JudgePanel:
                 path = self.defaults[name] = str(self.resolve_default(name))
             self._built[key] = RewardModelJudge(path, name=name, chat_template=self.chat_template,
                                                 batch_size=self.batch_size, max_length=self.cfg.max_length,
-                                                max_prompt_length=self.cfg.max_prompt_length, progress=True)
+                                                max_prompt_length=self.cfg.max_prompt_length, progress=True, **self._placed())
         return self._built[key]
 
     def rewards(self, name: str, prompts: list[str], outputs: list[str]) -> list[float]:
@@ -118,6 +122,16 @@ class JudgePanel:
 
         return client_from_config(self.cfg.chat, max_tokens=max_tokens, default_cache_dir=self.run_dir / "cache" / "chat")
 
+    def _placed(self, role: str = "", options: dict | None = None) -> dict[str, Any]:
+        """``{"device", "dtype"}`` of the run's placement for a judge model's constructor; the run's ``device`` /
+        ``dtype`` setting is the only way to place one, so ``eval.judges.<role>.options`` naming either is a
+        :class:`~harness.errors.ConfigError`."""
+        given = sorted({"device", "dtype"} & set(options or {}))
+        if given:
+            raise ConfigError(f"eval.judges.{role}.options.{given[0]}: judge models run where the run's models do; "
+                              f"set the top-level device=... / dtype=... instead")
+        return {"device": self.placement.device, "dtype": self.placement.dtype}
+
     # --------------------------------------------------------------------------------------- scorers
 
     def toxicity(self):
@@ -128,6 +142,8 @@ class JudgePanel:
             options = dict(self.cfg.toxicity.options or {})
             if self.cfg.toxicity.kind == "davidson":
                 options.setdefault("data_dir", self.data_dir)
+            if self.cfg.toxicity.kind == "detoxify":
+                options.update(self._placed("toxicity", options))
             self._built["toxicity"] = _build("toxicity", make_toxicity_scorer, self.cfg.toxicity.kind, **options)
         scorer = self._built["toxicity"]
         self.used.setdefault(("toxicity", scorer.name), scorer)
@@ -156,6 +172,8 @@ class JudgePanel:
             from harness.judging import hallucination as H
 
             kind, options = self.cfg.hallucination.kind, dict(self.cfg.hallucination.options or {})
+            if kind == "nli":
+                options.update(self._placed("hallucination", options))
             self._built["hallucination"] = (_build("hallucination", H.SupportChecker, **options) if kind == "support" else
                                             _build("hallucination", H.NLIHallucinationChecker, **options) if kind == "nli" else
                                             H.ChatHallucinationJudge(self._chat_client(256),
@@ -213,7 +231,7 @@ class JudgePanel:
         """``(compute(), "miss")`` stored under ``<cache_dir>/judge_validation/<key>.json``, or the stored
         result and ``"hit"``; ``((rows, extra), "off")`` without a cache. ``compute() -> (rows, extra)``.
         The key covers the judge, the validation sizes, the data config (less its location), the
-        validation's declared version, resamples and seed."""
+        validation's declared version, resamples and seed, and the judges' dtype unless it is float32."""
         from harness.data import note_reads, recording_reads
         from harness.io import read_json, write_json
         from harness.records import ResultRow
@@ -225,6 +243,8 @@ class JudgePanel:
         data = {k: v for k, v in _plain(self.data_cfg).items() if k != "data_dir"}
         blob = {"judge": judge_key, "sizes": sizes, "data": data, "version": str(get("judge_validation").version),
                 "resamples": n_resamples, "seed": seed, "data_source": "local" if self.data_dir else "hub"}
+        if dtype_name(self.placement.dtype) != "float32":  # other weights, other scores; float32 keeps the keys it always had
+            blob["dtype"] = dtype_name(self.placement.dtype)
         key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
         path = self.cache_dir / "judge_validation" / f"{key[:24]}.json"
         if path.is_file():

@@ -63,17 +63,20 @@ class RewardModelJudge:
 
     ``name`` names it in results; ``fingerprint`` is the checkpoint's weights hash
     (:func:`harness.models.model_fingerprint`), what caches and ``run.json`` key on. The model is
-    loaded at construction (:func:`harness.models.load_scalar_model`).
+    loaded at construction (:func:`harness.models.load_scalar_model`) and put on ``device`` in ``dtype``
+    (:func:`harness.devices.place`).
     """
 
     def __init__(self, path: str, *, name: str | None = None, chat_template: str = "auto", batch_size: int = 8,
-                 max_length: int = 512, max_prompt_length: int = 256, progress: bool = False):
+                 max_length: int = 512, max_prompt_length: int = 256, progress: bool = False,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        from harness.devices import place
         from harness.models import load_scalar_model, load_tokenizer, model_fingerprint
 
         self.path = str(path)
         self.name = name or Path(self.path).name
         self.fingerprint = model_fingerprint(self.path)
-        self.model, self.tokenizer = load_scalar_model(self.path), load_tokenizer(self.path)
+        self.model, self.tokenizer = place(load_scalar_model(self.path), device, dtype), load_tokenizer(self.path)
         self.chat_template, self.batch_size = chat_template, batch_size
         self.max_length, self.max_prompt_length, self.progress = max_length, max_prompt_length, progress
 

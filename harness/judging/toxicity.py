@@ -113,24 +113,29 @@ class DetoxifyScorer:
     ``unbiased``). detoxify 0.5.4 still asks the hub for ``arch.args.model_type``'s config even when
     ``huggingface_config_path`` is set (unitaryai/detoxify PR #126, open), so in that case the checkpoint is read
     here and ``detoxify.detoxify.get_model_and_tokenizer`` is called with ``model_type`` pointing at the local
-    directory; the model class, tokenizer class and weights are detoxify's own. Raises ``ValueError`` on an
-    unknown ``model_type`` or a checkpoint without ``config``/``state_dict`` or a ``toxicity`` class.
+    directory; the model class, tokenizer class and weights are detoxify's own. The model is put on ``device``
+    in ``dtype`` (:func:`harness.devices.place`). Raises ``ValueError`` on an unknown ``model_type`` or a
+    checkpoint without ``config``/``state_dict`` or a ``toxicity`` class.
     """
 
     def __init__(self, model_type: str = "original", checkpoint: str | None = None,
-                 huggingface_config_path: str | None = None, device: str = "cpu", batch_size: int = 32):
+                 huggingface_config_path: str | None = None, device: torch.device | str = "cpu",
+                 dtype: torch.dtype | str = "float32", batch_size: int = 32):
         from detoxify import Detoxify
         from detoxify.detoxify import MODEL_URLS
+
+        from harness.devices import place
 
         if model_type not in MODEL_URLS:
             raise ValueError(f"DetoxifyScorer: unknown model_type {model_type!r} (known: {', '.join(MODEL_URLS)})")
         self.name = f"detoxify_{model_type}"
         self.batch_size = batch_size
         if huggingface_config_path is None or checkpoint is None:
-            self.model = Detoxify(model_type, checkpoint=checkpoint, device=device,
+            self.model = Detoxify(model_type, checkpoint=checkpoint, device=str(device),
                                   huggingface_config_path=huggingface_config_path)
         else:
             self.model = _detoxify_offline(checkpoint, huggingface_config_path, device)
+        place(self.model.model, device, dtype)  # Detoxify.predict moves its inputs to the model's device
         if "toxicity" not in self.model.class_names:
             raise ValueError(f"DetoxifyScorer: checkpoint has no 'toxicity' class (classes: {self.model.class_names})")
 
@@ -145,20 +150,21 @@ class DetoxifyScorer:
         return _checked(self.name, texts, out)
 
 
-def _detoxify_offline(checkpoint: str, config_dir: str, device: str):
-    """A ``detoxify.Detoxify`` built from a local checkpoint and a local HF config directory, without the hub."""
+def _detoxify_offline(checkpoint: str, config_dir: str, device: torch.device | str):
+    """A ``detoxify.Detoxify`` built from a local checkpoint and a local HF config directory, without the hub;
+    its model stays where ``torch.load`` put the weights (``device``) until the caller places it."""
     import torch
     from detoxify import Detoxify
     from detoxify.detoxify import get_model_and_tokenizer
 
-    loaded = torch.load(checkpoint, map_location=device, weights_only=False)  # detoxify's own format (pickled config)
+    loaded = torch.load(checkpoint, map_location=str(device), weights_only=False)  # detoxify's own format (pickled config)
     if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
         raise ValueError(f"DetoxifyScorer: {checkpoint} is not a Detoxify checkpoint (needs 'config' and 'state_dict')")
     rename = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}  # as detoxify
     args = dict(loaded["config"]["arch"]["args"], model_type=str(config_dir))
     model, tokenizer = get_model_and_tokenizer(**args, state_dict=loaded["state_dict"], huggingface_config_path=str(config_dir))
     det = Detoxify.__new__(Detoxify)  # reuse Detoxify.predict on the model built above
-    det.model, det.tokenizer, det.device = model.to(device), tokenizer, device
+    det.model, det.tokenizer, det.device = model, tokenizer, str(device)
     det.class_names = [rename.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
     return det
 

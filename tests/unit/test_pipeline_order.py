@@ -40,7 +40,7 @@ def calls(monkeypatch, tmp_path):
         done(out_dir, rm_metrics)
         return Path(out_dir), rm_metrics
 
-    def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy, out_dir, seed):
+    def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy, out_dir, seed, placement=None):
         log.append(("label", Path(policy).name, Path(judge_cfg.path).name, label_cfg.noise_rate))
         done(out_dir)
         return Path(out_dir) / "comparisons.jsonl", {}
@@ -50,7 +50,8 @@ def calls(monkeypatch, tmp_path):
         done(out_dir)
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None,
+                 placement=None):
         log.append(("eval", {name: Path(path).name for name, path in eval_cfg.judges.reward_models.items()}))
         return [ResultRow(run_id, "sft", "winrate", "win_rate", 0.5)]
 
@@ -138,7 +139,8 @@ def rl_calls(calls, monkeypatch):
         write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
         return Path(out_dir), []
 
-    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None):
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None,
+                 placement=None):
         calls.append(("eval",))
         seen["eval"].append({"policies": dict(policies), "judges": dict(eval_cfg.judges.reward_models), "run": list(eval_cfg.run)})
         return []
@@ -209,3 +211,27 @@ def test_upstream_missing_a_checkpoint_names_the_folder(tmp_path, calls):
     with pytest.raises(ValueError, match=f"missing checkpoint folder\\(s\\) {up / 'checkpoints' / 'judge_harmless'} "):
         pipeline.run_pipeline(_cfg(tmp_path / "job", f"upstream={up}"))
     assert calls == []
+
+
+def test_the_label_and_eval_stages_get_the_runs_placement_and_run_json_records_it(tmp_path, calls, monkeypatch):
+    import torch
+
+    from harness.devices import Placement
+
+    got = {}
+
+    def run_label(model_cfg, data_cfg, label_cfg, judge_cfg, policy, out_dir, seed, placement=None):
+        got["label"] = placement
+        write_json(Path(out_dir) / "run.json", {"metrics": {}, "data_fingerprints": {}})
+        return Path(out_dir) / "comparisons.jsonl", {}
+
+    def run_eval(model_cfg, data_cfg, eval_cfg, evals_cfg, policies, run_dir, run_id, seed, config_hash="", resolve_default=None,
+                 placement=None):
+        got["eval"] = placement
+        return []
+
+    monkeypatch.setattr(stages, "run_label", run_label)
+    monkeypatch.setattr(stages, "run_eval", run_eval)
+    pipeline.run_pipeline(_cfg(tmp_path, "rm_data=simulated", "sft.select_by=loss", "device=cpu", "dtype=bfloat16"))
+    assert got["label"] == got["eval"] == Placement(torch.device("cpu"), torch.bfloat16, ("cpu", "bfloat16"))
+    assert read_json(tmp_path / "run.json")["placement"] == {"device": "cpu", "dtype": "bfloat16"}
