@@ -35,8 +35,6 @@ from harness.prompting import encode_pair, pad, render_prompt, to_messages
 
 log = logging.getLogger(__name__)
 
-RENDERINGS = ("harness", "conversation", "plain")
-
 
 def rendering(config, tokenizer, chat_template: str = "auto") -> tuple[str, str | None]:
     """``(kind, setting)``: how pairs are rendered for the reward model of ``config`` with ``tokenizer``

@@ -194,6 +194,34 @@ def test_a_foreign_sequence_classifier_judges_through_harness_eval(tiny_dir, dat
     assert len({round(r, 4) for r in direct}) > 1  # a random head: the judge really tells outputs apart
 
 
+def test_a_foreign_model_without_template_or_pad_is_read_as_transformers_reads_one_text(data_dir, tmp_path, caplog):
+    """No chat template: the hh dialogue text; no pad_token_id: transformers reads one unpadded text at its last
+    token, and so does the judge, in padded batches too. A text over max_length keeps its end, with a warning."""
+    tok = AutoTokenizer.from_pretrained(Path(data_dir) / "gpt2_tokenizer")
+    assert tok.chat_template is None and tok.pad_token is None
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=4, num_labels=1, pad_token_id=None)
+    torch.manual_seed(4)
+    foreign = transformers.LlamaForSequenceClassification(config).eval()
+    with torch.no_grad():
+        foreign.score.weight.normal_(0, 1.0)
+    foreign.save_pretrained(tmp_path / "plain_rm")
+    tok.save_pretrained(tmp_path / "plain_rm")
+    judge = RewardModelJudge(str(tmp_path / "plain_rm"), batch_size=4)
+    assert judge.rendering == ("plain", None)
+    texts = [f"\n\nHuman: {p.strip()}\n\nAssistant: {o}" if not p.startswith("\n\nHuman:") else f"{p} {o}"
+             for p, o in zip(PROMPTS, OUTPUTS)]
+    assert judge.score(PROMPTS, OUTPUTS) == pytest.approx(_stock_scores(foreign, tok, texts), abs=TOL)
+
+    short = RewardModelJudge(str(tmp_path / "plain_rm"), batch_size=4, max_length=8)
+    with caplog.at_level("WARNING", logger="harness.judging.reward_model"):
+        cut = short.score(PROMPTS, OUTPUTS)
+    with torch.no_grad():
+        tail = [foreign(input_ids=torch.tensor([tok(t)["input_ids"][-8:]])).logits[0, 0].item() for t in texts]
+    assert cut == pytest.approx(tail, abs=TOL)
+    assert "4 of 4 texts were longer than max_length=8 tokens" in caplog.text
+
+
 @pytest.mark.slow
 def test_smollm2_reward_models_get_a_pad_other_than_eos():
     """SmolLM2-Instruct's tokenizer pads with its EOS, <|im_end|> (id 2), which ends every chat turn: read the
