@@ -25,8 +25,8 @@ from harness.models import (
 from harness.prompting import encode_pair, render_completion, render_prompt
 from harness.records import Comparison, Demonstration
 from tests.cli_helpers import run_app
-from trainers.rewards import ModelRewardScorer
 from trainers.reward_model import RewardModelTrainer
+from trainers.rewards import ModelRewardScorer
 
 pytestmark = pytest.mark.integration
 TOL = 1e-5
