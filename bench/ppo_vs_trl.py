@@ -2,8 +2,8 @@
 
 Both start from the same saved base model: the policy and the frozen reference policy are that causal
 LM; the reward model and the value model are scalar-head versions of it with one shared random head
-(ours: ``AutoModelForTokenClassification`` via :func:`harness.models.load_scalar_model`; trl's:
-``AutoModelForSequenceClassification``, the class its docs ask for). Prompts are fixed-length token
+(ours via :func:`harness.models.load_scalar_model`, trl's as its docs ask; both
+``AutoModelForSequenceClassification``). Prompts are fixed-length token
 sequences (no padding), responses are sampled for exactly ``--response-length`` tokens on both
 sides (a random-init model almost never samples EOS, and trl runs with ``stop_token=None``; the
 generated widths are recorded). Settings mapped one to one: batch (episodes per rollout),

@@ -1,7 +1,7 @@
 """Our reward-model trainer (trainers/reward_model.py) against trl 1.12's ``RewardTrainer``, same run.
 
-Both train a scalar head on the same saved base model with the same random head (ours:
-``AutoModelForTokenClassification`` read at the last token; trl's: ``AutoModelForSequenceClassification``),
+Both train a scalar head on the same saved base model with the same random head (both
+``AutoModelForSequenceClassification``),
 every block trainable, on the same comparisons: K = 2 completions per prompt, fixed lengths
 (``--prompt-length`` + ``--completion-length`` tokens each, EOS included). With K = 2 our K-wise loss
 (paper eq. 1) is trl's pairwise ``-log sigmoid(r_chosen - r_rejected)``. trl gets the token ids ours

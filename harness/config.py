@@ -118,7 +118,7 @@ class RMConfig:
     max_grad_norm: float = ranged(1.0, gt=0)
     head_lr: float | None = ranged(None, gt=0)  # learning rate of the scalar head (None: lr); a new head starts at zero
     trainable_layers: int | None = ranged(None, ge=0)  # train only the top N blocks + head (None: all); cheap RMs on CPU
-    normalize_to_demos: bool = True  # shift the head bias so demonstrations score mean 0 (paper 3.5)
+    normalize_to_demos: bool = True  # centring offset = the demonstrations' mean score, applied to PPO's reward (paper 3.5; harness.models)
     mixed_precision: str = one_of("no", "bf16", "fp16")
     save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N optimiser steps, for resume (0: never)
     keep_checkpoints: int = ranged(1, ge=1)

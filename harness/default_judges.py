@@ -32,7 +32,7 @@ from harness.judging.panel import DEFAULT  # noqa: F401  (the value that asks fo
 log = logging.getLogger(__name__)
 
 SPLITS = {"helpful": "judge_helpful", "harmless": "judge_harmless"}  # default judge name -> comparisons split
-RECIPE_VERSION = "1"  # bump when the judge training code changes what a cached judge would be
+RECIPE_VERSION = "2"  # bump when the judge training code changes what a cached judge would be
 
 
 def _plain(cfg: Any) -> Any:

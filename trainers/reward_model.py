@@ -3,8 +3,14 @@
 r(x, y) is a scalar head on the final token of prompt+completion. A batch element is one prompt
 with its K ranked completions (K may differ between prompts, e.g. 2 for hh-rlhf and 4..9 for the
 simulated labeler): one forward per completion, then all C(K, 2) pairs, less the tied ones, enter
-:func:`trainers.losses.kwise_ranking_loss`. After training the head's bias is shifted so that
-demonstrations score mean 0 ("so that the labeler demonstrations achieve a mean score of 0").
+:func:`trainers.losses.kwise_ranking_loss`. After training, the demonstrations' mean score becomes the
+centring offset ("so that the labeler demonstrations achieve a mean score of 0"): the head has no
+bias (a stock ``AutoModelForSequenceClassification``), so the offset is recorded in ``config.json``
+and subtracted where the paper uses the centred reward, PPO's reward (:mod:`harness.models`).
+
+The saved checkpoint is a standard sequence classifier: its tokenizer's pad token is not EOS
+(:func:`harness.models.with_reward_pad`), so transformers, ``pipeline("text-classification")``, TRL
+and OpenRLHF read the same token, and return the same score, as the harness.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from accelerate import Accelerator
 
 from harness.config import RMConfig
 from harness.judging.reward_model import encode_batch, rewards_at_last_token
-from harness.prompting import encode_pair
+from harness.models import record_reward_model, with_reward_pad
+from harness.prompting import encode_pair, uses_chat_template
 from harness.records import Comparison, Demonstration
 from trainers.common import (
     LoopSpec,
@@ -63,7 +70,7 @@ class PairwiseAccuracy:
 
 @dataclass
 class RMResult:
-    """Per-step train loss, held-out pairwise accuracy (overall and per K) and the bias shift applied."""
+    """Per-step train loss and held-out pairwise accuracy (overall and per K)."""
 
     train_losses: list[float] = field(default_factory=list)
     val_accuracy: float = float("nan")
@@ -71,17 +78,23 @@ class RMResult:
     val_correct_per_pair: list[float] = field(default_factory=list)  # 1 / 0 / 0.5 (tie) per ranked pair
     val_pair_k: list[int] = field(default_factory=list)  # K of the comparison of each entry above
     val_accuracy_by_k: dict[int, dict[str, float]] = field(default_factory=dict)  # K -> accuracy, pairs, comparisons
-    bias_shift: float = 0.0
 
 
 class RewardModelTrainer:
-    """Trains a scalar-head model (:func:`harness.models.load_scalar_model`) on ranked comparisons."""
+    """Trains a scalar-head model (:func:`harness.models.load_scalar_model`) on ranked comparisons.
+
+    ``tokenizer`` is copied and given a pad token other than EOS (:func:`harness.models.with_reward_pad`;
+    the model's embedding may grow by that token): :attr:`tokenizer` is the one saved with the model.
+    ``offset`` is the centring offset, None until :meth:`normalize_to_demonstrations`.
+    """
 
     def __init__(self, cfg: RMConfig, model, tokenizer, train: list[Comparison], val: list[Comparison],
                  chat_template: str = "auto", seed: int = 0, tracking: Tracking | None = None):
         if not train:
             raise ValueError("RewardModelTrainer: no training comparisons")
+        tokenizer = with_reward_pad(model, tokenizer)  # before the optimiser: the embedding may be replaced
         self.cfg, self.tokenizer, self.chat_template, self.seed = cfg, tokenizer, chat_template, seed
+        self.offset: float | None = None
         self.train_set, self.val_set = train, val
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision,
                                                          step_scheduler_with_optimizer=False)
@@ -92,7 +105,7 @@ class RewardModelTrainer:
         self.total_steps = steps
 
     def score(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
-        """r(x, y) for aligned lists of prompts and completions: ``[N]`` (reward units)."""
+        """r(x, y) for aligned lists of prompts and completions: ``[N]`` (reward units, the stock uncentred score)."""
         ids, attn = encode_batch(self.tokenizer, prompts, completions, max_length=self.cfg.max_length,
                                  max_prompt_length=self.cfg.max_prompt_length, chat_template=self.chat_template)
         dev = self.accelerator.device
@@ -176,22 +189,27 @@ class RewardModelTrainer:
 
     @torch.no_grad()
     def normalize_to_demonstrations(self, demos: list[Demonstration]) -> float:
-        """Subtract the demonstrations' mean reward from the head bias; returns the shift applied.
+        """Set the centring offset to the demonstrations' mean score and return it (reward units).
 
-        Afterwards ``mean r(x, y_demo) == 0`` on ``demos`` (paper section 3.5). Pairwise
-        accuracy is unchanged: every reward moves by the same constant.
+        The centred reward ``score - offset`` then has mean 0 on ``demos`` (paper section 3.5). The
+        weights do not change, so the stock score and pairwise accuracy do not either. Raises
+        ``ValueError`` with no demonstrations (the offset would be undefined).
         """
         if not demos:
-            return 0.0
+            raise ValueError("normalize_to_demonstrations: no demonstrations to centre the reward on")
         self.model.eval()
         rewards = torch.cat([self.score([d.prompt for d in chunk], [d.completion for d in chunk]) for chunk in batches(demos, self.cfg.batch_size)])
-        shift = rewards.mean().item()
-        self.accelerator.unwrap_model(self.model).score.bias -= shift
+        self.offset = rewards.mean().item()
         self.model.train()
-        return shift
+        return self.offset
 
     def save(self, out_dir: str | Path, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the reward model as a Hugging Face token-classification checkpoint with ``run.json``."""
+        """Save the reward model as a Hugging Face one-label sequence-classification checkpoint with ``run.json``.
+
+        ``config.json`` records the centring offset and the chat-template setting
+        (:func:`harness.models.record_reward_model`).
+        """
+        record_reward_model(self.model, chat_template=uses_chat_template(self.tokenizer, self.chat_template), offset=self.offset)
         if self.accelerator.is_main_process:
             save_checkpoint(self.accelerator.unwrap_model(self.model), self.tokenizer, out_dir, "rm", config, fingerprints, metrics)
         self.accelerator.wait_for_everyone()

@@ -15,15 +15,24 @@ from collections.abc import Callable
 import torch
 
 from harness.judging.reward_model import rewards_at_last_token
+from harness.models import reward_normalization
 
 Scorer = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 class ModelRewardScorer:
-    """r_theta(x, y) from a scalar-head reward model: its value at the response's last token."""
+    """r_theta(x, y) from a scalar-head reward model, centred: ``(score - mean) / std``.
+
+    ``score`` is the stock score at the response's last token (its EOS when it has one;
+    :func:`harness.judging.reward_model.rewards_at_last_token`); ``(mean, std)`` is
+    :func:`harness.models.reward_normalization`, for the harness's reward models ``(centring_offset, 1)``,
+    so the demonstrations score mean 0 as in the paper (section 3.5). This is the one place the offset is
+    applied: PPO's proxy reward and the gold reward logged beside it.
+    """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model.eval().requires_grad_(False)
+        self.mean, self.std = reward_normalization(model.config)
 
     def to(self, device) -> ModelRewardScorer:
         self.model.to(device)
@@ -31,8 +40,7 @@ class ModelRewardScorer:
 
     @torch.no_grad()
     def __call__(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        last = prompt_len + attention_mask[:, prompt_len:].sum(-1) - 1
-        return rewards_at_last_token(self.model, sequences, attention_mask, last)
+        return (rewards_at_last_token(self.model, sequences, attention_mask) - self.mean) / self.std
 
 
 class TokenSetFrequencyReward:

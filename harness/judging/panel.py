@@ -202,7 +202,7 @@ class JudgePanel:
         for (kind, name), judge in list(self.used.items()):
             if kind == "reward_model":
                 key = {"kind": kind, "fingerprint": judge.fingerprint, "max_length": judge.max_length,
-                       "max_prompt_length": judge.max_prompt_length, "chat_template": str(judge.chat_template)}
+                       "max_prompt_length": judge.max_prompt_length, "chat_template": str(judge.chat_template), "rendering": [str(x) for x in judge.rendering]}
                 (got, _), cached = self._cached(name, key, sizes, n_resamples, seed, lambda: (V.pair_judge_rows(
                     rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed), {}))
                 rows += got

@@ -1,21 +1,60 @@
 """Reward-model scoring: the one place a scalar-head model turns (prompt, output) into r(x, y).
 
-A reward model (:func:`harness.models.load_scalar_model`: a one-label token-classification head) is
-read at the last attended token of ``prompt + output``, as the paper's RM (Ouyang et al. 2022,
-section 3.5: "a scalar reward" for a prompt and response) and as TRL's and OpenRLHF's reward models
-are. Every consumer goes through these functions: the RM trainer's loss, PPO's reward, SFT's
-checkpoint selection, the simulated labeler, the win-rate / Likert judges and judge validation.
+A reward model (:func:`harness.models.load_scalar_model`: a one-label ``AutoModelForSequenceClassification``)
+is read where transformers reads it, at the last attended token that is not the pad id
+(:func:`harness.models.reward_index`). For the harness's own reward models that token is the
+completion's final EOS (paper section 3.5: "a scalar reward" for a prompt and response), and the
+score equals what ``AutoModelForSequenceClassification.from_pretrained(dir)`` and
+``pipeline("text-classification", model=dir, function_to_apply="none")`` return for the same text.
+These functions give the stock (uncentred) score; PPO subtracts the centring offset itself
+(:mod:`trainers.rewards`). Every consumer goes through them: the RM trainer's loss, PPO's reward,
+SFT's checkpoint selection, the simulated labeler, the win-rate / Likert judges and judge validation.
+
+How a (prompt, output) pair becomes text (:func:`rendering`):
+
+- ``harness``: a reward model the harness trained, rendered as in its training
+  (:func:`harness.prompting.encode_pair`: the prompt through the chat template or the hh
+  ``Human:/Assistant:`` format, then the completion and EOS), with the ``chat_template`` setting
+  recorded in its ``config.json`` (the caller's setting for a new head or a pre-SequenceClassification
+  checkpoint, which recorded none);
+- ``conversation``: any other reward model whose tokenizer has a chat template (TRL, OpenRLHF and
+  RewardBench models): ``apply_chat_template(user/assistant messages)`` of the whole exchange;
+- ``plain``: any other reward model: the hh dialogue text ``"\n\nHuman: <prompt>\n\nAssistant: <output>"``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from harness.models import last_token_index, token_scores
-from harness.prompting import encode_pair, pad
+from harness.models import reward_index, reward_record, token_scores
+from harness.prompting import encode_pair, pad, render_prompt, to_messages
+
+log = logging.getLogger(__name__)
+
+
+def rendering(config, tokenizer, chat_template: str = "auto") -> tuple[str, str | None]:
+    """``(kind, setting)``: how pairs are rendered for the reward model of ``config`` with ``tokenizer``
+    (module docstring): ``("harness", <chat_template setting>)`` (the recorded one, else the caller's
+    ``chat_template``), ``("conversation", None)`` or ``("plain", None)``."""
+    record = reward_record(config)
+    if record is not None:
+        return "harness", record.get("chat_template") or chat_template
+    return ("conversation", None) if getattr(tokenizer, "chat_template", None) else ("plain", None)
+
+
+def dialogue_text(tokenizer, prompt: str, output: str, kind: str) -> str:
+    """The text a foreign reward model scores for ``(prompt, output)``: ``conversation`` (the tokenizer's chat
+    template over :func:`harness.prompting.to_messages` plus the assistant's ``output``) or ``plain`` (hh
+    format). Raises ``ValueError`` for another ``kind``."""
+    if kind == "conversation":
+        return tokenizer.apply_chat_template(to_messages(prompt) + [{"role": "assistant", "content": output}], tokenize=False)
+    if kind == "plain":
+        return f"{render_prompt(prompt, tokenizer, 'false')} {output}"
+    raise ValueError(f"dialogue_text: kind must be conversation or plain, got {kind!r}")
 
 
 def encode_batch(tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int, max_prompt_length: int,
@@ -29,41 +68,78 @@ def encode_batch(tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, m
     return pad(enc, tokenizer.pad_token_id)
 
 
-def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          last: torch.Tensor | None = None) -> torch.Tensor:
-    """r(x, y) per row: the scalar head's output at index ``last`` ``[B]`` (default: the last attended
-    token of right-padded rows), ``[B]`` in reward units. Differentiable (the caller picks ``no_grad``)."""
-    if last is None:
-        last = last_token_index(attention_mask)
+def encode_dialogues(tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int,
+                     kind: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Right-padded ``(input_ids [B, T], attention_mask [B, T], n_cut)`` of :func:`dialogue_text` per pair.
+
+    A chat-template text is tokenised without added special tokens (the template writes its own), a
+    plain one with them, as ``pipeline("text-classification")`` does. A text over ``max_length`` tokens
+    keeps its last ``max_length`` (the end of the response is what is read); ``n_cut`` counts them.
+    Raises ``ValueError`` when the lists differ in length.
+    """
+    if len(prompts) != len(outputs):
+        raise ValueError(f"reward model: {len(prompts)} prompts vs {len(outputs)} outputs")
+    specials = kind == "plain"
+    enc = [tokenizer(dialogue_text(tokenizer, p, o, kind), add_special_tokens=specials)["input_ids"] for p, o in zip(prompts, outputs)]
+    n_cut = sum(len(e) > max_length for e in enc)
+    ids, mask = pad([e[-max_length:] for e in enc], tokenizer.pad_token_id)
+    return ids, mask, n_cut
+
+
+def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """r(x, y) per row: the stock score, the scalar head read at :func:`harness.models.reward_index` under the
+    model's ``config.pad_token_id``; ``[B, T]`` -> ``[B]`` in reward units (uncentred). Differentiable (the
+    caller picks ``no_grad``); ``model`` may be wrapped by accelerate."""
+    from accelerate.utils import extract_model_from_parallel
+
+    pad_id = extract_model_from_parallel(model).config.pad_token_id
     scores = token_scores(model, input_ids, attention_mask)
-    return scores[torch.arange(len(input_ids), device=input_ids.device), last]
+    return scores[torch.arange(len(input_ids), device=input_ids.device), reward_index(input_ids, attention_mask, pad_id)]
 
 
 @torch.no_grad()
 def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int = 512,
                   max_prompt_length: int = 256, batch_size: int = 8, chat_template: str = "auto") -> list[float]:
-    """r(x, y) for aligned prompts and outputs (reward units), ``batch_size`` pairs per forward, on the
-    model's device; long pairs are cut as :func:`encode_batch` says, and an empty output is scored as a
-    single space (a zero-length response has no token of its own to read). Raises ``ValueError`` on lengths."""
+    """r(x, y) for aligned prompts and outputs (reward units, uncentred), ``batch_size`` pairs per forward, on
+    the model's device, rendered as :func:`rendering` says for this model (``chat_template``: the caller's
+    setting, for a harness model that recorded none).
+
+    ``harness`` rendering cuts long pairs as :func:`encode_batch` says and scores an empty output as a
+    single space (a zero-length response has no token of its own to read); the other renderings keep the
+    last ``max_length`` tokens of a longer text and log a warning with the count. Raises ``ValueError`` on lengths.
+    """
     if len(prompts) != len(outputs):
         raise ValueError(f"reward model: {len(prompts)} prompts vs {len(outputs)} outputs")
+    kind, template = rendering(model.config, tokenizer, chat_template)
     model.eval()
     dev = next(model.parameters()).device
     out: list[float] = []
+    n_cut = 0
     for i in range(0, len(prompts), batch_size):
-        ids, attn = encode_batch(tokenizer, prompts[i : i + batch_size], [o or " " for o in outputs[i : i + batch_size]],
-                                 max_length=max_length,
-                                 max_prompt_length=max_prompt_length, chat_template=chat_template)
+        ps, os_ = list(prompts[i : i + batch_size]), list(outputs[i : i + batch_size])
+        if kind == "harness":
+            ids, attn = encode_batch(tokenizer, ps, [o or " " for o in os_], max_length=max_length,
+                                     max_prompt_length=max_prompt_length, chat_template=template)
+        else:
+            ids, attn, cut = encode_dialogues(tokenizer, ps, os_, max_length=max_length, kind=kind)
+            n_cut += cut
         out += rewards_at_last_token(model, ids.to(dev), attn.to(dev)).float().tolist()
+    if n_cut:
+        log.warning("reward model %s: %d of %d texts were longer than max_length=%d tokens and were cut to their last %d",
+                    getattr(model.config, "_name_or_path", ""), n_cut, len(prompts), max_length, max_length)
     return out
 
 
 class RewardModelJudge:
-    """A reward-model checkpoint as a judge: ``score(prompts, outputs) -> list[float]`` (reward units).
+    """A reward-model checkpoint as a judge: ``score(prompts, outputs) -> list[float]`` (reward units, uncentred).
 
-    ``name`` names it in results; ``fingerprint`` is the checkpoint's weights hash
-    (:func:`harness.models.model_fingerprint`), what caches and ``run.json`` key on. The model is
-    loaded at construction (:func:`harness.models.load_scalar_model`) and put on ``device`` in ``dtype``
+    ``path``: a folder or hub id loadable as ``AutoModelForSequenceClassification`` with one label (the
+    harness's reward models, TRL's, OpenRLHF's, RewardBench's) or a token-classification checkpoint of an
+    earlier harness version. Pairs are rendered the way the model was trained (:func:`rendering`;
+    ``chat_template`` only applies to a harness model that recorded no setting) and scored with the
+    model's own tokenizer. ``name`` names it in results; ``fingerprint`` is the checkpoint's weights hash
+    (:func:`harness.models.model_fingerprint`), what caches and ``run.json`` key on. The model is loaded
+    at construction (:func:`harness.models.load_scalar_model`) and put on ``device`` in ``dtype``
     (:func:`harness.devices.place`).
     """
 
@@ -78,6 +154,9 @@ class RewardModelJudge:
         self.fingerprint = model_fingerprint(self.path)
         self.model, self.tokenizer = place(load_scalar_model(self.path), device, dtype), load_tokenizer(self.path)
         self.chat_template, self.batch_size = chat_template, batch_size
+        self.rendering = rendering(self.model.config, self.tokenizer, chat_template)
+        log.info("judge %s (%s): %s rendering%s", self.name, self.path, self.rendering[0],
+                 f", chat_template={self.rendering[1]}" if self.rendering[1] else "")
         self.max_length, self.max_prompt_length, self.progress = max_length, max_prompt_length, progress
 
     def score(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[float]:

@@ -19,6 +19,8 @@ from harness.models import (
     load_scalar_model,
     load_tokenizer,
     materialize_base,
+    record_reward_model,
+    with_reward_pad,
 )
 from harness.results import read_results, write_results
 
@@ -33,13 +35,15 @@ CHECKPOINTS = ("base", "sft")
 
 
 def _judge(tiny_dir: str, out: Path, seed: int) -> str:
-    """A reward model with a random (non-zero) head, so its rewards differ between outputs."""
+    """A reward model in the harness's saved format with a random (non-zero) head, so its rewards differ between outputs."""
     model = load_scalar_model(tiny_dir)
+    tok = with_reward_pad(model, load_tokenizer(tiny_dir))
     torch.manual_seed(seed)
     with torch.no_grad():
         model.score.weight.normal_(0, 1.0)
+    record_reward_model(model, chat_template=False, offset=None)
     model.save_pretrained(out)
-    load_tokenizer(tiny_dir).save_pretrained(out)
+    tok.save_pretrained(out)
     return str(out)
 
 

@@ -67,11 +67,13 @@ def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_pat
     assert result.val_accuracy == 1.0 and acc_before < 1.0
     assert result.train_losses[-1] < result.train_losses[0]
     demos = [Demonstration(str(i), f"question {i}?", "good good bad", "t") for i in range(5)]
-    shift = trainer.normalize_to_demonstrations(demos)
-    assert shift != 0.0
+    before = trainer.score([d.prompt for d in demos], [d.completion for d in demos])
+    offset = trainer.normalize_to_demonstrations(demos)
+    assert offset != 0.0 and trainer.offset == offset
     r = trainer.score([d.prompt for d in demos], [d.completion for d in demos])
-    assert r.mean().item() == pytest.approx(0.0, abs=1e-4)
-    assert trainer.evaluate().accuracy == 1.0  # a constant shift keeps the ranking
+    assert torch.equal(r, before)  # the stock score does not move: the offset is applied where PPO reads the reward
+    assert (r - offset).mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert trainer.evaluate().accuracy == 1.0
     # mixed K with ties: K=2 lists and K=4 lists whose two middle completions tie (5 ranked pairs each)
     mixed = _separable_comparisons(3, k=2) + [
         Comparison(f"t{i}", f"\n\nHuman: question {i}?\n\nAssistant:", ("good good good", "good bad", "bad good", "bad bad bad"),
@@ -84,13 +86,13 @@ def test_reward_model_learns_a_ranking_and_normalises_to_demos(tiny_dir, tmp_pat
 
 def test_new_reward_head_starts_at_zero_and_a_saved_one_is_restored(tiny_dir, tmp_path):
     model = load_scalar_model(tiny_dir)
-    assert model.score.weight.abs().sum().item() == 0.0 and model.score.bias.item() == 0.0
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.score.bias is None
+    assert model.score.weight.abs().sum().item() == 0.0
     with torch.no_grad():
         model.score.weight.fill_(0.25)
-        model.score.bias.fill_(-1.5)
     model.save_pretrained(tmp_path / "rm")
     again = load_scalar_model(str(tmp_path / "rm"))
-    assert torch.all(again.score.weight == 0.25) and again.score.bias.item() == -1.5
+    assert torch.all(again.score.weight == 0.25)
 
 
 def test_reward_head_gets_its_own_learning_rate(tiny_dir):
@@ -100,7 +102,7 @@ def test_reward_head_gets_its_own_learning_rate(tiny_dir):
     trainer = RewardModelTrainer(cfg, model, tok, _separable_comparisons(4), [], chat_template="false")
     groups = trainer.opt.optimizer.param_groups
     assert [g["initial_lr"] for g in groups] == [1e-5, 1e-3]
-    assert {id(p) for p in groups[1]["params"]} == {id(model.score.weight), id(model.score.bias)}
+    assert {id(p) for p in groups[1]["params"]} == {id(model.score.weight)}
     assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
 
 
