@@ -229,8 +229,9 @@ class EvalConfig:
     batch_size: int = ranged(8, ge=1)  # prompts per generate call and per judge forward
     lm_eval_batch_size: int = ranged(8, ge=1)
     bootstrap_resamples: int = ranged(2000, ge=1)  # of every 95 % interval the run reports
-    # generation cache (keyed by weights hash, prompt and decoding); null = <run dir>/cache/generations
-    cache_dir: str | None = "${oc.env:HARNESS_GEN_CACHE,null}"
+    # generation cache (keyed by weights hash, prompt and decoding), shared by every run on the machine by default;
+    # null = <run dir>/cache/generations
+    cache_dir: str | None = "${oc.env:HARNESS_GEN_CACHE,${model.cache_dir}/generations}"
     # an outputs-file policy that lacks items an eval needs: error (naming the file, the eval and the ids) |
     # warn (a warning with counts in the console, results/evals.json and the report; the eval scores the items it has)
     outputs_missing: str = one_of("error", "warn")

@@ -18,7 +18,7 @@ weights with the RM the policies optimise. ``judge_helpful`` is also the gold re
 
 Layout (DESIGN.md section 3): ``checkpoints/<stage>/`` (Hugging Face folders with ``run.json``),
 ``label/`` (``comparisons.jsonl``, ``judge_scores.jsonl``, ``run.json``; simulated only),
-``generations/<policy>/``, ``cache/generations/`` (unless ``eval.cache_dir``), ``results/results.jsonl``,
+``generations/<policy>/``, ``cache/generations/`` (with ``eval.cache_dir=null``; by default the generation cache is ``<model.cache_dir>/generations``), ``results/results.jsonl``,
 per-item files and ``results/evals.json``, ``run.json``, ``report.html``.
 With ``resume=true`` a stage whose output folder is complete (has ``run.json``) is not run again and
 an interrupted training stage continues from its newest training-state checkpoint (``<stage>.save_steps``).
