@@ -50,8 +50,8 @@ DEVICE, DTYPE = resolve_device(os.environ.get("HARNESS_TEST_DEVICE", "cpu")), to
 PLACEMENT = {"device": str(DEVICE), "dtype": "bfloat16"}
 # (class, checkpoint folder) of every model an eval run loads: each policy (once per eval that loads it), each
 # reward-model judge, the NLI detector and Detoxify's model (built from a state dict: no folder, "None")
-EVERY_MODEL = {("LlamaForCausalLM", "base"), ("LlamaForCausalLM", "sft"), ("LlamaForTokenClassification", "judge_helpful"),
-               ("LlamaForTokenClassification", "judge_harmless"), ("BertForSequenceClassification", "nli"),
+EVERY_MODEL = {("LlamaForCausalLM", "base"), ("LlamaForCausalLM", "sft"), ("LlamaForSequenceClassification", "judge_helpful"),
+               ("LlamaForSequenceClassification", "judge_harmless"), ("BertForSequenceClassification", "nli"),
                ("BertForSequenceClassification", "None")}
 
 
@@ -192,7 +192,7 @@ def test_the_labeler_places_its_policy_and_judge(setup, tiny_dir, tmp_path):
     data.n_label_prompts = 3
     with recording_placements() as placed:
         stages.run_label(cfg.model, data, label, judge, tiny_dir, tmp_path / "label", 0, placement=resolve(str(DEVICE), "bfloat16"))
-    assert [(type(m).__name__, d, t) for m, d, t in placed] == [("LlamaForTokenClassification", DEVICE, DTYPE),
+    assert [(type(m).__name__, d, t) for m, d, t in placed] == [("LlamaForSequenceClassification", DEVICE, DTYPE),
                                                                 ("LlamaForCausalLM", DEVICE, DTYPE)]
     assert read_json(tmp_path / "label" / "run.json")["placement"] == PLACEMENT
 
