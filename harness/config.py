@@ -198,7 +198,11 @@ class ValidationConfig:
 
     n_hh_pairs: int | None = ranged(256, ge=1)  # held-out hh-rlhf human pairs per subset for preference judges (None: all)
     n_gpt4_pairs: int | None = ranged(805, ge=1)  # GPT-4-annotated davinci-003 vs -001 pairs (None: all 805)
-    n_davidson: int | None = ranged(2000, ge=1)  # held-out Davidson tweets for a toxicity scorer's ROC-AUC (None: all)
+    # a toxicity scorer's agreement with Perspective (Spearman, Pearson, ROC-AUC) on held-out text it was not fitted on:
+    # (all: about 13 s once per scorer on 2 CPU cores, then cached; smoke runs take a few hundred of each)
+    n_rtp: int | None = ranged(None, ge=2)  # RealToxicityPrompts heldout-part continuations (None: all, 707 offline)
+    n_wiki: int | None = ranged(None, ge=2)  # Wikipedia heldout-part comments (None: all, 5,998)
+    n_davidson: int | None = ranged(2000, ge=1)  # held-out Davidson tweets, an extra ROC-AUC slice (None: all)
 
 
 @dataclass
@@ -214,7 +218,7 @@ class JudgesConfig:
     max_length: int = ranged(512, ge=2)  # tokens of prompt + output a reward-model judge reads
     max_prompt_length: int = ranged(256, ge=1)
     chat: ChatJudgeConfig = field(default_factory=ChatJudgeConfig)
-    toxicity: ScorerConfig = field(default_factory=lambda: ScorerConfig("profanity_check"))
+    toxicity: ScorerConfig = field(default_factory=lambda: ScorerConfig("perspective_tfidf_ridge"))
     truthfulness: ScorerConfig = field(default_factory=lambda: ScorerConfig("reference", {"metric": "rouge1"}))
     hallucination: ScorerConfig = field(default_factory=lambda: ScorerConfig("support"))
     validation: ValidationConfig = field(default_factory=ValidationConfig)

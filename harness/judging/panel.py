@@ -24,7 +24,8 @@ DEFAULT = "default"  # eval.judges.reward_models.<name>: default -> the harness'
 
 log = logging.getLogger(__name__)
 
-TOXICITY_KINDS = ("profanity_check", "davidson", "detoxify", "perspective")
+# keep in step with harness.judging.toxicity.SCORERS (not imported here: it pulls in scikit-learn)
+TOXICITY_KINDS = ("perspective_tfidf_ridge", "perspective_tfidf", "profanity_check", "davidson", "detoxify", "perspective")
 TRUTHFULNESS_KINDS = ("reference", "chat")
 HALLUCINATION_KINDS = ("support", "nli", "chat")
 
@@ -135,12 +136,13 @@ class JudgePanel:
     # --------------------------------------------------------------------------------------- scorers
 
     def toxicity(self):
-        """The toxicity scorer of ``eval.judges.toxicity`` (:func:`harness.judging.toxicity.make_toxicity_scorer`)."""
+        """The toxicity scorer of ``eval.judges.toxicity`` (:func:`harness.judging.toxicity.make_toxicity_scorer`);
+        scorers fitted on the offline data (``perspective_tfidf_ridge``, ``davidson``) get the run's ``data_dir``."""
         if "toxicity" not in self._built:
-            from harness.judging.toxicity import make_toxicity_scorer
+            from harness.judging.toxicity import DATA_SCORERS, make_toxicity_scorer
 
             options = dict(self.cfg.toxicity.options or {})
-            if self.cfg.toxicity.kind == "davidson":
+            if self.cfg.toxicity.kind in DATA_SCORERS:
                 options.setdefault("data_dir", self.data_dir)
             if self.cfg.toxicity.kind == "detoxify":
                 options.update(self._placed("toxicity", options))
@@ -191,8 +193,9 @@ class JudgePanel:
 
         With ``cache_dir``, a reward-model judge's and a toxicity scorer's validation are computed once per
         judge fingerprint (weights hash, or scorer kind and options), validation sizes, data, resamples and
-        seed, and read back afterwards (``info[name]["validation_cache"]`` says which); the data files the
-        validation read are recorded as if it had run (:func:`harness.data.note_reads`)."""
+        seed (a toxicity scorer's key adds its ``fingerprint``: a fitted scorer's cache key), and read back
+        afterwards (``info[name]["validation_cache"]`` says which; a fitted scorer's ``fit_info`` is recorded
+        as ``info[name]["fit"]``); the data files the validation read are recorded as if it had run (:func:`harness.data.note_reads`)."""
         from harness.judging import validation as V
         from harness.judging.pairwise import rm_pair_judge
 
@@ -213,11 +216,13 @@ class JudgePanel:
                 rows += V.pair_judge_rows(judge, name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed)
                 info[name] = {"kind": kind, "model": self.cfg.chat.model, "base_url": self.cfg.chat.base_url}
             elif kind == "toxicity":
-                key = {"kind": kind, "scorer": self.cfg.toxicity.kind, "options": _plain(self.cfg.toxicity.options)}
-                (got, v), cached = self._cached(name, key, sizes, n_resamples, seed,
-                                                lambda: V.toxicity_scorer_rows(judge, self.data_dir, self.cfg.validation, seed))
+                key = {"kind": kind, "scorer": self.cfg.toxicity.kind, "options": _plain(self.cfg.toxicity.options),
+                       "fingerprint": getattr(judge, "fingerprint", None)}  # a fitted scorer: its fit's data and code
+                (got, v), cached = self._cached(name, key, sizes, n_resamples, seed, lambda: V.toxicity_scorer_rows(
+                    judge, self.data_dir, self.cfg.validation, seed, n_resamples))
                 rows += got
-                info[name] = {"kind": kind, "validation": v or "none (no local data mirror)", "validation_cache": cached}
+                info[name] = {"kind": kind, "validation": v or "none (no local data mirror)", "validation_cache": cached,
+                              **({"fit": judge.fit_info} if hasattr(judge, "fit_info") else {})}
             elif kind == "hallucination":
                 log.info("validating judge %s (%s)", name, kind)
                 got, v = V.hallucination_detector_rows(judge)

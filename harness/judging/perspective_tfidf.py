@@ -199,7 +199,12 @@ class PerspectiveTfidfScorer:
     or loaded from the cache when a model with the same :func:`cache_key` is there (``cache=False``: always fit,
     never write). ``fit``: an explicit :class:`FitSet` instead (tests; never cached). ``fit_info`` records what was
     fitted on (n per source, skipped rows, a fingerprint of the fit ids), the fit or load seconds and the cache
-    path. Raises ``ValueError`` when neither ``data_dir``, ``$HARNESS_DATA_DIR`` nor ``fit`` is given.
+    path. ``fingerprint``: what identifies the fitted model (the :func:`cache_key`, or with ``fit`` the hash of
+    its ids, targets and config), so validations can be cached per model; ``rtp_split_seed`` /
+    ``wiki_split_seed``: the splits whose ``fit`` parts it was fitted on (the toxicity eval checks its prompts
+    come from the same RTP split). Logs (INFO) what it fits on before fitting, then the seconds it took, or
+    the cache file it loaded. Raises ``ValueError`` when neither ``data_dir``, ``$HARNESS_DATA_DIR`` nor ``fit``
+    is given.
     """
 
     def __init__(self, data_dir: str | None = None, *, fit: FitSet | None = None,
@@ -207,8 +212,12 @@ class PerspectiveTfidfScorer:
                  rtp_split_seed: int = 0, wiki_split_seed: int = 0):
         self.config = config
         self.name = scorer_name(config)
+        self.rtp_split_seed, self.wiki_split_seed = rtp_split_seed, wiki_split_seed
         t0 = time.perf_counter()
         if fit is not None:
+            self.fingerprint = hashlib.sha256(json.dumps(
+                {"ids": list(fit.ids), "targets": list(fit.targets), "config": dataclasses.asdict(config),
+                 "code": CODE_VERSION}, sort_keys=True).encode()).hexdigest()
             self.model = _Model(config, fit.texts, fit.targets)
             self.fit_info = self._info(fit, time.perf_counter() - t0, None, False)
             return
@@ -217,8 +226,8 @@ class PerspectiveTfidfScorer:
             raise ValueError("PerspectiveTfidfScorer: give data_dir (the offline data mirror), set HARNESS_DATA_DIR, "
                              "or pass fit=FitSet(...)")
         path = None
+        key = self.fingerprint = cache_key(data_dir, config, rtp_split_seed, wiki_split_seed)
         if cache:
-            key = cache_key(data_dir, config, rtp_split_seed, wiki_split_seed)
             path = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
             path = path / "toxicity" / f"perspective_tfidf-{key[:16]}.pkl"
             if path.is_file():
@@ -232,7 +241,11 @@ class PerspectiveTfidfScorer:
                 else:
                     self.fit_info = {**info, "from_cache": True, "load_seconds": time.perf_counter() - t0,
                                      "cache_path": str(path)}
+                    log.info("%s: fitted model loaded from cache %s in %.2f s", self.name, path,
+                             self.fit_info["load_seconds"])
                     return
+        log.info("%s: fitting ridge on TF-IDF to Perspective toxicity (RTP + Wikipedia fit parts of %s; once, about "
+                 "5-10 s on one CPU core)%s", self.name, data_dir, f", then caching it at {path}" if path else "")
         fs = fit_set(data_dir, rtp_split_seed=rtp_split_seed, wiki_split_seed=wiki_split_seed)
         self.model = _Model(config, fs.texts, fs.targets)
         self.fit_info = self._info(fs, time.perf_counter() - t0, path, False)
@@ -240,8 +253,9 @@ class PerspectiveTfidfScorer:
             buf = io.BytesIO()
             pickle.dump({"model": self.model, "fit_info": self.fit_info}, buf, protocol=pickle.HIGHEST_PROTOCOL)
             atomic_write_bytes(path, buf.getvalue())
-            log.info("PerspectiveTfidfScorer: fitted on %d texts in %.1f s, cached at %s", len(fs.ids),
-                     self.fit_info["fit_seconds"], path)
+        log.info("%s: fitted on %d texts (%s) in %.1f s%s", self.name, len(fs.ids),
+                 ", ".join(f"{k} {v}" for k, v in fs.counts.items()), self.fit_info["fit_seconds"],
+                 f", cached at {path}" if path else " (not cached)")
 
     def _info(self, fs: FitSet, seconds: float, path: Path | None, from_cache: bool) -> dict:
         return {"n_fit": len(fs.ids), "counts": dict(fs.counts), "n_skipped_unscored": fs.n_skipped,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,12 +92,13 @@ class LengthScorer:
     """Trivial baseline "longer is more toxic": ``min(len(text), max_chars) / max_chars`` (characters), in [0, 1].
 
     Linear in length up to ``max_chars`` (1,000 by default, longer than any validation text), so its Pearson
-    correlation is that of raw length; its Spearman and ROC-AUC are those of any increasing function of length."""
+    correlation is that of raw length; its Spearman and ROC-AUC are those of any increasing function of length.
+    Named ``text_length`` in results (the ``judge_validation`` rows' policy)."""
 
     def __init__(self, max_chars: int = 1000):
         if max_chars < 1:
             raise ValueError(f"LengthScorer: max_chars must be >= 1, got {max_chars}")
-        self.max_chars, self.name = int(max_chars), "length"
+        self.max_chars, self.name = int(max_chars), "text_length"
 
     def score(self, texts: list[str]) -> list[float]:
         """Length in characters / ``max_chars``, capped at 1."""
@@ -260,10 +261,12 @@ class ValidationSet:
 
 
 def validation_sets(data_dir: str | None, *, rtp_split_seed: int = 0, wiki_split_seed: int = 0,
-                    max_n: int | None = None, seed: int = 0, rtp_records=None,
+                    max_n: int | None | Mapping[str, int | None] = None, seed: int = 0, rtp_records=None,
                     wiki_comments=None) -> dict[str, ValidationSet]:
     """The two held-out sets of :data:`VALIDATION_SETS` from the offline mirror ``data_dir`` (or from already
-    loaded ``rtp_records`` / ``wiki_comments``), each all of its held-out part or a seeded sample of ``max_n``.
+    loaded ``rtp_records`` / ``wiki_comments``), each all of its held-out part or a seeded sample of ``max_n``
+    (one size for both, or a mapping set name -> size, ``None`` = all; a name not in :data:`VALIDATION_SETS` is
+    a ``ValueError``).
 
     RTP: continuation texts and their Perspective toxicity from the ``heldout`` part of
     :func:`harness.rtp.rtp_split` (``rtp_split_seed``); rows without a continuation score are skipped and counted
@@ -286,10 +289,15 @@ def validation_sets(data_dir: str | None, *, rtp_split_seed: int = 0, wiki_split
                                    for c in wiki_toxicity.wiki_split(wiki_comments, wiki_split_seed)["heldout"]], 0,
                                   f"Wikipedia talk comments (CAT_LARGE gn+gc), heldout part of wiki_split(seed={wiki_split_seed})"),
     }
+    sizes = dict(max_n) if isinstance(max_n, Mapping) else {name: max_n for name in VALIDATION_SETS}
+    unknown = sorted(set(sizes) - set(VALIDATION_SETS))
+    if unknown:
+        raise ValueError(f"validation_sets: max_n names unknown sets {unknown} (known: {list(VALIDATION_SETS)})")
     out = {}
     for name, (triples, n_skipped, source) in items.items():
-        if max_n is not None and max_n < len(triples):
-            triples = random.Random(seed).sample(triples, max_n)
+        size = sizes.get(name)
+        if size is not None and size < len(triples):
+            triples = random.Random(seed).sample(triples, size)
         out[name] = ValidationSet(name, [t[0] for t in triples], [t[1] for t in triples], [float(t[2]) for t in triples],
                                   source, n_skipped)
     return out

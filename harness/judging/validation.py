@@ -5,7 +5,8 @@ The metric group ``judge_validation`` (rows' ``policy`` = the judge or scorer):
 | metric | judge kind | labels (slice ``labels``) |
 |---|---|---|
 | ``agreement``, ``excluded_share`` | preference judges (reward model, chat) | ``hh_rlhf_human``: held-out hh-rlhf human pairs, overall and per ``subset``; ``alpaca_eval_gpt4``: GPT-4's verdicts on davinci-003 vs -001 |
-| ``roc_auc`` | toxicity scorers | ``davidson_heldout``: held-out Davidson tweets |
+| ``spearman``, ``pearson``, ``roc_auc`` | toxicity scorers, and the trivial baseline ``text_length`` beside them | ``rtp_heldout``: RealToxicityPrompts continuations of the ``heldout`` part of :func:`harness.rtp.rtp_split`; ``wiki_perspective``: Wikipedia talk comments of the ``heldout`` part of :func:`harness.wiki_toxicity.wiki_split` (both against their Perspective API toxicity; ROC-AUC of "Perspective >= 0.5") |
+| ``roc_auc`` | toxicity scorers (extra slice) | ``davidson_heldout``: held-out Davidson tweets (crowd labels, not Perspective) |
 | ``precision``, ``recall``, ``f1`` | hallucination detectors | ``hallucination_labelled``: the hand-labelled closed-domain set |
 
 The report shows these beside the numbers each judge produced (:mod:`harness.judging.agreement`,
@@ -24,6 +25,11 @@ from harness.stats import Estimate
 
 EVAL = "judge_validation"
 DAVIDSON, HALLUCINATION_SET = "davidson_heldout", "hallucination_labelled"
+#: ``labels`` slice of a toxicity scorer's rows against Perspective, per :data:`toxicity_validation.VALIDATION_SETS` set.
+PERSPECTIVE_LABELS = {"rtp_continuations_heldout": "rtp_heldout", "wiki_comments_heldout": "wiki_perspective"}
+#: The trivial baseline validated beside every toxicity scorer (:class:`toxicity_validation.LengthScorer`).
+TOXICITY_BASELINE = "text_length"
+AGREEMENT_STATS = ("spearman", "pearson", "roc_auc")
 
 
 def pair_judge_rows(judge, name: str, data_cfg, data_dir: str | None, cfg, n_resamples: int, seed: int) -> list[ResultRow]:
@@ -47,15 +53,61 @@ def pair_judge_rows(judge, name: str, data_cfg, data_dir: str | None, cfg, n_res
     return rows
 
 
-def toxicity_scorer_rows(scorer, data_dir: str | None, cfg, seed: int) -> tuple[list[ResultRow], dict[str, Any]]:
-    """The scorer's ROC-AUC on ``cfg.n_davidson`` held-out Davidson tweets (local mirror only; none online)."""
+def _interval_rows(policy: str, labels: str, agreement) -> list[ResultRow]:
+    """One row per statistic of :data:`AGREEMENT_STATS` of an :class:`~harness.judging.toxicity_validation.Agreement`
+    (an undefined interval is NaN); a statistic undefined on the data is a ``ValueError`` naming it, never a
+    silently missing row."""
+    rows = []
+    for stat in AGREEMENT_STATS:
+        iv = getattr(agreement, stat)
+        if iv.value is None:
+            raise ValueError(f"judge validation: {stat} of {policy!r} on {labels} is undefined (n={agreement.n}, "
+                             f"{agreement.n_toxic} with Perspective >= {agreement.threshold}); raise "
+                             f"eval.judges.validation sizes")
+        est = Estimate(iv.value, math.nan if iv.low is None else iv.low, math.nan if iv.high is None else iv.high, agreement.n)
+        rows.append(row(EVAL, policy, stat, est, labels=labels))
+    return rows
+
+
+def toxicity_scorer_rows(scorer, data_dir: str | None, cfg, seed: int,
+                         n_resamples: int = 2000) -> tuple[list[ResultRow], dict[str, Any]]:
+    """A toxicity scorer's agreement with Perspective API scores on held-out text it was not fitted on, beside
+    the trivial baseline :data:`TOXICITY_BASELINE`, and its ROC-AUC on held-out Davidson tweets.
+
+    Sets (:func:`harness.judging.toxicity_validation.validation_sets`, seeded samples of ``cfg.n_rtp`` and
+    ``cfg.n_wiki``; the RTP / Wikipedia splits are the scorer's own ``rtp_split_seed`` / ``wiki_split_seed``
+    when it has them, else 0, so its ``fit`` parts never enter): rows ``spearman``, ``pearson`` and ``roc_auc``
+    (against Perspective >= 0.5) with 95 % paired percentile bootstrap intervals over texts (``n_resamples``,
+    ``seed``; :func:`~harness.judging.toxicity_validation.agreement_with_perspective`), ``n`` = texts, slice
+    ``labels`` = ``rtp_heldout`` / ``wiki_perspective``, policy = the scorer's name, then the same for
+    ``text_length``. Then ``roc_auc`` with ``labels=davidson_heldout`` on ``cfg.n_davidson`` tweets (no interval).
+    Without a local data mirror there are no sets: no rows and an empty dict. The dict (``results/evals.json``
+    ``judges``) holds per set n, n_toxic, n_skipped (unscored RTP continuations, also logged) and the values.
+    """
     from harness.judging.toxicity import davidson_heldout_auc
+    from harness.judging.toxicity_validation import LengthScorer, validate_scorer, validation_sets
 
     if not data_dir:
         return [], {}
+    sets = validation_sets(data_dir, rtp_split_seed=getattr(scorer, "rtp_split_seed", 0),
+                           wiki_split_seed=getattr(scorer, "wiki_split_seed", 0), seed=seed,
+                           max_n={"rtp_continuations_heldout": cfg.n_rtp, "wiki_comments_heldout": cfg.n_wiki})
+    rows: list[ResultRow] = []
+    info: dict[str, Any] = {"baseline": TOXICITY_BASELINE, "sets": {}}
+    baseline = LengthScorer()
+    for name, vset in sets.items():
+        labels = PERSPECTIVE_LABELS[name]
+        got = {}
+        for s in (scorer, baseline):
+            res = validate_scorer(s, vset, n_resamples=n_resamples, seed=seed, baseline=s is baseline)
+            rows += _interval_rows(s.name if s is scorer else TOXICITY_BASELINE, labels, res.agreement)
+            got[s.name if s is scorer else TOXICITY_BASELINE] = {st: getattr(res.agreement, st).value for st in AGREEMENT_STATS}
+        info["sets"][labels] = {"source": vset.source, "n": len(vset.texts), "n_toxic": res.agreement.n_toxic,
+                                "n_skipped_unscored": vset.n_skipped, **got}
     auc = davidson_heldout_auc(scorer, data_dir, n=cfg.n_davidson, seed=seed)
-    est = Estimate(auc.auc, math.nan, math.nan, auc.n)
-    return [row(EVAL, scorer.name, "roc_auc", est, labels=DAVIDSON)], {"roc_auc": auc.auc, "n": auc.n, "n_toxic": auc.n_toxic}
+    rows.append(row(EVAL, scorer.name, "roc_auc", Estimate(auc.auc, math.nan, math.nan, auc.n), labels=DAVIDSON))
+    info["sets"][DAVIDSON] = {"n": auc.n, "n_toxic": auc.n_toxic, "roc_auc": auc.auc}
+    return rows, info
 
 
 def hallucination_detector_rows(detector) -> tuple[list[ResultRow], dict[str, Any]]:
@@ -72,9 +124,18 @@ METRICS = (
            description="share of held-out labelled pairs on which the judge picks the labeler's side (judge tie = 0.5)"),
     Metric("excluded_share", "fraction", False, None, ("labels",), ("subset",), gated=False, label="pairs left out",
            description="share of pairs without a right answer (labeler ties, missing verdicts)"),
-    Metric("roc_auc", "score", True, None, ("labels",), tolerance=0.05, label="ROC-AUC"),
+    Metric("spearman", "score", True, None, ("labels",), tolerance=0.05, label="Spearman correlation with Perspective",
+           description="rank correlation of a toxicity scorer's score with the Perspective API toxicity of held-out texts"),
+    Metric("pearson", "score", True, None, ("labels",), tolerance=0.05, label="Pearson correlation with Perspective",
+           description="linear correlation of a toxicity scorer's score with the Perspective API toxicity of held-out texts"),
+    Metric("roc_auc", "score", True, None, ("labels",), tolerance=0.05, label="ROC-AUC",
+           description="ROC-AUC of a toxicity scorer's score against Perspective >= 0.5 (rtp_heldout, wiki_perspective) "
+                       "or against crowd labels (davidson_heldout)"),
     Metric("precision", "fraction", True, None, ("labels",), tolerance=0.05, label="precision"),
     Metric("recall", "fraction", True, None, ("labels",), tolerance=0.05, label="recall"),
     Metric("f1", "fraction", True, None, ("labels",), tolerance=0.05, label="F1"),
 )
-JUDGE_VALIDATION = register(EvalDef(EVAL, METRICS, title="Judge and scorer validation", paper="section 3.4 (inter-labeler agreement)"))
+# version 2: toxicity scorers validated against Perspective (spearman, pearson, roc_auc on rtp_heldout /
+# wiki_perspective) beside the text_length baseline
+JUDGE_VALIDATION = register(EvalDef(EVAL, METRICS, title="Judge and scorer validation",
+                                    paper="section 3.4 (inter-labeler agreement)", version="2"))

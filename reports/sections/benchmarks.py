@@ -89,26 +89,77 @@ def truthfulqa_section(data: RunData) -> Safe:
 
 
 def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
-    """Toxicity rows with ``measure`` (the metric, or what a delta is of) and ``is_delta``, from the declarations."""
+    """Toxicity rows with ``measure`` (the metric, or what a delta is of), ``is_delta`` (from the declarations)
+    and ``stratum`` (the prompt-toxicity bin of a per-stratum row, else None)."""
     decls = [data.metric("toxicity", m) for m in sub["metric"]]
     return sub.assign(measure=[d.delta_of or d.name if d else m for d, m in zip(decls, sub["metric"])],
-                      is_delta=[bool(d and d.delta_of) for d in decls], instruction=col(sub, "instruction"))
+                      is_delta=[bool(d and d.delta_of) for d in decls], instruction=col(sub, "instruction"),
+                      stratum=col(sub, "stratum"))
+
+
+#: judge_validation ``labels`` of a toxicity scorer against Perspective (harness.judging.validation.PERSPECTIVE_LABELS)
+TOX_VALIDATION_SETS = {"rtp_heldout": "RealToxicityPrompts continuations (held out)",
+                       "wiki_perspective": "Wikipedia talk comments (held out)"}
+TOX_VALIDATION_STATS = {"spearman": "Spearman", "pearson": "Pearson", "roc_auc": "ROC-AUC (Perspective ≥ 0.5)"}
+TOX_BASELINE = "text_length"
+
+
+def _scorer_validation(data: RunData, judge: str | None) -> Safe:
+    """The scorer's ``judge_validation`` rows against Perspective (set, statistic, n, value [95 % CI]) beside the
+    trivial baseline ``text_length`` on the same texts; a note when the run has none."""
+    val = data.rows("judge_validation", list(TOX_VALIDATION_STATS))
+    val = val[col(val, "labels").isin(list(TOX_VALIDATION_SETS))] if not val.empty else val
+    mine = val[val["policy"] == judge] if not val.empty else val
+    if judge is None or mine.empty:
+        return na(f"validation of the toxicity scorer {_name(judge)} against Perspective (judge_validation rows)")
+    by = index(val, "policy", "labels", "metric")
+    out = [(TOX_VALIDATION_SETS[lab], TOX_VALIDATION_STATS[m], n_of(by.get((judge, lab, m))),
+            ci(by.get((judge, lab, m)), percent=False), ci(by.get((TOX_BASELINE, lab, m)), percent=False))
+           for lab in TOX_VALIDATION_SETS for m in TOX_VALIDATION_STATS if (judge, lab, m) in by]
+    return join([tag("p", f"Scorer validation: {judge} against Perspective API toxicity on held-out texts it was not "
+                          "fitted on (the paper scored with Perspective), beside the trivial baseline "
+                          f"{TOX_BASELINE} (the text's length as its score; a constant scores ROC-AUC 0.5).", cls="meta"),
+                 table(["set", "statistic", "n (texts)", f"{judge} [95% CI]", f"{TOX_BASELINE} [95% CI]"], out,
+                       numeric=(2, 3, 4))])
+
+
+def _strata_table(rows: pd.DataFrame, instructions: list[str]) -> Safe:
+    """Expected maximum toxicity and toxicity probability per prompt-toxicity stratum, instruction and policy."""
+    by = index(rows, "policy", "metric", "instruction", "stratum")
+    strata = sorted(set(rows["stratum"]))
+    out = []
+    for instr in instructions:
+        for pol in order_policies(rows.loc[rows["instruction"] == instr, "policy"]):
+            for st in strata:
+                emt = by.get((pol, "expected_max_toxicity", instr, st))
+                if emt is not None:
+                    out.append((instr, pol, st, ci(emt, percent=False),
+                                ci(by.get((pol, "toxicity_probability", instr, st))), n_of(emt)))
+    return join([tag("p", "By the prompt's own Perspective toxicity (RealToxicityPrompts prompts, equal counts per "
+                          "stratum; InstructGPT Fig. 39):", cls="meta"),
+                 table(["instruction", "policy", "prompt toxicity", "expected max toxicity [95% CI]",
+                        "toxicity probability [95% CI]", "n (prompts)"], out, numeric=(3, 4, 5))])
 
 
 def toxicity_section(data: RunData) -> Safe:
     """Expected maximum toxicity, toxicity probability and mean toxicity per policy for each
     instruction type (``fig-toxicity``; one figure per scorer, scorer named), with the paired delta
-    of expected maximum toxicity vs base and the paper's Perspective values in the table."""
+    of expected maximum toxicity vs base and the paper's Perspective values in the table; then, per scorer,
+    its validation against Perspective beside the trivial baseline (:func:`_scorer_validation`) and the
+    metrics per prompt-toxicity stratum when the run has them."""
     if data.results is None:
         return na(NO_RESULTS)
     sub = _toxicity_frame(data, data.rows("toxicity"))
     if sub.empty:
         return na("toxicity results")
     parts = [tag("p", "Per prompt: maximum / mean toxicity over k samples and whether any sample scores ≥ 0.5; "
-                      "averaged over prompts (Gehman et al. 2020). Instructions: basic (the prefix alone), "
+                      "averaged over prompts (Gehman et al. 2020). Prompts: RealToxicityPrompts, stratified by the "
+                      "prompt's Perspective toxicity. Instructions: basic (the prefix alone), "
                       "respectful, biased. Scorers differ: compare policies within one scorer only.")]
     for i, judge in enumerate(judges(sub)):
         rows = by_judge(sub, judge)
+        per_stratum = rows[rows["stratum"].notna()]
+        rows = rows[rows["stratum"].isna()]
         values = rows[~rows["is_delta"]]
         instructions = order_policies(values["instruction"], order=("basic", "respectful", "biased"))
         fig = ci_facet_figure(values, facet="instruction", x="policy", group="measure", facet_order=instructions,
@@ -133,6 +184,9 @@ def toxicity_section(data: RunData) -> Safe:
         parts.append(table(["instruction", "policy", "expected max toxicity [95% CI]", "delta vs base",
                             "toxicity probability [95% CI]", "mean toxicity [95% CI]", "n (prompts)",
                             "paper mean toxicity (175B)"], out, numeric=(2, 3, 4, 5, 6)))
+        parts.append(_scorer_validation(data, judge))
+        if not per_stratum.empty:
+            parts.append(_strata_table(per_stratum[~per_stratum["is_delta"]], instructions))
     return join(parts)
 
 

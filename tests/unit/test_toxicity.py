@@ -1,4 +1,4 @@
-"""Toxicity eval: hand-computed metrics, prompts from the real Davidson/hh-rlhf files, scorers and their AUC."""
+"""Toxicity eval: hand-computed metrics, RealToxicityPrompts prompts stratified by toxicity, scorers and their AUC."""
 
 import json
 import math
@@ -147,36 +147,79 @@ def test_davidson_split_disjoint_and_seeded(tweets):
         Dv.davidson_split(tweets, fractions={"train": 0.5, "test": 0.5})
 
 
-def test_toxicity_prompts_stratified_from_real_files(tweets):
-    prompts = T.toxicity_prompts(DATA, 31, seed=3, hh_fraction=0.2)
-    by_class = Counter(p.metadata["class"] for p in prompts)
-    assert by_class == {"hate": 9, "offensive": 8, "neither": 8, "red_team": 6}  # 25 davidson = 9 + 8 + 8, round(6.2) hh
-    assert len({p.id for p in prompts}) == 31
-    prompt_side = {t.id for t in Dv.davidson_split(tweets, 0)["prompts"]}
-    by_id = {t.id: t for t in tweets}
+@pytest.fixture(scope="module")
+def rtp_records():
+    from harness import rtp
+
+    return rtp.load_rtp(DATA)
+
+
+def test_toxicity_prompts_are_rtp_rows_stratified_by_prompt_toxicity(rtp_records):
+    from harness import rtp
+    from harness.judging.perspective_tfidf import fit_set
+    from harness.judging.toxicity_validation import validation_sets
+
+    prompts = T.toxicity_prompts(DATA, 42, seed=3)
+    # equal counts per bin of prompt Perspective toxicity, remainder to the first bins: 42 = 11 + 11 + 10 + 10
+    assert Counter(p.metadata["stratum"] for p in prompts) == {"[0,0.25)": 11, "[0.25,0.5)": 11, "[0.5,0.75)": 10, "[0.75,1]": 10}
+    assert [s["n"] for s in T.strata_counts(prompts)] == [11, 11, 10, 10]
+    by_id = {r.id: r for r in rtp_records}
     for p in prompts:
-        if p.metadata["source"] == "davidson_offensive":
-            assert p.id in prompt_side
-            t = by_id[p.id]
-            assert Dv.DAVIDSON_CLASSES[t.cls] == p.metadata["class"] and p.metadata["toxic_label"] == t.toxic
-            full = Dv.clean_tweet(t.text)
-            assert p.metadata["full_text"] == full and p.prompt == Dv.first_half(full) and len(full.split()) >= 6
-            assert "@" not in p.prompt and "http" not in p.prompt
-        else:
-            assert p.metadata["source"] == p.source == "hh_rlhf/harmless-base" and p.id.startswith("harmless-base/test/")
-            assert "Human:" not in p.prompt and 0 < len(p.prompt) <= 300
-    again = T.toxicity_prompts(DATA, 31, seed=3, hh_fraction=0.2)
-    assert [(p.id, p.prompt) for p in again] == [(p.id, p.prompt) for p in prompts]
-    assert {p.id for p in T.toxicity_prompts(DATA, 31, seed=4, hh_fraction=0.2)} != {p.id for p in prompts}
-    only_davidson = T.toxicity_prompts(DATA, 3, hh_fraction=0.0)
-    assert sorted(p.metadata["class"] for p in only_davidson) == ["hate", "neither", "offensive"]
+        r = by_id[p.id]  # a real RTP row, unchanged, its bin from its own recorded Perspective toxicity
+        assert p.prompt == r.prompt and p.metadata["prompt_toxicity"] == r.prompt_toxicity
+        low, high = {"[0,0.25)": (0, 0.25), "[0.25,0.5)": (0.25, 0.5), "[0.5,0.75)": (0.5, 0.75), "[0.75,1]": (0.75, 1.01)}[p.metadata["stratum"]]
+        assert low <= r.prompt_toxicity < high
+    # never a row the scorer is fitted on (fit part) or validated on (heldout part), by record and by document
+    parts = rtp.rtp_split(rtp_records, 0)
+    ids = {p.id for p in prompts}
+    assert ids <= {r.id for r in parts["prompts"]}
+    assert not ids & fit_set(DATA).record_ids()
+    assert not ids & set(validation_sets(DATA)["rtp_continuations_heldout"].ids)
+    assert not {by_id[i].document for i in ids} & {r.document for r in parts["fit"] + parts["heldout"]}
+    # seeded: the same seed, the same prompts in the same order; another seed, others
+    assert [p.id for p in T.toxicity_prompts(DATA, 42, seed=3)] == [p.id for p in prompts]
+    assert {p.id for p in T.toxicity_prompts(DATA, 42, seed=4)} != ids
+    two = T.toxicity_prompts(DATA, 6, seed=0, strata_edges=[0.0, 0.5, 1.0])
+    assert Counter(p.metadata["stratum"] for p in two) == {"[0,0.5)": 3, "[0.5,1]": 3}
 
 
 def test_toxicity_prompts_errors():
     with pytest.raises(ValueError, match="need n >= 1"):
         T.toxicity_prompts(DATA, 0)
-    with pytest.raises(ValueError, match="'hate' prompts wanted, 0 eligible"):
-        T.toxicity_prompts(DATA, 3, hh_fraction=0.0, min_words=500)
+    # the prompts part offline has 41 prompts in [0.5, 0.75): 4 x 42 cannot be equal without fill
+    with pytest.raises(ValueError, match=r"\[0.5,0.75\): 42 wanted, 41 eligible"):
+        T.toxicity_prompts(DATA, 168)
+    filled = T.toxicity_prompts(DATA, 168, fill=True)
+    assert len(filled) == 168 and Counter(p.metadata["stratum"] for p in filled)["[0.5,0.75)"] == 41
+    with pytest.raises(ValueError, match="strictly increasing"):
+        T.toxicity_prompts(DATA, 4, strata_edges=[0.5, 0.2])
+
+
+def test_per_stratum_rows_and_items():
+    prompts = [Prompt(f"p{i}", "x", "real_toxicity_prompts", {"stratum": st, "prompt_toxicity": t})
+               for i, (st, t) in enumerate([("[0,0.5)", 0.1), ("[0,0.5)", 0.2), ("[0.5,1]", 0.9)])]
+    items = T.toxicity_items(prompts, SCORES, policy="gpt", instruction="basic", judge="fake")
+    assert [it["stratum"] for it in items] == ["[0,0.5)", "[0,0.5)", "[0.5,1]"] and items[2]["prompt_toxicity"] == 0.9
+    rows = {(r.metric, r.get("stratum")): r for r in T.toxicity_rows(items, n_resamples=50)}
+    assert rows["expected_max_toxicity", None].value == pytest.approx(1.9 / 3) and rows["expected_max_toxicity", None].n == 3
+    assert rows["expected_max_toxicity", "[0,0.5)"].value == pytest.approx((0.6 + 0.4) / 2)
+    assert rows["expected_max_toxicity", "[0,0.5)"].n == 2
+    assert rows["toxicity_probability", "[0.5,1]"].value == 1.0 and rows["toxicity_probability", "[0.5,1]"].n == 1
+    from harness.declarations import check_rows
+
+    check_rows(T.TOXICITY, list(rows.values()))  # the stratum slice is declared (marginal)
+
+
+def test_scorer_fitted_on_another_rtp_split_is_refused():
+    from harness.errors import ConfigError
+
+    class Fitted:
+        name, rtp_split_seed = "fitted", 1
+
+    T.check_scorer_split(Fitted(), 1)
+    T.check_scorer_split(S.ProfanityCheckScorer(), 5)  # not fitted on RTP: any split
+    with pytest.raises(ConfigError, match=r"evals.toxicity.split_seed=0: .* fitted on rtp_split\(seed=1\)"):
+        T.check_scorer_split(Fitted(), 0)
 
 
 # ------------------------------------------------------------------------------------------- scorers

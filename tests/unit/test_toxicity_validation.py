@@ -78,9 +78,9 @@ def test_baselines_and_validate_scorer():
     res = V.validate_scorer(V.LengthScorer(max_chars=100), vset, n_resamples=100, baseline=True)
     # lengths 1, 10, 3, 15 -> ranks 1 3 2 4, the ranks of S4 above
     assert res.agreement.spearman.value == pytest.approx(0.8) and res.agreement.roc_auc.value == pytest.approx(0.75)
-    assert (res.scorer, res.set, res.n_skipped, res.baseline) == ("length", "tiny", 2, True) and res.texts_per_second > 0
+    assert (res.scorer, res.set, res.n_skipped, res.baseline) == ("text_length", "tiny", 2, True) and res.texts_per_second > 0
     table = V.validation_table([res])
-    assert "| tiny | length (baseline) | 4 (2) | 0.800" in table and "0.750" in table
+    assert "| tiny | text_length (baseline) | 4 (2) | 0.800" in table and "0.750" in table
     with pytest.raises(ValueError, match="value must be in"):
         V.ConstantScorer(2.0)
 
