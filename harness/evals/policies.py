@@ -14,7 +14,7 @@ format (in CSV an empty cell is an absent field, ``references`` a JSON list), ar
 
 * ``id``: the item's id in the eval that ``eval`` names (so a record with ``id`` needs ``eval``): the
   TruthfulQA question index (0-816, the row in ``TruthfulQA.csv``), the toxicity item
-  ``<instruction type>/<prompt id>`` (e.g. ``respectful/davidson/23692``), an AlpacaEval or
+  ``<instruction type>/<prompt id>`` (e.g. ``respectful/nontoxic.jsonl:724``), an AlpacaEval or
   closed-domain prompt id, an lm-eval task's doc id (its position in the task's evaluation split);
 * ``eval``: the eval the record is for (``winrate``, ``likert``, ``truthfulqa``, ``toxicity``,
   ``hallucination``) or, for the alignment tax, the lm-eval task (``squadv2``, ``drop``,

@@ -29,7 +29,8 @@ SMALL = ["data.n_eval_prompts=6", "data.n_sft_train=8", "data.n_sft_val=2", "eva
          "evals.winrate.decoding.max_new_tokens=6", "eval.judges.validation.n_hh_pairs=3", "eval.judges.validation.n_gpt4_pairs=8",
          "evals.truthfulqa.n=3", "evals.truthfulqa.mc_limit=3", "evals.truthfulqa.decoding.max_new_tokens=6",
          "evals.toxicity.n=4", "evals.toxicity.decoding.max_new_tokens=5", "evals.toxicity.num_samples=2",
-         "eval.judges.validation.n_davidson=300", "evals.hallucination.n=3", "evals.hallucination.decoding.max_new_tokens=6",
+         "eval.judges.validation.n_davidson=300", "eval.judges.validation.n_rtp=120", "eval.judges.validation.n_wiki=400",
+         "evals.hallucination.n=3", "evals.hallucination.decoding.max_new_tokens=6",
          "evals.alignment_tax.limit=4", "evals.likert.n_calibration=14"]
 CHECKPOINTS = ("base", "sft")
 
@@ -105,7 +106,9 @@ def test_judges_are_validated_against_humans(first_run):
     assert [r.value for r in results.paper if r.eval == "judge_validation"] == [0.726]
     assert all(r.run_id == "r1" for r in results.rows) and len(results.rows) == len(rows)
     info = read_json(run_dir / "results" / "evals.json")["judges"]
-    assert info["helpful"]["kind"] == "reward_model" and info["profanity_check"]["kind"] == "toxicity"
+    assert info["helpful"]["kind"] == "reward_model" and info["perspective_tfidf_ridge"]["kind"] == "toxicity"
+    fit = info["perspective_tfidf_ridge"]["fit"]  # what the default scorer was fitted on, and how long it took
+    assert fit["n_fit"] > 10000 and ("load_seconds" in fit if fit["from_cache"] else fit["fit_seconds"] > 0)
 
 
 def test_likert_scores_and_flags(first_run):
@@ -138,16 +141,34 @@ def test_truthfulqa_generation_and_multiple_choice(first_run):
                                {"policy": "davinci001", "part": "mc", "reason": "MC: likelihood-only, not available for an outputs file"}]
 
 
-def test_toxicity_three_instructions_k_samples_and_scorer_auc(first_run):
+def test_toxicity_three_instructions_k_samples_rtp_strata_and_scorer_validation(first_run):
     run_dir, rows = first_run
     items = read_jsonl(run_dir / "results" / "toxicity_items.jsonl")
     assert {(it["policy"], it["instruction"]) for it in items} == {(p, i) for p in CHECKPOINTS for i in ("basic", "respectful", "biased")}
     assert all(it["k"] == 2 and it["max_toxicity"] == max(it["scores"]) for it in items)
-    emt = _rows(rows, eval="toxicity", policy="sft", metric="expected_max_toxicity", instruction="respectful")[0]
-    mine = [it["max_toxicity"] for it in items if it["policy"] == "sft" and it["instruction"] == "respectful"]
-    assert emt.value == pytest.approx(sum(mine) / len(mine)) and emt.get("judge") == "profanity_check"
+    # RealToxicityPrompts prompts, one per prompt-toxicity stratum (n=4, 4 bins), recorded in evals.json
+    assert {it["prompt_id"].split(":")[0] for it in items} <= {"challenging_toxic.jsonl", "nontoxic.jsonl"}
+    assert sorted({it["stratum"] for it in items}) == ["[0,0.25)", "[0.25,0.5)", "[0.5,0.75)", "[0.75,1]"]
+    info = read_json(run_dir / "results" / "evals.json")["evals"]["toxicity"]
+    assert [(s["stratum"], s["n"]) for s in info["strata"]] == [("[0,0.25)", 1), ("[0.25,0.5)", 1), ("[0.5,0.75)", 1), ("[0.75,1]", 1)]
+    assert info["scorer"] == "perspective_tfidf_ridge" and info["prompts"]["split"] == "prompts part of rtp_split(seed=0)"
+    assert info["version"] == "2" and set(info["data_files"]) >= {"real_toxicity_prompts/nontoxic.jsonl"}
+    for instr in ("basic", "respectful", "biased"):
+        emt = _rows(rows, eval="toxicity", policy="sft", metric="expected_max_toxicity", instruction=instr, stratum=None)[0]
+        mine = [it["max_toxicity"] for it in items if it["policy"] == "sft" and it["instruction"] == instr]
+        assert emt.value == pytest.approx(sum(mine) / len(mine)) and emt.get("judge") == "perspective_tfidf_ridge" and emt.n == 4
+        per = _rows(rows, eval="toxicity", policy="sft", metric="expected_max_toxicity", instruction=instr)
+        assert len(per) == 5 and sorted(r.n for r in per) == [1, 1, 1, 1, 4]  # overall + one row per stratum
+    # the scorer's validation against Perspective on held-out text, beside the trivial baseline
+    for labels, n in (("rtp_heldout", 120), ("wiki_perspective", 400)):
+        for policy in ("perspective_tfidf_ridge", "text_length"):
+            got = {r.metric: r for r in _rows(rows, eval="judge_validation", policy=policy, labels=labels)}
+            assert set(got) == {"spearman", "pearson", "roc_auc"} and all(r.n == n for r in got.values()), (policy, labels)
+        ours = _rows(rows, eval="judge_validation", policy="perspective_tfidf_ridge", labels=labels, metric="roc_auc")[0]
+        trivial = _rows(rows, eval="judge_validation", policy="text_length", labels=labels, metric="roc_auc")[0]
+        assert ours.value > 0.85 and ours.ci_low < ours.value < ours.ci_high and ours.value > trivial.value + 0.2
     auc = _rows(rows, eval="judge_validation", metric="roc_auc", labels="davidson_heldout")[0]
-    assert auc.n == 300 and auc.value > 0.9 and auc.policy == "profanity_check"
+    assert auc.n == 300 and auc.policy == "perspective_tfidf_ridge"
 
 
 def test_hallucination_and_alignment_tax(first_run):
@@ -182,7 +203,7 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     assert cache["generated"] == 0 and cache["misses"] == 0 and cache["hits"] > 0
     assert evals2["lm_eval_cache"]["misses"] == 0 and evals2["lm_eval_cache"]["hits"] > 0
     assert {n: j["validation_cache"] for n, j in evals2["judges"].items() if "validation_cache" in j} == {
-        "helpful": "hit", "harmless": "hit", "profanity_check": "hit"}
+        "helpful": "hit", "harmless": "hit", "perspective_tfidf_ridge": "hit"}
     # cached work records the data files it read, as the first run did (the regression gate compares them)
     assert {n: e["data_files"] for n, e in evals2["evals"].items()} == {n: e["data_files"] for n, e in evals1["evals"].items()}
     assert evals2["judge_validation"]["data_files"] == evals1["judge_validation"]["data_files"]

@@ -30,7 +30,8 @@ from reports.page_reader import section_html
 from reports.run_report import build_run_report
 
 pytestmark = pytest.mark.integration
-SMALL = ["eval.bootstrap_resamples=50", "eval.judges.validation.n_davidson=300", "evals.truthfulqa.n=3",
+SMALL = ["eval.bootstrap_resamples=50", "eval.judges.validation.n_davidson=300", "eval.judges.validation.n_rtp=100",
+         "eval.judges.validation.n_wiki=300", "evals.truthfulqa.n=3",
          "evals.truthfulqa.mc_limit=2", "evals.toxicity.n=3", "evals.toxicity.num_samples=2",
          "evals.toxicity.instructions=[basic,respectful]", "evals.toxicity.decoding.max_new_tokens=4"]
 
@@ -112,11 +113,11 @@ def test_toxicity_from_a_file_with_two_samples_per_prompt_beside_a_checkpoint(tm
         scores = [scorer.score(texts[instr, i]) for i in range(3)]  # the scorer's scores of the two samples
         emt = sum(max(s) for s in scores) / 3
         prob = sum(max(s) >= 0.5 for s in scores) / 3
-        got = {r.metric: r for r in _rows(rows, eval="toxicity", policy="f", instruction=instr)}
+        got = {r.metric: r for r in _rows(rows, eval="toxicity", policy="f", instruction=instr, stratum=None)}
         assert got["expected_max_toxicity"].value == pytest.approx(emt) and got["expected_max_toxicity"].n == 3
         assert got["toxicity_probability"].value == pytest.approx(prob)
         assert got["mean_toxicity"].value == pytest.approx(sum(sum(s) for s in scores) / 6)
-        base = _rows(rows, eval="toxicity", policy="base", metric="expected_max_toxicity", instruction=instr)[0]
+        base = _rows(rows, eval="toxicity", policy="base", metric="expected_max_toxicity", instruction=instr, stratum=None)[0]
         assert got["expected_max_toxicity_delta"].value == pytest.approx(emt - base.value)
     assert len({round(max(scorer.score(o)), 6) for o in texts.values()}) > 2  # the scores differ: the test can fail
     items = [it for it in read_jsonl(run_dir / "results" / "toxicity_items.jsonl") if it["policy"] == "f"]

@@ -165,3 +165,20 @@ def test_trainer_options_compose_typed(name):
         assert defaults.sft.lora.r == 0 and defaults.sft.residual_dropout is None and defaults.sft.group_by_length is True
     if "ppo" in defaults:
         assert defaults.ppo.value_head == "separate" and defaults.ppo.ptx_ratio is None
+
+
+def test_default_toxicity_scorer_is_perspective_tfidf_ridge_everywhere():
+    from harness.config import JudgesConfig
+
+    for name in ("eval", "pipeline"):
+        cfg = _compose(name)
+        assert cfg.eval.judges.toxicity.kind == "perspective_tfidf_ridge", name
+        assert "n_rtp" in cfg.eval.judges.validation and "n_wiki" in cfg.eval.judges.validation
+    assert JudgesConfig().toxicity.kind == "perspective_tfidf_ridge"  # the schema's default too
+    smoke = _compose("pipeline", ["pipeline=smoke"])
+    assert (smoke.eval.judges.validation.n_rtp, smoke.eval.judges.validation.n_wiki) == (200, 500)
+    tox = _compose("eval").evals.toxicity
+    assert tox.version == "2" and list(tox.strata) == [0.0, 0.25, 0.5, 0.75, 1.0] and tox.n == 160 and not tox.fill
+    kinds = {k: v["kind"] for k, v in OmegaConf.to_container(_compose("eval").eval.judges, resolve=True).items()
+             if isinstance(v, dict) and "kind" in v}
+    assert "davidson" not in kinds.values() and kinds["toxicity"] == "perspective_tfidf_ridge"
