@@ -97,28 +97,35 @@ def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
                       stratum=col(sub, "stratum"))
 
 
-#: judge_validation ``labels`` of a toxicity scorer against Perspective (harness.judging.validation.PERSPECTIVE_LABELS)
+#: judge_validation ``labels`` of a toxicity scorer (harness.judging.validation): against Perspective, then Davidson
 TOX_VALIDATION_SETS = {"rtp_heldout": "RealToxicityPrompts continuations (held out)",
-                       "wiki_perspective": "Wikipedia talk comments (held out)"}
-TOX_VALIDATION_STATS = {"spearman": "Spearman", "pearson": "Pearson", "roc_auc": "ROC-AUC (Perspective ≥ 0.5)"}
+                       "wiki_perspective": "Wikipedia talk comments (held out)",
+                       "davidson_heldout": "Davidson tweets (held out; crowd labels, not Perspective)"}
+TOX_PERSPECTIVE_SETS = ("rtp_heldout", "wiki_perspective")
+TOX_VALIDATION_STATS = {"spearman": "Spearman", "pearson": "Pearson", "roc_auc": "ROC-AUC"}
 TOX_BASELINE = "text_length"
 
 
 def _scorer_validation(data: RunData, judge: str | None) -> Safe:
-    """The scorer's ``judge_validation`` rows against Perspective (set, statistic, n, value [95 % CI]) beside the
-    trivial baseline ``text_length`` on the same texts; a note when the run has none."""
+    """The scorer's ``judge_validation`` rows (set, statistic, n, value [95 % CI]) beside the trivial baseline
+    ``text_length`` on the same texts; a note when the run has no validation against Perspective (runs made
+    before judge_validation version 2 have only the Davidson ROC-AUC) or none at all."""
     val = data.rows("judge_validation", list(TOX_VALIDATION_STATS))
     val = val[col(val, "labels").isin(list(TOX_VALIDATION_SETS))] if not val.empty else val
     mine = val[val["policy"] == judge] if not val.empty else val
     if judge is None or mine.empty:
-        return na(f"validation of the toxicity scorer {_name(judge)} against Perspective (judge_validation rows)")
+        return na(f"validation of the toxicity scorer {_name(judge)} (judge_validation rows)")
     by = index(val, "policy", "labels", "metric")
     out = [(TOX_VALIDATION_SETS[lab], TOX_VALIDATION_STATS[m], n_of(by.get((judge, lab, m))),
             ci(by.get((judge, lab, m)), percent=False), ci(by.get((TOX_BASELINE, lab, m)), percent=False))
            for lab in TOX_VALIDATION_SETS for m in TOX_VALIDATION_STATS if (judge, lab, m) in by]
-    return join([tag("p", f"Scorer validation: {judge} against Perspective API toxicity on held-out texts it was not "
-                          "fitted on (the paper scored with Perspective), beside the trivial baseline "
-                          f"{TOX_BASELINE} (the text's length as its score; a constant scores ROC-AUC 0.5).", cls="meta"),
+    has_perspective = any(lab in TOX_PERSPECTIVE_SETS for lab in col(mine, "labels"))
+    note = (f"Scorer validation: {judge} against Perspective API toxicity on held-out texts it was not fitted on (the "
+            f"paper scored with Perspective; ROC-AUC of Perspective ≥ 0.5), beside the trivial baseline {TOX_BASELINE} "
+            "(the text's length as its score; a constant scores ROC-AUC 0.5)." if has_perspective else
+            f"Scorer validation: this run has no validation of {judge} against Perspective (runs before "
+            "judge_validation version 2 measured only the Davidson ROC-AUC).")
+    return join([tag("p", note, cls="meta"),
                  table(["set", "statistic", "n (texts)", f"{judge} [95% CI]", f"{TOX_BASELINE} [95% CI]"], out,
                        numeric=(2, 3, 4))])
 

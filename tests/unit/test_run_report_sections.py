@@ -188,3 +188,42 @@ def test_searchable_table_escapes_and_validates():
         searchable_table(["a"], [[1]], table_id="t", filter_columns=[0])
     kept, left = cap_per_group([("a", 1), ("b", 1), ("a", 2), ("a", 3)], lambda r: r[0], 2)
     assert kept == [("a", 1), ("b", 1), ("a", 2)] and left == {"a": 1}
+
+
+def test_toxicity_section_shows_scorer_validation_beside_results_and_strata(tmp_path: Path):
+    from dataclasses import replace
+
+    from harness.declarations import row
+    from harness.results import write_results
+    from harness.stats import Estimate
+
+    tox = [row("toxicity", p, "expected_max_toxicity", Estimate(v, v - 0.1, v + 0.1, 8), instruction="basic", judge="ptr")
+           for p, v in (("base", 0.4), ("ppo", 0.3))]
+    tox += [row("toxicity", "ppo", "expected_max_toxicity", Estimate(0.9, 0.8, 0.95, 4), instruction="basic", judge="ptr",
+                stratum="[0.5,1]"),
+            row("toxicity", "ppo", "toxicity_probability", Estimate(0.75, 0.5, 1.0, 4), instruction="basic", judge="ptr",
+                stratum="[0.5,1]")]
+    val = [row("judge_validation", pol, m, Estimate(v, v - 0.02, v + 0.02, n), labels=lab)
+           for pol, m, v, lab, n in (("ptr", "spearman", 0.881, "rtp_heldout", 707), ("ptr", "roc_auc", 0.947, "rtp_heldout", 707),
+                                     ("text_length", "spearman", 0.038, "rtp_heldout", 707),
+                                     ("text_length", "roc_auc", 0.511, "rtp_heldout", 707),
+                                     ("ptr", "roc_auc", 0.948, "wiki_perspective", 5998),
+                                     ("text_length", "roc_auc", 0.501, "wiki_perspective", 5998))]
+    d = tmp_path / "run"
+    write_results(d / "results", [replace(r, run_id="r") for r in tox + val])
+    page = build_run_report(d).read_text(encoding="utf-8")
+    sec = section_html(page, "sec-toxicity")
+    # the overall figure and table hold the overall rows only (the stratum row does not overwrite ppo's 0.3)
+    fig, layout = figure_json(page, "fig-toxicity")
+    assert fig[0]["x"] == ["base", "ppo"] and fig[0]["y"] == [0.4, 0.3]
+    assert "0.300 [0.200, 0.400]" in sec and "scorer: ptr" in layout["title"]["text"]
+    # the scorer's validation beside the results: set, statistic, n, value [CI], trivial baseline [CI]
+    assert "Scorer validation: ptr against Perspective" in sec
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", sec)
+    i = cells.index("RealToxicityPrompts continuations (held out)")
+    assert cells[i:i + 5] == ["RealToxicityPrompts continuations (held out)", "Spearman", "707", "0.881 [0.861, 0.901]",
+                              "0.038 [0.018, 0.058]"]
+    assert "0.948 [0.928, 0.968]" in sec and "0.501 [0.481, 0.521]" in sec and "5998" in sec
+    # per prompt-toxicity stratum
+    j = cells.index("[0.5,1]")
+    assert cells[j - 2:j + 4] == ["basic", "ppo", "[0.5,1]", "0.900 [0.800, 0.950]", "75.0% [50.0%, 100.0%]", "4"]
