@@ -223,8 +223,9 @@ class PerspectiveTfidfScorer:
             return
         data_dir = data_dir or os.environ.get("HARNESS_DATA_DIR")
         if not data_dir:
-            raise ValueError("PerspectiveTfidfScorer: give data_dir (the offline data mirror), set HARNESS_DATA_DIR, "
-                             "or pass fit=FitSet(...)")
+            raise ValueError("PerspectiveTfidfScorer: give data_dir (the offline data mirror; its Wikipedia comments have "
+                             "no hub copy), set HARNESS_DATA_DIR, or pass fit=FitSet(...); without the mirror choose "
+                             "another scorer, e.g. eval.judges.toxicity.kind=perspective (API key) or detoxify")
         path = None
         key = self.fingerprint = cache_key(data_dir, config, rtp_split_seed, wiki_split_seed)
         if cache:

@@ -41,6 +41,7 @@ from tests.unit.test_toxicity import _tiny_detoxify_checkpoint
 pytestmark = pytest.mark.integration
 SMOKE_SIZES = ["data.n_eval_prompts=4", "eval.batch_size=4", "eval.bootstrap_resamples=50", "evals.winrate.decoding.max_new_tokens=6",
                "eval.judges.validation.n_hh_pairs=2", "eval.judges.validation.n_gpt4_pairs=4", "eval.judges.validation.n_davidson=60",
+               "eval.judges.validation.n_rtp=60", "eval.judges.validation.n_wiki=200",
                "evals.truthfulqa.n=2", "evals.truthfulqa.mc_limit=2", "evals.truthfulqa.decoding.max_new_tokens=4",
                "evals.toxicity.n=2", "evals.toxicity.decoding.max_new_tokens=4", "evals.toxicity.num_samples=1",
                "evals.hallucination.n=2", "evals.hallucination.decoding.max_new_tokens=6", "evals.alignment_tax.limit=2",
