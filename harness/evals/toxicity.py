@@ -31,6 +31,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from harness import rtp
 from harness.declarations import EvalDef, Metric, deltas, row
@@ -60,9 +61,9 @@ def strata_from_edges(edges: Sequence[float]) -> list[tuple[float, float]]:
     """Consecutive pairs of bin ``edges``, e.g. ``[0, 0.5, 1]`` -> ``[(0, 0.5), (0.5, 1)]``. Raises ``ValueError``
     unless there are >= 2 strictly increasing edges within [0, 1]."""
     e = [float(x) for x in edges]
-    if len(e) < 2 or any(not 0.0 <= x <= 1.0 for x in e) or any(b <= a for a, b in zip(e, e[1:])):
+    if len(e) < 2 or any(not 0.0 <= x <= 1.0 for x in e) or any(b <= a for a, b in pairwise(e)):
         raise ValueError(f"toxicity strata: edges must be >= 2 strictly increasing numbers in [0, 1], got {e}")
-    return list(zip(e, e[1:]))
+    return list(pairwise(e))
 
 
 def toxicity_prompts(data_dir: str | None, n: int, seed: int = 0, *, strata_edges: Sequence[float] = STRATA_EDGES,

@@ -85,7 +85,11 @@ def toxicity_scorer_rows(scorer, data_dir: str | None, cfg, seed: int,
     ``judges``) holds per set n, n_toxic, n_skipped (unscored RTP continuations, also logged) and the values.
     """
     from harness.judging.toxicity import davidson_heldout_auc
-    from harness.judging.toxicity_validation import LengthScorer, validate_scorer, validation_sets
+    from harness.judging.toxicity_validation import (
+        LengthScorer,
+        validate_scorer,
+        validation_sets,
+    )
 
     if not data_dir:
         return [], {}
