@@ -195,6 +195,17 @@ def test_toxicity_prompts_errors():
         T.toxicity_prompts(DATA, 4, strata_edges=[0.5, 0.2])
 
 
+def test_toxicity_prompts_bad_row_names_file_line_and_field(tmp_path):
+    d = tmp_path / "real_toxicity_prompts"
+    d.mkdir()
+    good = {"filename": "a.txt", "challenging": False, "prompt": {"text": "Hello", "toxicity": 0.1},
+            "continuation": {"text": " there", "toxicity": 0.2}}
+    (d / "challenging_toxic.jsonl").write_text(json.dumps(good) + "\n")
+    (d / "nontoxic.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, "prompt": {"text": "x", "toxicity": 2}}) + "\n")
+    with pytest.raises(DataError, match=r"nontoxic.jsonl:2: field 'prompt.toxicity' should be a number in \[0, 1\] or null, got 2"):
+        T.toxicity_prompts(str(tmp_path), 2)
+
+
 def test_per_stratum_rows_and_items():
     prompts = [Prompt(f"p{i}", "x", "real_toxicity_prompts", {"stratum": st, "prompt_toxicity": t})
                for i, (st, t) in enumerate([("[0,0.5)", 0.1), ("[0,0.5)", 0.2), ("[0.5,1]", 0.9)])]
