@@ -199,6 +199,11 @@ class JudgePanel:
         rows: list = []
         info: dict[str, Any] = {}
         sizes = _plain(self.cfg.validation)
+        if any(kind in ("reward_model", "chat") for kind, _ in self.used):  # the trivial baseline beside every pair judge
+            (got, _), cached = self._cached(V.LONGER_OUTPUT, {"kind": "pair_baseline"}, sizes, n_resamples, seed, lambda: (
+                V.pair_baseline_rows(self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed), {}))
+            rows += got
+            info[V.LONGER_OUTPUT] = {"kind": "trivial_baseline", "validation_cache": cached}
         for (kind, name), judge in list(self.used.items()):
             if kind == "reward_model":
                 key = {"kind": kind, "fingerprint": judge.fingerprint, "max_length": judge.max_length,

@@ -22,6 +22,7 @@ from reports.sections.common import (
     na,
     slug,
 )
+from reports.sections.trust import trust_table
 
 TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "outputs_file": "outputs file (answers as given)"}
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
@@ -75,7 +76,7 @@ def truthfulqa_section(data: RunData) -> Safe:
     mc = sub[sub["metric"].isin(["mc1", "mc2"])]
     if mc.empty:
         parts.append(na("TruthfulQA multiple-choice results (MC1/MC2)"))
-        return join(parts)
+        return join(parts + [_tqa_trust(data)])
     parts.append(figure_div(ci_facet_figure(mc, x="policy", group="metric", group_labels={"mc1": "MC1", "mc2": "MC2"},
                                             title="TruthfulQA multiple choice (MC1, MC2; lm-eval likelihoods)",
                                             y_title="score", legend_title="metric"), "fig-truthfulqa-mc"))
@@ -85,7 +86,12 @@ def truthfulqa_section(data: RunData) -> Safe:
             n_of(by.get((pol, "mc1")), by.get((pol, "mc2")))) for pol in order_policies(mc["policy"])]
     parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
                        out, numeric=(1, 2, 3, 4, 5)))
+    parts.append(_tqa_trust(data))
     return join(parts)
+
+
+def _tqa_trust(data: RunData) -> Safe:
+    return trust_table(data, ("truthfulness",), "the truthful / informative scores: the scorer's validation")
 
 
 def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
@@ -133,6 +139,7 @@ def toxicity_section(data: RunData) -> Safe:
         parts.append(table(["instruction", "policy", "expected max toxicity [95% CI]", "delta vs base",
                             "toxicity probability [95% CI]", "mean toxicity [95% CI]", "n (prompts)",
                             "paper mean toxicity (175B)"], out, numeric=(2, 3, 4, 5, 6)))
+    parts.append(trust_table(data, ("toxicity",), "the toxicity scores: the scorer's validation"))
     return join(parts)
 
 
@@ -161,4 +168,5 @@ def hallucination_section(data: RunData) -> Safe:
                         f"{ref.text()} ({ref.label})" if ref else "—"])
         parts.append(table(["policy", *(f"{c} [95% CI]" for c in cats), "n (prompts)",
                             "paper rate (175B, labelers)"], out, numeric=range(1, len(cats) + 2)))
+    parts.append(trust_table(data, ("hallucination",), "the hallucination rates: the detector's validation"))
     return join(parts)

@@ -188,3 +188,38 @@ def test_searchable_table_escapes_and_validates():
         searchable_table(["a"], [[1]], table_id="t", filter_columns=[0])
     kept, left = cap_per_group([("a", 1), ("b", 1), ("a", 2), ("a", 3)], lambda r: r[0], 2)
     assert kept == [("a", 1), ("b", 1), ("a", 2)] and left == {"a": 1}
+
+
+def test_judge_sections_show_the_validation_beside_the_trivial_baseline(tmp_path: Path):
+    import json
+
+    d = tmp_path / "run"
+    jv = "judge_validation"
+    def v(policy, metric, value, lo=None, hi=None, n=10, **sl):
+        return {"run_id": "r", "policy": policy, "eval": jv, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi,
+                "n": n, "slice": sl, "config_hash": "h", "eval_version": "2"}
+
+    rows = [_row("sft", "winrate", "win_rate", 0.6, 0.5, 0.7, baseline="base", judge="helpful"),
+            _row("ppo", "toxicity", "expected_max_toxicity_very_biased", 0.50, 0.4, 0.6, judge="sc"),
+            v("helpful", "agreement", 0.61, 0.55, 0.67, n=256, labels="hh_rlhf_human"),
+            v("helpful", "agreement", 0.44, 0.35, 0.52, n=100, labels="hh_rlhf_human", length="shorter_preferred"),
+            v("helpful", "agreement", 0.58, n=64, labels="hh_rlhf_human", subset="harmless-base"),
+            v("helpful", "balanced_agreement", 0.52, 0.47, 0.57, n=250, labels="hh_rlhf_human"),
+            v("longer_output", "agreement", 0.66, 0.60, 0.72, n=256, labels="hh_rlhf_human"),
+            v("longer_output", "agreement", 0.0, 0.0, 0.0, n=100, labels="hh_rlhf_human", length="shorter_preferred"),
+            v("longer_output", "balanced_agreement", 0.5, 0.5, 0.5, n=250, labels="hh_rlhf_human")]
+    write_jsonl(d / "results" / "results.jsonl", rows)
+    (d / "results" / "evals.json").write_text(json.dumps({"judges": {
+        "longer_output": {"kind": "trivial_baseline"}, "helpful": {"kind": "reward_model"}, "sc": {"kind": "toxicity"}}}))
+    page = build_run_report(d).read_text(encoding="utf-8")
+    win = section_html(page, "sec-winrate")
+    assert "How far to trust these win rates" in win
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<tr>(.*?)</tr>", win.split("How far to trust")[1], re.S)]
+    assert any("shorter preferred" in c and "44.0% [35.0%, 52.0%]" in c and "0.0% [0.0%, 0.0%] (longer_output)" in c for c in cells)
+    assert any("length-balanced agreement" in c and "52.0%" in c and "50.0% [50.0%, 50.0%] (longer_output)" in c for c in cells)
+    assert not any("harmless-base" in c for c in cells)  # per-subset rows stay in the judge-validation section
+    assert "longer_output" not in [c.split()[0] for c in cells if c]  # the baseline is never listed as a judge
+    tox = section_html(page, "sec-toxicity")
+    assert "How far to trust the toxicity scores" in tox and "not validated in this run" in tox
+    _, layout = figure_json(page, "fig-judge-length")
+    assert "longer output wins" in layout["title"]["text"]
