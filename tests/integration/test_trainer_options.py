@@ -124,6 +124,37 @@ def test_sft_lora_trains_only_adapters_and_saves_a_merged_plain_model(tiny_dir, 
     assert moved == {f"model.layers.{i}.self_attn.{m}.weight" for i in range(n_layers) for m in ("q_proj", "v_proj", "o_proj")}
 
 
+def test_rm_lora_trains_adapters_and_the_head_and_saves_a_stock_sequence_classifier(tiny_dir, tmp_path):
+    from harness.judging.reward_model import reward_scores
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = load_tokenizer(tiny_dir)
+    comps = [Comparison(str(i), f"\n\nHuman: question {i}?\n\nAssistant:", ("good good", "bad"), (0, 1), "t") for i in range(8)]
+    cfg = RMConfig(lr=5e-3, head_lr=5e-3, epochs=3, batch_size=2, max_length=48, max_prompt_length=24, warmup_ratio=0.0,
+                   normalize_to_demos=False, lora=LoRAConfig(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"]))
+    trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, comps[:2], chat_template="false")
+    adapted = trainer.accelerator.unwrap_model(trainer.model)
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    n_layers = load_scalar_model(tiny_dir).config.num_hidden_layers
+    lora = {n for n in trainable if ".lora_A." in n or ".lora_B." in n}
+    assert len(lora) == n_layers * 2 * 2 and trainable - lora == {"base_model.model.score.weight"}  # adapters + the full head
+    before = _params(adapted)
+    result = trainer.train()
+    assert result.train_losses[-1] < result.train_losses[0]
+    assert {n for n, p in adapted.named_parameters() if not torch.equal(before[n], p.detach())} == trainable
+    prompts, outs = [c.prompt for c in comps], [c.completions[k] for c in comps for k in (0,)]
+    trained = trainer.score(prompts, outs).detach()
+    path = trainer.save(tmp_path / "rm", {"rm": "lora"}, {}, {})
+    assert not (path / "adapter_config.json").exists()
+    stock = AutoModelForSequenceClassification.from_pretrained(path).eval()  # a plain transformers load, no peft
+    assert type(stock).__name__.endswith("ForSequenceClassification") and stock.config.num_labels == 1
+    got = reward_scores(stock, AutoTokenizer.from_pretrained(path), prompts, outs, max_length=48, max_prompt_length=24,
+                        chat_template="false")
+    assert torch.allclose(torch.tensor(got), trained, atol=1e-5)  # merging (alpha / r) B A into W changes no score
+    with pytest.raises(ValueError, match="two ways"):
+        RewardModelTrainer(RMConfig(trainable_layers=1, lora=LoRAConfig(r=2)), load_scalar_model(tiny_dir), tok, comps, [])
+
+
 def test_residual_dropout_is_stochastic_in_training_only_and_not_saved(tiny_dir, tmp_path):
     tok = load_tokenizer(tiny_dir)
     trainer = SFTTrainer(_sft_cfg(residual_dropout=0.3), load_policy(tiny_dir), tok, DEMOS, [], chat_template="false")
