@@ -162,6 +162,8 @@ class PPOConfig:
     mixed_precision: str = one_of("no", "bf16", "fp16")
     save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N PPO iterations, for resume (0: never)
     keep_checkpoints: int = ranged(1, ge=1)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the policy trains LoRA adapters; the reference = the policy with adapters disabled
+    value_lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the separate value model trains LoRA adapters + its full head
 
 
 # --------------------------------------------------------------------------- judges (eval.judges)

@@ -413,3 +413,49 @@ def test_several_minibatches_keep_no_rollout_graph(tiny_dir):
     trainer, _ = _ppo_trainer(tiny_dir, "separate")  # batch 4 in minibatches of 2
     ro = trainer.rollout(PROMPTS[:4])
     assert ro.first_forward is None and not ro.logprobs.requires_grad and not ro.values.requires_grad
+
+
+def test_ppo_lora_policy_uses_itself_without_adapters_as_the_exact_reference(tiny_dir, tmp_path):
+    tok = load_tokenizer(tiny_dir)
+    cfg = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=8, lr=5e-2, value_lr=1e-3, max_prompt_length=32,
+                    lora=LoRAConfig(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"]),
+                    value_lora=LoRAConfig(r=2, alpha=4.0, target_modules=["q_proj"]))
+    reward_model = load_scalar_model(tiny_dir)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(reward_model.score.weight, std=0.5)
+    with pytest.raises(ValueError, match="pass ref_policy=None"):
+        PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok, PROMPTS,
+                   chat_template="false")
+    trainer = PPOTrainer(cfg, load_policy(tiny_dir), None, reward_model, load_scalar_model(tiny_dir), tok, PROMPTS,
+                         chat_template="false", seed=0)
+    policy = trainer.policy_model
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    value = trainer.accelerator.unwrap_model(trainer.value_model)
+    v_train = {n for n, p in value.named_parameters() if p.requires_grad}
+    assert {n for n in v_train if "lora_" not in n} == {"base_model.model.score.weight"}
+
+    ro = trainer.rollout(trainer._next_batch())
+    assert torch.allclose(ro.logprobs, ro.ref_logprobs, atol=1e-6)  # B = 0 at the start: the policy is the reference
+    before = _params(policy)
+    trainer.step(ro)
+    trainer.step(trainer.rollout(trainer._next_batch()))
+    moved = {n for n, p in policy.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert moved and moved <= trainable  # only adapters moved; the base weights (the reference) are untouched
+    # the reference (adapters off) is still exactly the untouched SFT model; the policy has moved away from it
+    base = load_policy(tiny_dir).eval()
+    ro2 = trainer.rollout(trainer._next_batch())
+    seq, attn, P = ro2.sequences, ro2.attention_mask, ro2.prompt_len
+    with torch.no_grad():
+        base_lp = trainer._logprobs(base, seq, attn, P)
+    assert torch.allclose(ro2.ref_logprobs, base_lp, atol=1e-5)
+    assert (ro2.logprobs - ro2.ref_logprobs).abs().max().item() > 1e-3
+    assert policy.training  # the reference forward put the policy back in training mode
+    policy.eval()
+    with torch.no_grad():
+        adapted = policy(input_ids=seq, attention_mask=attn).logits
+    path = trainer.save(tmp_path / "ppo", "ppo", {"ppo": "lora"}, {}, {})
+    merged = load_policy(str(path)).eval()
+    assert type(merged) is type(base) and not (path / "adapter_config.json").exists()
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=seq, attention_mask=attn).logits, adapted, atol=1e-4)
