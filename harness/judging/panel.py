@@ -232,6 +232,18 @@ class JudgePanel:
                 info[name] = {"kind": kind, "validation": "none"}
         return rows, info
 
+    def truncation_warnings(self) -> list[str]:
+        """One message per reward-model judge that cut texts to its ``max_length`` (a foreign RM's rendering keeps
+        a text's last tokens), with the counts, for ``results/evals.json`` ``warnings`` and the report."""
+        out = []
+        for (kind, name), judge in self.used.items():
+            counts = getattr(judge, "counts", None) if kind == "reward_model" else None
+            if counts and counts.get("truncated"):
+                out.append(f"judge {name}: {counts['truncated']} of {counts['scored']} texts were longer than max_length="
+                           f"{judge.max_length} tokens and were cut to their last {judge.max_length} "
+                           f"(eval.judges.max_length raises it)")
+        return out
+
     def _cached(self, name: str, judge_key: dict, sizes: dict, n_resamples: int, seed: int, compute):
         """``(compute(), "miss")`` stored under ``<cache_dir>/judge_validation/<key>.json``, or the stored
         result and ``"hit"``; ``((rows, extra), "off")`` without a cache. ``compute() -> (rows, extra)``.
