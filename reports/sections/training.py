@@ -43,7 +43,7 @@ def rm_section(data: RunData) -> Safe:
                  table(["reward model", "pairwise accuracy [95% CI]", "n (pairs)"], rows, numeric=(1, 2))])
 
 
-def _shapes(logs: dict) -> list[tuple[str, str, str, str]]:
+def reward_shapes(logs: dict) -> list[tuple[str, str, str, str]]:
     """Per run and reward (proxy, gold): :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points,
     or why there is none."""
     from harness.overoptimisation import reward_shape
@@ -77,7 +77,7 @@ def ppo_section(data: RunData) -> Safe:
     over = overoptimisation_figure(logs)
     parts.append(figure_div(over, "fig-overoptimisation") if over.data else
                  na("reward / KL pairs in the PPO logs (over-optimisation view)"))
-    shapes = _shapes(logs)
+    shapes = reward_shapes(logs)
     if shapes:
         parts.append(tag("p", "The shape of each curve, from its own points: Gao et al.'s form R(d) = d (α − β log d), "
                               "d = √KL, fitted by least squares (peaked: β > 0 significantly, the peak inside the run "

@@ -223,3 +223,36 @@ def test_judge_sections_show_the_validation_beside_the_trivial_baseline(tmp_path
     assert "How far to trust the toxicity scores" in tox and "not validated in this run" in tox
     _, layout = figure_json(page, "fig-judge-length")
     assert "longer output wins" in layout["title"]["text"]
+
+
+def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path: Path):
+    import json
+
+    from reports.sections.headline import verdict
+
+    assert verdict({"value": 0.7, "ci_low": 0.55, "ci_high": 0.85, "n": 40}) == "resolved: interval above 0.5"
+    # effect 0.1, half-width 0.2 at n = 50: the half-width must halve, so n x 4
+    assert verdict({"value": 0.6, "ci_low": 0.4, "ci_high": 0.8, "n": 50}).endswith("about n = 200 would resolve it at this effect and variance")
+    assert verdict({"value": 0.45, "ci_low": 0.3, "ci_high": 0.6, "n": 50}).startswith("not resolved: the estimate is not above 0.5")
+    assert verdict({"value": 0.6, "ci_low": None, "ci_high": None, "n": 1}) == "no interval"
+
+    d = tmp_path / "run"
+    rows = [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128),
+            _row("ppo", "winrate", "win_rate", 0.58, 0.45, 0.71, baseline="sft", judge="helpful"),
+            _row("ppo", "winrate", "lc_win_rate", 0.52, 0.40, 0.64, baseline="sft", judge="helpful"),
+            _row("ppo", "winrate", "win_rate", 0.9, 0.8, 1.0, baseline="sft", judge="harmless")]  # not the gold judge
+    write_jsonl(d / "results" / "results.jsonl", rows)
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
+    log = [{"step": i, "kl": k, "reward_mean": 0.1 * i, "gold_reward_mean": g}
+           for i, (k, g) in enumerate([(0.0, 0.0), (0.5, 0.2), (1.0, 0.3), (2.0, 0.35), (4.0, 0.3), (6.0, 0.2), (8.0, 0.1)])]
+    write_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl", log)
+    page = build_run_report(d).read_text(encoding="utf-8")
+    assert page.index('<section id="sec-headline">') < page.index('<section id="sec-run">')
+    sec = section_html(page, "sec-headline")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", sec))
+    assert "proxy reward model: pairwise accuracy on its held-out pairs 64.0% [56.0%, 72.0%] 128 resolved: interval above 0.5" in text
+    assert "ppo vs SFT: win rate, gold judge helpful 58.0% [45.0%, 71.0%]" in text and "90.0%" not in text
+    assert "ppo: proxy reward (optimised RM) along KL rising" in text
+    assert "ppo: gold reward (held-out judge) along KL peaked" in text
+    data, _ = figure_json(page, "fig-headline")
+    assert data[0]["y"] == [0.64, 0.58, 0.52]
