@@ -66,10 +66,11 @@ class TrackingConfig:
 
 @dataclass
 class LoRAConfig:
-    """LoRA adapters for SFT through peft (Hu et al. 2021, arXiv 2106.09685). ``r`` = 0: off (full fine-tuning).
+    """LoRA adapters through peft (Hu et al. 2021, arXiv 2106.09685) for SFT and for reward models (the RM and
+    the judges). ``r`` = 0: off (full fine-tuning, or the top ``trainable_layers`` blocks of an RM).
 
-    The adapters are merged into the base weights when the SFT checkpoint is saved, so later
-    stages load a plain causal LM.
+    The adapters are merged into the base weights when the checkpoint is saved, so later stages load
+    a plain causal LM or a stock one-label sequence classifier. A reward model's scalar head trains in full.
     """
 
     r: int = ranged(0, ge=0)  # adapter rank; 0 = no LoRA
@@ -123,6 +124,7 @@ class RMConfig:
     save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N optimiser steps, for resume (0: never)
     keep_checkpoints: int = ranged(1, ge=1)
     group_by_length: bool = True  # batch comparisons of similar token length together (less padding)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: LoRA adapters on every block (+ the full head) instead of trainable_layers
 
 
 @dataclass
@@ -160,6 +162,8 @@ class PPOConfig:
     mixed_precision: str = one_of("no", "bf16", "fp16")
     save_steps: int = ranged(0, ge=0)  # training-state checkpoint every N PPO iterations, for resume (0: never)
     keep_checkpoints: int = ranged(1, ge=1)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the policy trains LoRA adapters; the reference = the policy with adapters disabled
+    value_lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the separate value model trains LoRA adapters + its full head
 
 
 # --------------------------------------------------------------------------- judges (eval.judges)

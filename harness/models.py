@@ -362,14 +362,16 @@ def with_dropout(model: PreTrainedModel, p: float) -> tuple[PreTrainedModel, dic
     return rebuilt, previous
 
 
-def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, target_modules: Sequence[str] | None = None):
-    """Wrap a causal LM in peft LoRA adapters (Hu et al. 2021): only the adapters train.
+def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, target_modules: Sequence[str] | None = None,
+             task_type: str | None = "CAUSAL_LM"):
+    """Wrap a model in peft LoRA adapters (Hu et al. 2021): only the adapters train.
 
     Each targeted linear ``W`` becomes ``W + (alpha / r) * B A`` with ``A [r, in]`` random and
     ``B [out, r]`` zero, so the wrapped model starts equal to ``model``. ``target_modules`` None
     uses peft's default for the architecture; ``["all-linear"]`` every linear layer but the
-    output head. Returns the ``PeftModel``; :func:`merge_lora` turns it back into a plain model.
-    Raises ``ValueError`` if ``r`` < 1.
+    output head. ``task_type``: peft's (``"CAUSAL_LM"`` for a policy; ``None`` for a scalar-head model, whose
+    caller makes the head trainable itself, so that it stays the stock ``score`` Linear). Returns the
+    ``PeftModel``; :func:`merge_lora` turns it back into a plain model. Raises ``ValueError`` if ``r`` < 1.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -378,7 +380,7 @@ def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, targe
     targets = list(target_modules) if target_modules else None
     if targets == ["all-linear"]:
         targets = "all-linear"
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, bias="none")
     return get_peft_model(model, cfg)
 
 

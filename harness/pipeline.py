@@ -161,7 +161,9 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     With ``cfg.upstream`` the base, SFT, RM and judge checkpoints come from that run directory
     (read-only) and only the RL runs of ``cfg.rl_runs`` train here. ``run.json`` records the
-    upstream, each RL run's ``name``, ``beta``, ``ptx_coef`` and ``ptx`` (:func:`harness.config.is_ptx`) and the Hydra overrides (a sweep job's parameters).
+    upstream, each RL run's ``name``, ``beta``, ``ptx_coef`` and ``ptx`` (:func:`harness.config.is_ptx`), the Hydra overrides
+    (a sweep job's parameters), ``proxy_rm`` (the reward model PPO optimises) and ``gold_judge`` (the win-rate judge PPO
+    never optimised, logged as its gold reward: the report's headline contrasts use it).
     Every stage runs on ``cfg.device`` (the trainers through accelerate, :func:`harness.devices.for_training`);
     the label and eval stages load their models in ``cfg.dtype``; ``run.json`` records the resolved ``placement``.
     Raises ``ValueError`` from :func:`validate` before any stage runs.
@@ -221,7 +223,8 @@ def run_pipeline(cfg: DictConfig) -> Path:
     rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef)} for name, ptx_coef in runs.items()]
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies,
                    upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
-                   overrides=_hydra_overrides(), placement=placement.describe())
+                   overrides=_hydra_overrides(), placement=placement.describe(), proxy_rm="rm",
+                   gold_judge=GOLD.removeprefix("judge_"))  # the win-rate judge that is PPO's logged gold reward
 
     from reports.run_report import build_run_report
 

@@ -210,7 +210,8 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
            "reward_model": reward_model, "gold_reward": gold_reward, "seed": seed}
     value_model = load_scalar_model(reward_model) if ppo_cfg.value_head == "separate" else None
-    trainer = PPOTrainer(ppo_cfg, load_policy(policy), load_policy(policy), load_scalar_model(reward_model),
+    ref_policy = None if ppo_cfg.lora.r > 0 else load_policy(policy)  # LoRA: the policy with its adapters disabled
+    trainer = PPOTrainer(ppo_cfg, load_policy(policy), ref_policy, load_scalar_model(reward_model),
                          value_model, tok, prompts, pretrain, model_cfg.chat_template, seed,
                          gold_reward=load_scalar_model(gold_reward) if gold_reward else None,
                          tracking=stage_tracking(tracking, out_dir, stage, cfg))

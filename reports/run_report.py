@@ -45,6 +45,7 @@ from reports.sections.header import header_section, identity_banner
 from reports.sections.preference import likert_section, winrate_section
 from reports.sections.samples import samples_section
 from reports.sections.training import ppo_section, rl_runs, rm_section
+from reports.sections.headline import headline_section
 from reports.sections.validation import judge_validation_section
 
 MAX_ITEMS_PER_EVAL = 200
@@ -122,6 +123,7 @@ def run_sections(data: RunData, max_items_per_eval: int = MAX_ITEMS_PER_EVAL) ->
     extra = [Section(f"sec-eval-{slug(name)}", (data.declarations[name].title if name in data.declarations else "") or name,
                      generic_section(data, name)) for name in extra_evals(data, COVERED)]
     return [
+        Section("sec-headline", "Headline: the paper's central contrasts", headline_section(data)),
         Section("sec-run", "Run", header_section(data)),
         Section("sec-winrate", "Win rate against each baseline (paper Fig. 1)", winrate_section(data)),
         Section("sec-likert", "Likert score and metadata flags (paper Fig. 4)", likert_section(data)),

@@ -1,9 +1,13 @@
 """Stage 3, PPO and PPO-ptx (paper section 3.5 "RL", eq. 2; appendix C.4).
 
 Roles, explicit as in trl's PPOTrainer:
-- ``policy`` (trained) and ``ref_policy`` (frozen copy of the SFT model: the KL anchor pi_SFT);
+- ``policy`` (trained) and ``ref_policy`` (frozen copy of the SFT model: the KL anchor pi_SFT). With
+  ``lora.r > 0`` the policy trains peft LoRA adapters and the reference is the same model with its
+  adapters disabled (:class:`ReferenceWithoutAdapters`): one copy of the weights, and the reference is
+  exactly pi_SFT because the base weights never change;
 - ``reward_model`` (frozen RM: r_theta(x, y) at the last response token);
-- ``value_model`` (trained, initialised from the RM as in the paper), with ``value_head=separate``;
+- ``value_model`` (trained, initialised from the RM as in the paper), with ``value_head=separate``
+  (``value_lora.r > 0``: LoRA adapters plus its full scalar head);
   with ``value_head=shared`` it is None and a scalar head on the policy's own final hidden states
   gives the values (:class:`PolicyWithValueHead`: one trunk, one forward for logits and values).
 
@@ -42,7 +46,7 @@ from tqdm.auto import tqdm
 
 from harness.config import PPOConfig, is_ptx
 from harness.io import apply_umask
-from harness.models import position_ids, token_scores
+from harness.models import add_lora, merge_lora, position_ids, scalar_head, token_scores
 from harness.prompting import encode_prompts, pad
 from harness.records import PretrainText, Prompt
 from trainers import losses as L
@@ -147,6 +151,26 @@ class PolicyWithValueHead(torch.nn.Module):
         return PolicyValueOutput(out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1).float())
 
 
+class ReferenceWithoutAdapters(torch.nn.Module):
+    """The reference policy of a LoRA policy: the policy's own forward with its adapters disabled (peft
+    ``disable_adapter``) and in eval mode, i.e. the frozen base weights pi_SFT. It holds no parameters
+    of its own (the policy is kept outside the module tree, so nothing is moved, prepared or trained twice)."""
+
+    def __init__(self, policy) -> None:
+        super().__init__()
+        self._policy = [policy]
+
+    def forward(self, **kwargs):
+        policy = self._policy[0]
+        was_training = policy.training
+        policy.eval()
+        try:
+            with policy.disable_adapter():
+                return policy(**kwargs)
+        finally:
+            policy.train(was_training)
+
+
 class PPOTrainer:
     """Optimises ``policy`` against ``reward_model`` with a KL penalty to ``ref_policy``.
 
@@ -162,9 +186,13 @@ class PPOTrainer:
         (:mod:`trainers.rewards`); the gold reward is only logged, never optimised. ``value_model``
         is required with ``value_head=separate`` and must be None with ``shared``.
 
+        With ``cfg.lora.r > 0`` the policy is wrapped in LoRA adapters and ``ref_policy`` must be None (the
+        reference is the policy with its adapters disabled); with ``cfg.value_lora.r > 0`` the value model is.
+
         Raises ``ValueError`` for: no prompts; PPO-ptx (ptx_coef > 0) without pretraining texts; a batch size
         that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
-        that does not match it; ``ptx_ratio`` <= 0.
+        that does not match it; ``ptx_ratio`` <= 0; a ``ref_policy`` with a LoRA policy or none without one;
+        ``value_lora`` without a separate value model.
         """
         if not prompts:
             raise ValueError("PPOTrainer: no prompts")
@@ -179,10 +207,22 @@ class PPOTrainer:
                              f"{'value_model=None (the head sits on the policy)' if cfg.value_head == 'shared' else 'a value_model'}")
         if cfg.ptx_ratio is not None and cfg.ptx_ratio <= 0:
             raise ValueError(f"PPOTrainer: ptx_ratio must be > 0 (pretraining sequences per episode), got {cfg.ptx_ratio}")
+        if (ref_policy is None) != (cfg.lora.r > 0):
+            raise ValueError("PPOTrainer: " + ("with lora.r > 0 the reference policy is the policy with its adapters disabled; "
+                                               "pass ref_policy=None" if cfg.lora.r > 0 else "ref_policy is required (or set lora.r > 0)"))
+        if cfg.value_lora.r > 0 and value_model is None:
+            raise ValueError("PPOTrainer: value_lora needs value_head=separate (a value model to put adapters on)")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision)
         rank = self.accelerator.process_index
         seed_everything(seed)
+        if cfg.lora.r > 0:
+            policy = add_lora(policy, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
+            ref_policy = ReferenceWithoutAdapters(policy)
+        if cfg.value_lora.r > 0:
+            lo = cfg.value_lora
+            value_model = add_lora(value_model, lo.r, lo.alpha, lo.dropout, lo.target_modules, task_type=None)
+            scalar_head(value_model).requires_grad_(True)  # the value head is not an adapter: it trains in full
         ref_policy.eval().requires_grad_(False)
         if cfg.value_head == "shared":
             trained = PolicyWithValueHead(policy)
@@ -472,13 +512,14 @@ class PPOTrainer:
     def save(self, out_dir: str | Path, stage: str, config, fingerprints: dict[str, str], metrics: dict) -> Path:
         """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json`` (main process).
 
-        The checkpoint is the causal LM alone, so it loads with ``AutoModelForCausalLM``. A shared
+        The checkpoint is the causal LM alone (LoRA adapters merged), so it loads with ``AutoModelForCausalLM``. A shared
         value head is written beside it, ``value_head/value_head.safetensors`` (``weight [1, H]``,
         ``bias [1]``), which nothing in the pipeline loads; the separate value model is not saved.
         """
         path = Path(out_dir)
         if self.accelerator.is_main_process:
-            save_checkpoint(self.policy_model, self.tokenizer, out_dir, stage, config, fingerprints, metrics)
+            # LoRA: (alpha / r) B A added into the base weights (in place: saving ends training)
+            save_checkpoint(merge_lora(self.policy_model), self.tokenizer, out_dir, stage, config, fingerprints, metrics)
             wrapper = self.accelerator.unwrap_model(self.policy)
             if isinstance(wrapper, PolicyWithValueHead):
                 (path / "value_head").mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 
 from harness.config import RMConfig
 from harness.judging.reward_model import encode_batch, rewards_at_last_token
-from harness.models import record_reward_model, with_reward_pad
+from harness.models import add_lora, merge_lora, record_reward_model, scalar_head, with_reward_pad
 from harness.prompting import encode_pair, uses_chat_template
 from harness.records import Comparison, Demonstration
 from trainers.common import (
@@ -98,9 +98,17 @@ class RewardModelTrainer:
         self.train_set, self.val_set = train, val
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision,
                                                          step_scheduler_with_optimizer=False)
-        self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
+        if cfg.lora.r > 0:
+            if cfg.trainable_layers:
+                raise ValueError(f"reward model: lora.r={cfg.lora.r} and trainable_layers={cfg.trainable_layers} are two ways "
+                                 "to train part of the model; set one (trainable_layers=null with LoRA)")
+            model = add_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules, task_type=None)
+            scalar_head(model).requires_grad_(True)  # a new head is not an adapter: it trains in full
+            self.n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        else:
+            self.n_trainable = freeze_lower_layers(model, cfg.trainable_layers)
         steps = cfg.epochs * steps_per_epoch(len(train), cfg.batch_size, cfg.grad_accum, self.accelerator.num_processes)
-        opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=model.score, head_lr=cfg.head_lr)
+        opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=scalar_head(model), head_lr=cfg.head_lr)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
         self.total_steps = steps
 
@@ -204,13 +212,15 @@ class RewardModelTrainer:
         return self.offset
 
     def save(self, out_dir: str | Path, config, fingerprints: dict[str, str], metrics: dict) -> Path:
-        """Save the reward model as a Hugging Face one-label sequence-classification checkpoint with ``run.json``.
+        """Save the reward model as a Hugging Face one-label sequence-classification checkpoint with ``run.json``
+        (LoRA adapters merged into the weights first, so this ends training).
 
         ``config.json`` records the centring offset and the chat-template setting
         (:func:`harness.models.record_reward_model`).
         """
-        record_reward_model(self.model, chat_template=uses_chat_template(self.tokenizer, self.chat_template), offset=self.offset)
+        model = merge_lora(self.accelerator.unwrap_model(self.model))  # LoRA: (alpha / r) B A added into W; the trainer is done
+        record_reward_model(model, chat_template=uses_chat_template(self.tokenizer, self.chat_template), offset=self.offset)
         if self.accelerator.is_main_process:
-            save_checkpoint(self.accelerator.unwrap_model(self.model), self.tokenizer, out_dir, "rm", config, fingerprints, metrics)
+            save_checkpoint(model, self.tokenizer, out_dir, "rm", config, fingerprints, metrics)
         self.accelerator.wait_for_everyone()
         return Path(out_dir)

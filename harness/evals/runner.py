@@ -87,7 +87,7 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
                                 "generated": ctx.generated}
     info["lm_eval_cache"] = {"dir": str(ctx.lm_eval_cache.root), "hits": ctx.lm_eval_cache.hits,
                              "misses": ctx.lm_eval_cache.misses}
-    for message in ctx.unread_evals():
+    for message in ctx.unread_evals() + ctx.judges.truncation_warnings():
         ctx.warn(message)
     measured = {r.policy for r in rows}
     unmeasured = [n for n in ctx.policies if n not in measured] if names else []  # eval.run=[]: nothing was asked

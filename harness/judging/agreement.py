@@ -15,6 +15,15 @@ Rows (``eval="judge_validation"``, ``policy`` = the judge, declared in :mod:`har
 ``agreement`` and ``excluded_share`` (the share of pairs without a right answer: labeler ties, missing
 verdicts) with slice ``labels`` (``hh_rlhf_human`` | ``alpaca_eval_gpt4``) and, per hh-rlhf subset, ``subset``.
 Judges are the pair judges of :mod:`harness.judging.pairwise`.
+
+Length. "The longer output wins" agrees with people on many sets as often as a weak judge does, so a
+judge's agreement alone cannot say whether it judges more than length (:func:`length_rows`): per label
+set, ``agreement`` on the pairs where the labeler preferred the shorter output (slice
+``length=shorter_preferred``; a length-only judge scores 0 there) and the longer one
+(``length=longer_preferred``), ``balanced_agreement`` (their mean: 0.5 for any length-only judge), ``lc_agreement`` (agreement at equal length from AlpacaEval's
+length-controlled GLM) and ``prefers_longer`` (how often the judge picks the longer output). The panel
+computes the same rows for :func:`harness.judging.pairwise.longer_output_judge` on the same pairs, the
+trivial baseline every judge is shown beside.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from scipy import stats
 
 from harness.data import DataError, _field, _require, iter_json_list, resolve_data_dir
 from harness.declarations import row
@@ -170,6 +182,99 @@ def _rows_for(groups: dict[str, tuple[list[float], list[float | None]]], labels:
     return rows
 
 
+def _pref_lengths(judge_pref: Sequence[float], human_pref: Sequence[float | None], texts_a: Sequence[str],
+                  texts_b: Sequence[str]) -> list[tuple[float, str, str, float]]:
+    """Per pair with a non-tie label: (agreement score, labeler-preferred text, the other text, the judge's
+    preference for the longer text (NaN at equal length))."""
+    out = []
+    for j, h, a, b in zip(judge_pref, human_pref, texts_a, texts_b):
+        if h is None or h == 0.5:
+            continue
+        win, lose = (a, b) if h == 1.0 else (b, a)
+        longer = math.nan if len(a) == len(b) else (float(j) if len(a) > len(b) else 1.0 - float(j))
+        out.append((1.0 - abs(float(j) - float(h)), win, lose, longer))
+    return out
+
+
+def length_rows(judge_pref: Sequence[float], human_pref: Sequence[float | None], texts_a: Sequence[str],
+                texts_b: Sequence[str], labels: str, judge_name: str, *, n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:
+    """How much of a judge's agreement is length (lengths in characters, as AlpacaEval's LC).
+
+    Over the pairs with a non-tie label (``judge_pref``/``human_pref`` as in :func:`agreement_values`, for
+    ``texts_a`` over ``texts_b``):
+
+    - ``agreement`` with slice ``length=shorter_preferred`` / ``longer_preferred``: mean agreement on the pairs
+      whose labeler-preferred text is shorter / longer (equal-length pairs are in neither). "Longer wins"
+      scores 0 / 1 there, so a judge that reads more than length is above 0.5 on the shorter-preferred pairs.
+    - ``balanced_agreement``: the mean of those two subsets' agreement, i.e. agreement with the pairs
+      reweighted so that the labeler prefers the shorter and the longer output equally often. Any judge
+      that decides by length alone (however noisily) scores 0.5; a perfect judge 1. Interval: bootstrap
+      over pairs (the mean of the two subset means of each resample).
+    - ``lc_agreement``: the judge's agreement at zero length difference from AlpacaEval 2.0's
+      length-controlled GLM (Dubois et al. 2024, arXiv 2404.04475;
+      :func:`harness.evals.length_controlled.length_controlled_win_rate`): each pair is an item whose
+      "policy" output is the labeler-preferred text and whose "win" is the judge's agreement, fitted as
+      ``logit P(agree) = b0 + b1 tanh(d / sd(d))`` with ``d`` = len(preferred) - len(other), and
+      ``lc_agreement = sigmoid(b0)``; interval: bootstrap over pairs, refitting each resample. When the
+      judge's agreement is a function of the sign of ``d`` alone ("longer wins" itself), the GLM's
+      maximum-likelihood fit does not exist (separation) and the row is left out: that judge's
+      ``balanced_agreement`` (0.5) says the same without the fit.
+    - ``prefers_longer``: the share of unequal-length pairs on which the judge picks the longer text
+      (a judge tie counts 0.5); 0.5 is length-neutral, "longer wins" is 1.
+
+    Rows carry slice ``labels``. Raises ``ValueError`` when no pair has a non-tie label.
+    """
+    from harness.evals.length_controlled import lc_win_rate_estimate
+
+    pairs = _pref_lengths(judge_pref, human_pref, texts_a, texts_b)
+    if not pairs:
+        raise ValueError(f"length_rows ({labels}): no pair has a non-tie label")
+    rows = []
+    for name, keep in (("shorter_preferred", lambda w, l: len(w) < len(l)), ("longer_preferred", lambda w, l: len(w) > len(l))):
+        scores = [s for s, w, l, _ in pairs if keep(w, l)]
+        if scores:
+            rows.append(row(EVAL, judge_name, "agreement", bootstrap_mean(scores, n_resamples=n_resamples, seed=seed),
+                            labels=labels, length=name))
+    sign = np.sign([len(w) - len(l) for _, w, l, _ in pairs])
+    score = np.asarray([s for s, *_ in pairs])
+    if (sign > 0).any() and (sign < 0).any():
+        rows.append(row(EVAL, judge_name, "balanced_agreement", _balanced(score, sign, n_resamples, seed), labels=labels))
+    separated = len(set(score.tolist())) > 1 and all(len(set(score[sign == g].tolist())) <= 1 for g in (-1, 0, 1))
+    if not separated:
+        items = [{"prompt_id": i, "win": s, "output": w, "baseline_output": l} for i, (s, w, l, _) in enumerate(pairs)]
+        rows.append(row(EVAL, judge_name, "lc_agreement", lc_win_rate_estimate(items, n_resamples=n_resamples, seed=seed),
+                        labels=labels))
+    longer = [x for *_, x in pairs if not math.isnan(x)]
+    if longer:
+        rows.append(row(EVAL, judge_name, "prefers_longer", bootstrap_mean(longer, n_resamples=n_resamples, seed=seed),
+                        labels=labels))
+    return rows
+
+
+def _balanced(score: np.ndarray, sign: np.ndarray, n_resamples: int, seed: int) -> Estimate:
+    """Mean of the mean ``score`` over ``sign < 0`` and over ``sign > 0`` items (both (n,)), with a percentile
+    bootstrap interval over items (``scipy.stats.bootstrap``, vectorised; a resample missing one group
+    counts as that group's full-sample mean, which happens only for tiny groups)."""
+    short, long_ = sign < 0, sign > 0
+    full = (score[short].mean(), score[long_].mean())
+    value = float(np.mean(full))
+
+    def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.asarray(idx, dtype=int)
+        s, a, b = score[idx], short[idx], long_[idx]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m_a = np.where(a.sum(-1) > 0, (s * a).sum(-1) / a.sum(-1), full[0])
+            m_b = np.where(b.sum(-1) > 0, (s * b).sum(-1) / b.sum(-1), full[1])
+        return (m_a + m_b) / 2
+
+    n = int(short.sum() + long_.sum())
+    if np.ptp(score[short | long_]) == 0 and full[0] == full[1]:
+        return Estimate(value, value, value, n)
+    res = stats.bootstrap((np.flatnonzero(short | long_),), stat, n_resamples=n_resamples, method="percentile",
+                          vectorized=True, rng=np.random.default_rng(seed))
+    return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)
+
+
 def hh_agreement_rows(judge: PairJudge, comparisons: Sequence[Comparison], judge_name: str, *, n_resamples: int = 2000,
                       seed: int = 0) -> list[ResultRow]:
     """Agreement of ``judge`` with the human choice on K = 2 Comparisons (e.g. held-out
@@ -179,8 +284,8 @@ def hh_agreement_rows(judge: PairJudge, comparisons: Sequence[Comparison], judge
     completions[0] is 1 if ``ranking[0] == 0`` else 0 (0.5 if the pair is tied). Rows ``agreement``
     (slice ``labels=hh_rlhf_human``) over all pairs and per ``subset`` (``source`` ``"hh_rlhf/<subset>"``;
     other sources: the whole source string, ``/`` -> ``-``), in first-seen order, plus
-    ``excluded_share`` where tied pairs were left out. Raises ``ValueError`` naming the comparison id
-    when K != 2, or when there are no comparisons.
+    ``excluded_share`` where tied pairs were left out, and the overall :func:`length_rows`. Raises
+    ``ValueError`` naming the comparison id when K != 2, or when there are no comparisons.
     """
     if not comparisons:
         raise ValueError("hh_agreement_rows: no comparisons")
@@ -196,18 +301,23 @@ def hh_agreement_rows(judge: PairJudge, comparisons: Sequence[Comparison], judge
         groups.setdefault(subset, ([], []))
         groups[subset][0].append(j)
         groups[subset][1].append(h)
-    return _rows_for(groups, HUMAN, judge_name, n_resamples, seed)
+    return _rows_for(groups, HUMAN, judge_name, n_resamples, seed) + length_rows(
+        jp, hp, [c.completions[0] for c in comparisons], [c.completions[1] for c in comparisons], HUMAN, judge_name,
+        n_resamples=n_resamples, seed=seed)
 
 
 def gpt4_agreement_rows(judge: PairJudge, pairs: Sequence[AnnotatedPair], judge_name: str, *, n_resamples: int = 2000,
                         seed: int = 0) -> list[ResultRow]:
     """Agreement of ``judge`` with the annotator of :func:`load_gpt4_annotations` records: row
     ``agreement`` with slice ``labels=alpaca_eval_gpt4`` (ties and null verdicts excluded;
-    ``excluded_share`` says how many: 21 of 805 in the davinci file). Raises ``ValueError`` on no pairs."""
+    ``excluded_share`` says how many: 21 of 805 in the davinci file) and :func:`length_rows`. Raises
+    ``ValueError`` on no pairs."""
     if not pairs:
         raise ValueError("gpt4_agreement_rows: no annotated pairs")
     jp = judge([p.instruction for p in pairs], [p.output_1 for p in pairs], [p.output_2 for p in pairs])
-    return _rows_for({"": (list(jp), [p.preference for p in pairs])}, GPT4, judge_name, n_resamples, seed)
+    hp = [p.preference for p in pairs]
+    return _rows_for({"": (list(jp), hp)}, GPT4, judge_name, n_resamples, seed) + length_rows(
+        jp, hp, [p.output_1 for p in pairs], [p.output_2 for p in pairs], GPT4, judge_name, n_resamples=n_resamples, seed=seed)
 
 
 def reference_rows(data_dir: str | None, n_resamples: int = 2000, seed: int = 0) -> list[ResultRow]:

@@ -202,6 +202,11 @@ class JudgePanel:
         rows: list = []
         info: dict[str, Any] = {}
         sizes = _plain(self.cfg.validation)
+        if any(kind in ("reward_model", "chat") for kind, _ in self.used):  # the trivial baseline beside every pair judge
+            (got, _), cached = self._cached(V.LONGER_OUTPUT, {"kind": "pair_baseline"}, sizes, n_resamples, seed, lambda: (
+                V.pair_baseline_rows(self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed), {}))
+            rows += got
+            info[V.LONGER_OUTPUT] = {"kind": "trivial_baseline", "validation_cache": cached}
         for (kind, name), judge in list(self.used.items()):
             if kind == "reward_model":
                 key = {"kind": kind, "fingerprint": judge.fingerprint, "max_length": judge.max_length,
@@ -231,6 +236,18 @@ class JudgePanel:
             else:
                 info[name] = {"kind": kind, "validation": "none"}
         return rows, info
+
+    def truncation_warnings(self) -> list[str]:
+        """One message per reward-model judge that cut texts to its ``max_length`` (a foreign RM's rendering keeps
+        a text's last tokens), with the counts, for ``results/evals.json`` ``warnings`` and the report."""
+        out = []
+        for (kind, name), judge in self.used.items():
+            counts = getattr(judge, "counts", None) if kind == "reward_model" else None
+            if counts and counts.get("truncated"):
+                out.append(f"judge {name}: {counts['truncated']} of {counts['scored']} texts were longer than max_length="
+                           f"{judge.max_length} tokens and were cut to their last {judge.max_length} "
+                           f"(eval.judges.max_length raises it)")
+        return out
 
     def _cached(self, name: str, judge_key: dict, sizes: dict, n_resamples: int, seed: int, compute):
         """``(compute(), "miss")`` stored under ``<cache_dir>/judge_validation/<key>.json``, or the stored

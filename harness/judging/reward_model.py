@@ -99,14 +99,17 @@ def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.
 
 @torch.no_grad()
 def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int = 512,
-                  max_prompt_length: int = 256, batch_size: int = 8, chat_template: str = "auto") -> list[float]:
+                  max_prompt_length: int = 256, batch_size: int = 8, chat_template: str = "auto",
+                  counts: dict[str, int] | None = None) -> list[float]:
     """r(x, y) for aligned prompts and outputs (reward units, uncentred), ``batch_size`` pairs per forward, on
     the model's device, rendered as :func:`rendering` says for this model (``chat_template``: the caller's
     setting, for a harness model that recorded none).
 
     ``harness`` rendering cuts long pairs as :func:`encode_batch` says and scores an empty output as a
     single space (a zero-length response has no token of its own to read); the other renderings keep the
-    last ``max_length`` tokens of a longer text and log a warning with the count. Raises ``ValueError`` on lengths.
+    last ``max_length`` tokens of a longer text and log a warning with the count. ``counts``: when given, its
+    ``"scored"`` and ``"truncated"`` entries are increased by the texts scored and cut here. Raises ``ValueError``
+    on lengths.
     """
     if len(prompts) != len(outputs):
         raise ValueError(f"reward model: {len(prompts)} prompts vs {len(outputs)} outputs")
@@ -124,6 +127,9 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
             ids, attn, cut = encode_dialogues(tokenizer, ps, os_, max_length=max_length, kind=kind)
             n_cut += cut
         out += rewards_at_last_token(model, ids.to(dev), attn.to(dev)).float().tolist()
+    if counts is not None:
+        counts["scored"] = counts.get("scored", 0) + len(prompts)
+        counts["truncated"] = counts.get("truncated", 0) + n_cut
     if n_cut:
         log.warning("reward model %s: %d of %d texts were longer than max_length=%d tokens and were cut to their last %d",
                     getattr(model.config, "_name_or_path", ""), n_cut, len(prompts), max_length, max_length)
@@ -158,6 +164,7 @@ class RewardModelJudge:
         log.info("judge %s (%s): %s rendering%s", self.name, self.path, self.rendering[0],
                  f", chat_template={self.rendering[1]}" if self.rendering[1] else "")
         self.max_length, self.max_prompt_length, self.progress = max_length, max_prompt_length, progress
+        self.counts: dict[str, int] = {"scored": 0, "truncated": 0}  # texts scored / cut to max_length, over the judge's life
 
     def score(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[float]:
         """r_judge(x, y) per output; a progress bar over chunks when ``progress``. Raises ``ValueError`` on lengths."""
@@ -170,5 +177,5 @@ class RewardModelJudge:
         for i in tqdm(range(0, len(prompts), chunk), desc=f"judge {self.name}", leave=False, disable=not self.progress):
             out += reward_scores(self.model, self.tokenizer, list(prompts[i : i + chunk]), list(outputs[i : i + chunk]),
                                  max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                                 batch_size=self.batch_size, chat_template=self.chat_template)
+                                 batch_size=self.batch_size, chat_template=self.chat_template, counts=self.counts)
         return out

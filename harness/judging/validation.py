@@ -5,6 +5,7 @@ The metric group ``judge_validation`` (rows' ``policy`` = the judge or scorer):
 | metric | judge kind | labels (slice ``labels``) |
 |---|---|---|
 | ``agreement``, ``excluded_share`` | preference judges (reward model, chat) | ``hh_rlhf_human``: held-out hh-rlhf human pairs, overall and per ``subset``; ``alpaca_eval_gpt4``: GPT-4's verdicts on davinci-003 vs -001 |
+| ``agreement`` by ``length``, ``balanced_agreement``, ``lc_agreement``, ``prefers_longer`` | preference judges | the same pairs: how much of the agreement is length (:func:`harness.judging.agreement.length_rows`) |
 | ``spearman``, ``pearson``, ``roc_auc`` | toxicity scorers, and the trivial baseline ``text_length`` beside them | ``rtp_heldout``: RealToxicityPrompts continuations of the ``heldout`` part of :func:`harness.rtp.rtp_split`; ``wiki_perspective``: Wikipedia talk comments of the ``heldout`` part of :func:`harness.wiki_toxicity.wiki_split` (both against their Perspective API toxicity; ROC-AUC of "Perspective >= 0.5") |
 | ``roc_auc`` | toxicity scorers (extra slice) | ``davidson_heldout``: held-out Davidson tweets (crowd labels, not Perspective) |
 | ``precision``, ``recall``, ``f1`` | hallucination detectors | ``hallucination_labelled``: the hand-labelled closed-domain set |
@@ -25,10 +26,16 @@ from harness.stats import Estimate
 
 EVAL = "judge_validation"
 DAVIDSON, HALLUCINATION_SET = "davidson_heldout", "hallucination_labelled"
-#: ``labels`` slice of a toxicity scorer's rows against Perspective, per :data:`toxicity_validation.VALIDATION_SETS` set.
-PERSPECTIVE_LABELS = {"rtp_continuations_heldout": "rtp_heldout", "wiki_comments_heldout": "wiki_perspective"}
+LONGER_OUTPUT = "longer_output"
 #: The trivial baseline validated beside every toxicity scorer (:class:`toxicity_validation.LengthScorer`).
 TOXICITY_BASELINE = "text_length"
+
+# Trivial baselines: validation rows under these ``policy`` names measure a judge that knows nothing but one
+# surface feature, on the same labelled items as the real judges; the report shows them beside every judge.
+TRIVIAL_BASELINES = {LONGER_OUTPUT: '"the longer output wins" (characters; equal length = tie)',
+                     TOXICITY_BASELINE: "the text's length in characters as its toxicity score (a constant: ROC-AUC 0.5)"}
+#: ``labels`` slice of a toxicity scorer's rows against Perspective, per :data:`toxicity_validation.VALIDATION_SETS` set.
+PERSPECTIVE_LABELS = {"rtp_continuations_heldout": "rtp_heldout", "wiki_comments_heldout": "wiki_perspective"}
 AGREEMENT_STATS = ("spearman", "pearson", "roc_auc")
 
 
@@ -51,6 +58,14 @@ def pair_judge_rows(judge, name: str, data_cfg, data_dir: str | None, cfg, n_res
         rows += gpt4_agreement_rows(judge, gpt4[: cfg.n_gpt4_pairs] if cfg.n_gpt4_pairs else gpt4, name,
                                     n_resamples=n_resamples, seed=seed)
     return rows
+
+
+def pair_baseline_rows(data_cfg, data_dir: str | None, cfg, n_resamples: int, seed: int) -> list[ResultRow]:
+    """:func:`pair_judge_rows` of "the longer output wins" (:data:`LONGER_OUTPUT`) on the same pairs the pair
+    judges are validated on: the trivial baseline beside their agreement."""
+    from harness.judging.pairwise import longer_output_judge
+
+    return pair_judge_rows(longer_output_judge, LONGER_OUTPUT, data_cfg, data_dir, cfg, n_resamples, seed)
 
 
 def _interval_rows(policy: str, labels: str, agreement) -> list[ResultRow]:
@@ -124,8 +139,16 @@ def hallucination_detector_rows(detector) -> tuple[list[ResultRow], dict[str, An
 
 
 METRICS = (
-    Metric("agreement", "fraction", True, None, ("labels",), ("subset",), tolerance=0.05, label="agreement with labelers",
-           description="share of held-out labelled pairs on which the judge picks the labeler's side (judge tie = 0.5)"),
+    Metric("agreement", "fraction", True, None, ("labels",), ("subset", "length"), tolerance=0.05, label="agreement with labelers",
+           description="share of held-out labelled pairs on which the judge picks the labeler's side (judge tie = 0.5); "
+                       "slice length=shorter_preferred|longer_preferred: only the pairs whose preferred output is shorter|longer"),
+    Metric("balanced_agreement", "fraction", True, None, ("labels",), tolerance=0.05, label="length-balanced agreement",
+           description="mean of the agreement on shorter-preferred and on longer-preferred pairs (any length-only judge: 0.5)"),
+    Metric("lc_agreement", "fraction", True, None, ("labels",), tolerance=0.05, label="length-controlled agreement",
+           description="agreement at equal length: AlpacaEval's length-controlled GLM fitted to the judge's agreement "
+                       "against the preferred output's length advantage (a length-only judge scores ~0.5)"),
+    Metric("prefers_longer", "fraction", False, None, ("labels",), gated=False, label="picks the longer output",
+           description="share of unequal-length pairs on which the judge prefers the longer output (0.5: length-neutral)"),
     Metric("excluded_share", "fraction", False, None, ("labels",), ("subset",), gated=False, label="pairs left out",
            description="share of pairs without a right answer (labeler ties, missing verdicts)"),
     Metric("spearman", "score", True, None, ("labels",), tolerance=0.05, label="Spearman correlation with Perspective",
@@ -139,7 +162,7 @@ METRICS = (
     Metric("recall", "fraction", True, None, ("labels",), tolerance=0.05, label="recall"),
     Metric("f1", "fraction", True, None, ("labels",), tolerance=0.05, label="F1"),
 )
-# version 2: toxicity scorers validated against Perspective (spearman, pearson, roc_auc on rtp_heldout /
-# wiki_perspective) beside the text_length baseline
+# 2: length rows and the trivial baselines; 3: toxicity scorers validated against Perspective (spearman, pearson,
+# roc_auc on rtp_heldout / wiki_perspective) beside the text_length baseline
 JUDGE_VALIDATION = register(EvalDef(EVAL, METRICS, title="Judge and scorer validation",
-                                    paper="section 3.4 (inter-labeler agreement)", version="2"))
+                                    paper="section 3.4 (inter-labeler agreement)", version="3"))

@@ -22,6 +22,7 @@ from reports.sections.common import (
     na,
     slug,
 )
+from reports.sections.trust import trust_table
 
 TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "outputs_file": "outputs file (answers as given)"}
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
@@ -75,7 +76,7 @@ def truthfulqa_section(data: RunData) -> Safe:
     mc = sub[sub["metric"].isin(["mc1", "mc2"])]
     if mc.empty:
         parts.append(na("TruthfulQA multiple-choice results (MC1/MC2)"))
-        return join(parts)
+        return join(parts + [_tqa_trust(data)])
     parts.append(figure_div(ci_facet_figure(mc, x="policy", group="metric", group_labels={"mc1": "MC1", "mc2": "MC2"},
                                             title="TruthfulQA multiple choice (MC1, MC2; lm-eval likelihoods)",
                                             y_title="score", legend_title="metric"), "fig-truthfulqa-mc"))
@@ -85,7 +86,12 @@ def truthfulqa_section(data: RunData) -> Safe:
             n_of(by.get((pol, "mc1")), by.get((pol, "mc2")))) for pol in order_policies(mc["policy"])]
     parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
                        out, numeric=(1, 2, 3, 4, 5)))
+    parts.append(_tqa_trust(data))
     return join(parts)
+
+
+def _tqa_trust(data: RunData) -> Safe:
+    return trust_table(data, ("truthfulness",), "the truthful / informative scores: the scorer's validation")
 
 
 def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
@@ -95,39 +101,6 @@ def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
     return sub.assign(measure=[d.delta_of or d.name if d else m for d, m in zip(decls, sub["metric"])],
                       is_delta=[bool(d and d.delta_of) for d in decls], instruction=col(sub, "instruction"),
                       stratum=col(sub, "stratum"))
-
-
-#: judge_validation ``labels`` of a toxicity scorer (harness.judging.validation): against Perspective, then Davidson
-TOX_VALIDATION_SETS = {"rtp_heldout": "RealToxicityPrompts continuations (held out)",
-                       "wiki_perspective": "Wikipedia talk comments (held out)",
-                       "davidson_heldout": "Davidson tweets (held out; crowd labels, not Perspective)"}
-TOX_PERSPECTIVE_SETS = ("rtp_heldout", "wiki_perspective")
-TOX_VALIDATION_STATS = {"spearman": "Spearman", "pearson": "Pearson", "roc_auc": "ROC-AUC"}
-TOX_BASELINE = "text_length"
-
-
-def _scorer_validation(data: RunData, judge: str | None) -> Safe:
-    """The scorer's ``judge_validation`` rows (set, statistic, n, value [95 % CI]) beside the trivial baseline
-    ``text_length`` on the same texts; a note when the run has no validation against Perspective (runs made
-    before judge_validation version 2 have only the Davidson ROC-AUC) or none at all."""
-    val = data.rows("judge_validation", list(TOX_VALIDATION_STATS))
-    val = val[col(val, "labels").isin(list(TOX_VALIDATION_SETS))] if not val.empty else val
-    mine = val[val["policy"] == judge] if not val.empty else val
-    if judge is None or mine.empty:
-        return na(f"validation of the toxicity scorer {_name(judge)} (judge_validation rows)")
-    by = index(val, "policy", "labels", "metric")
-    out = [(TOX_VALIDATION_SETS[lab], TOX_VALIDATION_STATS[m], n_of(by.get((judge, lab, m))),
-            ci(by.get((judge, lab, m)), percent=False), ci(by.get((TOX_BASELINE, lab, m)), percent=False))
-           for lab in TOX_VALIDATION_SETS for m in TOX_VALIDATION_STATS if (judge, lab, m) in by]
-    has_perspective = any(lab in TOX_PERSPECTIVE_SETS for lab in col(mine, "labels"))
-    note = (f"Scorer validation: {judge} against Perspective API toxicity on held-out texts it was not fitted on (the "
-            f"paper scored with Perspective; ROC-AUC of Perspective ≥ 0.5), beside the trivial baseline {TOX_BASELINE} "
-            "(the text's length as its score; a constant scores ROC-AUC 0.5)." if has_perspective else
-            f"Scorer validation: this run has no validation of {judge} against Perspective (runs before "
-            "judge_validation version 2 measured only the Davidson ROC-AUC).")
-    return join([tag("p", note, cls="meta"),
-                 table(["set", "statistic", "n (texts)", f"{judge} [95% CI]", f"{TOX_BASELINE} [95% CI]"], out,
-                       numeric=(2, 3, 4))])
 
 
 def _strata_table(rows: pd.DataFrame, instructions: list[str]) -> Safe:
@@ -151,9 +124,9 @@ def _strata_table(rows: pd.DataFrame, instructions: list[str]) -> Safe:
 def toxicity_section(data: RunData) -> Safe:
     """Expected maximum toxicity, toxicity probability and mean toxicity per policy for each
     instruction type (``fig-toxicity``; one figure per scorer, scorer named), with the paired delta
-    of expected maximum toxicity vs base and the paper's Perspective values in the table; then, per scorer,
-    its validation against Perspective beside the trivial baseline (:func:`_scorer_validation`) and the
-    metrics per prompt-toxicity stratum when the run has them."""
+    of expected maximum toxicity vs base and the paper's Perspective values in the table, the metrics per
+    prompt-toxicity stratum when the run has them, and the scorer's validation (against Perspective on
+    held-out text, beside the trivial baseline ``text_length``; :func:`reports.sections.trust.trust_table`)."""
     if data.results is None:
         return na(NO_RESULTS)
     sub = _toxicity_frame(data, data.rows("toxicity"))
@@ -191,9 +164,9 @@ def toxicity_section(data: RunData) -> Safe:
         parts.append(table(["instruction", "policy", "expected max toxicity [95% CI]", "delta vs base",
                             "toxicity probability [95% CI]", "mean toxicity [95% CI]", "n (prompts)",
                             "paper mean toxicity (175B)"], out, numeric=(2, 3, 4, 5, 6)))
-        parts.append(_scorer_validation(data, judge))
         if not per_stratum.empty:
             parts.append(_strata_table(per_stratum[~per_stratum["is_delta"]], instructions))
+    parts.append(trust_table(data, ("toxicity",), "the toxicity scores: the scorer's validation"))
     return join(parts)
 
 
@@ -222,4 +195,5 @@ def hallucination_section(data: RunData) -> Safe:
                         f"{ref.text()} ({ref.label})" if ref else "—"])
         parts.append(table(["policy", *(f"{c} [95% CI]" for c in cats), "n (prompts)",
                             "paper rate (175B, labelers)"], out, numeric=range(1, len(cats) + 2)))
+    parts.append(trust_table(data, ("hallucination",), "the hallucination rates: the detector's validation"))
     return join(parts)

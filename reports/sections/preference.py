@@ -7,6 +7,7 @@ from reports.ci_figures import RefLine, ci_facet_figure
 from reports.figures import order_policies
 from reports.html import Safe, figure_div, join, table, tag
 from reports.paper_ref import find
+from reports.sections.trust import trust_table
 from reports.sections.common import (
     NO_RESULTS,
     RunData,
@@ -70,6 +71,7 @@ def winrate_section(data: RunData) -> Safe:
                    "mean Bradley-Terry win prob [95% CI]", "n"]
         parts.append(table(headers + (["paper, 175B, human labelers"] if i == 0 else []), table_rows,
                            numeric=(2, 3, 4, 5)))
+    parts.append(trust_table(data, ("reward_model", "chat"), "these win rates: the judges' validation"))
     return join(parts)
 
 
@@ -117,4 +119,6 @@ def likert_section(data: RunData) -> Safe:
                           "inappropriate, toxic: all outputs; follows constraints: outputs with a parsed constraint; "
                           "hallucination: closed-domain outputs). Detectors: see docs/metrics.md."))
     parts.append(table(["measure (judge or detector)", *policies, "n"], rows_out, numeric=range(1, len(policies) + 2)))
+    parts.append(trust_table(data, ("reward_model", "chat", "hallucination", "toxicity"),
+                             "these scores and flags: the judges' and detectors' validation"))
     return join(parts)

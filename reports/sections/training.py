@@ -43,6 +43,26 @@ def rm_section(data: RunData) -> Safe:
                  table(["reward model", "pairwise accuracy [95% CI]", "n (pairs)"], rows, numeric=(1, 2))])
 
 
+def reward_shapes(logs: dict) -> list[tuple[str, str, str, str]]:
+    """Per run and reward (proxy, gold): :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points,
+    or why there is none."""
+    from harness.overoptimisation import reward_shape
+    from reports.ppo_figures import REWARDS, kl_reward_points
+
+    out = []
+    for run, log in logs.items():
+        for key, label, _ in REWARDS:
+            pts = kl_reward_points(log, key)
+            if not pts:
+                continue
+            try:
+                s = reward_shape([k for k, _ in pts], [r for _, r in pts])
+                out.append((run, label, s.shape, s.text))
+            except ValueError as e:
+                out.append((run, label, "—", f"not enough points: {e}"))
+    return out
+
+
 def ppo_section(data: RunData) -> Safe:
     """PPO training curves per step (``fig-ppo-curves``) and proxy / gold reward against KL
     (``fig-overoptimisation``) for the RL runs of ``run.json`` (:func:`rl_runs`) whose logs exist."""
@@ -57,6 +77,12 @@ def ppo_section(data: RunData) -> Safe:
     over = overoptimisation_figure(logs)
     parts.append(figure_div(over, "fig-overoptimisation") if over.data else
                  na("reward / KL pairs in the PPO logs (over-optimisation view)"))
+    shapes = reward_shapes(logs)
+    if shapes:
+        parts.append(tag("p", "The shape of each curve, from its own points: Gao et al.'s form R(d) = d (α − β log d), "
+                              "d = √KL, fitted by least squares (peaked: β > 0 significantly, the peak inside the run "
+                              "and the best point interior), else the rank correlation with KL.", cls="meta"))
+        parts.append(table(["RL run", "reward", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:
         parts.append(table(["RL run", "KL penalty β", "ptx coefficient γ (ptx_coef)", "PPO-ptx"],

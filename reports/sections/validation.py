@@ -19,6 +19,15 @@ def _agreement_label(labels: str | None, subset: str | None) -> str:
     return f"{name} {subset}" if subset else (f"{name}, all" if labels == "hh_rlhf_human" else name)
 
 
+LENGTH_ORDER = (("agreement", None), ("agreement", "longer_preferred"), ("agreement", "shorter_preferred"),
+                ("balanced_agreement", None), ("lc_agreement", None), ("prefers_longer", None))
+
+
+def _length_measure(data: RunData, metric: str, length: str | None) -> str:
+    label = data.label("judge_validation", metric)
+    return f"{label}, {str(length).replace('_', ' ')} pairs" if isinstance(length, str) else label
+
+
 def judge_validation_section(data: RunData) -> Safe:
     """``fig-judge-validation``: each judge's agreement with held-out human preferences (overall, per
     hh-rlhf subset) and with GPT-4, with the paper's inter-labeler agreement as a reference line;
@@ -39,8 +48,11 @@ def _validation(data: RunData, sub: Any) -> Safe:
     ref_y = ref.value if ref is not None else HUMAN_AGREEMENT
     ref_name = ref.label if ref is not None else "paper"
     excluded = sub["metric"] == "excluded_share"
-    agree = sub[sub["metric"] == "agreement"]
-    other = sub[(sub["metric"] != "agreement") & ~excluded]
+    by_length = col(sub, "length").notna()
+    length_metrics = sub["metric"].isin(["balanced_agreement", "lc_agreement", "prefers_longer"])
+    agree = sub[(sub["metric"] == "agreement") & ~by_length]
+    length = sub[((sub["metric"] == "agreement") & col(sub, "subset").isna()) | length_metrics]
+    other = sub[(sub["metric"] != "agreement") & ~excluded & ~length_metrics]
     parts = []
     if not agree.empty:
         agree = agree.assign(set=[_agreement_label(lab, sset) for lab, sset in zip(col(agree, "labels"), col(agree, "subset"))])
@@ -50,13 +62,27 @@ def _validation(data: RunData, sub: Any) -> Safe:
                               ref_lines=[RefLine(ref_y, f"paper inter-labeler agreement ({ref_y:.1%})"),
                                          RefLine(0.5, "chance", dash="dash", color="grey")])
         parts.append(figure_div(fig, "fig-judge-validation"))
+    if (by_length | length_metrics).any():
+        measure = [_length_measure(data, m, lg) for m, lg in zip(length["metric"], col(length, "length"))]
+        length = length.assign(measure=measure, set=[LABEL_SETS.get(str(x), str(x)) for x in col(length, "labels")])
+        fig = ci_facet_figure(length, facet="set", x="measure", group="policy", x_order=list(dict.fromkeys(
+                                  _length_measure(data, m, lg) for m, lg in LENGTH_ORDER)),
+                              title="How much of the agreement is length (\"longer output wins\" is the trivial baseline)",
+                              y_title="share of pairs", legend_title="judge",
+                              ref_lines=[RefLine(0.5, "chance / length-neutral", dash="dash", color="grey")])
+        parts.append(figure_div(fig, "fig-judge-length"))
+        parts.append(tag("p", "Shorter-preferred pairs: the labeler preferred the shorter output, where \"longer wins\" "
+                              "scores 0. Length-balanced agreement: the mean over shorter- and longer-preferred pairs "
+                              "(0.5 for any judge that decides by length alone). Length-controlled agreement: AlpacaEval's "
+                              "length-controlled GLM at equal length (left out where length separates the judge's "
+                              "verdicts completely, as for \"longer wins\").", cls="meta"))
     if not other.empty:
         other = other.assign(score=[f"{m} on {lab} ({p})" for m, lab, p in zip(other["metric"], col(other, "labels"), other["policy"])])
         parts.append(figure_div(ci_facet_figure(other, x="score", title="Detector and scorer validation "
                                                 "(held-out labelled sets; scorer in brackets)", y_title="score",
                                                 percent=False, y_range=[0, 1.05]),
                                 "fig-detector-validation"))
-    rows = [(r["policy"], r["metric"], _agreement_label(r.get("labels"), r.get("subset")),
+    rows = [(r["policy"], _length_measure(data, r["metric"], r.get("length")), _agreement_label(r.get("labels"), r.get("subset")),
              ci(r, percent=data.is_fraction("judge_validation", r["metric"])), r["n"])
             for r in sub.to_dict("records")]
     if ref is not None:

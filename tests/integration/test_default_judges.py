@@ -43,7 +43,7 @@ def test_only_a_policy_trains_default_judges_once_and_reuses_them(tmp_path, tiny
         assert read_json(folder / "run.json")["config"]["split"] == f"judge_{name}"  # trained on its own judge split
     weights = {p: p.stat().st_mtime_ns for p in cache.glob("judges/h*/*.safetensors")}
     assert len(weights) == 2
-    assert len(list((cache / "judge_validation").glob("*.json"))) == 2
+    assert len(list((cache / "judge_validation").glob("*.json"))) == 3  # two judges and the "longer wins" baseline
     judged = {r.slice.get("judge") for r in rows1 if r.eval == "winrate"}
     assert judged == {"helpful", "harmless"}
 

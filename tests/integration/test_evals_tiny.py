@@ -98,7 +98,8 @@ def test_winrate_every_policy_baseline_and_judge(first_run):
 def test_judges_are_validated_against_humans(first_run):
     run_dir, rows = first_run
     for judge in ("helpful", "harmless"):
-        got = {(r.get("labels"), r.get("subset")): r for r in _rows(rows, eval="judge_validation", policy=judge, metric="agreement")}
+        got = {(r.get("labels"), r.get("subset")): r for r in _rows(rows, eval="judge_validation", policy=judge, metric="agreement")
+               if r.get("length") is None}
         assert {("hh_rlhf_human", None), ("hh_rlhf_human", "helpful-base"), ("hh_rlhf_human", "harmless-base"),
                 ("alpaca_eval_gpt4", None)} <= set(got)
         assert got[("hh_rlhf_human", None)].n == 12 and all(0 <= r.value <= 1 for r in got.values())
@@ -109,6 +110,13 @@ def test_judges_are_validated_against_humans(first_run):
     assert info["helpful"]["kind"] == "reward_model" and info["perspective_tfidf_ridge"]["kind"] == "toxicity"
     fit = info["perspective_tfidf_ridge"]["fit"]  # what the default scorer was fitted on, and how long it took
     assert fit["n_fit"] > 10000 and ("load_seconds" in fit if fit["from_cache"] else fit["fit_seconds"] > 0)
+    # the trivial baseline on the same pairs, and the judges' length rows beside it
+    longer = {(r.metric, r.get("labels"), r.get("length")): r.value for r in _rows(rows, eval="judge_validation", policy="longer_output")}
+    assert longer[("balanced_agreement", "hh_rlhf_human", None)] == 0.5 and longer[("prefers_longer", "hh_rlhf_human", None)] == 1.0
+    assert longer[("agreement", "hh_rlhf_human", "shorter_preferred")] == 0.0
+    helpful = {(r.metric, r.get("labels"), r.get("length")) for r in _rows(rows, eval="judge_validation", policy="helpful")}
+    assert {("balanced_agreement", "hh_rlhf_human", None), ("prefers_longer", "alpaca_eval_gpt4", None)} <= helpful
+    assert info["longer_output"]["kind"] == "trivial_baseline"
 
 
 def test_likert_scores_and_flags(first_run):
@@ -203,7 +211,7 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     assert cache["generated"] == 0 and cache["misses"] == 0 and cache["hits"] > 0
     assert evals2["lm_eval_cache"]["misses"] == 0 and evals2["lm_eval_cache"]["hits"] > 0
     assert {n: j["validation_cache"] for n, j in evals2["judges"].items() if "validation_cache" in j} == {
-        "helpful": "hit", "harmless": "hit", "perspective_tfidf_ridge": "hit"}
+        "helpful": "hit", "harmless": "hit", "perspective_tfidf_ridge": "hit", "longer_output": "hit"}
     # cached work records the data files it read, as the first run did (the regression gate compares them)
     assert {n: e["data_files"] for n, e in evals2["evals"].items()} == {n: e["data_files"] for n, e in evals1["evals"].items()}
     assert evals2["judge_validation"]["data_files"] == evals1["judge_validation"]["data_files"]

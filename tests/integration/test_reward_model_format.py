@@ -220,6 +220,13 @@ def test_a_foreign_model_without_template_or_pad_is_read_as_transformers_reads_o
         tail = [foreign(input_ids=torch.tensor([tok(t)["input_ids"][-8:]])).logits[0, 0].item() for t in texts]
     assert cut == pytest.approx(tail, abs=TOL)
     assert "4 of 4 texts were longer than max_length=8 tokens" in caplog.text
+    assert short.counts == {"scored": 4, "truncated": 4} and judge.counts == {"scored": 4, "truncated": 0}
+    from harness.judging.panel import JudgePanel
+
+    panel = JudgePanel.__new__(JudgePanel)  # only the judges it used matter to the warning
+    panel.used = {("reward_model", "long"): judge, ("reward_model", "short"): short}
+    assert panel.truncation_warnings() == ["judge short: 4 of 4 texts were longer than max_length=8 tokens and were cut "
+                                           "to their last 8 (eval.judges.max_length raises it)"]
 
 
 @pytest.mark.slow

@@ -124,6 +124,37 @@ def test_sft_lora_trains_only_adapters_and_saves_a_merged_plain_model(tiny_dir, 
     assert moved == {f"model.layers.{i}.self_attn.{m}.weight" for i in range(n_layers) for m in ("q_proj", "v_proj", "o_proj")}
 
 
+def test_rm_lora_trains_adapters_and_the_head_and_saves_a_stock_sequence_classifier(tiny_dir, tmp_path):
+    from harness.judging.reward_model import reward_scores
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = load_tokenizer(tiny_dir)
+    comps = [Comparison(str(i), f"\n\nHuman: question {i}?\n\nAssistant:", ("good good", "bad"), (0, 1), "t") for i in range(8)]
+    cfg = RMConfig(lr=5e-3, head_lr=5e-3, epochs=3, batch_size=2, max_length=48, max_prompt_length=24, warmup_ratio=0.0,
+                   normalize_to_demos=False, lora=LoRAConfig(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"]))
+    trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, comps[:2], chat_template="false")
+    adapted = trainer.accelerator.unwrap_model(trainer.model)
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    n_layers = load_scalar_model(tiny_dir).config.num_hidden_layers
+    lora = {n for n in trainable if ".lora_A." in n or ".lora_B." in n}
+    assert len(lora) == n_layers * 2 * 2 and trainable - lora == {"base_model.model.score.weight"}  # adapters + the full head
+    before = _params(adapted)
+    result = trainer.train()
+    assert result.train_losses[-1] < result.train_losses[0]
+    assert {n for n, p in adapted.named_parameters() if not torch.equal(before[n], p.detach())} == trainable
+    prompts, outs = [c.prompt for c in comps], [c.completions[k] for c in comps for k in (0,)]
+    trained = trainer.score(prompts, outs).detach()
+    path = trainer.save(tmp_path / "rm", {"rm": "lora"}, {}, {})
+    assert not (path / "adapter_config.json").exists()
+    stock = AutoModelForSequenceClassification.from_pretrained(path).eval()  # a plain transformers load, no peft
+    assert type(stock).__name__.endswith("ForSequenceClassification") and stock.config.num_labels == 1
+    got = reward_scores(stock, AutoTokenizer.from_pretrained(path), prompts, outs, max_length=48, max_prompt_length=24,
+                        chat_template="false")
+    assert torch.allclose(torch.tensor(got), trained, atol=1e-5)  # merging (alpha / r) B A into W changes no score
+    with pytest.raises(ValueError, match="two ways"):
+        RewardModelTrainer(RMConfig(trainable_layers=1, lora=LoRAConfig(r=2)), load_scalar_model(tiny_dir), tok, comps, [])
+
+
 def test_residual_dropout_is_stochastic_in_training_only_and_not_saved(tiny_dir, tmp_path):
     tok = load_tokenizer(tiny_dir)
     trainer = SFTTrainer(_sft_cfg(residual_dropout=0.3), load_policy(tiny_dir), tok, DEMOS, [], chat_template="false")
@@ -382,3 +413,49 @@ def test_several_minibatches_keep_no_rollout_graph(tiny_dir):
     trainer, _ = _ppo_trainer(tiny_dir, "separate")  # batch 4 in minibatches of 2
     ro = trainer.rollout(PROMPTS[:4])
     assert ro.first_forward is None and not ro.logprobs.requires_grad and not ro.values.requires_grad
+
+
+def test_ppo_lora_policy_uses_itself_without_adapters_as_the_exact_reference(tiny_dir, tmp_path):
+    tok = load_tokenizer(tiny_dir)
+    cfg = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=8, lr=5e-2, value_lr=1e-3, max_prompt_length=32,
+                    lora=LoRAConfig(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"]),
+                    value_lora=LoRAConfig(r=2, alpha=4.0, target_modules=["q_proj"]))
+    reward_model = load_scalar_model(tiny_dir)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(reward_model.score.weight, std=0.5)
+    with pytest.raises(ValueError, match="pass ref_policy=None"):
+        PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok, PROMPTS,
+                   chat_template="false")
+    trainer = PPOTrainer(cfg, load_policy(tiny_dir), None, reward_model, load_scalar_model(tiny_dir), tok, PROMPTS,
+                         chat_template="false", seed=0)
+    policy = trainer.policy_model
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    value = trainer.accelerator.unwrap_model(trainer.value_model)
+    v_train = {n for n, p in value.named_parameters() if p.requires_grad}
+    assert {n for n in v_train if "lora_" not in n} == {"base_model.model.score.weight"}
+
+    ro = trainer.rollout(trainer._next_batch())
+    assert torch.allclose(ro.logprobs, ro.ref_logprobs, atol=1e-6)  # B = 0 at the start: the policy is the reference
+    before = _params(policy)
+    trainer.step(ro)
+    trainer.step(trainer.rollout(trainer._next_batch()))
+    moved = {n for n, p in policy.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert moved and moved <= trainable  # only adapters moved; the base weights (the reference) are untouched
+    # the reference (adapters off) is still exactly the untouched SFT model; the policy has moved away from it
+    base = load_policy(tiny_dir).eval()
+    ro2 = trainer.rollout(trainer._next_batch())
+    seq, attn, P = ro2.sequences, ro2.attention_mask, ro2.prompt_len
+    with torch.no_grad():
+        base_lp = trainer._logprobs(base, seq, attn, P)
+    assert torch.allclose(ro2.ref_logprobs, base_lp, atol=1e-5)
+    assert (ro2.logprobs - ro2.ref_logprobs).abs().max().item() > 1e-3
+    assert policy.training  # the reference forward put the policy back in training mode
+    policy.eval()
+    with torch.no_grad():
+        adapted = policy(input_ids=seq, attention_mask=attn).logits
+    path = trainer.save(tmp_path / "ppo", "ppo", {"ppo": "lora"}, {}, {})
+    merged = load_policy(str(path)).eval()
+    assert type(merged) is type(base) and not (path / "adapter_config.json").exists()
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=seq, attention_mask=attn).logits, adapted, atol=1e-4)

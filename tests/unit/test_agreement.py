@@ -75,8 +75,11 @@ def test_hh_rows_per_subset_with_longer_judge():
         cmp(3, "same", "four", "harmless-base"),  # equal length: judge tie -> 0.5
     ]
     rows = ag.hh_agreement_rows(longer_output_judge, comps, "longer", n_resamples=200)
-    got = {(r.metric, r.get("subset")): r for r in rows}
+    got = {(r.metric, r.get("subset")): r for r in rows if not r.get("length") and r.metric == "agreement"}
     assert list(got) == [("agreement", None), ("agreement", "helpful-base"), ("agreement", "harmless-base")]
+    assert {(r.metric, r.get("length")) for r in rows if r not in got.values()} == {
+        ("agreement", "shorter_preferred"), ("agreement", "longer_preferred"), ("balanced_agreement", None),
+        ("prefers_longer", None)}  # no lc_agreement: "longer wins" is separated by length (see length_rows)
     assert got[("agreement", None)].value == pytest.approx(2.5 / 4) and got[("agreement", None)].n == 4
     assert got[("agreement", "helpful-base")].value == pytest.approx(0.5)
     assert got[("agreement", "harmless-base")].value == pytest.approx(0.75)
@@ -88,7 +91,8 @@ def test_hh_rows_per_subset_with_longer_judge():
 
 def test_gpt4_rows_count_exclusions(data_dir):
     pairs = ag.load_gpt4_annotations(ag.gpt4_annotations_path(data_dir))
-    rows = {r.metric: r for r in ag.gpt4_agreement_rows(longer_output_judge, pairs, "longer", n_resamples=300)}
+    rows = {r.metric: r for r in ag.gpt4_agreement_rows(longer_output_judge, pairs, "longer", n_resamples=300)
+            if not r.get("length")}
     assert {r.get("labels") for r in rows.values()} == {"alpaca_eval_gpt4"}
     # independent recount: among the 784 non-tie, non-null pairs, does the longer output carry the annotation?
     l1 = np.array([len(p.output_1) for p in pairs])
@@ -105,7 +109,8 @@ def test_gpt4_rows_count_exclusions(data_dir):
 
 def test_random_judge_on_real_hh_pairs(data_dir):
     comps = load_hh_rlhf(data_dir)
-    rows = {r.get("subset"): r for r in ag.hh_agreement_rows(random_judge(seed=1), comps, "random", n_resamples=200)}
+    rows = {r.get("subset"): r for r in ag.hh_agreement_rows(random_judge(seed=1), comps, "random", n_resamples=200)
+            if r.metric == "agreement" and not r.get("length")}
     assert rows[None].n == 8552
     assert rows[None].value == pytest.approx(0.5, abs=0.02)  # ~3.7 standard errors
     subsets = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
@@ -131,3 +136,44 @@ def test_rm_judge_with_a_real_tiny_model(tiny_dir):
     prefs = rm_pair_judge(judge.score)(["Say hi.", "Count."], ["hi there", "1 2 3"], ["hello", "one"])
     assert prefs == [0.5, 0.5]  # equal rewards -> judge ties -> half credit
     assert ag.agreement(prefs, [1.0, 0.0]).value == 0.5
+
+
+def test_length_rows_by_hand():
+    # (judge pref for a, human pref for a, a, b): human-preferred text shorter in items 0, 1; longer in 2, 3, 4;
+    # equal length in 5; item 6 is a labeler tie (left out everywhere)
+    data = [(1.0, 1.0, "ab", "abcd"), (1.0, 0.0, "abcd", "ab"), (1.0, 1.0, "abcd", "a"), (0.0, 0.0, "a", "abc"),
+            (0.5, 1.0, "abc", "a"), (0.0, 1.0, "ab", "cd"), (1.0, 0.5, "a", "abc")]
+    jp, hp, a, b = (list(x) for x in zip(*data))
+    rows = {(r.metric, r.get("length")): r for r in ag.length_rows(jp, hp, a, b, "set", "j", n_resamples=300)}
+    # agreement per item: 1, 0, 1, 1, 0.5, 0
+    assert rows[("agreement", "shorter_preferred")].value == pytest.approx(0.5) and rows[("agreement", "shorter_preferred")].n == 2
+    assert rows[("agreement", "longer_preferred")].value == pytest.approx(2.5 / 3) and rows[("agreement", "longer_preferred")].n == 3
+    assert rows[("balanced_agreement", None)].value == pytest.approx((0.5 + 2.5 / 3) / 2) and rows[("balanced_agreement", None)].n == 5
+    # judge picks the longer text: item 0 no (0), 1 yes (1), 2 yes, 3 no (prefers b = "abc", the longer: 1), 4 tie 0.5
+    # item 6 is a labeler tie but the judge still chose: it is left out with the other unlabelled pairs
+    assert rows[("prefers_longer", None)].value == pytest.approx((0 + 1 + 1 + 1 + 0.5) / 5)
+    lc = rows[("lc_agreement", None)]
+    assert lc.n == 6 and 0.0 <= lc.ci_low <= lc.value <= lc.ci_high <= 1.0
+    from harness.evals.length_controlled import length_controlled_win_rate
+
+    items = [{"win": s, "output": w, "baseline_output": l} for s, w, l in
+             [(1, "ab", "abcd"), (0, "ab", "abcd"), (1, "abcd", "a"), (1, "abc", "a"), (0.5, "abc", "a"), (0, "ab", "cd")]]
+    assert lc.value == pytest.approx(length_controlled_win_rate(items))
+    assert all(r.get("labels") == "set" and r.policy == "j" and r.eval == "judge_validation" for r in rows.values())
+    with pytest.raises(ValueError, match="no pair has a non-tie label"):
+        ag.length_rows([1.0], [0.5], ["a"], ["b"], "set", "j")
+
+
+def test_length_only_judges_are_balanced_at_one_half(data_dir):
+    """Any judge that decides by length alone, however noisily, has balanced agreement ~0.5 on real pairs;
+    a judge that follows the labels has 1 on both length subsets."""
+    comps = load_hh_rlhf(data_dir)[:400]
+    texts_a, texts_b = [c.completions[0] for c in comps], [c.completions[1] for c in comps]
+    human = [0.5 if c.tied[0] else (1.0 if c.ranking[0] == 0 else 0.0) for c in comps]
+    longer = longer_output_judge([c.prompt for c in comps], texts_a, texts_b)
+    rows = {(r.metric, r.get("length")): r.value for r in ag.length_rows(longer, human, texts_a, texts_b, "hh", "longer")}
+    assert rows[("balanced_agreement", None)] == pytest.approx(0.5)
+    assert rows[("agreement", "shorter_preferred")] == 0.0 and rows[("prefers_longer", None)] == 1.0
+    assert ("lc_agreement", None) not in rows
+    oracle = {(r.metric, r.get("length")): r.value for r in ag.length_rows(human, human, texts_a, texts_b, "hh", "oracle")}
+    assert oracle[("agreement", "shorter_preferred")] == 1.0 == oracle[("balanced_agreement", None)] == oracle[("lc_agreement", None)]

@@ -15,9 +15,9 @@ from reports.html import esc, fmt_pct, fmt_pp, table
 from reports.run_report import build_run_report
 
 EVIL = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
-FIG_IDS = ("fig-winrate", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy", "fig-ppo-curves",
+FIG_IDS = ("fig-headline", "fig-winrate", "fig-alignment-tax", "fig-alignment-tax-delta", "fig-rm-accuracy", "fig-ppo-curves",
            "fig-overoptimisation")
-SEC_IDS = ("sec-run", "sec-winrate", "sec-likert", "sec-truthfulqa", "sec-toxicity", "sec-hallucination",
+SEC_IDS = ("sec-headline", "sec-run", "sec-winrate", "sec-likert", "sec-truthfulqa", "sec-toxicity", "sec-hallucination",
            "sec-alignment-tax", "sec-rm", "sec-ppo", "sec-judge-validation", "sec-samples")
 N_SCRIPTS = 1 + len(FIG_IDS) + 1  # plotly.js, one per figure, the sample browser
 POLICIES = ("base", "sft", "ppo", "ppo_ptx")

@@ -22,9 +22,9 @@ from reports.run_report import build_run_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "smoke_run"
 PAPER_YAML = Path(__file__).resolve().parents[2] / "harness" / "evals" / "data" / "paper_reference.yaml"
-SECTIONS = ("sec-run", "sec-winrate", "sec-likert", "sec-truthfulqa", "sec-toxicity", "sec-hallucination",
+SECTIONS = ("sec-headline", "sec-run", "sec-winrate", "sec-likert", "sec-truthfulqa", "sec-toxicity", "sec-hallucination",
             "sec-alignment-tax", "sec-rm", "sec-ppo", "sec-judge-validation", "sec-samples")
-FIGURES = ("fig-winrate", "fig-winrate-harmless", "fig-likert", "fig-likert-flags", "fig-truthfulqa",
+FIGURES = ("fig-headline", "fig-winrate", "fig-winrate-harmless", "fig-likert", "fig-likert-flags", "fig-truthfulqa",
            "fig-truthfulqa-mc", "fig-toxicity", "fig-hallucination", "fig-alignment-tax", "fig-alignment-tax-delta",
            "fig-rm-accuracy", "fig-ppo-curves", "fig-overoptimisation", "fig-judge-validation",
            "fig-detector-validation")

@@ -191,6 +191,7 @@ def test_searchable_table_escapes_and_validates():
 
 
 def test_toxicity_section_shows_scorer_validation_beside_results_and_strata(tmp_path: Path):
+    import json
     from dataclasses import replace
 
     from harness.declarations import row
@@ -211,19 +212,91 @@ def test_toxicity_section_shows_scorer_validation_beside_results_and_strata(tmp_
                                      ("text_length", "roc_auc", 0.501, "wiki_perspective", 5998))]
     d = tmp_path / "run"
     write_results(d / "results", [replace(r, run_id="r") for r in tox + val])
+    (d / "results" / "evals.json").write_text(json.dumps({"judges": {"ptr": {"kind": "toxicity"}}}))
     page = build_run_report(d).read_text(encoding="utf-8")
     sec = section_html(page, "sec-toxicity")
     # the overall figure and table hold the overall rows only (the stratum row does not overwrite ppo's 0.3)
     fig, layout = figure_json(page, "fig-toxicity")
     assert fig[0]["x"] == ["base", "ppo"] and fig[0]["y"] == [0.4, 0.3]
     assert "0.300 [0.200, 0.400]" in sec and "scorer: ptr" in layout["title"]["text"]
-    # the scorer's validation beside the results: set, statistic, n, value [CI], trivial baseline [CI]
-    assert "Scorer validation: ptr against Perspective" in sec
+    # the scorer's validation beside the results: set, statistic, value [CI], n, trivial baseline on the same texts
+    assert "How far to trust the toxicity scores" in sec
+    rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", sec.split("How far to trust")[1], re.S)]
+    assert ["ptr", "Perspective on held-out RealToxicityPrompts continuations", "Spearman correlation with Perspective",
+            "0.881 [0.861, 0.901]", "707", "0.038 [0.018, 0.058] (text_length)"] in rows
+    assert ["ptr", "Perspective on held-out Wikipedia comments", "ROC-AUC", "0.948 [0.928, 0.968]", "5998",
+            "0.501 [0.481, 0.521] (text_length)"] in rows
+    assert not any(r and r[0] == "text_length" for r in rows)  # the baseline is never listed as a scorer
     cells = re.findall(r"<td[^>]*>(.*?)</td>", sec)
-    i = cells.index("RealToxicityPrompts continuations (held out)")
-    assert cells[i:i + 5] == ["RealToxicityPrompts continuations (held out)", "Spearman", "707", "0.881 [0.861, 0.901]",
-                              "0.038 [0.018, 0.058]"]
-    assert "0.948 [0.928, 0.968]" in sec and "0.501 [0.481, 0.521]" in sec and "5998" in sec
     # per prompt-toxicity stratum
     j = cells.index("[0.5,1]")
     assert cells[j - 2:j + 4] == ["basic", "ppo", "[0.5,1]", "0.900 [0.800, 0.950]", "75.0% [50.0%, 100.0%]", "4"]
+
+
+def test_judge_sections_show_the_validation_beside_the_trivial_baseline(tmp_path: Path):
+    import json
+
+    d = tmp_path / "run"
+    jv = "judge_validation"
+    def v(policy, metric, value, lo=None, hi=None, n=10, **sl):
+        return {"run_id": "r", "policy": policy, "eval": jv, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi,
+                "n": n, "slice": sl, "config_hash": "h", "eval_version": "2"}
+
+    rows = [_row("sft", "winrate", "win_rate", 0.6, 0.5, 0.7, baseline="base", judge="helpful"),
+            _row("ppo", "toxicity", "expected_max_toxicity_very_biased", 0.50, 0.4, 0.6, judge="sc"),
+            v("helpful", "agreement", 0.61, 0.55, 0.67, n=256, labels="hh_rlhf_human"),
+            v("helpful", "agreement", 0.44, 0.35, 0.52, n=100, labels="hh_rlhf_human", length="shorter_preferred"),
+            v("helpful", "agreement", 0.58, n=64, labels="hh_rlhf_human", subset="harmless-base"),
+            v("helpful", "balanced_agreement", 0.52, 0.47, 0.57, n=250, labels="hh_rlhf_human"),
+            v("longer_output", "agreement", 0.66, 0.60, 0.72, n=256, labels="hh_rlhf_human"),
+            v("longer_output", "agreement", 0.0, 0.0, 0.0, n=100, labels="hh_rlhf_human", length="shorter_preferred"),
+            v("longer_output", "balanced_agreement", 0.5, 0.5, 0.5, n=250, labels="hh_rlhf_human")]
+    write_jsonl(d / "results" / "results.jsonl", rows)
+    (d / "results" / "evals.json").write_text(json.dumps({"judges": {
+        "longer_output": {"kind": "trivial_baseline"}, "helpful": {"kind": "reward_model"}, "sc": {"kind": "toxicity"}}}))
+    page = build_run_report(d).read_text(encoding="utf-8")
+    win = section_html(page, "sec-winrate")
+    assert "How far to trust these win rates" in win
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<tr>(.*?)</tr>", win.split("How far to trust")[1], re.S)]
+    assert any("shorter preferred" in c and "44.0% [35.0%, 52.0%]" in c and "0.0% [0.0%, 0.0%] (longer_output)" in c for c in cells)
+    assert any("length-balanced agreement" in c and "52.0%" in c and "50.0% [50.0%, 50.0%] (longer_output)" in c for c in cells)
+    assert not any("harmless-base" in c for c in cells)  # per-subset rows stay in the judge-validation section
+    assert "longer_output" not in [c.split()[0] for c in cells if c]  # the baseline is never listed as a judge
+    tox = section_html(page, "sec-toxicity")
+    assert "How far to trust the toxicity scores" in tox and "not validated in this run" in tox
+    _, layout = figure_json(page, "fig-judge-length")
+    assert "longer output wins" in layout["title"]["text"]
+
+
+def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path: Path):
+    import json
+
+    from reports.sections.headline import verdict
+
+    assert verdict({"value": 0.7, "ci_low": 0.55, "ci_high": 0.85, "n": 40}) == "resolved: interval above 0.5"
+    # effect 0.1, half-width 0.2 at n = 50: the half-width must halve, so n x 4
+    assert verdict({"value": 0.6, "ci_low": 0.4, "ci_high": 0.8, "n": 50}).endswith("about n = 200 would resolve it at this effect and variance")
+    assert verdict({"value": 0.45, "ci_low": 0.3, "ci_high": 0.6, "n": 50}).startswith("not resolved: the estimate is not above 0.5")
+    assert verdict({"value": 0.6, "ci_low": None, "ci_high": None, "n": 1}) == "no interval"
+
+    d = tmp_path / "run"
+    rows = [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128),
+            _row("ppo", "winrate", "win_rate", 0.58, 0.45, 0.71, baseline="sft", judge="helpful"),
+            _row("ppo", "winrate", "lc_win_rate", 0.52, 0.40, 0.64, baseline="sft", judge="helpful"),
+            _row("ppo", "winrate", "win_rate", 0.9, 0.8, 1.0, baseline="sft", judge="harmless")]  # not the gold judge
+    write_jsonl(d / "results" / "results.jsonl", rows)
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
+    log = [{"step": i, "kl": k, "reward_mean": 0.1 * i, "gold_reward_mean": g}
+           for i, (k, g) in enumerate([(0.0, 0.0), (0.5, 0.2), (1.0, 0.3), (2.0, 0.35), (4.0, 0.3), (6.0, 0.2), (8.0, 0.1)])]
+    write_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl", log)
+    page = build_run_report(d).read_text(encoding="utf-8")
+    assert page.index('<section id="sec-headline">') < page.index('<section id="sec-run">')
+    sec = section_html(page, "sec-headline")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", sec))
+    assert "proxy reward model: pairwise accuracy on its held-out pairs 64.0% [56.0%, 72.0%] 128 resolved: interval above 0.5" in text
+    assert "ppo vs SFT: win rate, gold judge helpful 58.0% [45.0%, 71.0%]" in text and "90.0%" not in text
+    assert "ppo: proxy reward (optimised RM) along KL rising" in text
+    assert "ppo: gold reward (held-out judge) along KL peaked" in text
+    data, _ = figure_json(page, "fig-headline")
+    assert data[0]["y"] == [0.64, 0.58, 0.52]

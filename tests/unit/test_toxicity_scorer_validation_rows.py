@@ -65,7 +65,7 @@ def test_validation_texts_are_held_out_from_the_fit(scorer):
 
 def test_declared_metrics_and_undefined_statistic_is_loud():
     decl = get("judge_validation")
-    assert decl.version == "2"
+    assert decl.version == "3"
     for m in ("spearman", "pearson", "roc_auc"):
         assert decl.metric(m).higher_is_better and decl.metric(m).slices == ("labels",)
     from harness.judging.toxicity_validation import agreement_with_perspective

@@ -1,0 +1,96 @@
+"""The report's first section: the paper's central contrasts, each with the run's own 95 % interval and
+whether that interval resolves it.
+
+a. the proxy reward model and each judge beat chance on held-out pairs of their own kind (pairwise accuracy,
+   ``reward_model`` rows; interval above 0.5);
+b. PPO (and PPO-ptx) beat SFT on the gold judge's win rate (``winrate`` rows, ``baseline=sft``, ``judge`` =
+   ``run.json``'s ``gold_judge``: the judge PPO never optimised; interval above 0.5), the length-controlled
+   win rate beside it so that a length-only gain shows as such;
+c. over-optimisation (Gao et al. 2022): the proxy reward rises with KL along each PPO run; the gold reward's
+   shape is stated from the data (:func:`harness.overoptimisation.reward_shape`).
+
+An unresolved contrast says its measured effect and the sample size that would resolve it at that effect and
+the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-width shrinks as 1/sqrt(n)).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from reports.ci_figures import RefLine, ci_facet_figure
+from reports.html import Safe, figure_div, join, table, tag
+from reports.sections.common import NO_RESULTS, RunData, ci, col, na
+
+CHANCE = 0.5
+
+
+def verdict(row: dict[str, Any] | None, above: float = CHANCE) -> str:
+    """Whether the row's 95 % interval lies above ``above``; if not, the effect and the n that would resolve it."""
+    if not row or row.get("ci_low") is None or row.get("ci_high") is None or _nan(row["ci_low"]):
+        return "no interval"
+    lo, hi, v, n = float(row["ci_low"]), float(row["ci_high"]), float(row["value"]), int(row["n"])
+    if lo > above:
+        return f"resolved: interval above {above:g}"
+    effect = v - above
+    if effect <= 0:
+        return f"not resolved: the estimate is not above {above:g} (effect {effect:+.3f})"
+    half = (hi - lo) / 2
+    need = max(math.ceil(round(n * (half / effect) ** 2, 6)), n + 1) if half > 0 else n + 1
+    return f"not resolved: effect {effect:+.3f} at n = {n}; about n = {need} would resolve it at this effect and variance"
+
+
+def _nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _first(df, **where) -> dict[str, Any] | None:
+    for k, v in where.items():
+        df = df[col(df, k) == v]
+    recs = df.to_dict("records")
+    return recs[0] if recs else None
+
+
+def headline_section(data: RunData) -> Safe:
+    """The contrasts a-c of the module docstring as one figure (``fig-headline``) and one table."""
+    if data.results is None:
+        return na(NO_RESULTS)
+    run = data.run or {}
+    gold = run.get("gold_judge") or "helpful"
+    rows: list[tuple[str, str, dict | None, str]] = []
+    rm = data.rows("reward_model", ["pairwise_accuracy"])
+    for pol in [p for p in ("rm", *sorted(set(rm["policy"]) - {"rm"})) if p in set(rm["policy"])]:
+        r = _first(rm, policy=pol)
+        what = "proxy reward model" if pol == "rm" else f"judge {pol.removeprefix('judge_')}"
+        rows.append(("a", f"{what}: pairwise accuracy on its held-out pairs", r, verdict(r)))
+    win = data.rows("winrate", ["win_rate", "lc_win_rate"])
+    for pol in [p for p in ("ppo", "ppo_ptx", *sorted(set(win["policy"]))) if p not in ("base", "sft")]:
+        r = _first(win, policy=pol, baseline="sft", judge=gold, metric="win_rate")
+        if r is None or any(x[1].startswith(f"{pol} vs SFT") for x in rows):
+            continue
+        lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
+        rows.append(("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
+        rows.append(("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
+    shapes = _shapes(data)
+    parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
+                      "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
+                      "would resolve it at the measured effect and variance.", cls="meta")]
+    if not rows and not shapes:
+        return join(parts + [na("reward-model accuracy, win rates against SFT and PPO logs")])
+    plotted = [dict(r, contrast=f"{k}. {label}") for k, label, r, _ in rows if r is not None]
+    if plotted:
+        fig = ci_facet_figure(plotted, x="contrast", title="Headline contrasts (95 % intervals; dashed: chance)",
+                              y_title="share", x_title="", ref_lines=[RefLine(CHANCE, "chance", dash="dash", color="grey")])
+        parts.append(figure_div(fig, "fig-headline"))
+    table_rows = [(k, label, ci(r) if r else "—", r["n"] if r else "—", v) for k, label, r, v in rows]
+    table_rows += [("c", f"{run_name}: {reward} along KL", shape, "—", text) for run_name, reward, shape, text in shapes]
+    parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], table_rows, numeric=(2, 3)))
+    return join(parts)
+
+
+def _shapes(data: RunData) -> list[tuple[str, str, str, str]]:
+    from reports.sections.training import reward_shapes, rl_runs
+
+    runs = rl_runs(data.run)
+    logs = {r: data.logs[r] for r in runs if data.logs.get(r)}
+    return reward_shapes(logs)
