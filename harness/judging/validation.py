@@ -7,6 +7,7 @@ The metric group ``judge_validation`` (rows' ``policy`` = the judge or scorer):
 | ``agreement``, ``excluded_share`` | preference judges (reward model, chat) | ``hh_rlhf_human``: held-out hh-rlhf human pairs, overall and per ``subset``; ``alpaca_eval_gpt4``: GPT-4's verdicts on davinci-003 vs -001 |
 | ``roc_auc`` | toxicity scorers | ``davidson_heldout``: held-out Davidson tweets |
 | ``precision``, ``recall``, ``f1`` | hallucination detectors | ``hallucination_labelled``: the hand-labelled closed-domain set |
+| ``accuracy``, ``kappa``, ``roc_auc`` | truthfulness scorers, and the trivial ``always_truthful`` / ``refusal_only`` baselines | ``truthfulqa_reference_loo``: TruthfulQA's own best / first incorrect reference answers, leave-one-out |
 
 The report shows these beside the numbers each judge produced (:mod:`harness.judging.agreement`,
 :mod:`harness.judging.toxicity`, :mod:`harness.judging.hallucination` hold the measurements).
@@ -24,6 +25,7 @@ from harness.stats import Estimate
 
 EVAL = "judge_validation"
 DAVIDSON, HALLUCINATION_SET = "davidson_heldout", "hallucination_labelled"
+TRUTHFULQA_LOO = "truthfulqa_reference_loo"
 
 
 def pair_judge_rows(judge, name: str, data_cfg, data_dir: str | None, cfg, n_resamples: int, seed: int) -> list[ResultRow]:
@@ -67,12 +69,68 @@ def hallucination_detector_rows(detector) -> tuple[list[ResultRow], dict[str, An
             for m in ("precision", "recall", "f1")], v
 
 
+def truthfulness_scorer_rows(scorer, data_dir: str | None, cfg, n_resamples: int, seed: int) -> tuple[list[ResultRow], dict[str, Any]]:
+    """Agreement of truthfulness scorer ``scorer`` with TruthfulQA's labels of its own reference answers, beside the
+    trivial baselines (:func:`harness.judging.truthfulness.baseline_truth_scorers`) on the same items.
+
+    The first ``cfg.n_truthfulqa`` questions (None: all 817) of :func:`harness.data.load_truthfulqa`, each giving
+    two candidates (best answer, label truthful; first incorrect answer, label untruthful), scored leave-one-out
+    (:func:`harness.judging.truthfulness.validation_records`). Rows (slice ``labels=truthfulqa_reference_loo``,
+    ``policy`` = scorer name): ``accuracy`` (fraction), ``kappa`` (Cohen's kappa, 0 = chance) and ``roc_auc``
+    (of the scorer's ``diff``, or its 0/1 verdict), each with a 95 % percentile bootstrap interval resampling
+    *questions* (the two candidates of a question stay together; ``scipy.stats.bootstrap``), ``n`` = candidates.
+    No independent human labels of model answers exist offline, so this is agreement on the reference answers
+    written by the data set's authors, not on model outputs. Returns (rows, ``{name: summary}``)."""
+    from harness.data import load_truthfulqa
+    from harness.judging.truthfulness import agreement_summary, baseline_truth_scorers, validation_records
+
+    questions = load_truthfulqa(data_dir)
+    questions = questions[: cfg.n_truthfulqa] if cfg.n_truthfulqa else questions
+    rows: list[ResultRow] = []
+    info: dict[str, Any] = {}
+    for s in [scorer, *baseline_truth_scorers()]:
+        records = validation_records(questions, s)
+        summary = agreement_summary(records)
+        for metric in ("accuracy", "kappa", "roc_auc"):
+            rows.append(row(EVAL, s.name, metric, _question_bootstrap(records, metric, summary[metric], n_resamples, seed),
+                            labels=TRUTHFULQA_LOO))
+        info[s.name] = summary
+    return rows, info
+
+
+def _question_bootstrap(records: list[dict[str, Any]], metric: str, value: float, n_resamples: int, seed: int) -> Estimate:
+    """``value`` with a 95 % percentile bootstrap interval of ``metric`` over questions (2 records each, in order)."""
+    import numpy as np
+    from scipy import stats
+
+    from harness.judging.truthfulness import agreement_summary
+
+    n = len(records)
+    if n < 4 or not math.isfinite(value):
+        return Estimate(value, math.nan, math.nan, n)
+    if len({(r["truthful"], r["score"]) for r in records}) == 1:  # a constant scorer: every resample gives `value`
+        return Estimate(value, value, value, n)
+    pairs = [records[i : i + 2] for i in range(0, n, 2)]
+
+    def statistic(idx):
+        return agreement_summary([r for i in idx for r in pairs[int(i)]])[metric]
+
+    res = stats.bootstrap((np.arange(len(pairs)),), statistic, n_resamples=n_resamples, method="percentile",
+                          vectorized=False, rng=np.random.default_rng(seed))
+    return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)
+
+
 METRICS = (
     Metric("agreement", "fraction", True, None, ("labels",), ("subset",), tolerance=0.05, label="agreement with labelers",
            description="share of held-out labelled pairs on which the judge picks the labeler's side (judge tie = 0.5)"),
     Metric("excluded_share", "fraction", False, None, ("labels",), ("subset",), gated=False, label="pairs left out",
            description="share of pairs without a right answer (labeler ties, missing verdicts)"),
-    Metric("roc_auc", "score", True, None, ("labels",), tolerance=0.05, label="ROC-AUC"),
+    Metric("roc_auc", "score", True, None, ("labels",), tolerance=0.05, label="ROC-AUC",
+           description="area under the ROC curve of the scorer's score against the labels (0.5 = chance)"),
+    Metric("accuracy", "fraction", True, None, ("labels",), tolerance=0.05, label="accuracy",
+           description="share of labelled items the scorer labels as the labels do"),
+    Metric("kappa", "score", True, None, ("labels",), tolerance=0.05, label="Cohen's kappa",
+           description="agreement with the labels beyond chance (0 = chance, 1 = perfect; Cohen 1960)"),
     Metric("precision", "fraction", True, None, ("labels",), tolerance=0.05, label="precision"),
     Metric("recall", "fraction", True, None, ("labels",), tolerance=0.05, label="recall"),
     Metric("f1", "fraction", True, None, ("labels",), tolerance=0.05, label="F1"),
