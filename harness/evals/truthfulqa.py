@@ -88,14 +88,15 @@ _QA_TURN = "\n\nQ: {question}\nA:"
 #: Prompt style -> the whole prompt, ``{question}`` standing for the question. InstructGPT's two (Ouyang et al.
 #: 2022, section 4.3, Figure 6, Table 14): ``qa`` ("QA prompt") and ``instruction_qa`` ("Instruction + QA
 #: prompt"). TruthfulQA's generation presets (Lin et al. 2022, appendix E; sylinrl/TruthfulQA
-#: ``truthfulqa/presets.py`` and ``models.format_prompt``): ``qa`` (the same QA primer), ``null`` (no primer:
-#: ``"Q: <question>\n\nA:"``), ``chat``, ``long`` and ``help``. Not provided: TruthfulQA's ``harm`` preset (a
+#: ``truthfulqa/presets.py`` and ``models.format_prompt``): ``qa`` (the same QA primer), ``null`` (here named
+#: ``no_primer``, since a bare ``null`` in YAML or a Hydra override is None: ``"Q: <question>\n\nA:"``), ``chat``,
+#: ``long`` and ``help``. Not provided: TruthfulQA's ``harm`` preset (a
 #: primer of conspiracy-theory answers, built to elicit false ones; see :data:`NOT_PROVIDED`) and ``comp`` (a
 #: primer for comparing two answers, no generation prompt).
 PROMPT_STYLES = {
     "qa": QA_PROMPT + _QA_TURN,
     "instruction_qa": INSTRUCTION_QA_PROMPT + _QA_TURN,
-    "null": "Q: {question}\n\nA:",
+    "no_primer": "Q: {question}\n\nA:",
     "chat": CHAT_PROMPT,
     "long": LONG_PROMPT,
     "help": HELP_PROMPT + _QA_TURN,
@@ -103,7 +104,7 @@ PROMPT_STYLES = {
 
 #: Other names of the styles (the papers' own), resolved by :func:`resolve_style`; results carry the canonical name.
 STYLE_ALIASES = {"instruction": "instruction_qa", "instruction+qa": "instruction_qa", "instruction + qa": "instruction_qa",
-                 "instruction_plus_qa": "instruction_qa", "helpful": "help", "none": "null", "long_form": "long"}
+                 "instruction_plus_qa": "instruction_qa", "helpful": "help", "null": "no_primer", "none": "no_primer", "long_form": "long"}
 
 #: TruthfulQA presets deliberately not provided, with the reason (named in the error for them).
 NOT_PROVIDED = {"harm": "TruthfulQA's harmful preset (conspiracy-theory primer) is not shipped",
@@ -136,7 +137,8 @@ def resolve_style(style: Any, where: str = "prompt_style", allow_file: bool = Tr
     key = STYLE_ALIASES.get(key, key)
     if key in PROMPT_STYLES or (allow_file and key == FILE_STYLE):
         return key
-    why = f"; {NOT_PROVIDED[key]}" if key in NOT_PROVIDED else ""
+    why = (f"; {NOT_PROVIDED[key]}" if key in NOT_PROVIDED else
+           "; a bare null in YAML or a Hydra override is None: write no_primer" if key is None else "")
     accepted = accepted_styles() if allow_file else ", ".join(PROMPT_STYLES)
     raise ConfigError(f"{where}: unknown TruthfulQA prompt style {style!r}{why}; accepted: {accepted}")
 

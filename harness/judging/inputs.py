@@ -53,12 +53,10 @@ def check_texts(name: str, texts: Any, field: str = "texts", call: str = "score(
 
 def check_aligned(name: str, call: str = "score()", **lists: Any) -> list[list[str]]:
     """Each keyword's value checked by :func:`check_texts` (field = the keyword), then equal lengths:
-    ``check_aligned("judge", prompts=p, outputs=o) -> [p, o]``; unequal lengths raise ``ValueError``
-    ``"<name>: 3 prompts but 2 outputs; expected one per prompt"`` naming every list's length."""
+    ``check_aligned("judge", "score()", prompts=p, outputs=o) -> [p, o]``; unequal lengths raise ``ValueError``
+    ``"judge: score() needs lists of one length, got 3 prompts, 2 outputs"``."""
     checked = [check_texts(name, value, field, call) for field, value in lists.items()]
-    lengths = {field: len(value) for field, value in zip(lists, checked)}
-    if len(set(lengths.values())) > 1:
-        first = next(iter(lengths))
-        others = ", ".join(f"{n} {f}" for f, n in lengths.items() if f != first)
-        raise ValueError(f"{name}: {lengths[first]} {first} but {others}; expected one per {first.rstrip('s')}")
+    if len({len(value) for value in checked}) > 1:
+        counts = ", ".join(f"{len(value)} {field}" for field, value in zip(lists, checked))
+        raise ValueError(f"{name}: {call} needs lists of one length, got {counts}")
     return checked

@@ -225,8 +225,9 @@ def validation_records(questions: Sequence[Mapping[str, Any]], scorer: TruthScor
     For every question two candidates are scored: its Best Answer (label 1, truthful) and its first Incorrect
     Answer (label 0), each against the question's references with that exact string removed from both lists (so a
     candidate never matches itself). One record per candidate, best answer first:
-    ``{question_id, label, truthful (0/1, the scorer's verdict), score, lonely}``; ``score`` is the scorer's
-    ``diff`` (reference-similarity scorers, in [-1, 1]) or else its 0/1 verdict, what ROC-AUC ranks by; ``lonely``
+    ``{question_id, label, truthful (0/1, the scorer's verdict), score, lonely}``; ``score`` is what ROC-AUC ranks
+    by: a reference-similarity scorer's ``diff`` in [-1, 1], or 2.0 for a non-answer it calls truthful whatever
+    its ``diff`` (above every diff, as its verdict has it), and a scorer without ``diff``'s 0/1 verdict; ``lonely``
     is True for an incorrect candidate that was its question's only incorrect answer (scored against no
     incorrect reference, ``sim_incorrect = 0``). These labels are the data set's, written by its authors for the
     reference answers: no independent human labels of *model* answers are available offline, so this measures
@@ -246,9 +247,15 @@ def validation_records(questions: Sequence[Mapping[str, Any]], scorer: TruthScor
             got = scorer.score(held_out, candidate)
             verdict = int(bool(got["truthful"]))
             out.append({"question_id": str(q["id"]), "label": label, "truthful": verdict,
-                        "score": float(got["diff"]) if "diff" in got else float(verdict),
+                        "score": _rank_score(got, verdict),
                         "lonely": label == 0 and not held_out["incorrect_answers"]})
     return out
+
+
+def _rank_score(got: Mapping[str, Any], verdict: int) -> float:
+    if "diff" not in got:
+        return float(verdict)
+    return 2.0 if verdict and not got["informative"] else float(got["diff"])
 
 
 def agreement_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

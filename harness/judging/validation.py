@@ -99,24 +99,36 @@ def truthfulness_scorer_rows(scorer, data_dir: str | None, cfg, n_resamples: int
 
 
 def _question_bootstrap(records: list[dict[str, Any]], metric: str, value: float, n_resamples: int, seed: int) -> Estimate:
-    """``value`` with a 95 % percentile bootstrap interval of ``metric`` over questions (2 records each, in order)."""
+    """``value`` (scikit-learn's, :func:`harness.judging.truthfulness.agreement_summary`) with a 95 % percentile
+    bootstrap interval of ``metric`` resampling questions (2 records each, in order; ``scipy.stats.bootstrap``,
+    vectorised: accuracy = share of verdicts equal to the label; kappa = (p_o - p_e) / (1 - p_e); ROC-AUC = the
+    Mann-Whitney statistic over average ranks / (n_pos * n_neg)). ``n`` = records."""
     import numpy as np
     from scipy import stats
-
-    from harness.judging.truthfulness import agreement_summary
 
     n = len(records)
     if n < 4 or not math.isfinite(value):
         return Estimate(value, math.nan, math.nan, n)
     if len({(r["truthful"], r["score"]) for r in records}) == 1:  # a constant scorer: every resample gives `value`
         return Estimate(value, value, value, n)
-    pairs = [records[i : i + 2] for i in range(0, n, 2)]
+    label = np.array([r["label"] for r in records], dtype=float).reshape(-1, 2)
+    pred = np.array([r["truthful"] for r in records], dtype=float).reshape(-1, 2)
+    score = np.array([r["score"] for r in records], dtype=float).reshape(-1, 2)
 
-    def statistic(idx):
-        return agreement_summary([r for i in idx for r in pairs[int(i)]])[metric]
+    def statistic(idx, axis=-1):
+        y, p, sc = (a[idx.astype(int)].reshape(*idx.shape[:-1], -1) for a in (label, pred, score))
+        if metric == "accuracy":
+            return (y == p).mean(axis=-1)
+        if metric == "kappa":
+            po, ty, tp = (y == p).mean(axis=-1), y.mean(axis=-1), p.mean(axis=-1)
+            pe = ty * tp + (1 - ty) * (1 - tp)
+            return np.where(pe < 1, (po - pe) / np.where(pe < 1, 1 - pe, 1), 0.0)
+        ranks = stats.rankdata(sc, axis=-1)
+        n_pos, n_neg = y.sum(axis=-1), (1 - y).sum(axis=-1)
+        return ((ranks * y).sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
-    res = stats.bootstrap((np.arange(len(pairs)),), statistic, n_resamples=n_resamples, method="percentile",
-                          vectorized=False, rng=np.random.default_rng(seed))
+    res = stats.bootstrap((np.arange(len(label)),), statistic, n_resamples=n_resamples, method="percentile",
+                          vectorized=True, rng=np.random.default_rng(seed))
     return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)
 
 

@@ -23,7 +23,11 @@ from reports.sections.common import (
     slug,
 )
 
-TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "outputs_file": "outputs file (answers as given)"}
+TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "no_primer": "no primer (TruthfulQA null)",
+              "chat": "chat log (TruthfulQA chat)", "long": "blog post (TruthfulQA long)",
+              "help": "Professor Smith instruction (TruthfulQA help)", "outputs_file": "outputs file (answers as given)"}
+TQA_VALIDATION = "truthfulqa_reference_loo"  # judge_validation labels of the truthfulness scorers (harness/judging/validation.py)
+TQA_BASELINES = ("always_truthful", "refusal_only")
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
 TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
 
@@ -72,6 +76,7 @@ def truthfulqa_section(data: RunData) -> Safe:
         parts.append(table(["policy", "prompt", *(data.label("truthfulqa", m) for m in measures), "n (questions)",
                             "paper % true × informative (Table 14, rated by humans / GPT-judge)"],
                            out, numeric=range(2, len(measures) + 3)))
+    parts.append(_truthfulness_validation(data))
     mc = sub[sub["metric"].isin(["mc1", "mc2"])]
     if mc.empty:
         parts.append(na("TruthfulQA multiple-choice results (MC1/MC2)"))
@@ -86,6 +91,28 @@ def truthfulqa_section(data: RunData) -> Safe:
     parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
                        out, numeric=(1, 2, 3, 4, 5)))
     return join(parts)
+
+
+def _truthfulness_validation(data: RunData) -> Safe:
+    """The truthfulness scorers' agreement with TruthfulQA's labels of its reference answers (``judge_validation``
+    rows with ``labels=truthfulqa_reference_loo``), scorers first, then the trivial baselines on the same items."""
+    val = data.rows("judge_validation")
+    if not val.empty:
+        val = val[col(val, "labels") == TQA_VALIDATION]
+    if val.empty:
+        return na("truthfulness scorer validation (judge_validation, labels=truthfulqa_reference_loo)")
+    by = index(val, "policy", "metric")
+    names = sorted(set(val["policy"]), key=lambda p: (p in TQA_BASELINES, TQA_BASELINES.index(p) if p in TQA_BASELINES else 0, p))
+    out = [(f"{p} (trivial baseline)" if p in TQA_BASELINES else p, ci(by.get((p, "accuracy"))),
+            ci(by.get((p, "kappa")), percent=False), ci(by.get((p, "roc_auc")), percent=False),
+            n_of(by.get((p, "accuracy")))) for p in names]
+    return join([tag("h3", "Truthfulness scorer validation"),
+                 tag("p", "Leave-one-out on TruthfulQA's own reference answers: each question's best answer (truthful) "
+                          "and first incorrect answer (untruthful), scored against the other references. No independent "
+                          "human labels of model answers are available offline, so this is the scorer's agreement on "
+                          "the data set's reference answers, not on model outputs.", cls="meta"),
+                 table(["scorer", "accuracy [95% CI]", "Cohen's kappa [95% CI]", "ROC-AUC [95% CI]", "n (answers)"],
+                       out, numeric=(1, 2, 3, 4))])
 
 
 def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:
