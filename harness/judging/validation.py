@@ -100,9 +100,8 @@ def truthfulness_scorer_rows(scorer, data_dir: str | None, cfg, n_resamples: int
 
 def _question_bootstrap(records: list[dict[str, Any]], metric: str, value: float, n_resamples: int, seed: int) -> Estimate:
     """``value`` (scikit-learn's, :func:`harness.judging.truthfulness.agreement_summary`) with a 95 % percentile
-    bootstrap interval of ``metric`` resampling questions (2 records each, in order; ``scipy.stats.bootstrap``,
-    vectorised: accuracy = share of verdicts equal to the label; kappa = (p_o - p_e) / (1 - p_e); ROC-AUC = the
-    Mann-Whitney statistic over average ranks / (n_pos * n_neg)). ``n`` = records."""
+    bootstrap interval of ``metric`` resampling questions (2 records each, in order; ``scipy.stats.bootstrap`` over
+    :func:`resampled_agreement`). ``n`` = records."""
     import numpy as np
     from scipy import stats
 
@@ -111,25 +110,32 @@ def _question_bootstrap(records: list[dict[str, Any]], metric: str, value: float
         return Estimate(value, math.nan, math.nan, n)
     if len({(r["truthful"], r["score"]) for r in records}) == 1:  # a constant scorer: every resample gives `value`
         return Estimate(value, value, value, n)
-    label = np.array([r["label"] for r in records], dtype=float).reshape(-1, 2)
-    pred = np.array([r["truthful"] for r in records], dtype=float).reshape(-1, 2)
-    score = np.array([r["score"] for r in records], dtype=float).reshape(-1, 2)
+    arrays = [np.array([r[k] for r in records], dtype=float).reshape(-1, 2) for k in ("label", "truthful", "score")]
+    res = stats.bootstrap((np.arange(len(arrays[0])),), lambda idx, axis=-1: resampled_agreement(metric, *arrays, idx),
+                          n_resamples=n_resamples, method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)
 
-    def statistic(idx, axis=-1):
-        y, p, sc = (a[idx.astype(int)].reshape(*idx.shape[:-1], -1) for a in (label, pred, score))
-        if metric == "accuracy":
-            return (y == p).mean(axis=-1)
-        if metric == "kappa":
-            po, ty, tp = (y == p).mean(axis=-1), y.mean(axis=-1), p.mean(axis=-1)
-            pe = ty * tp + (1 - ty) * (1 - tp)
-            return np.where(pe < 1, (po - pe) / np.where(pe < 1, 1 - pe, 1), 0.0)
+
+def resampled_agreement(metric: str, label, pred, score, idx):
+    """``metric`` (accuracy, kappa or roc_auc) of every resample of questions: ``label``, ``pred`` (0/1 verdicts),
+    ``score`` are (questions, 2) arrays, ``idx`` a (..., questions) array of question indices; returns shape
+    ``idx.shape[:-1]``. accuracy = share of verdicts equal to the label; kappa = (p_o - p_e) / (1 - p_e) (0 when
+    p_e = 1); ROC-AUC = Mann-Whitney U over average ranks / (n_pos * n_neg)."""
+    import numpy as np
+    from scipy import stats
+
+    y, p, sc = (a[idx.astype(int)].reshape(*idx.shape[:-1], -1) for a in (label, pred, score))
+    if metric == "accuracy":
+        return (y == p).mean(axis=-1)
+    if metric == "kappa":
+        po, ty, tp = (y == p).mean(axis=-1), y.mean(axis=-1), p.mean(axis=-1)
+        pe = ty * tp + (1 - ty) * (1 - tp)
+        return np.where(pe < 1, (po - pe) / np.where(pe < 1, 1 - pe, 1), 0.0)
+    if metric == "roc_auc":
         ranks = stats.rankdata(sc, axis=-1)
         n_pos, n_neg = y.sum(axis=-1), (1 - y).sum(axis=-1)
         return ((ranks * y).sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-    res = stats.bootstrap((np.arange(len(label)),), statistic, n_resamples=n_resamples, method="percentile",
-                          vectorized=True, rng=np.random.default_rng(seed))
-    return Estimate(value, float(res.confidence_interval.low), float(res.confidence_interval.high), n)
+    raise ValueError(f"resampled_agreement: unknown metric {metric!r} (accuracy, kappa, roc_auc)")
 
 
 METRICS = (
