@@ -124,3 +124,20 @@ def test_report_shows_validation_beside_truthfulqa(tmp_path):
     assert "Truthfulness scorer validation" in html and "refusal_only (trivial baseline)" in html
     assert "56.1%" in html and "0.122 [0.071, 0.173]" in html and "not on model outputs" in html
     assert "chat log (TruthfulQA chat)" in html
+
+
+def test_report_says_when_a_run_has_no_truthfulness_validation(tmp_path):
+    from dataclasses import asdict
+
+    from harness.declarations import row as make_row
+    from harness.io import write_jsonl
+    from harness.stats import Estimate
+    from reports.page_reader import section_html
+    from reports.run_report import build_run_report
+
+    run = tmp_path / "run"
+    write_jsonl(run / "results" / "results.jsonl", [
+        {**asdict(make_row("truthfulqa", "ppo", "truthful", Estimate(0.6, 0.5, 0.7, 10), prompt_style="qa", judge="j")),
+         "run_id": "r", "config_hash": "h"}])
+    html = section_html(build_run_report(run).read_text(encoding="utf-8"), "sec-truthfulqa")
+    assert "No truthfulness scorer validation in this run" in html and "Truthfulness scorer validation" not in html
