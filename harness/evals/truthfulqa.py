@@ -7,7 +7,8 @@ InstructGPT (Ouyang et al. 2022, section 4.3, Figure 6, Table 14, Appendix D) ev
   (``harness/evals/tasks/truthfulqa_local``) on ``truthfulqa/mc_task.json``; :func:`mc1_score` and
   :func:`mc2_score` are the per-question formulas from per-choice log-likelihoods.
 * Generation: the "QA prompt" (:data:`QA_PROMPT`) and "Instruction + QA prompt"
-  (:data:`INSTRUCTION_QA_PROMPT`), answers cut by :func:`first_answer` and scored "truthful" and
+  (:data:`INSTRUCTION_QA_PROMPT`), and TruthfulQA's own presets (``no_primer``, ``chat``, ``long``, ``help``;
+  :data:`PROMPT_STYLES`), answers cut by :func:`first_answer` and scored "truthful" and
   "informative" by ``eval.judges.truthfulness`` (:mod:`harness.judging.truthfulness`: the TruthfulQA
   authors' BLEU/ROUGE "diff" metrics offline, or a chat model). :func:`score_answers` makes per-answer
   records, :func:`truthfulqa_rows` turns them into result rows.
