@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
 
 # Pieces the patterns share (after normalisation: lower case, straight apostrophes).
 _NOT = r"(?:do not|don't|dont|did not|didn't|cannot|can't|cant|can not|could not|couldn't)"

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.judging.inputs import check_texts  # noqa: F401  (re-exported: the toxicity scorers' input check)
+from harness.judging.inputs import check_texts
 
 VALIDATION_SETS = ("rtp_continuations_heldout", "wiki_comments_heldout")
 

@@ -82,7 +82,11 @@ def truthfulness_scorer_rows(scorer, data_dir: str | None, cfg, n_resamples: int
     No independent human labels of model answers exist offline, so this is agreement on the reference answers
     written by the data set's authors, not on model outputs. Returns (rows, ``{name: summary}``)."""
     from harness.data import load_truthfulqa
-    from harness.judging.truthfulness import agreement_summary, baseline_truth_scorers, validation_records
+    from harness.judging.truthfulness import (
+        agreement_summary,
+        baseline_truth_scorers,
+        validation_records,
+    )
 
     questions = load_truthfulqa(data_dir)
     questions = questions[: cfg.n_truthfulqa] if cfg.n_truthfulqa else questions

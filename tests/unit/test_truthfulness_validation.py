@@ -100,14 +100,13 @@ def test_panel_validates_and_caches_the_truthfulness_scorer(tmp_path):
 
 
 def test_report_shows_validation_beside_truthfulqa(tmp_path):
-    from harness.io import write_jsonl
-    from reports.page_reader import section_html
-    from reports.run_report import build_run_report
-
     from dataclasses import asdict
 
     from harness.declarations import row as make_row
+    from harness.io import write_jsonl
     from harness.stats import Estimate
+    from reports.page_reader import section_html
+    from reports.run_report import build_run_report
 
     def row(policy, eval_, metric, value, lo=None, hi=None, n=10, **slice_):
         return {**asdict(make_row(eval_, policy, metric, Estimate(value, lo, hi, n), **slice_)), "run_id": "r", "config_hash": "h"}
