@@ -203,6 +203,8 @@ class ValidationConfig:
     n_hh_pairs: int | None = ranged(256, ge=1)  # held-out hh-rlhf human pairs per subset for preference judges (None: all)
     n_gpt4_pairs: int | None = ranged(805, ge=1)  # GPT-4-annotated davinci-003 vs -001 pairs (None: all 805)
     n_davidson: int | None = ranged(2000, ge=1)  # held-out Davidson tweets for a toxicity scorer's ROC-AUC (None: all)
+    # TruthfulQA questions (2 reference answers each, leave-one-out) for a truthfulness scorer's agreement (None: all 817)
+    n_truthfulqa: int | None = ranged(None, ge=1)
 
 
 @dataclass
