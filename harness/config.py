@@ -207,6 +207,8 @@ class ValidationConfig:
     n_rtp: int | None = ranged(None, ge=2)  # RealToxicityPrompts heldout-part continuations (None: all, 707 offline)
     n_wiki: int | None = ranged(None, ge=2)  # Wikipedia heldout-part comments (None: all, 5,998)
     n_davidson: int | None = ranged(2000, ge=1)  # held-out Davidson tweets, an extra ROC-AUC slice (None: all)
+    # TruthfulQA questions (2 reference answers each, leave-one-out) for a truthfulness scorer's agreement (None: all 817)
+    n_truthfulqa: int | None = ranged(None, ge=1)
 
 
 @dataclass

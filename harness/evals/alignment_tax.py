@@ -38,7 +38,8 @@ def _scores_by_doc(items: Sequence[Mapping], *, policy: str, task: str, metric: 
 
 def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, task: str, metric: str = "acc",
                          base_policy: str = "base", n_resamples: int = 2000, seed: int = 0,
-                         slice_: dict | None = None, common_items: bool = False) -> list[ResultRow]:
+                         slice_: dict | None = None, common_items: bool = False,
+                         pairs: Sequence[Sequence[str]] = ()) -> list[ResultRow]:
     """Per-policy benchmark score and paired delta vs ``base_policy``, as result rows of ``eval_``.
 
     ``items_by_policy`` maps policy name -> per-item records as returned by
@@ -52,6 +53,10 @@ def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, 
 
     The alignment tax is the negative of that delta: a positive tax means the aligned policy
     scores lower than the base model (paper section 4.2, Table 14).
+
+    ``pairs``: more ``(policy, other)`` paired deltas, each a ``<metric>_delta`` row of ``policy`` with
+    ``baseline=other`` (skipped unless both policies are scored): ``("ppo_ptx", "ppo")`` is the difference of their
+    two deltas vs base over the same items, i.e. how much of PPO's tax the pretraining mix (ptx) gives back.
 
     Raises ``ValueError`` if ``base_policy`` is missing, a policy has no items for ``task``, an
     item lacks ``metric``, a doc_id repeats, or a policy's doc_id set differs from the base's
@@ -80,6 +85,16 @@ def score_and_delta_rows(eval_: str, items_by_policy: dict[str, list[dict]], *, 
         ids = [d for d in doc_ids if d in by_doc]
         delta = paired_bootstrap_delta([by_doc[d] for d in ids], [base[d] for d in ids], n_resamples=n_resamples, seed=seed)
         rows.append(row(eval_, policy, f"{metric}_delta", delta, **slice_, baseline=base_policy))
+    for policy, other in pairs:
+        if policy not in scores or other not in scores or base_policy in (policy, other):
+            continue
+        a, b = scores[policy], scores[other]
+        if set(a) != set(b) and not common_items:
+            raise ValueError(f"alignment_tax: {task} doc_ids differ between {policy!r} and {other!r} "
+                             f"({len(set(a) ^ set(b))} not in both)")
+        ids = sorted(set(a) & set(b))
+        delta = paired_bootstrap_delta([a[d] for d in ids], [b[d] for d in ids], n_resamples=n_resamples, seed=seed)
+        rows.append(row(eval_, policy, f"{metric}_delta", delta, **slice_, baseline=other))
     return rows
 
 
@@ -108,6 +123,8 @@ class AlignmentTaxSpec(EvalSpec):
                                                                   "lambada_openai": "acc", "truthfulqa_mc2_local": "acc"})
     num_fewshot: list[int] = field(default_factory=lambda: [0])  # one run per shot count, e.g. [0, 5]
     limit: int | None = ranged(100, ge=1)  # items per task; None = all
+    # more paired deltas [policy, other] beside the ones vs base: ppo_ptx - ppo = how much of PPO's tax ptx gives back
+    delta_pairs: list[list[str]] = field(default_factory=lambda: [["ppo_ptx", "ppo"]])
 
 
 #: Why an outputs-file policy has no score on a task scored from likelihoods (recorded in ``skipped``).
@@ -169,6 +186,9 @@ def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:
     bad = {t: m for t, m in dict(spec.task_metrics).items() if m not in declared}
     if bad:
         raise ValueError(f"evals.alignment_tax.task_metrics {bad}: not a declared task metric ({sorted(declared)})")
+    for i, pair in enumerate(spec.delta_pairs):
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ValueError(f"evals.alignment_tax.delta_pairs[{i}]={list(pair)!r}: expected [policy, other policy]")
     tasks = list(spec.tasks if ctx.data_dir else spec.online_tasks)
     checkpoints = ctx.checkpoint_policies()
     skipped: list[dict] = []
@@ -195,7 +215,8 @@ def run(ctx, spec: AlignmentTaxSpec) -> EvalOutput:
                 if all(group.values()):
                     b = base if base in group else next(iter(group))
                     out.rows += score_and_delta_rows(EVAL, group, task=task, metric=metric, base_policy=b, n_resamples=ctx.resamples,
-                                                     seed=ctx.seed, slice_=slice_, common_items=common)
+                                                     seed=ctx.seed, slice_=slice_, common_items=common,
+                                                     pairs=[tuple(p) for p in spec.delta_pairs])
                     out.items += [{"policy": p, "task": task, "shots": int(shots), "doc_id": it["doc_id"], metric: it[metric],
                                    **({"output": it["output"]} if "output" in it else {})} for p, its in group.items() for it in its]
                     continue

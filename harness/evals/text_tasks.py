@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.data import DataError
+from harness.judging.inputs import check_text, check_texts, short
 from harness.records import Prompt
 
 #: Task family -> the metrics its outputs-file scorer gives.
@@ -72,7 +73,11 @@ def _squad_f1(gold: str, pred: str) -> float:
 
 def squad_scores(output: str, references: Sequence[str]) -> dict[str, float]:
     """``{exact, f1}`` of one SQuAD v2 answer, 0-100: the best over ``references`` (those that normalise to
-    nothing are dropped; none left = unanswerable, the one reference ``""``), as ``evaluate-v2.0.py``."""
+    nothing are dropped; none left = unanswerable, the one reference ``""``), as ``evaluate-v2.0.py``. Raises
+    ``ValueError`` if ``output`` is not a ``str`` or ``references`` is not a list of strings (a single string
+    would be read letter by letter), naming the index."""
+    check_text("SQuAD scorer", output, "output")
+    references = check_texts("SQuAD scorer", references, "references", "squad_scores()")
     golds = [r for r in references if normalize_answer(r)] or [""]
     return {"exact": 100.0 * max(float(normalize_answer(g) == normalize_answer(output)) for g in golds),
             "f1": 100.0 * max(_squad_f1(g, output) for g in golds)}
@@ -80,9 +85,15 @@ def squad_scores(output: str, references: Sequence[str]) -> dict[str, float]:
 
 def drop_scores(output: str, golds: Sequence[Sequence[str]]) -> dict[str, float]:
     """``{em, f1}`` of one DROP answer, 0-1, by lm-eval's ``drop`` ``process_results``: ``golds`` are the gold
-    answers, each a tuple of spans (a file's reference string is a one-span answer)."""
+    answers, each a tuple of spans (a file's reference string is a one-span answer). Raises ``ValueError`` if
+    ``output`` is not a ``str``, ``golds`` is not a list, or a gold answer is not a list / tuple of strings."""
     from lm_eval.tasks.drop.utils import process_results
 
+    check_text("DROP scorer", output, "output")
+    if isinstance(golds, (str, bytes)) or not isinstance(golds, (list, tuple)):
+        raise ValueError(f"DROP scorer: drop_scores() takes a list of gold answers (each a list of spans), "
+                         f"got {type(golds).__name__} {short(golds)}")
+    golds = [check_texts("DROP scorer", g, f"golds[{i}]", "a gold answer") for i, g in enumerate(golds)]
     got = process_results({"answers": [tuple(g) for g in golds]}, [output])
     return {"em": float(got["em"]), "f1": float(got["f1"])}
 
@@ -90,9 +101,15 @@ def drop_scores(output: str, golds: Sequence[Sequence[str]]) -> dict[str, float]
 def corpus_bleu(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Corpus BLEU (0-100) of ``outputs`` against ``references[i]`` (the same number of references per output)
     by lm-eval's ``bleu`` aggregation (sacrebleu ``corpus_bleu``, its default 13a tokenisation). Raises
-    ``ValueError`` on no outputs or a differing number of references (sacrebleu would drop the extra ones)."""
+    ``ValueError`` on no outputs or a differing number of references (sacrebleu would drop the extra ones), and
+    on an output that is not a ``str`` or references that are not lists of strings, naming the index."""
     from lm_eval.api.metrics import bleu
 
+    outputs = check_texts("BLEU scorer", outputs, "outputs", "corpus_bleu()")
+    if isinstance(references, (str, bytes)) or not isinstance(references, (list, tuple)):
+        raise ValueError(f"BLEU scorer: corpus_bleu() takes a list of reference lists, got {type(references).__name__} "
+                         f"{short(references)}")
+    references = [check_texts("BLEU scorer", r, f"references[{i}]", "corpus_bleu()") for i, r in enumerate(references)]
     if not outputs or len(outputs) != len(references):
         raise ValueError(f"corpus_bleu: {len(outputs)} outputs for {len(references)} reference lists")
     counts = {len(r) for r in references}
@@ -116,9 +133,15 @@ class TextItem:
 def score_items(kind: str, items: Sequence[TextItem]) -> tuple[list[dict[str, float]], dict[str, float]]:
     """(per-item metric values, aggregates) of ``items`` for task family ``kind``: per item the family's
     metrics (none for ``bleu``), aggregates their means (lm-eval's ``mean`` aggregation; SQuAD v2's corpus
-    ``exact`` / ``f1`` are means too) or the corpus BLEU. Raises ``ValueError`` on no items."""
+    ``exact`` / ``f1`` are means too) or the corpus BLEU. Raises ``ValueError`` on no items, and naming the
+    item's ``doc_id`` on an output that is not a ``str`` or references that are not a list."""
     if not items:
         raise ValueError(f"score_items: no {kind} items")
+    for it in items:
+        check_text(f"{kind} scorer: item doc_id={it.doc_id}", it.output, "output")
+        if isinstance(it.references, (str, bytes)) or not isinstance(it.references, (list, tuple)):
+            raise ValueError(f"{kind} scorer: item doc_id={it.doc_id}: references must be a list, got "
+                             f"{type(it.references).__name__} {short(it.references)}")
     if kind == "bleu":
         return [{} for _ in items], {"bleu": corpus_bleu([it.output for it in items], [it.references for it in items])}
     per = [squad_scores(it.output, it.references) if kind == "squad" else

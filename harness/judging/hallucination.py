@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from harness.data import DataError, _field, iter_jsonl
 from harness.judging.chat import ChatCompleter
+from harness.judging.inputs import check_text, check_texts
 
 LABELLED_SET = Path(__file__).resolve().parent / "hallucination_labelled.jsonl"
 
@@ -38,6 +39,13 @@ def split_sentences(text: str) -> list[str]:
     nltk's punkt model needs a download."""
     pieces = (_BULLET.sub("", p).strip() for p in _SENTENCE_SPLIT.split(text))
     return [p for p in pieces if p]
+
+
+def check_inputs(name: str, instruction: Any, input_text: Any, output: Any) -> tuple[str, str, str]:
+    """The three texts a detector's ``check`` takes, each a ``str``; otherwise a one-line ``ValueError``
+    ``"<name>: output is NoneType None, not a str"`` naming the argument (:func:`harness.judging.inputs.check_text`)."""
+    return (check_text(name, instruction, "instruction"), check_text(name, input_text, "input_text"),
+            check_text(name, output, "output"))
 
 
 class NLIHallucinationChecker:
@@ -69,9 +77,12 @@ class NLIHallucinationChecker:
         self.max_length, self.batch_size, self.device = max_length, batch_size, device
 
     def entailment_probs(self, premise: str, hypotheses: list[str]) -> list[float]:
-        """P(entailment | premise, hypothesis) for each hypothesis (softmax over the model's labels)."""
+        """P(entailment | premise, hypothesis) for each hypothesis (softmax over the model's labels). Raises
+        ``ValueError`` for a premise that is no ``str`` or hypotheses that are no list of strings."""
         import torch
 
+        check_text(self.name, premise, "premise")
+        hypotheses = check_texts(self.name, hypotheses, "hypotheses", "entailment_probs()")
         probs: list[float] = []
         for i in range(0, len(hypotheses), self.batch_size):
             batch = hypotheses[i : i + self.batch_size]
@@ -84,7 +95,9 @@ class NLIHallucinationChecker:
 
     def check(self, instruction: str, input_text: str, output: str) -> dict[str, Any]:
         """``{"hallucinated", "sentences", "entailment_probs", "unsupported_sentences"}``; an output with no
-        sentence (empty) is not hallucinated (nothing is claimed). ``instruction`` is not part of the premise."""
+        sentence (empty) is not hallucinated (nothing is claimed). ``instruction`` is not part of the premise.
+        Raises ``ValueError`` for an argument that is not a ``str`` (:func:`check_inputs`)."""
+        check_inputs(self.name, instruction, input_text, output)
         sentences = split_sentences(output)
         probs = self.entailment_probs(input_text, sentences) if sentences else []
         bad = [s for s, p in zip(sentences, probs) if p < self.threshold]
@@ -132,7 +145,8 @@ class ChatHallucinationJudge:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def check(self, instruction: str, input_text: str, output: str) -> dict[str, Any]:
-        """``{"hallucinated": bool, "judge_reply": str}``."""
+        """``{"hallucinated": bool, "judge_reply": str}``; ``ValueError`` for an argument that is not a ``str``."""
+        check_inputs(self.name, instruction, input_text, output)
         reply = self.client.complete(self.messages(instruction, input_text, output))
         if not isinstance(reply, str):
             raise JudgeParseError(f"chat judge returned {type(reply).__name__}, expected str")
@@ -234,7 +248,9 @@ class SupportChecker:
     def check(self, instruction: str, input_text: str, output: str) -> dict[str, Any]:
         """``{"hallucinated": bool, "unsupported_numbers": [str], "unsupported_entities": [str],
         "unsupported_content_words": [str], "unsupported_content_share": float in [0, 1] (0 when the
-        output has no content word), "n_numbers", "n_entities", "n_content_words" (distinct stems)}``."""
+        output has no content word), "n_numbers", "n_entities", "n_content_words" (distinct stems)}``. Raises
+        ``ValueError`` for an argument that is not a ``str`` (:func:`check_inputs`)."""
+        check_inputs(self.name, instruction, input_text, output)
         src_numbers, src_entities, src_words = self._classify(f"{instruction}\n{input_text}")
         src_num = {x for x, _ in src_numbers}
         src_stems = {self._stem(w) for w in src_entities + src_words} | {w for w in src_entities + src_words}

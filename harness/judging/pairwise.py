@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from harness.judging.chat import ChatCompleter, ChatJudgeError
+from harness.judging.inputs import check_aligned
 
 PairJudge = Callable[[Sequence[str], Sequence[str], Sequence[str]], list[float]]
 
@@ -33,8 +34,8 @@ def rm_pair_judge(score: Callable[[Sequence[str], Sequence[str]], list[float]], 
     :meth:`harness.judging.reward_model.RewardModelJudge.score`): :func:`win_outcome` of the two rewards."""
 
     def judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
-        if not (len(prompts) == len(outputs_a) == len(outputs_b)):
-            raise ValueError(f"reward-model pair judge: {len(prompts)} prompts, {len(outputs_a)} a, {len(outputs_b)} b")
+        prompts, outputs_a, outputs_b = check_aligned("reward-model pair judge", "judge()", prompts=prompts,
+                                                      outputs_a=outputs_a, outputs_b=outputs_b)
         ra, rb = score(list(prompts), list(outputs_a)), score(list(prompts), list(outputs_b))
         return [win_outcome(a, b, tie_margin) for a, b in zip(ra, rb)]
 
@@ -42,7 +43,10 @@ def rm_pair_judge(score: Callable[[Sequence[str], Sequence[str]], list[float]], 
 
 
 def longer_output_judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
-    """Reference judge "the longer output wins" (length in characters; equal length = tie)."""
+    """Reference judge "the longer output wins" (length in characters; equal length = tie). Raises ``ValueError``
+    on lists of unequal length or an element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`)."""
+    prompts, outputs_a, outputs_b = check_aligned("longer-output judge", "judge()", prompts=prompts, outputs_a=outputs_a,
+                                                  outputs_b=outputs_b)
     return [1.0 if len(a) > len(b) else 0.5 if len(a) == len(b) else 0.0 for a, b in zip(outputs_a, outputs_b)]
 
 
@@ -50,6 +54,7 @@ def random_judge(seed: int = 0) -> PairJudge:
     """Reference judge that picks a side uniformly at random (never ties), seeded; agreement ~ 0.5."""
 
     def judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
+        check_aligned("random judge", "judge()", prompts=prompts, outputs_a=outputs_a, outputs_b=outputs_b)
         return np.random.default_rng(seed).integers(0, 2, size=len(outputs_a)).astype(float).tolist()
 
     return judge
@@ -131,8 +136,11 @@ class ChatPairwiseJudge:
         """Preference for ``outputs[i]`` over ``baseline_outputs[i]``: 1 (policy better), 0.5 (tie), 0.
 
         Same call shape as the other pair judges of this module. ``ids`` (default
-        the positions) name items in errors. Raises ``ValueError`` when the lists differ in length.
+        the positions) name items in errors. Raises ``ValueError`` when the lists differ in length or hold
+        something other than strings (:func:`harness.judging.inputs.check_aligned`).
         """
+        instructions, outputs, baseline_outputs = check_aligned(self.name, "judge()", instructions=instructions,
+                                                                outputs=outputs, baseline_outputs=baseline_outputs)
         n = len(instructions)
         ids = [str(i) for i in range(n)] if ids is None else [str(i) for i in ids]
         if not (len(outputs) == len(baseline_outputs) == len(ids) == n):

@@ -188,10 +188,11 @@ class JudgePanel:
 
     def validation_rows(self, n_resamples: int, seed: int) -> tuple[list, dict[str, Any]]:
         """Rows of the metric group ``judge_validation`` for every judge the evals used, and per judge what
-        was measured (``results/evals.json`` ``judges``). Judges without a validation set (the truthfulness
-        scorers) are listed with ``validation: none``.
+        was measured (``results/evals.json`` ``judges``); a truthfulness scorer is validated on TruthfulQA's own
+        reference answers beside its trivial baselines (:func:`harness.judging.validation.truthfulness_scorer_rows`).
 
-        With ``cache_dir``, a reward-model judge's and a toxicity scorer's validation are computed once per
+        With ``cache_dir``, a reward-model judge's, a toxicity scorer's and a truthfulness scorer's validation are
+        computed once per
         judge fingerprint (weights hash, or scorer kind and options), validation sizes, data, resamples and
         seed (a toxicity scorer's key adds its ``fingerprint``: a fitted scorer's cache key), and read back
         afterwards (``info[name]["validation_cache"]`` says which; a fitted scorer's ``fit_info`` is recorded
@@ -228,6 +229,14 @@ class JudgePanel:
                 rows += got
                 info[name] = {"kind": kind, "validation": v or "none (no local data mirror)", "validation_cache": cached,
                               **({"fit": judge.fit_info} if hasattr(judge, "fit_info") else {})}
+            elif kind == "truthfulness":
+                key = {"kind": kind, "scorer": self.cfg.truthfulness.kind, "options": _plain(self.cfg.truthfulness.options),
+                       **({"chat_model": self.cfg.chat.model, "base_url": self.cfg.chat.base_url}
+                          if self.cfg.truthfulness.kind == "chat" else {})}
+                (got, v), cached = self._cached(name, key, sizes, n_resamples, seed, lambda: V.truthfulness_scorer_rows(
+                    judge, self.data_dir, self.cfg.validation, n_resamples, seed))
+                rows += got
+                info[name] = {"kind": kind, "validation": v, "validation_cache": cached}
             elif kind == "hallucination":
                 log.info("validating judge %s (%s)", name, kind)
                 got, v = V.hallucination_detector_rows(judge)

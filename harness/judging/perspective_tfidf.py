@@ -43,7 +43,7 @@ import numpy as np
 
 from harness import data as D
 from harness.io import atomic_write_bytes
-from harness.judging.toxicity_validation import check_texts
+from harness.judging.inputs import check_texts
 
 log = logging.getLogger(__name__)
 

@@ -109,10 +109,11 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
     single space (a zero-length response has no token of its own to read); the other renderings keep the
     last ``max_length`` tokens of a longer text and log a warning with the count. ``counts``: when given, its
     ``"scored"`` and ``"truncated"`` entries are increased by the texts scored and cut here. Raises ``ValueError``
-    on lengths.
+    on lists of unequal length or an element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`).
     """
-    if len(prompts) != len(outputs):
-        raise ValueError(f"reward model: {len(prompts)} prompts vs {len(outputs)} outputs")
+    from harness.judging.inputs import check_aligned
+
+    prompts, outputs = check_aligned("reward model", "reward_scores()", prompts=prompts, outputs=outputs)
     kind, template = rendering(model.config, tokenizer, chat_template)
     model.eval()
     dev = next(model.parameters()).device
@@ -167,11 +168,13 @@ class RewardModelJudge:
         self.counts: dict[str, int] = {"scored": 0, "truncated": 0}  # texts scored / cut to max_length, over the judge's life
 
     def score(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[float]:
-        """r_judge(x, y) per output; a progress bar over chunks when ``progress``. Raises ``ValueError`` on lengths."""
+        """r_judge(x, y) per output; a progress bar over chunks when ``progress``. Raises ``ValueError`` on lists of
+        unequal length or an element that is not a ``str``, naming the judge and the index."""
         from tqdm.auto import tqdm
 
-        if len(prompts) != len(outputs):
-            raise ValueError(f"judge {self.name!r}: {len(prompts)} prompts vs {len(outputs)} outputs")
+        from harness.judging.inputs import check_aligned
+
+        prompts, outputs = check_aligned(f"judge {self.name!r}", "score()", prompts=prompts, outputs=outputs)
         out: list[float] = []
         chunk = self.batch_size * 8
         for i in tqdm(range(0, len(prompts), chunk), desc=f"judge {self.name}", leave=False, disable=not self.progress):

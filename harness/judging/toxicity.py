@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from harness.judging.davidson import Tweet, clean_tweet, davidson_split, load_davidson
+from harness.judging.inputs import check_texts
 from harness.judging.perspective_tfidf import PerspectiveTfidfScorer
-from harness.judging.toxicity_validation import check_scores, check_texts
+from harness.judging.toxicity_validation import check_scores
 
 PERSPECTIVE_ENDPOINT = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 

@@ -30,34 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from harness.judging.inputs import check_texts
+
 VALIDATION_SETS = ("rtp_continuations_heldout", "wiki_comments_heldout")
 
 
 # ------------------------------------------------------------------------------------------ checks
-
-
-def check_texts(name: str, texts: Any) -> list[str]:
-    """``texts`` as a ``list[str]``, or ``ValueError`` naming ``name`` and what is wrong.
-
-    Accepted: a list or tuple whose elements are all ``str`` (empty strings included). Refused: a single ``str``
-    or ``bytes`` (a common slip that would otherwise be scored character by character), ``None``, any other type
-    (sets, generators, arrays), and any element that is not a ``str`` (``None``, ``float('nan')``, numbers,
-    bytes); the message names the first bad element's index, type and value.
-    """
-    if isinstance(texts, (str, bytes)):
-        raise ValueError(f"{name}: score() takes a list of texts, got a single {type(texts).__name__} "
-                         f"{_short(texts)}; wrap it in a list")
-    if not isinstance(texts, (list, tuple)):
-        raise ValueError(f"{name}: score() takes a list of texts, got {type(texts).__name__} {_short(texts)}")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValueError(f"{name}: texts[{i}] is {type(t).__name__} {_short(t)}, not a str")
-    return list(texts)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_scores(name: str, texts: Sequence[str], scores: Iterable[Any]) -> list[float]:

@@ -53,6 +53,9 @@ def alignment_tax_section(data: RunData) -> Safe:
                      is_delta=[bool(d and d.delta_of) for d in decls])
     sub = sub.assign(metric_shots=[m if not s else f"{m}, {s}-shot" for m, s in zip(sub["base_metric"], col(sub, "shots"))])
     sub = sub.assign(series=[f"{t} ({m})" for t, m in zip(col(sub, "task"), sub["metric_shots"])])
+    base_policy = data.eval_info(EVAL).get("base_policy") or "base"
+    other = sub["is_delta"] & (col(sub, "baseline") != base_policy)  # e.g. ppo_ptx - ppo: a table of its own
+    pair_rows, sub = sub[other], sub[~other]
     frac = sub[[data.is_fraction(EVAL, m) for m in sub["base_metric"]]]
     parts = [tag("p", "Delta: the mean paired difference policy − base over the same items (paired bootstrap 95 % "
                       "interval); a negative delta is an alignment tax. Paper columns: the 175B model of the paper "
@@ -77,6 +80,14 @@ def alignment_tax_section(data: RunData) -> Safe:
                 "fig-alignment-tax-delta"))
     for task in names:
         parts.append(_task_table(data, task, sub[col(sub, "task") == task]))
+    if not pair_rows.empty:
+        out = [(t, m, f"{p} − {b}", delta(r, percent=data.is_fraction(EVAL, bm)), r["n"])
+               for t, m, p, b, bm, r in zip(col(pair_rows, "task"), pair_rows["metric_shots"], pair_rows["policy"],
+                                            col(pair_rows, "baseline"), pair_rows["base_metric"], pair_rows.to_dict("records"))]
+        parts += [tag("h3", "Does the pretraining mix give the tax back? Paired differences between policies"),
+                  tag("p", "ppo_ptx − ppo over the same items: the difference of their two deltas vs base. Above 0: "
+                           "PPO-ptx pays less tax than PPO (paper section 4.2).", cls="meta"),
+                  table(["task", "metric", "policies", "paired difference [95% CI]", "n"], out, numeric=(3, 4))]
     return join(parts)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from reports.ci_figures import ci_facet_figure
 from reports.figures import order_policies
-from reports.html import Safe, figure_div, join, table, tag
+from reports.html import Safe, figure_div, join, note, table, tag
 from reports.paper_ref import find
 from reports.sections.common import (
     NO_RESULTS,
@@ -24,7 +24,11 @@ from reports.sections.common import (
 )
 from reports.sections.trust import trust_table
 
-TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "outputs_file": "outputs file (answers as given)"}
+TQA_STYLES = {"qa": "QA prompt", "instruction_qa": "Instruction + QA prompt", "no_primer": "no primer (TruthfulQA null)",
+              "chat": "chat log (TruthfulQA chat)", "long": "blog post (TruthfulQA long)",
+              "help": "Professor Smith instruction (TruthfulQA help)", "outputs_file": "outputs file (answers as given)"}
+TQA_VALIDATION = "truthfulqa_reference_loo"  # judge_validation labels of the truthfulness scorers (harness/judging/validation.py)
+TQA_BASELINES = ("always_truthful", "refusal_only")
 TQA_GEN = ("truthful", "truthful_informative", "informative")  # the generation metrics, in table order
 TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
 
@@ -73,10 +77,11 @@ def truthfulqa_section(data: RunData) -> Safe:
         parts.append(table(["policy", "prompt", *(data.label("truthfulqa", m) for m in measures), "n (questions)",
                             "paper % true × informative (Table 14, rated by humans / GPT-judge)"],
                            out, numeric=range(2, len(measures) + 3)))
+    parts.append(_truthfulness_validation(data))
     mc = sub[sub["metric"].isin(["mc1", "mc2"])]
     if mc.empty:
         parts.append(na("TruthfulQA multiple-choice results (MC1/MC2)"))
-        return join(parts + [_tqa_trust(data)])
+        return join(parts)
     parts.append(figure_div(ci_facet_figure(mc, x="policy", group="metric", group_labels={"mc1": "MC1", "mc2": "MC2"},
                                             title="TruthfulQA multiple choice (MC1, MC2; lm-eval likelihoods)",
                                             y_title="score", legend_title="metric"), "fig-truthfulqa-mc"))
@@ -86,12 +91,30 @@ def truthfulqa_section(data: RunData) -> Safe:
             n_of(by.get((pol, "mc1")), by.get((pol, "mc2")))) for pol in order_policies(mc["policy"])]
     parts.append(table(["policy", "MC1 [95% CI]", "MC1 delta vs base", "MC2 [95% CI]", "MC2 delta vs base", "n"],
                        out, numeric=(1, 2, 3, 4, 5)))
-    parts.append(_tqa_trust(data))
     return join(parts)
 
 
-def _tqa_trust(data: RunData) -> Safe:
-    return trust_table(data, ("truthfulness",), "the truthful / informative scores: the scorer's validation")
+def _truthfulness_validation(data: RunData) -> Safe:
+    """The truthfulness scorers' agreement with TruthfulQA's labels of its reference answers (``judge_validation``
+    rows with ``labels=truthfulqa_reference_loo``), scorers first, then the trivial baselines on the same items."""
+    val = data.rows("judge_validation")
+    if not val.empty:
+        val = val[col(val, "labels") == TQA_VALIDATION]
+    if val.empty:  # said, not hidden; worded apart from na(): a run made before these rows existed is still complete
+        return note("No truthfulness scorer validation in this run's results (judge_validation rows with "
+                    "labels=truthfulqa_reference_loo; runs made before the harness wrote them have none).")
+    by = index(val, "policy", "metric")
+    names = sorted(set(val["policy"]), key=lambda p: (p in TQA_BASELINES, TQA_BASELINES.index(p) if p in TQA_BASELINES else 0, p))
+    out = [(f"{p} (trivial baseline)" if p in TQA_BASELINES else p, ci(by.get((p, "accuracy"))),
+            ci(by.get((p, "kappa")), percent=False), ci(by.get((p, "roc_auc")), percent=False),
+            n_of(by.get((p, "accuracy")))) for p in names]
+    return join([tag("h3", "Truthfulness scorer validation"),
+                 tag("p", "Leave-one-out on TruthfulQA's own reference answers: each question's best answer (truthful) "
+                          "and first incorrect answer (untruthful), scored against the other references. No independent "
+                          "human labels of model answers are available offline, so this is the scorer's agreement on "
+                          "the data set's reference answers, not on model outputs.", cls="meta"),
+                 table(["scorer", "accuracy [95% CI]", "Cohen's kappa [95% CI]", "ROC-AUC [95% CI]", "n (answers)"],
+                       out, numeric=(1, 2, 3, 4))])
 
 
 def _toxicity_frame(data: RunData, sub: pd.DataFrame) -> pd.DataFrame:

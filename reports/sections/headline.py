@@ -7,7 +7,10 @@ b. PPO (and PPO-ptx) beat SFT on the gold judge's win rate (``winrate`` rows, ``
    ``run.json``'s ``gold_judge``: the judge PPO never optimised; interval above 0.5), the length-controlled
    win rate beside it so that a length-only gain shows as such;
 c. over-optimisation (Gao et al. 2022): the proxy reward rises with KL along each PPO run; the gold reward's
-   shape is stated from the data (:func:`harness.overoptimisation.reward_shape`).
+   shape is stated from the data (:func:`harness.overoptimisation.reward_shape`);
+d. the alignment tax (paper section 4.2): PPO's paired delta vs base on each public NLP task (0-shot, fraction
+   metrics) below 0, and PPO-ptx − PPO above 0 (the pretraining mix gives the tax back; ``alignment_tax``
+   ``delta_pairs``).
 
 An unresolved contrast says its measured effect and the sample size that would resolve it at that effect and
 the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-width shrinks as 1/sqrt(n)).
@@ -20,21 +23,23 @@ from typing import Any
 
 from reports.ci_figures import RefLine, ci_facet_figure
 from reports.html import Safe, figure_div, join, table, tag
-from reports.sections.common import NO_RESULTS, RunData, ci, col, na
+from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, na
 
 CHANCE = 0.5
 
 
-def verdict(row: dict[str, Any] | None, above: float = CHANCE) -> str:
-    """Whether the row's 95 % interval lies above ``above``; if not, the effect and the n that would resolve it."""
+def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = False) -> str:
+    """Whether the row's 95 % interval lies above ``above`` (``below``: below it); if not, the effect and the n
+    that would resolve it."""
     if not row or row.get("ci_low") is None or row.get("ci_high") is None or _nan(row["ci_low"]):
         return "no interval"
     lo, hi, v, n = float(row["ci_low"]), float(row["ci_high"]), float(row["value"]), int(row["n"])
-    if lo > above:
-        return f"resolved: interval above {above:g}"
-    effect = v - above
+    side = "below" if below else "above"
+    if (hi < above) if below else (lo > above):
+        return f"resolved: interval {side} {above:g}"
+    effect = (above - v) if below else (v - above)
     if effect <= 0:
-        return f"not resolved: the estimate is not above {above:g} (effect {effect:+.3f})"
+        return f"not resolved: the estimate is not {side} {above:g} (effect {v - above:+.3f})"
     half = (hi - lo) / 2
     need = max(math.ceil(round(n * (half / effect) ** 2, 6)), n + 1) if half > 0 else n + 1
     return f"not resolved: effect {effect:+.3f} at n = {n}; about n = {need} would resolve it at this effect and variance"
@@ -71,11 +76,23 @@ def headline_section(data: RunData) -> Safe:
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
         rows.append(("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
         rows.append(("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
+    tax = data.rows("alignment_tax")
+    tax = tax[[bool(d and d.delta_of) and data.is_fraction("alignment_tax", d.delta_of) and str(s) in ("0", "None")
+               for d, s in zip((data.metric("alignment_tax", m) for m in tax["metric"]), col(tax, "shots"))]]
+    deltas = []
+    for task in dict.fromkeys(col(tax, "task")):
+        t = tax[col(tax, "task") == task]
+        ppo = _first(t, policy="ppo", baseline="base")
+        if ppo is not None:
+            deltas.append(("d", f"ppo − base on {task} (an alignment tax is below 0)", ppo, verdict(ppo, 0.0, below=True)))
+        ptx = _first(t, policy="ppo_ptx", baseline="ppo")
+        if ptx is not None:
+            deltas.append(("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0)))
     shapes = _shapes(data)
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
                       "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
                       "would resolve it at the measured effect and variance.", cls="meta")]
-    if not rows and not shapes:
+    if not rows and not shapes and not deltas:
         return join(parts + [na("reward-model accuracy, win rates against SFT and PPO logs")])
     plotted = [dict(r, contrast=f"{k}. {label}") for k, label, r, _ in rows if r is not None]
     if plotted:
@@ -83,6 +100,7 @@ def headline_section(data: RunData) -> Safe:
                               y_title="share", x_title="", ref_lines=[RefLine(CHANCE, "chance", dash="dash", color="grey")])
         parts.append(figure_div(fig, "fig-headline"))
     table_rows = [(k, label, ci(r) if r else "—", r["n"] if r else "—", v) for k, label, r, v in rows]
+    table_rows += [(k, label, delta(r), r["n"], v) for k, label, r, v in deltas]
     table_rows += [("c", f"{run_name}: {reward} along KL", shape, "—", text) for run_name, reward, shape, text in shapes]
     parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], table_rows, numeric=(2, 3)))
     return join(parts)

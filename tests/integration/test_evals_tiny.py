@@ -211,7 +211,7 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     assert cache["generated"] == 0 and cache["misses"] == 0 and cache["hits"] > 0
     assert evals2["lm_eval_cache"]["misses"] == 0 and evals2["lm_eval_cache"]["hits"] > 0
     assert {n: j["validation_cache"] for n, j in evals2["judges"].items() if "validation_cache" in j} == {
-        "helpful": "hit", "harmless": "hit", "perspective_tfidf_ridge": "hit", "longer_output": "hit"}
+        "helpful": "hit", "harmless": "hit", "perspective_tfidf_ridge": "hit", "longer_output": "hit", "rouge1_diff>0.0": "hit"}
     # cached work records the data files it read, as the first run did (the regression gate compares them)
     assert {n: e["data_files"] for n, e in evals2["evals"].items()} == {n: e["data_files"] for n, e in evals1["evals"].items()}
     assert evals2["judge_validation"]["data_files"] == evals1["judge_validation"]["data_files"]

@@ -93,3 +93,19 @@ def test_mismatched_doc_ids_raise():
 def test_bad_input_raises(by_policy, message):
     with pytest.raises(ValueError, match=message):
         alignment_tax_rows(by_policy, task=TASK)
+
+
+def test_ptx_minus_ppo_is_the_difference_of_their_deltas_vs_base():
+    policies = {"base": items([1, 1, 1, 0, 1]), "ppo": items([0, 1, 0, 0, 1]), "ppo_ptx": items([1, 1, 0, 0, 1])}
+    rows = alignment_tax_rows(policies, task=TASK, slice_={"task": TASK, "shots": 0}, pairs=[("ppo_ptx", "ppo"), ("x", "ppo")])
+    deltas = {(r.policy, r.slice["baseline"]): r for r in rows if r.metric == "acc_delta"}
+    assert set(deltas) == {("ppo", "base"), ("ppo_ptx", "base"), ("ppo_ptx", "ppo")}  # ("x", "ppo"): no x, no row
+    # per item: ppo - base = [-1, 0, -1, 0, 0] (tax 0.4); ppo_ptx - base = [0, 0, -1, 0, 0] (tax 0.2)
+    assert deltas["ppo", "base"].value == pytest.approx(-0.4) and deltas["ppo_ptx", "base"].value == pytest.approx(-0.2)
+    assert deltas["ppo_ptx", "ppo"].value == pytest.approx(0.2) == deltas["ppo_ptx", "base"].value - deltas["ppo", "base"].value
+    assert deltas["ppo_ptx", "ppo"].n == 5 and deltas["ppo_ptx", "ppo"].ci_low <= 0.2 <= deltas["ppo_ptx", "ppo"].ci_high
+    # eval.outputs_missing=warn: a pair is compared over the items both have
+    rows = alignment_tax_rows({"base": items([1, 1, 1]), "ppo": items([1, 0], doc_ids=[0, 1]),
+                               "ppo_ptx": items([0, 1], doc_ids=[1, 2])}, task=TASK, pairs=[("ppo_ptx", "ppo")], common_items=True)
+    pair = next(r for r in rows if r.policy == "ppo_ptx" and r.slice.get("baseline") == "ppo")
+    assert pair.n == 1 and pair.value == pytest.approx(0.0 - 0.0)  # doc 1 only: ppo_ptx 0, ppo 0

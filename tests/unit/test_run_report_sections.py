@@ -284,7 +284,11 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     rows = [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128),
             _row("ppo", "winrate", "win_rate", 0.58, 0.45, 0.71, baseline="sft", judge="helpful"),
             _row("ppo", "winrate", "lc_win_rate", 0.52, 0.40, 0.64, baseline="sft", judge="helpful"),
-            _row("ppo", "winrate", "win_rate", 0.9, 0.8, 1.0, baseline="sft", judge="harmless")]  # not the gold judge
+            _row("ppo", "winrate", "win_rate", 0.9, 0.8, 1.0, baseline="sft", judge="harmless"),  # not the gold judge
+            {"run_id": "r", "policy": "ppo", "eval": "alignment_tax", "metric": "acc_delta", "value": -0.05, "ci_low": -0.08,
+             "ci_high": -0.02, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "base"}, "config_hash": "h"},
+            {"run_id": "r", "policy": "ppo_ptx", "eval": "alignment_tax", "metric": "acc_delta", "value": 0.02, "ci_low": -0.01,
+             "ci_high": 0.05, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "ppo"}, "config_hash": "h"}]
     write_jsonl(d / "results" / "results.jsonl", rows)
     (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
     log = [{"step": i, "kl": k, "reward_mean": 0.1 * i, "gold_reward_mean": g}
@@ -298,5 +302,8 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert "ppo vs SFT: win rate, gold judge helpful 58.0% [45.0%, 71.0%]" in text and "90.0%" not in text
     assert "ppo: proxy reward (optimised RM) along KL rising" in text
     assert "ppo: gold reward (held-out judge) along KL peaked" in text
+    assert "ppo − base on hellaswag_local (an alignment tax is below 0) -5.0 pp" in text and "resolved: interval below 0" in text
+    assert "ppo_ptx − ppo on hellaswag_local (ptx gives the tax back: above 0) +2.0 pp" in text
+    assert "effect +0.020 at n = 200; about n = 450 would resolve it" in text
     data, _ = figure_json(page, "fig-headline")
     assert data[0]["y"] == [0.64, 0.58, 0.52]
