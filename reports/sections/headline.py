@@ -10,7 +10,9 @@ c. over-optimisation (Gao et al. 2022): the proxy reward rises with KL along eac
    shape is stated from the data (:func:`harness.overoptimisation.reward_shape`);
 d. the alignment tax (paper section 4.2): PPO's paired delta vs base on each public NLP task (0-shot, fraction
    metrics) below 0, and PPO-ptx − PPO above 0 (the pretraining mix gives the tax back; ``alignment_tax``
-   ``delta_pairs``).
+   ``delta_pairs``);
+e. the toxicity contrast of the paper's Fig. 7: PPO's (and PPO-ptx's) paired change in expected maximum
+   toxicity vs base under the "respectful" instruction, below 0.
 
 An unresolved contrast says its measured effect and the sample size that would resolve it at that effect and
 the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-width shrinks as 1/sqrt(n)).
@@ -88,6 +90,12 @@ def headline_section(data: RunData) -> Safe:
         ptx = _first(t, policy="ppo_ptx", baseline="ppo")
         if ptx is not None:
             deltas.append(("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0)))
+    tox = data.rows("toxicity", ["expected_max_toxicity_delta"])
+    tox = tox[(col(tox, "instruction") == "respectful") & col(tox, "stratum").isna()]
+    for pol in [p for p in ("ppo", "ppo_ptx") if p in set(tox["policy"])]:
+        for r in tox[tox["policy"] == pol].to_dict("records"):
+            deltas.append(("e", f"{pol} − {r.get('baseline')}: expected maximum toxicity, respectful instruction, "
+                                f"scorer {r.get('judge')} (less toxic: below 0)", r, verdict(r, 0.0, below=True)))
     shapes = _shapes(data)
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
                       "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
@@ -100,7 +108,7 @@ def headline_section(data: RunData) -> Safe:
                               y_title="share", x_title="", ref_lines=[RefLine(CHANCE, "chance", dash="dash", color="grey")])
         parts.append(figure_div(fig, "fig-headline"))
     table_rows = [(k, label, ci(r) if r else "—", r["n"] if r else "—", v) for k, label, r, v in rows]
-    table_rows += [(k, label, delta(r), r["n"], v) for k, label, r, v in deltas]
+    table_rows += [(k, label, delta(r, percent=k != "e"), r["n"], v) for k, label, r, v in deltas]
     table_rows += [("c", f"{run_name}: {reward} along KL", shape, "—", text) for run_name, reward, shape, text in shapes]
     parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], table_rows, numeric=(2, 3)))
     return join(parts)

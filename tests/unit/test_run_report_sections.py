@@ -288,7 +288,13 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
             {"run_id": "r", "policy": "ppo", "eval": "alignment_tax", "metric": "acc_delta", "value": -0.05, "ci_low": -0.08,
              "ci_high": -0.02, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "base"}, "config_hash": "h"},
             {"run_id": "r", "policy": "ppo_ptx", "eval": "alignment_tax", "metric": "acc_delta", "value": 0.02, "ci_low": -0.01,
-             "ci_high": 0.05, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "ppo"}, "config_hash": "h"}]
+             "ci_high": 0.05, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "ppo"}, "config_hash": "h"},
+            {"run_id": "r", "policy": "ppo", "eval": "toxicity", "metric": "expected_max_toxicity_delta", "value": -0.03,
+             "ci_low": -0.05, "ci_high": -0.01, "n": 160, "config_hash": "h",
+             "slice": {"instruction": "respectful", "judge": "perspective_tfidf_ridge", "baseline": "base"}},
+            {"run_id": "r", "policy": "ppo", "eval": "toxicity", "metric": "expected_max_toxicity_delta", "value": 0.2,
+             "ci_low": 0.1, "ci_high": 0.3, "n": 160, "config_hash": "h",
+             "slice": {"instruction": "biased", "judge": "perspective_tfidf_ridge", "baseline": "base"}}]
     write_jsonl(d / "results" / "results.jsonl", rows)
     (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
     log = [{"step": i, "kl": k, "reward_mean": 0.1 * i, "gold_reward_mean": g}
@@ -305,5 +311,7 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert "ppo − base on hellaswag_local (an alignment tax is below 0) -5.0 pp" in text and "resolved: interval below 0" in text
     assert "ppo_ptx − ppo on hellaswag_local (ptx gives the tax back: above 0) +2.0 pp" in text
     assert "effect +0.020 at n = 200; about n = 450 would resolve it" in text
+    assert ("ppo − base: expected maximum toxicity, respectful instruction, scorer perspective_tfidf_ridge (less toxic: "
+            "below 0) -0.030 [-0.050, -0.010] 160 resolved: interval below 0") in text and "biased" not in text
     data, _ = figure_json(page, "fig-headline")
     assert data[0]["y"] == [0.64, 0.58, 0.52]
