@@ -137,13 +137,16 @@ class JudgePanel:
 
     def toxicity(self):
         """The toxicity scorer of ``eval.judges.toxicity`` (:func:`harness.judging.toxicity.make_toxicity_scorer`);
-        scorers fitted on the offline data (``perspective_tfidf_ridge``, ``davidson``) get the run's ``data_dir``."""
+        scorers fitted on the offline data (``perspective_tfidf_ridge``, ``davidson``) get the run's ``data_dir``, and the
+        Perspective imitation caches its fit under the run's cache folder (``model.cache_dir``) like every other cache."""
         if "toxicity" not in self._built:
             from harness.judging.toxicity import DATA_SCORERS, make_toxicity_scorer
 
             options = dict(self.cfg.toxicity.options or {})
             if self.cfg.toxicity.kind in DATA_SCORERS:
                 options.setdefault("data_dir", self.data_dir)
+            if self.cfg.toxicity.kind.startswith("perspective_tfidf") and self.cache_dir is not None:
+                options.setdefault("cache_dir", str(self.cache_dir))
             if self.cfg.toxicity.kind == "detoxify":
                 options.update(self._placed("toxicity", options))
             self._built["toxicity"] = _build("toxicity", make_toxicity_scorer, self.cfg.toxicity.kind, **options)

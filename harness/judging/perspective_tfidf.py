@@ -17,8 +17,8 @@ part of the Wikipedia talk comments (:func:`harness.wiki_toxicity.wiki_split`). 
 
 Fitting takes about 5 s on one CPU core (2,396 RTP rows + 20,000 comments read, 15,351 texts fitted); the fitted
 model is cached (pickle, about 4 MB; loads in about 0.05 s) under
-``<cache_dir>/toxicity/perspective_tfidf-<key>.pkl``, ``cache_dir`` = ``$HARNESS_CACHE_DIR`` or
-``<repo>/.cache/harness``, where ``key`` hashes :data:`CODE_VERSION`, the :class:`TfidfRidgeConfig`, the split
+``<cache_dir>/toxicity/perspective_tfidf-<key>.pkl`` (an eval passes ``model.cache_dir``; standalone,
+``$HARNESS_CACHE_DIR`` or ``.cache/harness`` under the working directory, the same default), where ``key`` hashes :data:`CODE_VERSION`, the :class:`TfidfRidgeConfig`, the split
 seeds, the sha256 of every data file read and :func:`library_versions`; it is written atomically. A cache file
 that no longer loads (e.g. after this module moved) is refitted and overwritten, with a warning. The cache is trusted code (pickle): keep it in a folder only you write to.
 """
@@ -149,9 +149,10 @@ class _Model:
 
 
 def default_cache_dir() -> Path:
-    """``$HARNESS_CACHE_DIR`` if set, else ``<repo>/.cache/harness`` (the folder above the ``harness`` package)."""
+    """``$HARNESS_CACHE_DIR`` if set, else ``.cache/harness`` under the working directory: the default of
+    ``model.cache_dir`` (:class:`harness.model_config.ModelConfig`), so a standalone scorer and a run share one cache."""
     env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / ".cache" / "harness"
+    return Path(env).expanduser() if env else Path(".cache") / "harness"
 
 
 def library_versions() -> dict[str, str]:

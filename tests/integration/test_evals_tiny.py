@@ -1,6 +1,7 @@
 """Every eval of the suite end to end on model=tiny, through the real runner, judges and lm-eval;
 then a second evaluation of the same checkpoints regenerates nothing (generation cache)."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def test_judges_are_validated_against_humans(first_run):
     assert info["helpful"]["kind"] == "reward_model" and info["perspective_tfidf_ridge"]["kind"] == "toxicity"
     fit = info["perspective_tfidf_ridge"]["fit"]  # what the default scorer was fitted on, and how long it took
     assert fit["n_fit"] > 10000 and ("load_seconds" in fit if fit["from_cache"] else fit["fit_seconds"] > 0)
+    assert Path(fit["cache_path"]).parent.parent == Path(os.environ["HARNESS_CACHE_DIR"])  # model.cache_dir, as every cache
     # the trivial baseline on the same pairs, and the judges' length rows beside it
     longer = {(r.metric, r.get("labels"), r.get("length")): r.value for r in _rows(rows, eval="judge_validation", policy="longer_output")}
     assert longer[("balanced_agreement", "hh_rlhf_human", None)] == 0.5 and longer[("prefers_longer", "hh_rlhf_human", None)] == 1.0
