@@ -95,6 +95,8 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR"))
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--margins-dir", default=str(MARGINS), help="per-pair margins of each run (read by --ensemble)")
+    p.add_argument("--prefix-cache", default=None, help="folder of the frozen blocks' outputs on the eval pairs "
+                   "(default: $HARNESS_CACHE_DIR/judge_levers_prefix)")
     p.add_argument("--dry", action="store_true", help="print the settings and data sizes, train nothing")
     return p.parse_args(argv)
 
@@ -218,16 +220,91 @@ def measure(margins: list[float], s: dict[str, list], seed: int) -> dict[str, An
     return out
 
 
+class _Skip(torch.nn.Module):
+    """Stands in for a frozen block whose output is read from the prefix cache."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def _blocks_of(trainer):
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(trainer.model)
+    n = model.config.num_hidden_layers
+    return next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n)
+
+
+def _prefix_key(trainer, name: str, s: dict, base: str, k: int) -> str:
+    import hashlib
+
+    blob = {"base": str(Path(base).resolve()), "k": k, "set": name, "ids": s["ids"], "len": trainer.cfg.max_length,
+            "plen": trainer.cfg.max_prompt_length, "pad": trainer.tokenizer.pad_token_id, "batch": 16, "v": 1}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @torch.no_grad()
-def margins_of(trainer, s: dict[str, list], batch: int = 16) -> list[float]:
-    """r(x, a) - r(x, b) per pair, scored by the trainer's own reader (its recipe's lengths)."""
+def margins_of(trainer, s: dict[str, list], batch: int = 16, prefix: tuple[Path, int] | None = None) -> list[float]:
+    """r(x, a) - r(x, b) per pair, scored by the trainer's own reader (its recipe's lengths).
+
+    ``prefix = (file, k)``: the lower ``k`` blocks are frozen (identical to the base in every run with the
+    same ``k``), so their output on these pairs is computed once, saved to ``file`` and read back by later
+    runs, which then run only the top blocks. Each cached run re-scores its first batch in full and
+    checks that the two agree (a run that cannot use the cache scores everything in full).
+    """
     trainer.model.eval()
-    out: list[float] = []
-    for i in range(0, len(s["prompts"]), batch):
-        ps = s["prompts"][i : i + batch]
-        r = trainer.score(ps + ps, s["a"][i : i + batch] + s["b"][i : i + batch]).float().cpu().tolist()
-        k = len(ps)
-        out += [x - y for x, y in zip(r[:k], r[k:])]
+    n = len(s["prompts"])
+    order = sorted(range(n), key=lambda i: len(s["prompts"][i][-2000:]) + max(len(s["a"][i]), len(s["b"][i])))  # less padding
+    batches_ = [order[start : start + batch] for start in range(0, n, batch)]
+
+    def run(idx):
+        ps = [s["prompts"][i] for i in idx]
+        return trainer.score(ps + ps, [s["a"][i] for i in idx] + [s["b"][i] for i in idx]).float().cpu()
+
+    blocks_, cache, hooks, saved = None, None, [], []
+    if prefix is not None:
+        file, k = prefix
+        blocks_ = _blocks_of(trainer)
+        if file.is_file():
+            cache = torch.load(file)
+            full0 = run(batches_[0])
+            originals = list(blocks_[:k])
+            for j in range(k):
+                blocks_[j] = _Skip()
+            feed = {"i": 0}
+
+            def inject(module, args, kwargs):
+                return (cache[feed["i"]],) + tuple(args[1:]), kwargs
+
+            hooks.append(blocks_[k].register_forward_pre_hook(inject, with_kwargs=True))
+        else:
+            def keep(module, args, kwargs):
+                saved.append(args[0].detach().clone())
+
+            hooks.append(blocks_[k].register_forward_pre_hook(keep, with_kwargs=True))
+    out = [0.0] * n
+    try:
+        for b, idx in enumerate(batches_):
+            if cache is not None:
+                feed["i"] = b
+            r = run(idx).tolist()
+            for j, i in enumerate(idx):
+                out[i] = r[j] - r[len(idx) + j]
+            if cache is not None and b == 0:
+                diff = (torch.tensor(r) - full0).abs().max().item()
+                if diff > 1e-3:
+                    raise RuntimeError(f"prefix cache {prefix[0]}: cached scores differ from full ones by {diff}")
+    finally:
+        for h in hooks:
+            h.remove()
+        if cache is not None:
+            for j, m in enumerate(originals):
+                blocks_[j] = m
+    if prefix is not None and cache is None and saved:
+        prefix[0].parent.mkdir(parents=True, exist_ok=True)
+        tmp = prefix[0].with_name(prefix[0].name + f".tmp{os.getpid()}")
+        torch.save(saved, tmp)
+        tmp.rename(prefix[0])
     trainer.model.train()
     return out
 
@@ -261,7 +338,10 @@ def train_variant(args, data_cfg, judge_cfg, sets) -> dict[str, Any]:
         trainer.cfg = OmegaConf.merge(trainer.cfg, {"max_length": args.eval_max_length,
                                                     "max_prompt_length": args.eval_max_prompt_length or trainer.cfg.max_prompt_length})
     t1 = time.time()
-    margins = {name: margins_of(trainer, s) for name, s in sets.items()}
+    k = max(trainer.model.config.num_hidden_layers - judge_cfg.trainable_layers, 0) if judge_cfg.trainable_layers else 0
+    cache_dir = Path(args.prefix_cache or Path(os.environ.get("HARNESS_CACHE_DIR", "/tmp")) / "judge_levers_prefix")
+    margins = {name: margins_of(trainer, s, prefix=(cache_dir / f"{name}-{_prefix_key(trainer, name, s, base, k)}.pt", k) if k else None)
+               for name, s in sets.items()}
     sub = train[: args.n_train_eval]
     tr = {"prompts": [c.prompt for c in sub], "a": [c.completions[0] for c in sub], "b": [c.completions[1] for c in sub],
           "pref_a": [1.0 if c.ranking[0] == 0 else 0.0 for c in sub]}
