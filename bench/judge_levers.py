@@ -97,6 +97,7 @@ def parse_args(argv=None):
     p.add_argument("--margins-dir", default=str(MARGINS), help="per-pair margins of each run (read by --ensemble)")
     p.add_argument("--prefix-cache", default=None, help="folder of the frozen blocks' outputs on the eval pairs "
                    "(default: $HARNESS_CACHE_DIR/judge_levers_prefix)")
+    p.add_argument("--no-train", action="store_true", help="score the untrained judge (zero head: all ties); fills the prefix cache")
     p.add_argument("--dry", action="store_true", help="print the settings and data sizes, train nothing")
     return p.parse_args(argv)
 
@@ -331,24 +332,36 @@ def train_variant(args, data_cfg, judge_cfg, sets) -> dict[str, Any]:
     log_path = Path(os.environ.get("HARNESS_CACHE_DIR", "/tmp")) / "judge_levers_logs" / f"{args.variant}.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.unlink(missing_ok=True)
-    result = trainer.train(log_path=log_path)
+    if args.no_train:  # the zero-initialised head: every pair a tie; builds the prefix cache for later runs
+        from trainers.reward_model import RMResult
+
+        result, logrows = RMResult(), []
+    else:
+        result = trainer.train(log_path=log_path)
+        logrows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     t_train = time.time() - t0
-    logrows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     if args.eval_max_length:
         trainer.cfg = OmegaConf.merge(trainer.cfg, {"max_length": args.eval_max_length,
                                                     "max_prompt_length": args.eval_max_prompt_length or trainer.cfg.max_prompt_length})
     t1 = time.time()
     k = max(trainer.model.config.num_hidden_layers - judge_cfg.trainable_layers, 0) if judge_cfg.trainable_layers else 0
     cache_dir = Path(args.prefix_cache or Path(os.environ.get("HARNESS_CACHE_DIR", "/tmp")) / "judge_levers_prefix")
-    margins = {name: margins_of(trainer, s, prefix=(cache_dir / f"{name}-{_prefix_key(trainer, name, s, base, k)}.pt", k) if k else None)
-               for name, s in sets.items()}
+    margins = {}
+    for name, s in sets.items():
+        if not k:
+            margins[name] = margins_of(trainer, s)
+            continue
+        file = cache_dir / f"{name}-{_prefix_key(trainer, name, s, base, k)}.pt"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(file):  # a run that finds another building the cache waits for it
+            margins[name] = margins_of(trainer, s, prefix=(file, k))
     sub = train[: args.n_train_eval]
     tr = {"prompts": [c.prompt for c in sub], "a": [c.completions[0] for c in sub], "b": [c.completions[1] for c in sub],
           "pref_a": [1.0 if c.ranking[0] == 0 else 0.0 for c in sub]}
     tr_m = margins_of(trainer, tr) if sub else []
     t_eval = time.time() - t1
     rec = {"train": {"n_train": len(train), "longer_preferred_share": round(sum(x is True for x in lp) / max(1, sum(x is not None for x in lp)), 4),
-                     "n_trainable_params": trainer.n_trainable, "steps": trainer.total_steps, "loss": blocks(result.train_losses),
+                     "n_trainable_params": trainer.n_trainable, "steps": 0 if args.no_train else trainer.total_steps, "loss": blocks(result.train_losses),
                      "batch_accuracy": blocks([r.get("accuracy", float("nan")) for r in logrows]),
                      "lr_first_last": [logrows[0].get("lr"), logrows[-1].get("lr")] if logrows else None,
                      "log_2": round(math.log(2), 4), "data_note": fp.get("balance")},
@@ -411,7 +424,7 @@ def table(path: Path) -> str:
         lines.append("| " + " | ".join([
             r["variant"], settings_text(r), _ci(r["hh"]["agreement"]), f"{r['hh']['longer_wins']['value']:.3f}", _ci(r["hh"]["shorter_preferred"]),
             _ci(r["gpt4"]["agreement"]), f"{r['gpt4']['longer_wins']['value']:.3f}", _ci(r["gpt4"]["shorter_preferred"]),
-            f"{r['hh']['judge_prefers_longer']:.2f} / {r['gpt4']['judge_prefers_longer']:.2f}",
+            " / ".join("-" if r[k]["judge_prefers_longer"] is None else f"{r[k]['judge_prefers_longer']:.2f}" for k in ("hh", "gpt4")),
             f"{loss['first_block_mean']:.3f} -> {loss['last_block_mean']:.3f}" if loss else "-",
             f"{r['time_s']['train']:.0f}" if r.get("time_s") else "-", f"{r['wall_s']:.0f}"]) + " |")
     return "\n".join(lines)
