@@ -405,6 +405,8 @@ def settings_text(r: dict) -> str:
     if s.get("ensemble"):
         return "ensemble of " + " + ".join(s["ensemble"]) + " (sum of standardised margins)"
     j = s["judge"]
+    if r.get("train") and r["train"]["steps"] == 0:
+        return "no training: the zero-initialised head (every pair a tie)"
     layers = "all blocks" if not j.get("trainable_layers") else f"top {j['trainable_layers']} blocks"
     out = (f"n_train {s['n_judge_train']}, {layers}, lr {j['lr']:g}, head_lr {j['head_lr']:g}, "
            f"{j['epochs']} ep, batch {j['batch_size']}, len {j['max_length']}/{j['max_prompt_length']}")
