@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> str:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0]) if argv else RESULTS_DIR
     results = {p.stem: read_json(p) for p in sorted(root.glob("*.json"))}
+    # only the *_vs_trl results: toxicity_scorers, eval_stage and judge_levers files have tables of their own
+    results = {name: res for name, res in results.items() if isinstance(res, dict) and "peaks_gflops" in res}
     parts = [throughput_table(results)]
     parts += [phase_table(name, res) for name, res in results.items() if res.get("phases")]
     text = "\n\n".join(parts)
