@@ -76,6 +76,9 @@ def parse_args(argv=None):
     p.add_argument("--head-lr", type=float, default=None)
     p.add_argument("--trainable-layers", type=int, default=None, help="top N blocks trainable; 0 = every block")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank on every block (q_proj, v_proj) + the full head; "
+                   "replaces trainable_layers (0: off)")
+    p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--warmup-ratio", type=float, default=None)
     p.add_argument("--max-length", type=int, default=None)
@@ -118,6 +121,9 @@ def settings(args) -> tuple[Any, Any]:
             judge[k] = v
     if args.trainable_layers is not None:
         judge.trainable_layers = args.trainable_layers or None
+    if args.lora_r:
+        judge.trainable_layers = None
+        judge.lora.r, judge.lora.alpha = args.lora_r, args.lora_alpha
     return data, judge
 
 
@@ -408,6 +414,8 @@ def settings_text(r: dict) -> str:
     if r.get("train") and r["train"]["steps"] == 0:
         return "no training: the zero-initialised head (every pair a tie)"
     layers = "all blocks" if not j.get("trainable_layers") else f"top {j['trainable_layers']} blocks"
+    if (j.get("lora") or {}).get("r"):
+        layers = f"LoRA r {j['lora']['r']} on every block + head"
     out = (f"n_train {s['n_judge_train']}, {layers}, lr {j['lr']:g}, head_lr {j['head_lr']:g}, "
            f"{j['epochs']} ep, batch {j['batch_size']}, len {j['max_length']}/{j['max_prompt_length']}")
     if s.get("balance") not in (None, "none"):
