@@ -110,6 +110,7 @@ def headline_section(data: RunData) -> Safe:
     table_rows = [(k, label, ci(r) if r else "—", r["n"] if r else "—", v) for k, label, r, v in rows]
     table_rows += [(k, label, delta(r, percent=k != "e"), r["n"], v) for k, label, r, v in deltas]
     table_rows += [("c", f"{run_name}: {reward} along KL", shape, "—", text) for run_name, reward, shape, text in shapes]
+    table_rows.sort(key=lambda r: r[0])  # contrasts a-e in order (stable within each)
     parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], table_rows, numeric=(2, 3)))
     return join(parts)
 
