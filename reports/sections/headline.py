@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reports.ci_figures import RefLine, ci_facet_figure
+from reports.ci_figures import RefLine, ci_facet_figure, num
 from reports.html import Safe, figure_div, join, table, tag
 from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, na
 
@@ -33,7 +33,7 @@ CHANCE = 0.5
 def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = False) -> str:
     """Whether the row's 95 % interval lies above ``above`` (``below``: below it); if not, the effect and the n
     that would resolve it."""
-    if not row or row.get("ci_low") is None or row.get("ci_high") is None or _nan(row["ci_low"]):
+    if not row or num(row.get("ci_low")) is None or num(row.get("ci_high")) is None:
         return "no interval"
     lo, hi, v, n = float(row["ci_low"]), float(row["ci_high"]), float(row["value"]), int(row["n"])
     side = "below" if below else "above"
@@ -45,10 +45,6 @@ def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = Fal
     half = (hi - lo) / 2
     need = max(math.ceil(round(n * (half / effect) ** 2, 6)), n + 1) if half > 0 else n + 1
     return f"not resolved: effect {effect:+.3f} at n = {n}; about n = {need} would resolve it at this effect and variance"
-
-
-def _nan(x: Any) -> bool:
-    return isinstance(x, float) and math.isnan(x)
 
 
 def _first(df, **where) -> dict[str, Any] | None:
@@ -63,7 +59,9 @@ def headline_section(data: RunData) -> Safe:
     if data.results is None:
         return na(NO_RESULTS)
     run = data.run or {}
-    gold = run.get("gold_judge") or "helpful"
+    gold = run.get("gold_judge")
+    assumed = gold is None  # a harness-eval run records no gold judge: say which judge stands in
+    gold = gold or "helpful"
     rows: list[tuple[str, str, dict | None, str]] = []
     rm = data.rows("reward_model", ["pairwise_accuracy"])
     for pol in [p for p in ("rm", *sorted(set(rm["policy"]) - {"rm"})) if p in set(rm["policy"])]:
@@ -100,6 +98,9 @@ def headline_section(data: RunData) -> Safe:
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
                       "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
                       "would resolve it at the measured effect and variance.", cls="meta")]
+    if assumed:
+        parts.append(tag("p", "run.json records no gold judge (the judge PPO never optimised): contrast b uses the "
+                              "'helpful' judge, which may not be held out from this run's training.", cls="neg"))
     if not rows and not shapes and not deltas:
         return join(parts + [na("reward-model accuracy, win rates against SFT and PPO logs")])
     plotted = [dict(r, contrast=f"{k}. {label}") for k, label, r, _ in rows if r is not None]

@@ -315,3 +315,6 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
             "below 0) -0.030 [-0.050, -0.010] 160 resolved: interval below 0") in text and "biased" not in text
     data, _ = figure_json(page, "fig-headline")
     assert data[0]["y"] == [0.64, 0.58, 0.52]
+    assert "records no gold judge" not in sec
+    (d / "run.json").write_text(json.dumps({"rl_runs": [{"name": "ppo"}]}))  # e.g. a harness-eval run
+    assert "records no gold judge" in section_html(build_run_report(d).read_text(encoding="utf-8"), "sec-headline")
