@@ -10,6 +10,11 @@ CPU time and peak resident set size):
   that already holds the default judges to time "judges cached"): ``first`` and ``again`` (an unchanged
   checkpoint: every generation, lm-eval task and judge validation comes from the caches). Targets:
   ``first`` ≤ 3 min with judges cached; ``again`` ≤ 5 % of ``first``.
+- ``preset``: one ``harness-pipeline pipeline=<--preset>`` run (default ``demo``, what ``make demo`` runs), with a
+  fresh cache unless ``--cache`` (``cold``: the judges train in it). Records per-stage wall time, CPU time and the
+  peak-RSS high-water mark (``run.json`` ``metrics``) and the report's headline contrasts
+  (:func:`reports.sections.headline.contrasts`) into ``bench/results/pipeline_<preset>[_<tag>].json``.
+  Target (issue "make demo in 15 minutes"): ``demo`` cold ≤ 15 min.
 
 Each run's per-stage times come from its own records: ``run.json`` ``metrics.timings_s`` (pipeline stages)
 and ``results/evals.json`` (seconds per eval; whether judges and their validation came from the cache).
@@ -59,7 +64,10 @@ def run_records(run_dir: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     if (run_dir / "run.json").is_file():
-        out["stages_s"] = read_json(run_dir / "run.json").get("metrics", {}).get("timings_s", {})
+        m = read_json(run_dir / "run.json").get("metrics", {})
+        out["stages_s"] = m.get("timings_s", {})
+        out["stages_cpu_s"] = m.get("cpu_s", {})  # absent in runs before per-stage CPU time was recorded
+        out["stages_peak_rss_mib"] = m.get("peak_rss_mib", {})  # the process's high-water mark at each stage's end
     evals_json = run_dir / "results" / "evals.json"
     if evals_json.is_file():
         ev = read_json(evals_json)
@@ -85,6 +93,36 @@ def case_smoke(work: Path, env: dict[str, str]) -> dict[str, Any]:
         res = measure([str(BIN / "harness-pipeline"), "pipeline=smoke", f"hydra.run.dir={run_dir}"], env)
         runs[label] = {**res, **run_records(run_dir)}
     return runs
+
+
+def case_preset(work: Path, env: dict[str, str], preset: str, extra: list[str]) -> dict[str, Any]:
+    """One ``harness-pipeline pipeline=<preset>`` run (``cold`` with a fresh cache: the judges train in it)."""
+    run_dir = work / "run"
+    res = measure([str(BIN / "harness-pipeline"), f"pipeline={preset}", *extra, f"hydra.run.dir={run_dir}"], env)
+    label = "cold" if "HARNESS_BENCH_FRESH_CACHE" in env else "given cache"
+    return {label: {**res, **run_records(run_dir), "headline": headline(run_dir)}}
+
+
+def headline(run_dir: Path) -> list[dict[str, Any]]:
+    """The report's headline contrasts (reports/sections/headline.py) as records: contrast, label, value, interval, n, verdict."""
+    from reports.run_report import load_run
+    from reports.sections.headline import contrasts
+
+    return [c.record() for c in contrasts(load_run(run_dir))]
+
+
+def stage_table(results_dir: Path = RESULTS_DIR) -> str:
+    """Markdown table of every ``pipeline_*.json``: one row per stage (wall, CPU, peak RSS)."""
+    from harness.io import read_json
+
+    lines = ["| result | stage | wall s | CPU s | peak RSS MiB (high-water mark) |", "|---|---|---|---|---|"]
+    for f in sorted(results_dir.glob("pipeline_*.json")):
+        for label, r in read_json(f)["runs"].items():
+            for st, wall in r.get("stages_s", {}).items():
+                lines.append(f"| {f.stem} ({label}) | {st} | {wall:.0f} | {r.get('stages_cpu_s', {}).get(st, float('nan')):.0f} | "
+                             f"{r.get('stages_peak_rss_mib', {}).get(st, float('nan')):.0f} |")
+            lines.append(f"| {f.stem} ({label}) | **whole run** (process) | **{r['wall_s']:.0f}** | {r['cpu_s']:.0f} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
 
 
 def case_eval(work: Path, env: dict[str, str], policy: str, extra: list[str]) -> dict[str, Any]:
@@ -119,7 +157,8 @@ def table(results_dir: Path = RESULTS_DIR) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--case", choices=["smoke", "eval"], help="what to time (see the module docstring)")
+    p.add_argument("--case", choices=["smoke", "eval", "preset"], help="what to time (see the module docstring)")
+    p.add_argument("--preset", default="demo", help="preset: the pipeline preset (conf/pipeline/<name>.yaml) to run")
     p.add_argument("--policy", default=None, help="eval: the policy checkpoint (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--cache", default=None, help="harness cache dir (HARNESS_CACHE_DIR); default: a fresh temp dir")
     p.add_argument("--tag", default="", help="suffix of the result file's name, e.g. before / after")
@@ -128,26 +167,33 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.table:
         print(table())
+        print()
+        print(stage_table())
         return
     if not args.case:
         p.error("--case is required unless --table")
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
         work = Path(tmp)
         env = {**os.environ, "HARNESS_CACHE_DIR": args.cache or str(work / "cache")}
+        if not args.cache:
+            env["HARNESS_BENCH_FRESH_CACHE"] = "1"  # recorded as "cold": nothing cached, the judges train in the run
         start = environment()
         if args.case == "smoke":
             runs = case_smoke(work, env)
+        elif args.case == "preset":
+            runs = case_preset(work, env, args.preset, args.extra)
         else:
             from harness.models import ModelConfig, smollm2_checkpoint
 
             policy = args.policy or str(smollm2_checkpoint(ModelConfig().cache_dir))
             runs = case_eval(work, env, policy, args.extra)
-        out = {"bench": f"eval_{args.case}", "runs": runs, "environment": start, "environment_end": environment()}
+        bench = f"pipeline_{args.preset}" if args.case == "preset" else f"eval_{args.case}"
+        out = {"bench": bench, "runs": runs, "environment": start, "environment_end": environment()}
     from harness.io import write_json
 
-    name = f"eval_{args.case}" + (f"_{args.tag}" if args.tag else "")
+    name = bench + (f"_{args.tag}" if args.tag else "")
     path = write_json(RESULTS_DIR / f"{name}.json", out)
-    print(table())
+    print(stage_table() if args.case == "preset" else table())
     print(f"-> {path}")
 
 

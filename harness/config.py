@@ -432,6 +432,10 @@ class PipelineApp(StageConfig):
     ppo: PPOConfig = field(default_factory=PPOConfig)
     # RL policies to train, each {name, ptx_coef} (ptx_coef = the paper's gamma; 0 = plain PPO, > 0 = PPO-ptx); [] = none
     rl_runs: list[RLRun] = field(default_factory=lambda: [RLRun("ppo", 0.0), RLRun("ppo_ptx", 1.0)])
+    # the harness's default judges this run trains from its base (checkpoints/judge_<name>): helpful (required: PPO's gold
+    # reward and the simulated labeler) and harmless. An eval that names one not listed trains it on first use, as
+    # harness-eval does (harness/default_judges.py), so leaving harmless out only saves time when no eval uses it.
+    train_judges: list[str] = field(default_factory=lambda: ["helpful", "harmless"])
     # a finished pipeline run directory: its checkpoints/{base,sft,rm,judge_helpful,judge_harmless} are
     # reused read-only and only rl_runs train here (one SFT and one RM for every job of a sweep)
     upstream: str | None = None

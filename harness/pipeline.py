@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -73,6 +74,23 @@ def _link(link: Path, target: Path) -> None:
         shutil.rmtree(link)
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(Path(target).resolve(), target_is_directory=True)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (every thread) and of the children it waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set size so far, MiB (``ru_maxrss`` is KiB on Linux): a high-water mark, so a
+    stage's value is the peak of every stage up to its end."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+
+
+def trained_judges(cfg: DictConfig) -> list[str]:
+    """The judge checkpoints this run trains (``judge_<name>`` for each of ``cfg.train_judges``, in :data:`JUDGES` order)."""
+    return [j for j in JUDGES if j.removeprefix("judge_") in set(cfg.train_judges)]
 
 
 def rl_runs(cfg: DictConfig) -> dict[str, float]:
@@ -118,7 +136,7 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
                                selection_rm=str(ck / "rm") if select_by_rm else None, resume=cfg.resume, tracking=cfg.tracking)[1]
     if cfg.rm_data == "human" and not select_by_rm:
         reward_model("rm", str(sft), cfg.rm)
-    for judge in JUDGES:
+    for judge in trained_judges(cfg):
         if not _done(ck / judge, cfg.resume):
             cached = timed(judge, default_judge, judge.removeprefix("judge_"), cfg.model, cfg.data, cfg.judge, cfg.seed, base=base)
             _link(ck / judge, cached)
@@ -131,16 +149,16 @@ def _train_upstream(cfg: DictConfig, run_dir: Path, timed, metrics: dict[str, di
             metrics["label"] = timed("label", stages.run_label, cfg.model, cfg.data, cfg.label, judge_cfg, str(sft), label_dir,
                                      cfg.seed, placement=resolve(cfg.device, cfg.dtype))[1]
         reward_model("rm", str(sft), cfg.rm, comparisons_file=label_dir / "comparisons.jsonl")
-    return {"base": base, "sft": str(sft), "rm": str(ck / "rm"), **{j: str(ck / j) for j in JUDGES}}
+    return {"base": base, "sft": str(sft), "rm": str(ck / "rm"), **{j: str(ck / j) for j in trained_judges(cfg)}}
 
 
 def eval_config(cfg: DictConfig, paths: dict[str, str]) -> DictConfig:
-    """``cfg.eval`` with the pipeline's judges as ``eval.judges.reward_models`` ``helpful`` and ``harmless`` (in place
-    of ``default``: the pipeline's judges are those default judges, from its own base model). Raises
+    """``cfg.eval`` with the pipeline's judges (those of ``paths``) as ``eval.judges.reward_models`` ``helpful`` and
+    ``harmless`` (in place of ``default``: the pipeline's judges are those default judges, from its own base model). Raises
     ``ValueError`` when the configuration names a checkpoint for either (which one would judge?); judges of
     other names are kept beside them."""
     eval_cfg = copy.deepcopy(cfg.eval)
-    ours = {j.removeprefix("judge_"): paths[j] for j in JUDGES}
+    ours = {j.removeprefix("judge_"): paths[j] for j in JUDGES if j in paths}
     clash = sorted(n for n in set(ours) & set(eval_cfg.judges.reward_models) if eval_cfg.judges.reward_models[n] != DEFAULT)
     if clash:
         raise ValueError(f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains; give yours other names")
@@ -177,19 +195,23 @@ def run_pipeline(cfg: DictConfig) -> Path:
     plain = OmegaConf.to_container(cfg, resolve=True)
     chash = config_hash(plain)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    peak_rss: dict[str, float] = {}
     metrics: dict[str, dict] = {}
 
     def timed(name: str, fn, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         out = fn(*args, **kwargs)
         timings[name] = round(time.perf_counter() - t0, 1)
-        log.info("stage %s done in %.0f s", name, timings[name])
+        cpu[name] = round(_cpu_seconds() - c0, 1)
+        peak_rss[name] = _peak_rss_mib()
+        log.info("stage %s done in %.0f s (CPU %.0f s, peak RSS so far %.0f MiB)", name, timings[name], cpu[name], peak_rss[name])
         stages.free_memory()
         return out
 
     if reused is not None:
         log.info("reusing upstream checkpoints (read-only): %s", reused)
-        for name in ("rm", *JUDGES):
+        for name in ("rm", *[j for j in JUDGES if j in reused]):
             metrics[name] = read_json(Path(reused[name]) / "run.json")["metrics"]
         paths = reused
     else:
@@ -205,7 +227,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in runs}}
     resamples = int(cfg.eval.bootstrap_resamples)
-    rows: list[ResultRow] = stamp([r for n in ("rm", *JUDGES) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
+    rows: list[ResultRow] = stamp([r for n in ("rm", *[j for j in JUDGES if j in paths]) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
                                   cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
                   cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed, placement.device),
@@ -215,13 +237,13 @@ def run_pipeline(cfg: DictConfig) -> Path:
                                                        "evals": plain["evals"], "seed": cfg.seed})
 
     fingerprints = {}
-    stage_dirs = [Path(paths[n]) for n in REUSED] if reused is not None else []
+    stage_dirs = [Path(paths[n]) for n in REUSED if n in paths] if reused is not None else []
     stage_dirs += [*sorted(ck.iterdir()), run_dir / "label"] if ck.is_dir() else []
     for stage_dir in stage_dirs:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
     rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef)} for name, ptx_coef in runs.items()]
-    write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings}, run_id=cfg.run_id, policies=policies,
+    write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings, "cpu_s": cpu, "peak_rss_mib": peak_rss}, run_id=cfg.run_id, policies=policies,
                    upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
                    overrides=_hydra_overrides(), placement=placement.describe(), proxy_rm="rm",
                    gold_judge=GOLD.removeprefix("judge_"))  # the win-rate judge that is PPO's logged gold reward

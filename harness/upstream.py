@@ -16,6 +16,8 @@ from harness.io import read_json
 
 REUSED = ("base", "sft", "rm", "judge_helpful", "judge_harmless")
 """Checkpoint folders a run with ``upstream`` reads from ``<upstream>/checkpoints``."""
+OPTIONAL = ("judge_harmless",)
+"""Of :data:`REUSED`, those an upstream may lack (its ``train_judges`` left them out); reused when present."""
 MODEL_FIELDS = ("name", "tokenizer", "chat_template")
 """Model settings that must match the upstream's (same tokenizer and prompt rendering)."""
 
@@ -25,7 +27,7 @@ def _is_checkpoint(path: Path, trained: bool) -> bool:
 
 
 def upstream_checkpoints(upstream: str | Path, model_cfg: Any) -> dict[str, str]:
-    """Paths of :data:`REUSED` in the run directory ``upstream``, validated.
+    """Paths of :data:`REUSED` in the run directory ``upstream`` (an :data:`OPTIONAL` one only if it is there), validated.
 
     ``sft``, ``rm`` and the judges must be complete checkpoint folders (``config.json`` and the
     stage's ``run.json``). ``base`` is ``checkpoints/base`` when the upstream built it there
@@ -48,6 +50,8 @@ def upstream_checkpoints(upstream: str | Path, model_cfg: Any) -> dict[str, str]
             found[name] = str(ck / name)
         elif name == "base" and info and isinstance(info.get("policies"), dict) and info["policies"].get("base"):
             found[name] = str(info["policies"]["base"])
+        elif name in OPTIONAL and not (ck / name).exists():
+            continue
         else:
             missing.append(str(ck / name))
     if missing:

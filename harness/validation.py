@@ -213,6 +213,10 @@ def _pipeline(node: DictConfig, prefix: str) -> Iterator[str]:
         yield (f"ppo.ptx_coef={node.ppo.ptx_coef}: harness-pipeline sets the ptx coefficient per RL run; "
                "set rl_runs.<i>.ptx_coef instead (e.g. rl_runs.1.ptx_coef=27.8)")
     ours = {j.removeprefix("judge_") for j in C.JUDGES}
+    judges = [str(j) for j in node.train_judges]
+    if "helpful" not in judges or not set(judges) <= ours or len(set(judges)) != len(judges):
+        yield (f"train_judges={judges}: list each of {sorted(ours)} at most once, helpful included (it is PPO's gold reward "
+               "and the simulated labeler's judge)")
     clash = sorted(n for n, path in dict(node.eval.judges.reward_models).items() if n in ours and path != "default")
     if clash:
         yield (f"eval.judges.reward_models names {clash}, the judges harness-pipeline trains (their value must stay "

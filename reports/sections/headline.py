@@ -2,7 +2,8 @@
 whether that interval resolves it.
 
 a. the proxy reward model and each judge beat chance on held-out pairs of their own kind (pairwise accuracy,
-   ``reward_model`` rows; interval above 0.5);
+   ``reward_model`` rows; interval above 0.5), and each reward-model judge's agreement with the held-out hh-rlhf
+   human pairs of its validation (``judge_validation`` rows, every subset pooled: the larger, cached sample);
 b. PPO (and PPO-ptx) beat SFT on the gold judge's win rate (``winrate`` rows, ``baseline=sft``, ``judge`` =
    ``run.json``'s ``gold_judge``: the judge PPO never optimised; interval above 0.5), the length-controlled
    win rate beside it so that a length-only gain shows as such;
@@ -21,8 +22,10 @@ the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-w
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+from harness.judging.validation import TRIVIAL_BASELINES as VALIDATION_BASELINES
 from reports.ci_figures import RefLine, ci_facet_figure, num
 from reports.html import Safe, figure_div, join, table, tag
 from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, na
@@ -54,65 +57,102 @@ def _first(df, **where) -> dict[str, Any] | None:
     return recs[0] if recs else None
 
 
-def headline_section(data: RunData) -> Safe:
-    """The contrasts a-c of the module docstring as one figure (``fig-headline``) and one table."""
-    if data.results is None:
-        return na(NO_RESULTS)
+@dataclass
+class Contrast:
+    """One headline contrast: ``key`` (a-e), ``label``, the result ``row`` it reads (``value``, ``ci_low``,
+    ``ci_high``, ``n``; None when the run lacks it), its ``verdict`` (:func:`verdict`), ``kind`` (``share``: a
+    fraction against chance; ``delta``: a paired difference, in pp when ``percent``; ``shape``: the gold curve's
+    shape along KL, in ``shape``)."""
+
+    key: str
+    label: str
+    row: dict[str, Any] | None
+    verdict: str
+    kind: str = "share"
+    percent: bool = True
+    shape: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """Plain numbers for a benchmark file: contrast, label, value, ci_low, ci_high, n, shape, verdict, resolved."""
+        r = self.row or {}
+        return {"contrast": self.key, "label": self.label, "value": num(r.get("value")), "ci_low": num(r.get("ci_low")),
+                "ci_high": num(r.get("ci_high")), "n": r.get("n"), "shape": self.shape, "verdict": self.verdict,
+                "resolved": self.verdict.startswith("resolved")}
+
+
+def contrasts(data: RunData) -> list[Contrast]:
+    """The contrasts a-e of the module docstring that the run has, in order (stable within each letter)."""
     run = data.run or {}
-    gold = run.get("gold_judge")
-    assumed = gold is None  # a harness-eval run records no gold judge: say which judge stands in
-    gold = gold or "helpful"
-    rows: list[tuple[str, str, dict | None, str]] = []
+    gold = run.get("gold_judge") or "helpful"
+    out: list[Contrast] = []
     rm = data.rows("reward_model", ["pairwise_accuracy"])
     for pol in [p for p in ("rm", *sorted(set(rm["policy"]) - {"rm"})) if p in set(rm["policy"])]:
         r = _first(rm, policy=pol)
         what = "proxy reward model" if pol == "rm" else f"judge {pol.removeprefix('judge_')}"
-        rows.append(("a", f"{what}: pairwise accuracy on its held-out pairs", r, verdict(r)))
+        out.append(Contrast("a", f"{what}: pairwise accuracy on its held-out pairs", r, verdict(r)))
+    jv = data.rows("judge_validation", ["agreement"])
+    if "labels" in jv.columns:
+        jv = jv[(col(jv, "labels") == "hh_rlhf_human") & col(jv, "subset").isna() & col(jv, "length").isna()]
+        for pol in [p for p in dict.fromkeys(jv["policy"]) if p not in VALIDATION_BASELINES]:
+            r = _first(jv, policy=pol)
+            out.append(Contrast("a", f"judge {pol}: agreement with held-out hh-rlhf human pairs (judge validation)", r, verdict(r)))
     win = data.rows("winrate", ["win_rate", "lc_win_rate"])
+    seen: set[str] = set()
     for pol in [p for p in ("ppo", "ppo_ptx", *sorted(set(win["policy"]))) if p not in ("base", "sft")]:
         r = _first(win, policy=pol, baseline="sft", judge=gold, metric="win_rate")
-        if r is None or any(x[1].startswith(f"{pol} vs SFT") for x in rows):
+        if r is None or pol in seen:
             continue
+        seen.add(pol)
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
-        rows.append(("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
-        rows.append(("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
+        out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
+        out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
+    for run_name, reward, shape, text in _shapes(data):
+        out.append(Contrast("c", f"{run_name}: {reward} along KL", None, text, kind="shape", shape=shape))
     tax = data.rows("alignment_tax")
     tax = tax[[bool(d and d.delta_of) and data.is_fraction("alignment_tax", d.delta_of) and str(s) in ("0", "None")
                for d, s in zip((data.metric("alignment_tax", m) for m in tax["metric"]), col(tax, "shots"))]]
-    deltas = []
     for task in dict.fromkeys(col(tax, "task")):
         t = tax[col(tax, "task") == task]
         ppo = _first(t, policy="ppo", baseline="base")
         if ppo is not None:
-            deltas.append(("d", f"ppo − base on {task} (an alignment tax is below 0)", ppo, verdict(ppo, 0.0, below=True)))
+            out.append(Contrast("d", f"ppo − base on {task} (an alignment tax is below 0)", ppo, verdict(ppo, 0.0, below=True), "delta"))
         ptx = _first(t, policy="ppo_ptx", baseline="ppo")
         if ptx is not None:
-            deltas.append(("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0)))
+            out.append(Contrast("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0), "delta"))
     tox = data.rows("toxicity", ["expected_max_toxicity_delta"])
     tox = tox[(col(tox, "instruction") == "respectful") & col(tox, "stratum").isna()]
     for pol in [p for p in ("ppo", "ppo_ptx") if p in set(tox["policy"])]:
         for r in tox[tox["policy"] == pol].to_dict("records"):
-            deltas.append(("e", f"{pol} − {r.get('baseline')}: expected maximum toxicity, respectful instruction, "
-                                f"scorer {r.get('judge')} (less toxic: below 0)", r, verdict(r, 0.0, below=True)))
-    shapes = _shapes(data)
+            out.append(Contrast("e", f"{pol} − {r.get('baseline')}: expected maximum toxicity, respectful instruction, "
+                                     f"scorer {r.get('judge')} (less toxic: below 0)", r, verdict(r, 0.0, below=True), "delta",
+                                percent=False))
+    out.sort(key=lambda c: c.key)
+    return out
+
+
+def headline_section(data: RunData) -> Safe:
+    """The contrasts of :func:`contrasts` as one figure (``fig-headline``: those against chance) and one table."""
+    if data.results is None:
+        return na(NO_RESULTS)
+    gold = (data.run or {}).get("gold_judge")
+    found = contrasts(data)
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
                       "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
                       "would resolve it at the measured effect and variance.", cls="meta")]
-    if assumed:
+    if gold is None:  # a harness-eval run records no gold judge: say which judge stands in
         parts.append(tag("p", "run.json records no gold judge (the judge PPO never optimised): contrast b uses the "
                               "'helpful' judge, which may not be held out from this run's training.", cls="neg"))
-    if not rows and not shapes and not deltas:
+    if not found:
         return join(parts + [na("reward-model accuracy, win rates against SFT and PPO logs")])
-    plotted = [dict(r, contrast=f"{k}. {label}") for k, label, r, _ in rows if r is not None]
+    plotted = [dict(c.row, contrast=f"{c.key}. {c.label}") for c in found if c.kind == "share" and c.row is not None]
     if plotted:
         fig = ci_facet_figure(plotted, x="contrast", title="Headline contrasts (95 % intervals; dashed: chance)",
                               y_title="share", x_title="", ref_lines=[RefLine(CHANCE, "chance", dash="dash", color="grey")])
         parts.append(figure_div(fig, "fig-headline"))
-    table_rows = [(k, label, ci(r) if r else "—", r["n"] if r else "—", v) for k, label, r, v in rows]
-    table_rows += [(k, label, delta(r, percent=k != "e"), r["n"], v) for k, label, r, v in deltas]
-    table_rows += [("c", f"{run_name}: {reward} along KL", shape, "—", text) for run_name, reward, shape, text in shapes]
-    table_rows.sort(key=lambda r: r[0])  # contrasts a-e in order (stable within each)
-    parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], table_rows, numeric=(2, 3)))
+    cells = {"share": lambda c: ci(c.row) if c.row else "—", "delta": lambda c: delta(c.row, percent=c.percent),
+             "shape": lambda c: c.shape}
+    rows = [(c.key, c.label, cells[c.kind](c), (c.row or {}).get("n", "—"), c.verdict) for c in found]
+    parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], rows, numeric=(2, 3)))
     return join(parts)
 
 

@@ -91,6 +91,28 @@ def test_simulated_order_labels_with_the_judge_and_trains_the_rm_on_the_labels(t
     assert per_k[("rm", 4)] == pytest.approx(2 / 3)
 
 
+def test_train_judges_helpful_only_leaves_harmless_to_the_eval_and_records_cpu_and_rss(tmp_path, calls):
+    pipeline.run_pipeline(_cfg(tmp_path, "rm_data=simulated", "sft.select_by=last", "train_judges=[helpful]"))
+    assert [c[0] for c in calls] == ["base", "sft", "judge_helpful", "label", "rm", "ppo", "ppo_ptx", "eval"]
+    # the harmless judge stays `default`: an eval that uses it trains (or finds) it on first use, as harness-eval does
+    assert calls[-1] == ("eval", {"helpful": "judge_helpful", "harmless": "default"})
+    assert not (tmp_path / "checkpoints" / "judge_harmless").exists()
+    m = read_json(tmp_path / "run.json")["metrics"]
+    assert m["cpu_s"].keys() == m["peak_rss_mib"].keys() == m["timings_s"].keys()
+    assert all(v >= 0 for v in m["cpu_s"].values()) and all(v > 0 for v in m["peak_rss_mib"].values())
+    rss = list(m["peak_rss_mib"].values())
+    assert rss == sorted(rss)  # a high-water mark never falls
+    acc = {r["policy"] for r in read_jsonl(tmp_path / "results" / "results.jsonl") if r["metric"] == "pairwise_accuracy"}
+    assert acc == {"rm", "judge_helpful"}
+
+
+@pytest.mark.parametrize("judges", ["[harmless]", "[helpful,helpful]", "[helpful,honest]"])
+def test_train_judges_must_include_helpful_once_and_name_known_judges(tmp_path, calls, judges):
+    with pytest.raises(ValueError, match=r"train_judges=.*helpful included"):
+        pipeline.run_pipeline(_cfg(tmp_path, f"train_judges={judges}"))
+    assert calls == []
+
+
 def test_simulated_resume_skips_finished_stages(tmp_path, calls):
     sim = ("rm_data=simulated", "sft.select_by=last")
     pipeline.run_pipeline(_cfg(tmp_path, *sim))
@@ -203,6 +225,16 @@ def test_bad_rl_or_upstream_settings_fail_before_any_stage(tmp_path, calls, over
     with pytest.raises(ValueError, match=match):
         pipeline.run_pipeline(_cfg(tmp_path / "job", *(o.replace("{up}", str(up)) for o in overrides)))
     assert calls == []
+
+
+def test_an_upstream_without_the_harmless_judge_is_reused_without_it(tmp_path, calls, rl_calls):
+    up = _upstream(tmp_path / "up")
+    import shutil
+
+    shutil.rmtree(up / "checkpoints" / "judge_harmless")  # an upstream run with train_judges=[helpful]
+    pipeline.run_pipeline(_cfg(tmp_path / "job", f"upstream={up}", ONE_PPO))
+    assert [c[0] for c in calls] == ["ppo", "eval"]
+    assert rl_calls["eval"][0]["judges"] == {"helpful": str(up / "checkpoints" / "judge_helpful"), "harmless": "default"}
 
 
 def test_upstream_missing_a_checkpoint_names_the_folder(tmp_path, calls):

@@ -11,6 +11,7 @@ from harness import pipeline
 from harness.cli import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "pipeline").glob("*.yaml"))
 LAUNCHERS = sorted(p.stem for p in (Path(CONF_DIR) / "hydra" / "launcher").glob("*.yaml"))
 
 
@@ -28,10 +29,11 @@ def _jobs(cfg, *command_line):
 
 def test_discovery():
     assert {"ppo_beta_gamma", "paper_ppo", "simulated_labels"} <= set(EXPERIMENTS) and {"local", "slurm"} <= set(LAUNCHERS)
+    assert {"default", "demo", "smoke"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-@pytest.mark.parametrize("preset", ["default", "smoke"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_every_experiment_composes_on_every_preset_and_passes_validation(experiment, preset):
     cfg = _compose(f"pipeline={preset}", f"experiment={experiment}")
     assert cfg.pipeline.name == preset and cfg.hydra.runtime.choices.experiment == experiment
