@@ -370,7 +370,8 @@ def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, targe
     ``B [out, r]`` zero, so the wrapped model starts equal to ``model``. ``target_modules`` None
     uses peft's default for the architecture; ``["all-linear"]`` every linear layer but the
     output head. ``task_type``: peft's (``"CAUSAL_LM"`` for a policy; ``None`` for a scalar-head model, whose
-    caller makes the head trainable itself, so that it stays the stock ``score`` Linear). Returns the
+    caller makes the head trainable itself, so that it stays the stock ``score`` Linear: ``score`` never gets
+    adapters, whatever ``target_modules`` says; peft's ``all-linear`` would otherwise wrap it). Returns the
     ``PeftModel``; :func:`merge_lora` turns it back into a plain model. Raises ``ValueError`` if ``r`` < 1.
     """
     from peft import LoraConfig, get_peft_model
@@ -380,7 +381,9 @@ def add_lora(model: PreTrainedModel, r: int, alpha: float, dropout: float, targe
     targets = list(target_modules) if target_modules else None
     if targets == ["all-linear"]:
         targets = "all-linear"
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, bias="none")
+    exclude = ["score"] if task_type is None and isinstance(getattr(model, "score", None), torch.nn.Linear) else None
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type, bias="none",
+                     exclude_modules=exclude)
     return get_peft_model(model, cfg)
 
 

@@ -155,6 +155,23 @@ def test_rm_lora_trains_adapters_and_the_head_and_saves_a_stock_sequence_classif
         RewardModelTrainer(RMConfig(trainable_layers=1, lora=LoRAConfig(r=2)), load_scalar_model(tiny_dir), tok, comps, [])
 
 
+def test_lora_on_all_linear_layers_of_a_reward_model_leaves_its_scalar_head_a_plain_trainable_linear(tiny_dir):
+    # peft's all-linear spares only a causal LM's output embedding: without the exclusion the scalar head `score`
+    # of a reward / value model got adapters too (and scalar_head() refused the model)
+    from harness.models import scalar_head
+
+    tok = load_tokenizer(tiny_dir)
+    comps = [Comparison(str(i), f"question {i}?", ("good good", "bad"), (0, 1), "t") for i in range(4)]
+    cfg = RMConfig(epochs=1, batch_size=2, max_length=32, max_prompt_length=16, lora=LoRAConfig(r=2, target_modules=["all-linear"]))
+    trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, comps[:2], chat_template="false")
+    adapted = trainer.accelerator.unwrap_model(trainer.model)
+    assert type(scalar_head(adapted)) is torch.nn.Linear
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    lora = {n for n in trainable if ".lora_A." in n or ".lora_B." in n}
+    assert trainable - lora == {"base_model.model.score.weight"} and not any("score" in n for n in lora)
+    assert any("mlp.down_proj.lora_A" in n for n in lora)  # every linear layer of the blocks has adapters
+
+
 def test_residual_dropout_is_stochastic_in_training_only_and_not_saved(tiny_dir, tmp_path):
     tok = load_tokenizer(tiny_dir)
     trainer = SFTTrainer(_sft_cfg(residual_dropout=0.3), load_policy(tiny_dir), tok, DEMOS, [], chat_template="false")
