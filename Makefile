@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The default pipeline on the embedded default model; prints the path of report.html.
+# pipeline=demo (conf/pipeline/demo.yaml) on the embedded default model; prints the path of report.html.
+# ARGS are more Hydra overrides; a later pipeline=<preset> in ARGS wins (e.g. ARGS="pipeline=smoke").
 demo: install
-	$(BIN)/harness-pipeline $(ARGS)
+	$(BIN)/harness-pipeline pipeline=demo $(ARGS)
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -2,8 +2,7 @@
 whether that interval resolves it.
 
 a. the proxy reward model and each judge beat chance on held-out pairs of their own kind (pairwise accuracy,
-   ``reward_model`` rows; interval above 0.5), and each reward-model judge's agreement with the held-out hh-rlhf
-   human pairs of its validation (``judge_validation`` rows, every subset pooled: the larger, cached sample);
+   ``reward_model`` rows; interval above 0.5);
 b. PPO (and PPO-ptx) beat SFT on the gold judge's win rate (``winrate`` rows, ``baseline=sft``, ``judge`` =
    ``run.json``'s ``gold_judge``: the judge PPO never optimised; interval above 0.5), the length-controlled
    win rate beside it so that a length-only gain shows as such;
@@ -25,7 +24,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.judging.validation import TRIVIAL_BASELINES as VALIDATION_BASELINES
 from reports.ci_figures import RefLine, ci_facet_figure, num
 from reports.html import Safe, figure_div, join, table, tag
 from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, na
@@ -90,12 +88,6 @@ def contrasts(data: RunData) -> list[Contrast]:
         r = _first(rm, policy=pol)
         what = "proxy reward model" if pol == "rm" else f"judge {pol.removeprefix('judge_')}"
         out.append(Contrast("a", f"{what}: pairwise accuracy on its held-out pairs", r, verdict(r)))
-    jv = data.rows("judge_validation", ["agreement"])
-    if "labels" in jv.columns:
-        jv = jv[(col(jv, "labels") == "hh_rlhf_human") & col(jv, "subset").isna() & col(jv, "length").isna()]
-        for pol in [p for p in dict.fromkeys(jv["policy"]) if p not in VALIDATION_BASELINES]:
-            r = _first(jv, policy=pol)
-            out.append(Contrast("a", f"judge {pol}: agreement with held-out hh-rlhf human pairs (judge validation)", r, verdict(r)))
     win = data.rows("winrate", ["win_rate", "lc_win_rate"])
     seen: set[str] = set()
     for pol in [p for p in ("ppo", "ppo_ptx", *sorted(set(win["policy"]))) if p not in ("base", "sft")]:

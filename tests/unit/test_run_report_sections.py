@@ -285,13 +285,7 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
             _row("ppo", "winrate", "win_rate", 0.58, 0.45, 0.71, baseline="sft", judge="helpful"),
             _row("ppo", "winrate", "lc_win_rate", 0.52, 0.40, 0.64, baseline="sft", judge="helpful"),
             _row("ppo", "winrate", "win_rate", 0.9, 0.8, 1.0, baseline="sft", judge="harmless"),  # not the gold judge
-            # the judge's validation: the pooled hh-rlhf row is a contrast; a subset and the trivial baseline are not
-            {"run_id": "r", "policy": "helpful", "eval": "judge_validation", "metric": "agreement", "value": 0.57, "ci_low": 0.51,
-             "ci_high": 0.62, "n": 317, "slice": {"labels": "hh_rlhf_human"}, "config_hash": "h"},
-            {"run_id": "r", "policy": "helpful", "eval": "judge_validation", "metric": "agreement", "value": 0.3, "ci_low": 0.2,
-             "ci_high": 0.4, "n": 80, "slice": {"labels": "hh_rlhf_human", "subset": "helpful-base"}, "config_hash": "h"},
-            {"run_id": "r", "policy": "longer_output", "eval": "judge_validation", "metric": "agreement", "value": 0.52,
-             "ci_low": 0.47, "ci_high": 0.58, "n": 317, "slice": {"labels": "hh_rlhf_human"}, "config_hash": "h"},
+
             {"run_id": "r", "policy": "ppo", "eval": "alignment_tax", "metric": "acc_delta", "value": -0.05, "ci_low": -0.08,
              "ci_high": -0.02, "n": 200, "slice": {"task": "hellaswag_local", "shots": 0, "baseline": "base"}, "config_hash": "h"},
             {"run_id": "r", "policy": "ppo_ptx", "eval": "alignment_tax", "metric": "acc_delta", "value": 0.02, "ci_low": -0.01,
@@ -312,8 +306,6 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     sec = section_html(page, "sec-headline")
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", sec))
     assert "proxy reward model: pairwise accuracy on its held-out pairs 64.0% [56.0%, 72.0%] 128 resolved: interval above 0.5" in text
-    assert ("judge helpful: agreement with held-out hh-rlhf human pairs (judge validation) 57.0% [51.0%, 62.0%] 317 "
-            "resolved: interval above 0.5") in text and "longer_output" not in text and "30.0%" not in text
     assert "ppo vs SFT: win rate, gold judge helpful 58.0% [45.0%, 71.0%]" in text and "90.0%" not in text
     assert "ppo: proxy reward (optimised RM) along KL rising" in text
     assert "ppo: gold reward (held-out judge) along KL peaked" in text
@@ -323,13 +315,13 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert ("ppo − base: expected maximum toxicity, respectful instruction, scorer perspective_tfidf_ridge (less toxic: "
             "below 0) -0.030 [-0.050, -0.010] 160 resolved: interval below 0") in text and "biased" not in text
     data, _ = figure_json(page, "fig-headline")
-    assert data[0]["y"] == [0.64, 0.57, 0.58, 0.52]
+    assert data[0]["y"] == [0.64, 0.58, 0.52]
     assert "records no gold judge" not in sec
     from reports.run_report import load_run
     from reports.sections.headline import contrasts
 
     recs = [c.record() for c in contrasts(load_run(d))]  # what bench/eval_stage.py writes for a preset's run
-    assert [r["contrast"] for r in recs] == ["a", "a", "b", "b", "c", "c", "d", "d", "e"]
+    assert [r["contrast"] for r in recs] == ["a", "b", "b", "c", "c", "d", "d", "e"]
     assert recs[0] == {"contrast": "a", "label": "proxy reward model: pairwise accuracy on its held-out pairs", "value": 0.64,
                        "ci_low": 0.56, "ci_high": 0.72, "n": 128, "shape": None, "verdict": "resolved: interval above 0.5",
                        "resolved": True}
