@@ -71,11 +71,12 @@ class Contrast:
     shape: str | None = None
 
     def record(self) -> dict[str, Any]:
-        """Plain numbers for a benchmark file: contrast, label, value, ci_low, ci_high, n, shape, verdict, resolved."""
+        """Plain numbers for a benchmark file: contrast, label, value, ci_low, ci_high, n, shape, verdict, resolved (None for
+        a shape, which is stated, not tested)."""
         r = self.row or {}
         return {"contrast": self.key, "label": self.label, "value": num(r.get("value")), "ci_low": num(r.get("ci_low")),
                 "ci_high": num(r.get("ci_high")), "n": r.get("n"), "shape": self.shape, "verdict": self.verdict,
-                "resolved": self.verdict.startswith("resolved")}
+                "resolved": None if self.kind == "shape" else self.verdict.startswith("resolved")}
 
 
 def contrasts(data: RunData) -> list[Contrast]:

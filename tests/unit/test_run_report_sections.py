@@ -326,6 +326,6 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
                        "ci_low": 0.56, "ci_high": 0.72, "n": 128, "shape": None, "verdict": "resolved: interval above 0.5",
                        "resolved": True}
     assert [r["resolved"] for r in recs if r["contrast"] == "b"] == [False, False]
-    assert [r["shape"] for r in recs if r["contrast"] == "c"] == ["rising", "peaked"]
+    assert [(r["shape"], r["resolved"]) for r in recs if r["contrast"] == "c"] == [("rising", None), ("peaked", None)]
     (d / "run.json").write_text(json.dumps({"rl_runs": [{"name": "ppo"}]}))  # e.g. a harness-eval run
     assert "records no gold judge" in section_html(build_run_report(d).read_text(encoding="utf-8"), "sec-headline")
