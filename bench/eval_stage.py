@@ -95,12 +95,12 @@ def case_smoke(work: Path, env: dict[str, str]) -> dict[str, Any]:
     return runs
 
 
-def case_preset(work: Path, env: dict[str, str], preset: str, extra: list[str]) -> dict[str, Any]:
-    """One ``harness-pipeline pipeline=<preset>`` run (``cold`` with a fresh cache: the judges train in it)."""
+def case_preset(work: Path, env: dict[str, str], preset: str, extra: list[str], cold: bool) -> dict[str, Any]:
+    """One ``harness-pipeline pipeline=<preset>`` run, recorded as ``cold`` (a fresh cache: the judges train in it) or
+    ``given cache``."""
     run_dir = work / "run"
     res = measure([str(BIN / "harness-pipeline"), f"pipeline={preset}", *extra, f"hydra.run.dir={run_dir}"], env)
-    label = "cold" if "HARNESS_BENCH_FRESH_CACHE" in env else "given cache"
-    return {label: {**res, **run_records(run_dir), "headline": headline(run_dir)}}
+    return {"cold" if cold else "given cache": {**res, **run_records(run_dir), "headline": headline(run_dir)}}
 
 
 def headline(run_dir: Path) -> list[dict[str, Any]]:
@@ -175,13 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
         work = Path(tmp)
         env = {**os.environ, "HARNESS_CACHE_DIR": args.cache or str(work / "cache")}
-        if not args.cache:
-            env["HARNESS_BENCH_FRESH_CACHE"] = "1"  # recorded as "cold": nothing cached, the judges train in the run
         start = environment()
         if args.case == "smoke":
             runs = case_smoke(work, env)
         elif args.case == "preset":
-            runs = case_preset(work, env, args.preset, args.extra)
+            runs = case_preset(work, env, args.preset, args.extra, cold=not args.cache)
         else:
             from harness.models import ModelConfig, smollm2_checkpoint
 

@@ -209,13 +209,15 @@ def run_pipeline(cfg: DictConfig) -> Path:
         stages.free_memory()
         return out
 
+    paths = reused if reused is not None else _train_upstream(cfg, run_dir, timed, metrics)
+    judges = [j for j in JUDGES if j in paths]  # the judge checkpoints this run trained or reuses
     if reused is not None:
         log.info("reusing upstream checkpoints (read-only): %s", reused)
-        for name in ("rm", *[j for j in JUDGES if j in reused]):
+        for name in [j for j in JUDGES if j not in judges]:
+            log.warning("upstream %s has no %s (its train_judges left it out): an eval that uses that judge trains the "
+                        "default one on first use", cfg.upstream, name)
+        for name in ("rm", *judges):
             metrics[name] = read_json(Path(reused[name]) / "run.json")["metrics"]
-        paths = reused
-    else:
-        paths = _train_upstream(cfg, run_dir, timed, metrics)
 
     runs = rl_runs(cfg)
     for name, ptx_coef in runs.items():
@@ -227,7 +229,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     policies = {"base": paths["base"], "sft": paths["sft"], **{name: str(ck / name) for name in runs}}
     resamples = int(cfg.eval.bootstrap_resamples)
-    rows: list[ResultRow] = stamp([r for n in ("rm", *[j for j in JUDGES if j in paths]) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
+    rows: list[ResultRow] = stamp([r for n in ("rm", *judges) for r in rm_accuracy_rows(n, metrics[n], resamples, cfg.seed)],
                                   cfg.run_id, chash, {REWARD_MODEL.name: REWARD_MODEL.version})
     rows += timed("eval", stages.run_eval, cfg.model, cfg.data, eval_config(cfg, paths), cfg.evals, policies, run_dir, cfg.run_id,
                   cfg.seed, chash, resolve_default=resolver(cfg.model, cfg.data, cfg.judge, cfg.seed, placement.device),

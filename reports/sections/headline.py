@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reports.ci_figures import RefLine, ci_facet_figure, num
 from reports.html import Safe, figure_div, join, table, tag
@@ -66,7 +66,7 @@ class Contrast:
     label: str
     row: dict[str, Any] | None
     verdict: str
-    kind: str = "share"
+    kind: Literal["share", "delta", "shape"] = "share"
     percent: bool = True
     shape: str | None = None
 
@@ -90,12 +90,10 @@ def contrasts(data: RunData) -> list[Contrast]:
         what = "proxy reward model" if pol == "rm" else f"judge {pol.removeprefix('judge_')}"
         out.append(Contrast("a", f"{what}: pairwise accuracy on its held-out pairs", r, verdict(r)))
     win = data.rows("winrate", ["win_rate", "lc_win_rate"])
-    seen: set[str] = set()
-    for pol in [p for p in ("ppo", "ppo_ptx", *sorted(set(win["policy"]))) if p not in ("base", "sft")]:
+    for pol in dict.fromkeys(p for p in ("ppo", "ppo_ptx", *sorted(set(win["policy"]))) if p not in ("base", "sft")):
         r = _first(win, policy=pol, baseline="sft", judge=gold, metric="win_rate")
-        if r is None or pol in seen:
+        if r is None:
             continue
-        seen.add(pol)
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
         out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
         out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))

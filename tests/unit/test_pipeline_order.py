@@ -227,12 +227,14 @@ def test_bad_rl_or_upstream_settings_fail_before_any_stage(tmp_path, calls, over
     assert calls == []
 
 
-def test_an_upstream_without_the_harmless_judge_is_reused_without_it(tmp_path, calls, rl_calls):
+def test_an_upstream_without_the_harmless_judge_is_reused_without_it(tmp_path, calls, rl_calls, caplog):
     up = _upstream(tmp_path / "up")
     import shutil
 
     shutil.rmtree(up / "checkpoints" / "judge_harmless")  # an upstream run with train_judges=[helpful]
-    pipeline.run_pipeline(_cfg(tmp_path / "job", f"upstream={up}", ONE_PPO))
+    with caplog.at_level("WARNING", logger="harness.pipeline"):
+        pipeline.run_pipeline(_cfg(tmp_path / "job", f"upstream={up}", ONE_PPO))
+    assert f"upstream {up} has no judge_harmless" in caplog.text
     assert [c[0] for c in calls] == ["ppo", "eval"]
     assert rl_calls["eval"][0]["judges"] == {"helpful": str(up / "checkpoints" / "judge_helpful"), "harmless": "default"}
 
