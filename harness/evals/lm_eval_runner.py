@@ -66,7 +66,9 @@ def run_lm_eval(
     ``model`` is a ``transformers.PreTrainedModel`` (decoder-only) already placed on the run's device and
     dtype (:func:`harness.devices.place`); ``tokenizer`` its tokenizer. lm-eval runs it there: for a
     pre-initialised model HFLM ignores its own ``device`` / ``dtype`` arguments and takes ``model.device``
-    (lm_eval/models/huggingface.py, ``HFLM.__init__``), which is checked here. Log-softmaxes are taken in
+    (lm_eval/models/huggingface.py, ``HFLM.__init__``), which is checked here. The model is wrapped in
+    :class:`harness.evals.lm_eval_prefix.PrefixSharingHFLM`: HFLM with a prompt prefix shared by many requests
+    (TruthfulQA MC's QA primer) run once, equal to HFLM's log-likelihoods to ~1e-5. Log-softmaxes are taken in
     float32 (HFLM's ``softmax_dtype``), so a bfloat16 model's log-likelihoods are not rounded to bf16.
     ``limit`` keeps the first ``limit`` items of each task in file order (lm-eval does not shuffle),
     so every model sees the same items and comparisons are paired; ``None`` runs all items.
@@ -85,7 +87,8 @@ def run_lm_eval(
     would run anywhere but on the model's device.
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
+
+    from harness.evals import lm_eval_prefix
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit} (lm-eval reads limit < 1 as a fraction)")
@@ -99,7 +102,8 @@ def run_lm_eval(
     was_training = model.training
     device = next(model.parameters()).device
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, softmax_dtype=torch.float32)
+        lm = lm_eval_prefix.PrefixSharingHFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size,
+                                              softmax_dtype=torch.float32, min_prefix=lm_eval_prefix.MIN_PREFIX)
         if lm.device != device:
             raise RuntimeError(f"lm-eval's HFLM would run on {lm.device}, the model is on {device}")
         out = lm_eval.simple_evaluate(

@@ -1,0 +1,131 @@
+"""lm-eval log-likelihoods that compute a prompt prefix shared by many requests once (the KV cache of the prefix).
+
+Multiple-choice tasks score every answer option of every question behind the same context. TruthfulQA MC puts
+its six-question QA primer (about 250 tokens) in front of every question, so lm-eval's ``HFLM`` runs ~280
+tokens per option where ~30 are new: on a 2-core CPU that is most of an evaluation's time. Here requests
+whose inputs share a prefix of at least ``min_prefix`` tokens are grouped; each group's longest common prefix
+(kept clear of every scored position) runs once with ``use_cache=True``, and the group's remainders run in
+batches on copies of that cache. Requests in no group go to ``HFLM``'s own implementation unchanged.
+
+The numbers are HFLM's: the same token inputs (``(context + continuation)[-(max_length + 1):][:-1]``, lm-eval
+0.4 lm_eval/models/huggingface.py ``_loglikelihood_tokens``), log-softmax in ``softmax_dtype``, the sum of the
+continuation tokens' log-probs and whether each is the argmax. Only the floating-point summation order of
+attention differs (cached keys and values instead of recomputed ones): equal to HFLM's to ~1e-5 in float32,
+tested in tests/integration/test_lm_eval_prefix.py.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+MIN_PREFIX = 32  # tokens; a shorter shared prefix saves less than the cache copies cost
+
+
+def shared_prefix_groups(inputs: list[list[int]], n_scored: list[int],
+                         min_prefix: int = MIN_PREFIX) -> tuple[list[tuple[int, list[int]]], list[int]]:
+    """Group requests whose model inputs share a prefix.
+
+    ``inputs[i]``: request i's input token ids; ``n_scored[i]``: how many of its last positions are scored (the
+    continuation's length). Requests are grouped by their first ``min_prefix`` tokens; a group's prefix length is
+    the longest common prefix of its inputs, cut to ``min(len(inputs[i]) - n_scored[i])`` so that no scored
+    position falls inside it. Returns ``([(prefix_length, member_indices), ...], rest)``: groups of at least two
+    requests, in order of first appearance, and the indices of every other request. Raises ``ValueError`` for
+    ``min_prefix < 1``, unequal list lengths or an ``n_scored`` outside ``1..len(inputs[i])``."""
+    if min_prefix < 1:
+        raise ValueError(f"min_prefix must be >= 1, got {min_prefix}")
+    if len(inputs) != len(n_scored):
+        raise ValueError(f"{len(inputs)} inputs but {len(n_scored)} n_scored")
+    by_head: dict[tuple[int, ...], list[int]] = {}
+    rest = []
+    for i, (inp, n) in enumerate(zip(inputs, n_scored)):
+        if not 1 <= n <= len(inp):
+            raise ValueError(f"request {i}: n_scored {n} outside 1..{len(inp)}")
+        if len(inp) - n >= min_prefix:
+            by_head.setdefault(tuple(inp[:min_prefix]), []).append(i)
+        else:
+            rest.append(i)
+    groups = []
+    for members in by_head.values():
+        if len(members) < 2:
+            rest.extend(members)
+            continue
+        first = inputs[members[0]]
+        p = min(len(inputs[i]) - n_scored[i] for i in members)
+        for i in members[1:]:
+            other = inputs[i]
+            k = min_prefix
+            while k < p and first[k] == other[k]:
+                k += 1
+            p = k
+        groups.append((p, members))
+    return groups, sorted(rest)
+
+
+class PrefixSharingHFLM(HFLM):
+    """lm-eval's ``HFLM`` (causal models) whose ``loglikelihood`` runs a prefix shared by a group of requests once.
+
+    Built like ``HFLM`` (``pretrained=<PreTrainedModel>``, ``tokenizer``, ``batch_size`` an int, ...);
+    ``min_prefix``: the shortest shared prefix worth caching (tokens). A seq2seq backend, or a request set with no
+    shared prefix, takes ``HFLM``'s path unchanged."""
+
+    def __init__(self, *args: Any, min_prefix: int = MIN_PREFIX, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.min_prefix = min_prefix
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        if self.backend != "causal" or not requests:
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in requests]
+        groups, rest = shared_prefix_groups(inputs, [len(cont) for _, _, cont in requests], self.min_prefix)
+        if not groups:
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        out: list[tuple[float, bool] | None] = [None] * len(requests)
+        grouped_ids = {i for _, members in groups for i in members}
+        if rest:
+            for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm=disable_tqdm,
+                                                                    override_bs=override_bs)):
+                out[i] = answer
+        batch = override_bs or (self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8)
+        with tqdm(total=len(grouped_ids), disable=disable_tqdm or self.rank != 0,
+                  desc=f"Running loglikelihood requests ({len(groups)} shared prefixes)") as bar:
+            for prefix_len, members in groups:
+                for i, answer in self._score_group(requests, inputs, prefix_len, members, batch):
+                    out[i] = answer
+                    bar.update(1)
+        for i in sorted(grouped_ids):  # HFLM's path fed lm-eval's request cache for the rest itself
+            if requests[i][0] is not None:
+                self.cache_hook.add_partial("loglikelihood", requests[i][0], out[i])
+        return out
+
+    @torch.no_grad()
+    def _score_group(self, requests, inputs: list[list[int]], prefix_len: int, members: list[int], batch: int):
+        """Yields ``(request index, (log-likelihood, is_greedy))`` for one group: the prefix runs once, each batch of
+        remainders (longest first, right-padded) runs on a copy of its KV cache, positions continuing from it."""
+        autocast = getattr(self, "mixed_precision_dtype", None)
+        with torch.autocast(device_type=self.device.type, dtype=autocast, enabled=autocast is not None):
+            prefix = torch.tensor([inputs[members[0]][:prefix_len]], dtype=torch.long, device=self.device)
+            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+            order = sorted(members, key=lambda i: -len(inputs[i]))
+            for start in range(0, len(order), batch):
+                chunk = order[start:start + batch]
+                tails = [inputs[i][prefix_len:] for i in chunk]
+                width = max(len(t) for t in tails)
+                # right padding: a padded position comes after every real one, so causal attention never sees it
+                ids = torch.tensor([t + [t[-1]] * (width - len(t)) for t in tails], dtype=torch.long, device=self.device)
+                past = copy.deepcopy(cache)
+                past.batch_repeat_interleave(len(chunk))
+                logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits
+                logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+                for row, i in enumerate(chunk):
+                    cont = requests[i][2]
+                    end = len(tails[row])
+                    sel = logprobs[row, end - len(cont):end]
+                    target = torch.tensor(cont, dtype=torch.long, device=self.device)
+                    greedy = bool((sel.argmax(dim=-1) == target).all())
+                    yield i, (float(sel.gather(1, target[:, None]).sum()), greedy)
