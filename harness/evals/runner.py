@@ -76,13 +76,17 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
         info["evals"][name] = {"version": str(spec.version), "spec": _plain(spec), **out.info,
                                "data_files": dict(sorted(data_files.items())), "seconds": round(time.perf_counter() - t0, 1)}
         log.info("eval %s done in %.0f s: %d rows, %d items", name, time.perf_counter() - t0, len(out.rows), len(out.items))
+    t0 = time.perf_counter()
     with recording_reads(ctx.data_dir) as data_files:
         validation, judges = ctx.judges.validation_rows(ctx.resamples, ctx.seed)
+    validation_s = round(time.perf_counter() - t0, 1)
     check_rows(registry.get("judge_validation"), validation)
     versions["judge_validation"] = registry.get("judge_validation").version
     rows += validation
     info["judges"] = judges
-    info["judge_validation"] = {"version": registry.get("judge_validation").version, "data_files": dict(sorted(data_files.items()))}
+    info["judge_validation"] = {"version": registry.get("judge_validation").version, "data_files": dict(sorted(data_files.items())),
+                                "seconds": validation_s}
+    info["judge_reward_cache"] = dict(ctx.judges.reward_cache)
     info["generation_cache"] = {"dir": str(ctx.cache.root), "hits": ctx.cache.hits, "misses": ctx.cache.misses,
                                 "generated": ctx.generated}
     info["lm_eval_cache"] = {"dir": str(ctx.lm_eval_cache.root), "hits": ctx.lm_eval_cache.hits,

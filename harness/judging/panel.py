@@ -68,6 +68,7 @@ class JudgePanel:
         self._built: dict[str, Any] = {}
         self.defaults: dict[str, str] = {}  # judge name -> cached default judge folder, for those configured as `default`
         self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
+        self.reward_cache = {"hits": 0, "misses": 0}  # reward-model score lists read back / computed (:meth:`rewards`)
 
     # ---------------------------------------------------------------------------- preference judges
 
@@ -99,10 +100,47 @@ class JudgePanel:
         return self._built[key]
 
     def rewards(self, name: str, prompts: list[str], outputs: list[str]) -> list[float]:
-        """r_judge(prompt, output) of reward-model judge ``name`` for aligned lists (reward units)."""
+        """r_judge(prompt, output) of reward-model judge ``name`` for aligned lists (reward units).
+
+        With ``cache_dir``, a list scored once is read back afterwards from
+        ``<cache_dir>/judge_rewards/<name>-<key>.json``, the key covering the judge (:meth:`_reward_model_key`) and
+        every prompt and output: the reference outputs behind the Likert septiles and the inappropriate threshold,
+        the baselines' outputs and an unchanged policy's (cached) generations are scored once per judge, not once per
+        run. A hit adds the stored truncation count to the judge's ``counts``. Raises ``ValueError`` as
+        :meth:`RewardModelJudge.score` does (lists of unequal length, an element that is not a ``str``)."""
+        from harness.io import read_json, write_json
+        from harness.judging.inputs import check_aligned
+
         judge = self.reward_judge(name)
         self.used.setdefault(("reward_model", name), judge)
-        return judge.score(prompts, outputs)
+        if self.cache_dir is None:
+            return judge.score(prompts, outputs)
+        prompts, outputs = check_aligned(f"judge {name!r}", "score()", prompts=prompts, outputs=outputs)
+        blob = {"judge": self._reward_model_key(judge), "prompts": list(prompts), "outputs": list(outputs)}
+        key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+        path = self.cache_dir / "judge_rewards" / f"{name}-{key[:24]}.json"
+        if path.is_file():
+            stored = read_json(path)
+            judge.counts["scored"] += len(prompts)
+            judge.counts["truncated"] += stored["truncated"]
+            log.info("judge %s: %d rewards from cache %s", name, len(prompts), path.name)
+            self.reward_cache["hits"] += 1
+            return list(stored["rewards"])
+        self.reward_cache["misses"] += 1
+        cut = judge.counts["truncated"]
+        rewards = judge.score(prompts, outputs)
+        write_json(path, {"judge": name, "n": len(rewards), "rewards": rewards, "truncated": judge.counts["truncated"] - cut})
+        return rewards
+
+    def _reward_model_key(self, judge) -> dict[str, Any]:
+        """What a reward-model judge's scores depend on: weights hash, rendering, ``max_length`` /
+        ``max_prompt_length`` and the judges' dtype unless float32 (the validation and reward caches key on it)."""
+        key = {"kind": "reward_model", "fingerprint": judge.fingerprint, "max_length": judge.max_length,
+               "max_prompt_length": judge.max_prompt_length, "chat_template": str(judge.chat_template),
+               "rendering": [str(x) for x in judge.rendering]}
+        if dtype_name(self.placement.dtype) != "float32":
+            key["dtype"] = dtype_name(self.placement.dtype)
+        return key
 
     def chat_pair_judge(self):
         """The chat preference judge (:class:`harness.judging.pairwise.ChatPairwiseJudge`, named
@@ -213,8 +251,7 @@ class JudgePanel:
             info[V.LONGER_OUTPUT] = {"kind": "trivial_baseline", "validation_cache": cached}
         for (kind, name), judge in list(self.used.items()):
             if kind == "reward_model":
-                key = {"kind": kind, "fingerprint": judge.fingerprint, "max_length": judge.max_length,
-                       "max_prompt_length": judge.max_prompt_length, "chat_template": str(judge.chat_template), "rendering": [str(x) for x in judge.rendering]}
+                key = {k: v for k, v in self._reward_model_key(judge).items() if k != "dtype"}  # _cached adds the dtype
                 (got, _), cached = self._cached(name, key, sizes, n_resamples, seed, lambda: (V.pair_judge_rows(
                     rm_pair_judge(judge.score), name, self.data_cfg, self.data_dir, self.cfg.validation, n_resamples, seed), {}))
                 rows += got

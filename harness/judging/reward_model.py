@@ -77,13 +77,20 @@ def encode_dialogues(tokenizer, prompts: Sequence[str], outputs: Sequence[str], 
     keeps its last ``max_length`` (the end of the response is what is read); ``n_cut`` counts them.
     Raises ``ValueError`` when the lists differ in length.
     """
+    enc, n_cut = _dialogue_ids(tokenizer, prompts, outputs, max_length=max_length, kind=kind)
+    ids, mask = pad(enc, tokenizer.pad_token_id)
+    return ids, mask, n_cut
+
+
+def _dialogue_ids(tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int,
+                  kind: str) -> tuple[list[list[int]], int]:
+    """Token ids of :func:`dialogue_text` per pair, each cut to its last ``max_length``, and how many were cut
+    (:func:`encode_dialogues`, unpadded). Raises ``ValueError`` when the lists differ in length."""
     if len(prompts) != len(outputs):
         raise ValueError(f"reward model: {len(prompts)} prompts vs {len(outputs)} outputs")
     specials = kind == "plain"
     enc = [tokenizer(dialogue_text(tokenizer, p, o, kind), add_special_tokens=specials)["input_ids"] for p, o in zip(prompts, outputs)]
-    n_cut = sum(len(e) > max_length for e in enc)
-    ids, mask = pad([e[-max_length:] for e in enc], tokenizer.pad_token_id)
-    return ids, mask, n_cut
+    return [e[-max_length:] for e in enc], sum(len(e) > max_length for e in enc)
 
 
 def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -100,7 +107,7 @@ def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.
 @torch.no_grad()
 def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[str], *, max_length: int = 512,
                   max_prompt_length: int = 256, batch_size: int = 8, chat_template: str = "auto",
-                  counts: dict[str, int] | None = None) -> list[float]:
+                  counts: dict[str, int] | None = None, progress: str | None = None) -> list[float]:
     """r(x, y) for aligned prompts and outputs (reward units, uncentred), ``batch_size`` pairs per forward, on
     the model's device, rendered as :func:`rendering` says for this model (``chat_template``: the caller's
     setting, for a harness model that recorded none).
@@ -108,26 +115,33 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
     ``harness`` rendering cuts long pairs as :func:`encode_batch` says and scores an empty output as a
     single space (a zero-length response has no token of its own to read); the other renderings keep the
     last ``max_length`` tokens of a longer text and log a warning with the count. ``counts``: when given, its
-    ``"scored"`` and ``"truncated"`` entries are increased by the texts scored and cut here. Raises ``ValueError``
-    on lists of unequal length or an element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`).
+    ``"scored"`` and ``"truncated"`` entries are increased by the texts scored and cut here. Texts are batched
+    in order of length (each batch pads to its longest: less padding than in the given order) and the scores
+    returned in the given order; a text's score does not depend on its batch beyond float rounding (right
+    padding, masked).
+    ``progress``: a progress-bar label (None: no bar). Raises ``ValueError`` on lists of unequal length or an
+    element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`).
     """
+    from tqdm.auto import tqdm
+
     from harness.judging.inputs import check_aligned
 
     prompts, outputs = check_aligned("reward model", "reward_scores()", prompts=prompts, outputs=outputs)
     kind, template = rendering(model.config, tokenizer, chat_template)
     model.eval()
     dev = next(model.parameters()).device
-    out: list[float] = []
-    n_cut = 0
-    for i in range(0, len(prompts), batch_size):
-        ps, os_ = list(prompts[i : i + batch_size]), list(outputs[i : i + batch_size])
-        if kind == "harness":
-            ids, attn = encode_batch(tokenizer, ps, [o or " " for o in os_], max_length=max_length,
-                                     max_prompt_length=max_prompt_length, chat_template=template)
-        else:
-            ids, attn, cut = encode_dialogues(tokenizer, ps, os_, max_length=max_length, kind=kind)
-            n_cut += cut
-        out += rewards_at_last_token(model, ids.to(dev), attn.to(dev)).float().tolist()
+    if kind == "harness":
+        enc = [encode_pair(p, o or " ", tokenizer, max_length, max_prompt_length, template).input_ids for p, o in zip(prompts, outputs)]
+        n_cut = 0
+    else:
+        enc, n_cut = _dialogue_ids(tokenizer, prompts, outputs, max_length=max_length, kind=kind)
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    out: list[float] = [0.0] * len(enc)
+    for start in tqdm(range(0, len(order), batch_size), desc=progress, leave=False, disable=progress is None):
+        rows = order[start : start + batch_size]
+        ids, attn = pad([enc[i] for i in rows], tokenizer.pad_token_id)
+        for i, r in zip(rows, rewards_at_last_token(model, ids.to(dev), attn.to(dev)).float().tolist()):
+            out[i] = r
     if counts is not None:
         counts["scored"] = counts.get("scored", 0) + len(prompts)
         counts["truncated"] = counts.get("truncated", 0) + n_cut
@@ -170,15 +184,10 @@ class RewardModelJudge:
     def score(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[float]:
         """r_judge(x, y) per output; a progress bar over chunks when ``progress``. Raises ``ValueError`` on lists of
         unequal length or an element that is not a ``str``, naming the judge and the index."""
-        from tqdm.auto import tqdm
-
         from harness.judging.inputs import check_aligned
 
         prompts, outputs = check_aligned(f"judge {self.name!r}", "score()", prompts=prompts, outputs=outputs)
-        out: list[float] = []
-        chunk = self.batch_size * 8
-        for i in tqdm(range(0, len(prompts), chunk), desc=f"judge {self.name}", leave=False, disable=not self.progress):
-            out += reward_scores(self.model, self.tokenizer, list(prompts[i : i + chunk]), list(outputs[i : i + chunk]),
-                                 max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                                 batch_size=self.batch_size, chat_template=self.chat_template, counts=self.counts)
-        return out
+        return reward_scores(self.model, self.tokenizer, prompts, outputs, max_length=self.max_length,
+                             max_prompt_length=self.max_prompt_length, batch_size=self.batch_size,
+                             chat_template=self.chat_template, counts=self.counts,
+                             progress=f"judge {self.name}" if self.progress else None)

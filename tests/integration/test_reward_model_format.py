@@ -248,3 +248,21 @@ def test_smollm2_reward_models_get_a_pad_other_than_eos():
     assert model.get_input_embeddings().weight.shape[0] == 49153 and tok.pad_token_id == 2  # the caller's tokenizer is untouched
     ids = encode_pair("Hi", "Hello.", padded, 64, 32, "true").input_ids
     assert ids[-1] == padded.eos_token_id != model.config.pad_token_id  # the completion ends in EOS, which is read
+
+
+def test_reward_scores_batch_texts_by_length_and_return_them_in_the_given_order(trained):
+    """Batches are formed in order of length (less padding), the scores come back in the caller's order and equal
+    one-text-at-a-time scores."""
+    _, out, _ = trained
+    model, tok = load_scalar_model(str(out)), load_tokenizer(str(out))
+    one = reward_scores(model, tok, PROMPTS, OUTPUTS, batch_size=1)
+    widths = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: widths.append((args[0] if args else kw["input_ids"]).shape[1]),
+                                           with_kwargs=True)
+    try:
+        two = reward_scores(model, tok, PROMPTS[::-1], OUTPUTS[::-1], batch_size=2)
+    finally:
+        hook.remove()
+    assert two == pytest.approx(one[::-1], abs=TOL)
+    lengths = sorted(len(encode_pair(p, o, tok, 512, 256, "false").input_ids) for p, o in zip(PROMPTS, OUTPUTS))
+    assert widths == [lengths[1], lengths[3]]  # each batch pads to its own longest: the 2nd and the 4th shortest
