@@ -5,11 +5,13 @@ CPU time and peak resident set size):
 
 - ``smoke``: ``harness-pipeline pipeline=smoke`` twice with one fresh harness cache: the first run trains
   and caches the judges (``cold``), the second finds them (``warm``). Target: ``warm`` ≤ 60 s.
-- ``eval``: ``harness-eval`` of one policy (``--policy``, default: the embedded SmolLM2-135M-Instruct) with
-  the default preset's evaluation sizes, twice into new run dirs with one cache (``--cache``; give one
-  that already holds the default judges to time "judges cached"): ``first`` and ``again`` (an unchanged
-  checkpoint: every generation, lm-eval task and judge validation comes from the caches). Targets:
-  ``first`` ≤ 3 min with judges cached; ``again`` ≤ 5 % of ``first``.
+- ``eval``: ``harness-eval`` of one policy (``--policy``, default: the embedded SmolLM2-135M-Instruct) at the
+  evaluation sizes of ``--preset`` (default ``default``: :func:`preset_eval_overrides`), twice into new run dirs
+  with one cache (``--cache``; give one that already holds the default judges to time "judges cached"):
+  ``first`` and ``again`` (an unchanged checkpoint: every generation, lm-eval task, judge reward and validation
+  comes from the caches). ``--prime P`` evaluates policy P before them (``prime``), so ``first`` is a new
+  policy on a machine that has evaluated one before. Targets: ``first`` ≤ 3 min with judges cached;
+  ``again`` ≤ 5 % of ``first``.
 - ``preset``: one ``harness-pipeline pipeline=<--preset>`` run (default ``demo``, what ``make demo`` runs), with a
   fresh cache unless ``--cache`` (``cold``: the judges train in it). Records per-stage wall time, CPU time and the
   peak-RSS high-water mark (``run.json`` ``metrics``) and the report's headline contrasts
@@ -38,8 +40,26 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
-# the default preset's evaluation sizes (conf/pipeline/default.yaml), for harness-eval of one policy
-DEFAULT_EVAL_SIZES = ["data.n_eval_prompts=24"]
+
+
+def preset_eval_overrides(preset: str = "default") -> list[str]:
+    """The evaluation part of ``conf/pipeline/<preset>.yaml`` (``data.n_eval_prompts``, ``eval.*``, ``evals.*``) as
+    harness-eval overrides (``key=value``, one per leaf), so ``--case eval`` times one policy at that preset's sizes.
+    Raises ``FileNotFoundError`` for an unknown preset."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(REPO / "conf" / "pipeline" / f"{preset}.yaml")
+    part = {"data": {"n_eval_prompts": cfg.data.n_eval_prompts}} if "n_eval_prompts" in cfg.get("data", {}) else {}
+    part.update({k: OmegaConf.to_container(cfg[k]) for k in ("eval", "evals") if k in cfg})
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, dict):
+            return [o for k, v in node.items() for o in leaves(v, f"{prefix}.{k}" if prefix else str(k))]
+        if isinstance(node, list):
+            return [f"{prefix}=[{','.join(str(v) for v in node)}]"]
+        return [f"{prefix}={'null' if node is None else node}"]
+
+    return leaves(part, "")
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -72,6 +92,8 @@ def run_records(run_dir: Path) -> dict[str, Any]:
     if evals_json.is_file():
         ev = read_json(evals_json)
         out["evals_s"] = {name: e.get("seconds") for name, e in ev.get("evals", {}).items()}
+        out["validation_s"] = ev.get("judge_validation", {}).get("seconds")  # absent before it was recorded
+        out["judge_reward_cache"] = ev.get("judge_reward_cache")
         out["judges"] = {name: {k: j[k] for k in ("kind", "default_judge", "validation_cache") if k in j}
                          for name, j in ev.get("judges", {}).items()}
         out["generation_cache"] = ev.get("generation_cache")
@@ -125,11 +147,16 @@ def stage_table(results_dir: Path = RESULTS_DIR) -> str:
     return "\n".join(lines)
 
 
-def case_eval(work: Path, env: dict[str, str], policy: str, extra: list[str]) -> dict[str, Any]:
+def case_eval(work: Path, env: dict[str, str], policy: str, preset: str, extra: list[str], prime: str | None) -> dict[str, Any]:
+    """``harness-eval`` of ``policy`` at ``preset``'s evaluation sizes: ``first`` then ``again`` (an unchanged checkpoint),
+    after a ``prime`` run of another policy when ``prime`` is given, which leaves in the cache everything no policy
+    changes (judges' validations, the Likert calibration and threshold rewards, the toxicity scorer's fit, the file
+    baselines' rewards), as a second policy evaluated on that machine finds it."""
     runs = {}
-    for label in ("first", "again"):
+    labels = [("prime", prime)] if prime else []
+    for label, pol in [*labels, ("first", policy), ("again", policy)]:
         run_dir = work / label
-        res = measure([str(BIN / "harness-eval"), f"+policies.policy={policy}", *DEFAULT_EVAL_SIZES, *extra,
+        res = measure([str(BIN / "harness-eval"), f"+policies.policy={pol}", *preset_eval_overrides(preset), *extra,
                        f"hydra.run.dir={run_dir}"], env)
         runs[label] = {**res, **run_records(run_dir)}
     return runs
@@ -145,7 +172,8 @@ def table(results_dir: Path = RESULTS_DIR) -> str:
         res = read_json(f)
         for label, r in res["runs"].items():
             parts = {**{f"stage {k}": v for k, v in r.get("stages_s", {}).items()},
-                     **{f"eval {k}": v for k, v in (r.get("evals_s") or {}).items()}}
+                     **{f"eval {k}": v for k, v in (r.get("evals_s") or {}).items()},
+                     **({"judge validation": r["validation_s"]} if r.get("validation_s") is not None else {})}
             top = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -(kv[1] or 0))[:4] if v is not None)
             judges = ", ".join(f"{n}: validation {j.get('validation_cache', '–')}" for n, j in r.get("judges", {}).items()
                                if j.get("kind") == "reward_model")
@@ -158,8 +186,11 @@ def table(results_dir: Path = RESULTS_DIR) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--case", choices=["smoke", "eval", "preset"], help="what to time (see the module docstring)")
-    p.add_argument("--preset", default="demo", help="preset: the pipeline preset (conf/pipeline/<name>.yaml) to run")
+    p.add_argument("--preset", default=None, help="the pipeline preset (conf/pipeline/<name>.yaml): preset: the one to run "
+                   "(default demo); eval: whose evaluation sizes to use (default default)")
     p.add_argument("--policy", default=None, help="eval: the policy checkpoint (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--prime", default=None, help="eval: a different policy evaluated first (recorded as `prime`), so "
+                   "`first` finds every policy-independent result cached")
     p.add_argument("--cache", default=None, help="harness cache dir (HARNESS_CACHE_DIR); default: a fresh temp dir")
     p.add_argument("--tag", default="", help="suffix of the result file's name, e.g. before / after")
     p.add_argument("--table", action="store_true", help="print the markdown table of bench/results/eval_*.json and exit")
@@ -176,16 +207,17 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         env = {**os.environ, "HARNESS_CACHE_DIR": args.cache or str(work / "cache")}
         start = environment()
+        preset = args.preset or ("demo" if args.case == "preset" else "default")
         if args.case == "smoke":
             runs = case_smoke(work, env)
         elif args.case == "preset":
-            runs = case_preset(work, env, args.preset, args.extra, cold=not args.cache)
+            runs = case_preset(work, env, preset, args.extra, cold=not args.cache)
         else:
             from harness.models import ModelConfig, smollm2_checkpoint
 
             policy = args.policy or str(smollm2_checkpoint(ModelConfig().cache_dir))
-            runs = case_eval(work, env, policy, args.extra)
-        bench = f"pipeline_{args.preset}" if args.case == "preset" else f"eval_{args.case}"
+            runs = case_eval(work, env, policy, preset, args.extra, args.prime)
+        bench = f"pipeline_{preset}" if args.case == "preset" else f"eval_{args.case}"
         out = {"bench": bench, "runs": runs, "environment": start, "environment_end": environment()}
     from harness.io import write_json
 
