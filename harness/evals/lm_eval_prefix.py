@@ -4,8 +4,9 @@ Multiple-choice tasks score every answer option of every question behind the sam
 its six-question QA primer (about 250 tokens) in front of every question, so lm-eval's ``HFLM`` runs ~280
 tokens per option where ~30 are new: on a 2-core CPU that is most of an evaluation's time. Here requests
 whose inputs share a prefix of at least ``min_prefix`` tokens are grouped; each group's longest common prefix
-(kept clear of every scored position) runs once with ``use_cache=True``, and the group's remainders run in
-batches on copies of that cache. Requests in no group go to ``HFLM``'s own implementation unchanged.
+(kept clear of every scored position) runs once with ``use_cache=True``; the options of one question (requests
+with the same context) extend a copy of that cache by the rest of their context once; the remaining tokens
+run in batches on copies of those caches. Requests in no group go to ``HFLM``'s own implementation unchanged.
 
 The numbers are HFLM's: the same token inputs (``(context + continuation)[-(max_length + 1):][:-1]``, lm-eval
 0.4 lm_eval/models/huggingface.py ``_loglikelihood_tokens``), log-softmax in ``softmax_dtype``, the sum of the
@@ -105,27 +106,45 @@ class PrefixSharingHFLM(HFLM):
 
     @torch.no_grad()
     def _score_group(self, requests, inputs: list[list[int]], prefix_len: int, members: list[int], batch: int):
-        """Yields ``(request index, (log-likelihood, is_greedy))`` for one group: the prefix runs once, each batch of
-        remainders (longest first, right-padded) runs on a copy of its KV cache, positions continuing from it."""
+        """Yields ``(request index, (log-likelihood, is_greedy))`` for one group. The prefix runs once; the options of
+        one question (requests whose unscored parts are equal: the same context) extend a copy of its KV cache by
+        the rest of that context once; then each batch of rows runs on a copy of the cache it continues."""
         autocast = getattr(self, "mixed_precision_dtype", None)
         with torch.autocast(device_type=self.device.type, dtype=autocast, enabled=autocast is not None):
             prefix = torch.tensor([inputs[members[0]][:prefix_len]], dtype=torch.long, device=self.device)
             cache = self.model(input_ids=prefix, use_cache=True).past_key_values
-            order = sorted(members, key=lambda i: -len(inputs[i]))
-            for start in range(0, len(order), batch):
-                chunk = order[start:start + batch]
-                tails = [inputs[i][prefix_len:] for i in chunk]
-                width = max(len(t) for t in tails)
-                # right padding: a padded position comes after every real one, so causal attention never sees it
-                ids = torch.tensor([t + [t[-1]] * (width - len(t)) for t in tails], dtype=torch.long, device=self.device)
-                past = copy.deepcopy(cache)
-                past.batch_repeat_interleave(len(chunk))
-                logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits
-                logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-                for row, i in enumerate(chunk):
-                    cont = requests[i][2]
-                    end = len(tails[row])
-                    sel = logprobs[row, end - len(cont):end]
-                    target = torch.tensor(cont, dtype=torch.long, device=self.device)
-                    greedy = bool((sel.argmax(dim=-1) == target).all())
-                    yield i, (float(sel.gather(1, target[:, None]).sum()), greedy)
+            by_context: dict[tuple[int, ...], list[int]] = {}
+            for i in members:
+                by_context.setdefault(tuple(inputs[i][prefix_len:len(inputs[i]) - len(requests[i][2])]), []).append(i)
+            alone = []
+            for tail, same in by_context.items():
+                if len(same) < 2 or not tail:
+                    alone += same
+                    continue
+                extended = copy.deepcopy(cache)
+                self.model(input_ids=torch.tensor([tail], dtype=torch.long, device=self.device), past_key_values=extended,
+                           use_cache=True)
+                yield from self._score_rows(requests, inputs, extended, prefix_len + len(tail), same, batch)
+            yield from self._score_rows(requests, inputs, cache, prefix_len, alone, batch)
+
+    def _score_rows(self, requests, inputs: list[list[int]], cache, offset: int, rows: list[int], batch: int):
+        """Scores ``rows`` whose first ``offset`` input tokens are in ``cache``: their remainders in batches (longest
+        first, right-padded) on copies of it, positions continuing from it."""
+        order = sorted(rows, key=lambda i: -len(inputs[i]))
+        for start in range(0, len(order), batch):
+            chunk = order[start:start + batch]
+            tails = [inputs[i][offset:] for i in chunk]
+            width = max(len(t) for t in tails)
+            # right padding: a padded position comes after every real one, so causal attention never sees it
+            ids = torch.tensor([t + [t[-1]] * (width - len(t)) for t in tails], dtype=torch.long, device=self.device)
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(chunk))
+            logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits
+            logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+            for row, i in enumerate(chunk):
+                cont = requests[i][2]
+                end = len(tails[row])
+                sel = logprobs[row, end - len(cont):end]
+                target = torch.tensor(cont, dtype=torch.long, device=self.device)
+                greedy = bool((sel.argmax(dim=-1) == target).all())
+                yield i, (float(sel.gather(1, target[:, None]).sum()), greedy)
