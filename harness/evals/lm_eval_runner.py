@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -106,19 +107,22 @@ def run_lm_eval(
                                               softmax_dtype=torch.float32, min_prefix=lm_eval_prefix.MIN_PREFIX)
         if lm.device != device:
             raise RuntimeError(f"lm-eval's HFLM would run on {lm.device}, the model is on {device}")
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=list(tasks),
-            num_fewshot=num_fewshot,
-            limit=limit,
-            log_samples=True,
-            task_manager=manager,
-            bootstrap_iters=0,  # intervals come from harness.stats on the per-item records
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-        )
+        # simple_evaluate ends with add_env_info (torch's collect_env: subprocesses, ~1 s a call, once per policy and
+        # eval); the harness records its own environment in run.json, so it is skipped here
+        with mock.patch("lm_eval.evaluator.add_env_info", lambda results: None):
+            out = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(tasks),
+                num_fewshot=num_fewshot,
+                limit=limit,
+                log_samples=True,
+                task_manager=manager,
+                bootstrap_iters=0,  # intervals come from harness.stats on the per-item records
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
     finally:
         model.train(was_training)
     aggregates = {task: _aggregates(out["results"][task]) for task in tasks}

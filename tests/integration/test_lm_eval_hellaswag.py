@@ -117,3 +117,21 @@ def test_run_lm_eval_restores_train_mode(tiny_model):
         assert model.training and len(items) == 1
     finally:
         model.eval()
+
+
+def test_the_dataset_is_built_once_per_file_version_and_every_load_records_the_read(monkeypatch, tmp_path):
+    from harness.data import recording_reads
+    from harness.evals.tasks.hellaswag_local import utils
+
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    utils._dataset.cache_clear()
+    first = utils.load_hellaswag(data_dir=str(DATA_DIR))["validation"]
+    with recording_reads(str(DATA_DIR)) as reads:
+        again = utils.load_hellaswag(data_dir=str(DATA_DIR))["validation"]
+    assert again is first and utils._dataset.cache_info().hits == 1  # the second load built nothing
+    assert list(reads) == [utils.RELATIVE_PATH.as_posix()]  # ... and still recorded the file in the open block
+    # another file version is another build
+    copy = tmp_path / utils.RELATIVE_PATH
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(bz2.compress(("\n".join(GOOD) + "\n").encode()))
+    assert len(utils.load_hellaswag(data_dir=str(tmp_path))["validation"]) == 1
