@@ -5,13 +5,14 @@ CPU time and peak resident set size):
 
 - ``smoke``: ``harness-pipeline pipeline=smoke`` twice with one fresh harness cache: the first run trains
   and caches the judges (``cold``), the second finds them (``warm``). Target: ``warm`` ≤ 60 s.
-- ``eval``: ``harness-eval`` of one policy (``--policy``, default: the embedded SmolLM2-135M-Instruct) at the
-  evaluation sizes of ``--preset`` (default ``default``: :func:`preset_eval_overrides`), twice into new run dirs
-  with one cache (``--cache``; give one that already holds the default judges to time "judges cached"):
-  ``first`` and ``again`` (an unchanged checkpoint: every generation, lm-eval task, judge reward and validation
-  comes from the caches). ``--prime P`` evaluates policy P before them (``prime``), so ``first`` is a new
-  policy on a machine that has evaluated one before. Targets: ``first`` ≤ 3 min with judges cached;
-  ``again`` ≤ 5 % of ``first``.
+- ``eval``: ``harness-eval`` of one policy or several (``--policy``, repeatable, ``path`` or ``name=path``; default:
+  the embedded SmolLM2-135M-Instruct) at the evaluation sizes of ``--preset`` (default ``default``:
+  :func:`preset_eval_overrides`), twice into new run dirs with one cache (``--cache``; give one that already
+  holds the default judges to time "judges cached"): ``first`` and ``again`` (unchanged checkpoints: every
+  generation, lm-eval task, judge reward and validation comes from the caches). ``--prime P`` evaluates policy P
+  before them (``prime``), so ``first`` is a new policy on a machine that has evaluated one before. Targets:
+  one policy ``first`` ≤ 3 min with judges cached, ``again`` ≤ 5 % of ``first``; the default pipeline's four
+  (``--policy base=... sft=... ppo=... ppo_ptx=...``) ≤ 10 min.
 - ``preset``: one ``harness-pipeline pipeline=<--preset>`` run (default ``demo``, what ``make demo`` runs), with a
   fresh cache unless ``--cache`` (``cold``: the judges train in it). Records per-stage wall time, CPU time and the
   peak-RSS high-water mark (``run.json`` ``metrics``) and the report's headline contrasts
@@ -147,16 +148,27 @@ def stage_table(results_dir: Path = RESULTS_DIR) -> str:
     return "\n".join(lines)
 
 
-def case_eval(work: Path, env: dict[str, str], policy: str, preset: str, extra: list[str], prime: str | None) -> dict[str, Any]:
-    """``harness-eval`` of ``policy`` at ``preset``'s evaluation sizes: ``first`` then ``again`` (an unchanged checkpoint),
+def policy_overrides(policies: list[str]) -> list[str]:
+    """``--policy`` values (``path`` or ``name=path``; a bare path is named ``policy``) as ``+policies.<name>=<path>``.
+    Raises ``ValueError`` on a repeated name."""
+    named = [p.split("=", 1) if "=" in p else ["policy", p] for p in policies]
+    names = [n for n, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--policy: repeated name in {names}")
+    return [f"+policies.{n}={p}" for n, p in named]
+
+
+def case_eval(work: Path, env: dict[str, str], policies: list[str], preset: str, extra: list[str],
+              prime: str | None) -> dict[str, Any]:
+    """``harness-eval`` of ``policies`` at ``preset``'s evaluation sizes: ``first`` then ``again`` (unchanged checkpoints),
     after a ``prime`` run of another policy when ``prime`` is given, which leaves in the cache everything no policy
     changes (judges' validations, the Likert calibration and threshold rewards, the toxicity scorer's fit, the file
     baselines' rewards), as a second policy evaluated on that machine finds it."""
     runs = {}
-    labels = [("prime", prime)] if prime else []
-    for label, pol in [*labels, ("first", policy), ("again", policy)]:
+    labels = [("prime", [prime])] if prime else []
+    for label, pols in [*labels, ("first", policies), ("again", policies)]:
         run_dir = work / label
-        res = measure([str(BIN / "harness-eval"), f"+policies.policy={pol}", *preset_eval_overrides(preset), *extra,
+        res = measure([str(BIN / "harness-eval"), *policy_overrides(pols), *preset_eval_overrides(preset), *extra,
                        f"hydra.run.dir={run_dir}"], env)
         runs[label] = {**res, **run_records(run_dir)}
     return runs
@@ -188,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--case", choices=["smoke", "eval", "preset"], help="what to time (see the module docstring)")
     p.add_argument("--preset", default=None, help="the pipeline preset (conf/pipeline/<name>.yaml): preset: the one to run "
                    "(default demo); eval: whose evaluation sizes to use (default default)")
-    p.add_argument("--policy", default=None, help="eval: the policy checkpoint (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--policy", action="append", default=None,
+                   help="eval: a policy checkpoint, `path` or `name=path`, repeatable: e.g. base=... sft=... ppo=... ppo_ptx=... "
+                        "for the default pipeline's eval stage (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--prime", default=None, help="eval: a different policy evaluated first (recorded as `prime`), so "
                    "`first` finds every policy-independent result cached")
     p.add_argument("--cache", default=None, help="harness cache dir (HARNESS_CACHE_DIR); default: a fresh temp dir")
@@ -215,8 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             from harness.models import ModelConfig, smollm2_checkpoint
 
-            policy = args.policy or str(smollm2_checkpoint(ModelConfig().cache_dir))
-            runs = case_eval(work, env, policy, preset, args.extra, args.prime)
+            policies = args.policy or [str(smollm2_checkpoint(ModelConfig().cache_dir))]
+            runs = case_eval(work, env, policies, preset, args.extra, args.prime)
         bench = f"pipeline_{preset}" if args.case == "preset" else f"eval_{args.case}"
         out = {"bench": bench, "runs": runs, "environment": start, "environment_end": environment()}
     from harness.io import write_json

@@ -35,3 +35,27 @@ def test_stage_table_has_a_row_per_stage_and_the_whole_run(tmp_path):
     rows = stage_table(tmp_path / "res").splitlines()[2:]
     assert rows == ["| pipeline_demo (cold) | sft | 25 | 49 | 4418 |", "| pipeline_demo (cold) | ppo | 451 | 874 | 12331 |",
                     "| pipeline_demo (cold) | **whole run** (process) | **1337** | 2574 | 12331 |"]
+
+
+def test_preset_eval_overrides_are_the_presets_evaluation_leaves():
+    from bench.eval_stage import preset_eval_overrides
+
+    got = preset_eval_overrides("default")
+    # read from conf/pipeline/default.yaml: the eval sizes, not its training settings
+    assert "data.n_eval_prompts=24" in got and "evals.truthfulqa.mc_limit=100" in got
+    assert "eval.judges.validation.n_hh_pairs=128" in got and "evals.alignment_tax.limit=40" in got
+    assert not [o for o in got if o.split(".")[0] not in ("data", "eval", "evals")]
+    assert [o for o in got if o.startswith("data.")] == ["data.n_eval_prompts=24"]
+    demo = preset_eval_overrides("demo")
+    assert "evals.winrate.baselines=[sft,base]" in demo and "eval.run=[winrate]" in demo
+
+
+def test_policy_overrides_name_each_policy_and_refuse_a_repeat():
+    import pytest
+
+    from bench.eval_stage import policy_overrides
+
+    assert policy_overrides(["/m/sft"]) == ["+policies.policy=/m/sft"]
+    assert policy_overrides(["base=/m/b", "ppo=/m/p"]) == ["+policies.base=/m/b", "+policies.ppo=/m/p"]
+    with pytest.raises(ValueError, match="repeated name"):
+        policy_overrides(["a=/x", "a=/y"])
