@@ -39,6 +39,7 @@ reward is unchanged (:func:`load_scalar_model`).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import os
@@ -438,9 +439,18 @@ def model_fingerprint(path: str) -> str:
     p = Path(path)
     if not p.is_dir():
         return hashlib.sha256(path.encode()).hexdigest()
+    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
+    return _weights_hash(tuple((f.name, str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_hash(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    """sha256 over (name, bytes) of weight files given as (name, resolved path, size, mtime_ns): once per process and
+    file version (a judge's key, its panel entry and the pipeline all ask for the same checkpoint's hash; 135M is
+    ~2 s). The name is the folder's (a hub snapshot links it to a blob of another name)."""
     h = hashlib.sha256()
-    for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
-        h.update(f.name.encode())
+    for name, f, _, _ in files:
+        h.update(name.encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
