@@ -1,22 +1,12 @@
 """PrefixSharingHFLM gives lm-eval HFLM's log-likelihoods (tiny random Llama), with a shared prefix run once."""
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
+# the same offline set-up as the HellaSwag tests: local data, an isolated HF cache (autouse fixture)
+from tests.integration.test_lm_eval_hellaswag import DATA_DIR, _hf_cache  # noqa: F401
+
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-@pytest.fixture(autouse=True)
-def _hf_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def _requests():
