@@ -69,6 +69,7 @@ class JudgePanel:
         self.defaults: dict[str, str] = {}  # judge name -> cached default judge folder, for those configured as `default`
         self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
         self.reward_cache = {"hits": 0, "misses": 0}  # reward-model score lists read back / computed (:meth:`rewards`)
+        self._memo: dict[str, dict[tuple[str, str], float]] = {}  # judge -> (prompt, output) -> reward, this run
 
     # ---------------------------------------------------------------------------- preference judges
 
@@ -106,31 +107,47 @@ class JudgePanel:
         ``<cache_dir>/judge_rewards/<name>-<key>.json``, the key covering the judge (:meth:`_reward_model_key`) and
         every prompt and output: the reference outputs behind the Likert septiles and the inappropriate threshold,
         the baselines' outputs and an unchanged policy's (cached) generations are scored once per judge, not once per
-        run. A hit adds the stored truncation count to the judge's ``counts``. Raises ``ValueError`` as
+        run. A hit adds the stored truncation count to the judge's ``counts``. Within a run a pair is scored once
+        (:meth:`_score_once`). Raises ``ValueError`` as
         :meth:`RewardModelJudge.score` does (lists of unequal length, an element that is not a ``str``)."""
         from harness.io import read_json, write_json
         from harness.judging.inputs import check_aligned
 
         judge = self.reward_judge(name)
         self.used.setdefault(("reward_model", name), judge)
-        if self.cache_dir is None:
-            return judge.score(prompts, outputs)
         prompts, outputs = check_aligned(f"judge {name!r}", "score()", prompts=prompts, outputs=outputs)
-        blob = {"judge": self._reward_model_key(judge), "prompts": list(prompts), "outputs": list(outputs)}
-        key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
-        path = self.cache_dir / "judge_rewards" / f"{name}-{key[:24]}.json"
-        if path.is_file():
-            stored = read_json(path)
-            judge.counts["scored"] += len(prompts)
-            judge.counts["truncated"] += stored["truncated"]
-            log.info("judge %s: %d rewards from cache %s", name, len(prompts), path.name)
-            self.reward_cache["hits"] += 1
-            return list(stored["rewards"])
-        self.reward_cache["misses"] += 1
+        path = None
+        if self.cache_dir is not None:
+            blob = {"judge": self._reward_model_key(judge), "prompts": list(prompts), "outputs": list(outputs)}
+            key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+            path = self.cache_dir / "judge_rewards" / f"{name}-{key[:24]}.json"
+            if path.is_file():
+                stored = read_json(path)
+                judge.counts["scored"] += len(prompts)
+                judge.counts["truncated"] += stored["truncated"]
+                log.info("judge %s: %d rewards from cache %s", name, len(prompts), path.name)
+                self.reward_cache["hits"] += 1
+                return list(stored["rewards"])
+            self.reward_cache["misses"] += 1
         cut = judge.counts["truncated"]
-        rewards = judge.score(prompts, outputs)
-        write_json(path, {"judge": name, "n": len(rewards), "rewards": rewards, "truncated": judge.counts["truncated"] - cut})
+        rewards = self._score_once(name, judge, prompts, outputs)
+        if path is not None:
+            write_json(path, {"judge": name, "n": len(rewards), "rewards": rewards, "truncated": judge.counts["truncated"] - cut})
         return rewards
+
+    def _score_once(self, name: str, judge, prompts: list[str], outputs: list[str]) -> list[float]:
+        """``judge.score`` of the pairs this run has not scored with it yet; the others from the run's memory (the
+        win rate's outputs are in Likert's list again). Only for a harness-rendered judge, whose scoring never cuts
+        and counts a text (:func:`harness.judging.reward_model.reward_scores`): a remembered text adds 1 to
+        ``counts["scored"]``, as scoring it again would; other renderings score every text."""
+        if judge.rendering[0] != "harness":
+            return judge.score(prompts, outputs)
+        memo = self._memo.setdefault(name, {})
+        todo = list(dict.fromkeys((p, o) for p, o in zip(prompts, outputs) if (p, o) not in memo))
+        if todo:
+            memo.update(zip(todo, judge.score([p for p, _ in todo], [o for _, o in todo])))
+        judge.counts["scored"] += len(prompts) - len(todo)
+        return [memo[(p, o)] for p, o in zip(prompts, outputs)]
 
     def _reward_model_key(self, judge) -> dict[str, Any]:
         """What a reward-model judge's scores depend on: weights hash, rendering, ``max_length`` /

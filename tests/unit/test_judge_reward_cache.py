@@ -9,16 +9,18 @@ from harness.judging.panel import JudgePanel
 
 
 class FakeJudge:
-    """Scores len(output); counts its calls; "cuts" outputs longer than 5 characters."""
+    """Scores len(output); records what it was asked to score; "cuts" outputs longer than 5 characters."""
 
-    def __init__(self, fingerprint="w1", max_length=512):
+    def __init__(self, fingerprint="w1", max_length=512, rendering="harness"):
         self.fingerprint, self.max_length, self.max_prompt_length = fingerprint, max_length, 256
-        self.chat_template, self.rendering = "auto", ("harness", "true")
+        self.chat_template, self.rendering = "auto", (rendering, "true")
         self.counts = {"scored": 0, "truncated": 0}
         self.calls = 0
+        self.asked = []
 
     def score(self, prompts, outputs):
         self.calls += 1
+        self.asked.append(list(outputs))
         self.counts["scored"] += len(outputs)
         self.counts["truncated"] += sum(len(o) > 5 for o in outputs)
         return [float(len(o)) for o in outputs]
@@ -59,12 +61,31 @@ def test_anything_the_scores_depend_on_misses(panel_with, change):
     assert judge.calls == 1 and panel.reward_cache == {"hits": 0, "misses": 1}
 
 
-def test_without_a_cache_dir_every_call_scores(panel_with, tmp_path):
+def test_without_a_cache_dir_nothing_is_written_and_a_run_scores_a_pair_once(panel_with, tmp_path):
     judge = FakeJudge()
     panel = panel_with(judge, cache=False)
-    make_rewards(panel)
-    make_rewards(panel)
-    assert judge.calls == 2 and not (tmp_path / "cache").exists()
+    assert make_rewards(panel) == make_rewards(panel) == [2.0, 7.0]
+    assert judge.calls == 1 and judge.counts["scored"] == 4 and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_within_a_run_only_new_pairs_are_scored(panel_with, cache):
+    """The win rate scores a policy's outputs; Likert's list holds them again beside the closed-domain ones."""
+    judge = FakeJudge()
+    panel = panel_with(judge, cache=cache)
+    assert panel.rewards("helpful", ["p", "q"], ["ok", "fine"]) == [2.0, 4.0]
+    assert panel.rewards("helpful", ["q", "r", "r"], ["fine", "new one", "new one"]) == [4.0, 7.0, 7.0]
+    assert judge.asked == [["ok", "fine"], ["new one"]]  # the repeat inside the list too: once
+    assert judge.counts == {"scored": 5, "truncated": 1}  # every text counts as scored; the cut one once, when scored
+
+
+def test_a_judge_that_may_cut_texts_scores_every_list_in_full(panel_with):
+    """Only a harness-rendered judge never cuts; another rendering counts its cuts per text scored."""
+    judge = FakeJudge(rendering="chat")
+    panel = panel_with(judge, cache=False)
+    panel.rewards("helpful", ["p"], ["longer!"])
+    panel.rewards("helpful", ["p"], ["longer!"])
+    assert judge.calls == 2 and judge.counts == {"scored": 2, "truncated": 2}
 
 
 def test_bad_input_is_refused_before_the_cache(panel_with):
