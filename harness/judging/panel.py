@@ -137,9 +137,10 @@ class JudgePanel:
 
     def _score_once(self, name: str, judge, prompts: list[str], outputs: list[str]) -> list[float]:
         """``judge.score`` of the pairs this run has not scored with it yet; the others from the run's memory (the
-        win rate's outputs are in Likert's list again). Only for a harness-rendered judge, whose scoring never cuts
-        and counts a text (:func:`harness.judging.reward_model.reward_scores`): a remembered text adds 1 to
-        ``counts["scored"]``, as scoring it again would; other renderings score every text."""
+        win rate's outputs are in Likert's list again). Only for a harness-rendered judge, which counts no text as
+        cut (it keeps the prompt's end and the response's start by design, :func:`harness.prompting.encode_pair`):
+        a remembered text adds 1 to ``counts["scored"]``, as scoring it again would. A judge of another rendering
+        counts each cut text it scores, so it scores every text."""
         if judge.rendering[0] != "harness":
             return judge.score(prompts, outputs)
         memo = self._memo.setdefault(name, {})
