@@ -163,7 +163,21 @@ def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-
     if not todo.any():
         return out
     yy, tt = y[todo], t[todo]
-    b0, b1, converged = _newton_batch(yy, tt, 0.0, max_iter, tol)
+    b0, b1 = np.zeros(len(yy)), np.zeros(len(yy))
+    converged = np.zeros(len(yy), dtype=bool)
+    for _ in range(max_iter):
+        p = expit(b0[:, None] + b1[:, None] * tt)
+        r, w = yy - p, p * (1.0 - p)
+        g0, g1 = r.sum(axis=1), (r * tt).sum(axis=1)
+        h00, h01, h11 = w.sum(axis=1), (w * tt).sum(axis=1), (w * tt * tt).sum(axis=1)
+        det = h00 * h11 - h01 * h01
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s0, s1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        s0, s1 = np.where(converged, 0.0, s0), np.where(converged, 0.0, s1)
+        b0, b1 = b0 + s0, b1 + s1
+        converged |= (np.abs(s0) < tol) & (np.abs(s1) < tol)
+        if converged.all() or not np.isfinite(b0).all():
+            break
     with np.errstate(invalid="ignore"):
         bounded = (np.abs(b0) < LC_MAX_COEF) & (np.abs(b1) < LC_MAX_COEF)  # False for NaN / inf
     ok = converged & bounded
@@ -174,12 +188,13 @@ def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-
     return out
 
 
-def _newton_batch(y: np.ndarray, t: np.ndarray, ridge: float, max_iter: int,
-                  tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(b0, b1, converged)``, each ``(B,)``: Newton-Raphson from 0 on ``-loglik(b) / n + ridge * b1**2 / 2`` of the
-    fractional-logit model ``logit p = b0 + b1 * t`` for B rows of ``y``, ``t`` (``(B, n)``); ``ridge`` 0 is the MLE
-    (the 1/n scale does not change a Newton step). The 2 x 2 Hessian is inverted in closed form; a row has
-    converged when both steps are below ``tol``."""
+def _ridge_batch(y: np.ndarray, t: np.ndarray, ridge: float, max_iter: int, tol: float) -> np.ndarray:
+    """``expit(b0)`` of the ridge fit of :func:`_fit_glm_columns` for B resamples at once (``(B, n)`` arrays):
+    the minimiser of ``-loglik(b) / n + ridge * b1**2 / 2`` (statsmodels ``GLM.fit_regularized(L1_wt=0)``'s
+    objective, intercept unpenalised), by Newton from 0 (strictly convex in b1, and the intercept is finite once
+    b1 is: the caller passes only resamples with unequal preferences). statsmodels minimises it with BFGS to a
+    gradient of 1e-5, so the two agree to that tolerance, not to the last digit. A resample that does not
+    converge is NaN (the caller's slow path)."""
     n = y.shape[1]
     b0, b1 = np.zeros(len(y)), np.zeros(len(y))
     converged = np.zeros(len(y), dtype=bool)
@@ -196,17 +211,6 @@ def _newton_batch(y: np.ndarray, t: np.ndarray, ridge: float, max_iter: int,
         converged |= (np.abs(s0) < tol) & (np.abs(s1) < tol)
         if converged.all() or not np.isfinite(b0).all():
             break
-    return b0, b1, converged
-
-
-def _ridge_batch(y: np.ndarray, t: np.ndarray, ridge: float, max_iter: int, tol: float) -> np.ndarray:
-    """``expit(b0)`` of the ridge fit of :func:`_fit_glm_columns` for B resamples at once (``(B, n)`` arrays):
-    the minimiser of ``-loglik(b) / n + ridge * b1**2 / 2`` (statsmodels ``GLM.fit_regularized(L1_wt=0)``'s
-    objective, intercept unpenalised), by Newton from 0 (strictly convex in b1, and the intercept is finite once
-    b1 is: the caller passes only resamples with unequal preferences). statsmodels minimises it with BFGS to a
-    gradient of 1e-5, so the two agree to that tolerance, not to the last digit. A resample that does not
-    converge is NaN (the caller's slow path)."""
-    b0, _, converged = _newton_batch(y, t, ridge, max_iter, tol)
     return np.where(converged & np.isfinite(b0), expit(b0), np.nan)
 
 
