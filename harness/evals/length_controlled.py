@@ -138,16 +138,15 @@ def length_controlled_win_rate(items: Sequence[Mapping], length_fn: Callable[[st
     return float(np.mean(expit(eta)))
 
 
-def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-10, ridge: float = LC_RIDGE) -> np.ndarray:
+def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
     """LC win rates of B resamples at once: ``y`` and ``d`` are ``(B, n)`` (preferences and length differences).
 
     The same model and degenerate cases as :func:`length_controlled_win_rate` without a difficulty term:
     ``tanh(d / sd(d))`` per resample (ddof=1), all-equal preferences -> that value, a constant length term
     -> the intercept-only MLE ``sigmoid(logit(mean y)) = mean y``; otherwise Newton-Raphson on the
     fractional-logit log-likelihood (concave, so from 0 it reaches the MLE when one exists), the 2 x 2
-    Hessian inverted in closed form. A resample whose coefficients exceed ``LC_MAX_COEF`` (separation) gets
-    the ridge fit (:func:`_ridge_batch`, strength ``ridge``), as :func:`length_controlled_win_rate` falls back to;
-    one that does not converge in ``max_iter`` steps is NaN: the caller refits it the slow way.
+    Hessian inverted in closed form. A resample whose fit does not converge in ``max_iter`` steps or
+    whose coefficients exceed ``LC_MAX_COEF`` (separation) is NaN: the caller refits it the slow way.
     Returns ``(B,)`` fractions.
     """
     B = y.shape[0]
@@ -178,40 +177,9 @@ def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-
         converged |= (np.abs(s0) < tol) & (np.abs(s1) < tol)
         if converged.all() or not np.isfinite(b0).all():
             break
-    with np.errstate(invalid="ignore"):
-        bounded = (np.abs(b0) < LC_MAX_COEF) & (np.abs(b1) < LC_MAX_COEF)  # False for NaN / inf
-    ok = converged & bounded
+    ok = converged & (np.abs(b0) < LC_MAX_COEF) & (np.abs(b1) < LC_MAX_COEF)
     out[np.flatnonzero(todo)[ok]] = expit(b0[ok])
-    diverged = ~bounded  # separation: the ridge fit of _fit_glm_columns, batched; bounded but slow: NaN (slow path)
-    if diverged.any():
-        out[np.flatnonzero(todo)[diverged]] = _ridge_batch(yy[diverged], tt[diverged], ridge, max_iter, tol)
     return out
-
-
-def _ridge_batch(y: np.ndarray, t: np.ndarray, ridge: float, max_iter: int, tol: float) -> np.ndarray:
-    """``expit(b0)`` of the ridge fit of :func:`_fit_glm_columns` for B resamples at once (``(B, n)`` arrays):
-    the minimiser of ``-loglik(b) / n + ridge * b1**2 / 2`` (statsmodels ``GLM.fit_regularized(L1_wt=0)``'s
-    objective, intercept unpenalised), by Newton from 0 (strictly convex in b1, and the intercept is finite once
-    b1 is: the caller passes only resamples with unequal preferences). statsmodels minimises it with BFGS to a
-    gradient of 1e-5, so the two agree to that tolerance, not to the last digit. A resample that does not
-    converge is NaN (the caller's slow path)."""
-    n = y.shape[1]
-    b0, b1 = np.zeros(len(y)), np.zeros(len(y))
-    converged = np.zeros(len(y), dtype=bool)
-    for _ in range(max_iter):
-        p = expit(b0[:, None] + b1[:, None] * t)
-        r, w = y - p, p * (1.0 - p)
-        g0, g1 = r.sum(axis=1) / n, (r * t).sum(axis=1) / n - ridge * b1  # minus the objective's gradient
-        h00, h01, h11 = w.sum(axis=1) / n, (w * t).sum(axis=1) / n, (w * t * t).sum(axis=1) / n + ridge
-        det = h00 * h11 - h01 * h01
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s0, s1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
-        s0, s1 = np.where(converged, 0.0, s0), np.where(converged, 0.0, s1)
-        b0, b1 = b0 + s0, b1 + s1
-        converged |= (np.abs(s0) < tol) & (np.abs(s1) < tol)
-        if converged.all() or not np.isfinite(b0).all():
-            break
-    return np.where(converged & np.isfinite(b0), expit(b0), np.nan)
 
 
 def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed: int = 0, *,
@@ -226,9 +194,8 @@ def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed
 
     Without a difficulty term the resamples are fitted together (:func:`_lc_batch`, scipy's vectorised
     statistic: the same resampled indices and percentile interval as one statsmodels fit per resample,
-    equal to 1e-6 in tests/unit/test_winrate_lc.py, about 100x faster); a separated resample gets the batched
-    ridge fit (:func:`_ridge_batch`, statsmodels' ridge fit to 1e-5); one the batch cannot finish otherwise is
-    refitted by :func:`length_controlled_win_rate`.
+    equal to 1e-6 in tests/unit/test_winrate_lc.py, about 100x faster); a resample the batched fit
+    cannot finish (separation) is refitted by :func:`length_controlled_win_rate`, ridge fallback included.
     """
     value = length_controlled_win_rate(items, length_fn, difficulty_key=difficulty_key)
     n = len(items)
