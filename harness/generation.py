@@ -9,17 +9,22 @@ from tqdm.auto import tqdm
 
 from harness.prompting import encode_prompts, pad
 from harness.records import Generation, Prompt
+from harness.shared_prefix import shared_prefix_inputs
 
 
 def generate(
     model, tokenizer, prompts: list[Prompt], policy: str, decoding: dict[str, Any], *, batch_size: int = 8,
     max_prompt_length: int = 256, chat_template: str = "auto", seed: int = 0, model_hash: str = "",
+    share_prefixes: bool = True,
 ) -> list[Generation]:
     """One output per prompt, in prompt order.
 
     ``decoding`` holds ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``. Prompts are
     rendered by :mod:`harness.prompting`, left-padded and batched; generation stops at EOS. The
-    torch RNG is seeded per batch so outputs do not depend on what else ran before.
+    torch RNG is seeded per batch so outputs do not depend on what else ran before. With ``share_prefixes``, a
+    prefix the prompts of a batch share (chat template's system turn, an instruction, TruthfulQA's QA primer) runs
+    once per batch (:mod:`harness.shared_prefix`); the outputs equal those without it up to floating-point
+    summation order in attention.
     """
     model.eval()
     dev = next(model.parameters()).device
@@ -30,7 +35,14 @@ def generate(
     out: list[Generation] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=f"generate {policy}", leave=False):
         torch.manual_seed(seed + start)
-        ids, attn = pad(ids_all[start : start + batch_size], tokenizer.pad_token_id, side="left")
+        rows = ids_all[start : start + batch_size]
+        shared = shared_prefix_inputs(model, rows, tokenizer.pad_token_id) if share_prefixes and len(rows) > 1 else None
+        if shared is not None:
+            ids, attn, past = shared
+            gen_kwargs["past_key_values"] = past
+        else:
+            ids, attn = pad(rows, tokenizer.pad_token_id, side="left")
+            gen_kwargs.pop("past_key_values", None)
         with torch.no_grad():
             seq = model.generate(input_ids=ids.to(dev), attention_mask=attn.to(dev), pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=tokenizer.eos_token_id, **gen_kwargs)

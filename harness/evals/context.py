@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,11 @@ class EvalContext:
         todo = [t for t in tasks if (name, t, limit, num_fewshot) not in self._lm_eval]
         fp, local = self.weights_key(name), self.data_dir is not None
         for t in list(todo):
+            first = self._first_items(name, t, limit, num_fewshot)
+            if first is not None:
+                self._lm_eval[(name, t, limit, num_fewshot)], self.lm_eval_aggregates[(name, t, limit, num_fewshot)] = first
+                todo.remove(t)
+                continue
             hit = self.lm_eval_cache.get(fp, t, limit, num_fewshot, self.seed, local)
             if hit is not None:
                 aggregate, items, reads = hit
@@ -274,3 +280,24 @@ class EvalContext:
                 self.lm_eval_cache.put(fp, t, limit, num_fewshot, self.seed, local, aggregates[t],
                                        self._lm_eval[(name, t, limit, num_fewshot)], dict(reads))
         return [it for t in tasks for it in self._lm_eval[(name, t, limit, num_fewshot)]]
+
+    def _first_items(self, name: str, task: str, limit: int | None, num_fewshot: int | None
+                     ) -> tuple[list[dict], dict[str, float]] | None:
+        """``(items, aggregates)`` of ``task`` at ``limit`` cut from a zero-shot run of this policy at a larger limit
+        earlier in this run (the alignment tax's TruthfulQA MC2 on 40 items after TruthfulQA's on 100): lm-eval
+        scores the first ``limit`` documents in file order, each independently of the others when zero-shot, so
+        those items are the same numbers. Only when every aggregate of the larger run is the mean of its items
+        (checked), so the cut's aggregates are the means of its items. ``None`` otherwise."""
+        if limit is None or num_fewshot not in (None, 0):
+            return None
+        for (n, t, lim, shots), items in self._lm_eval.items():
+            if n != name or t != task or shots not in (None, 0) or (lim is not None and lim <= limit):
+                continue
+            cut = [it for it in items if it["doc_id"] < limit]
+            whole = self.lm_eval_aggregates[(n, t, lim, shots)]
+            if len(cut) != limit or not all(
+                    all(m in it for it in items) and math.isclose(sum(it[m] for it in items) / len(items), v, rel_tol=1e-12,
+                                                                  abs_tol=1e-12) for m, v in whole.items()):
+                continue
+            return cut, {m: sum(it[m] for it in cut) / len(cut) for m in whole}
+        return None

@@ -7,6 +7,7 @@ whose inputs share a prefix of at least ``min_prefix`` tokens are grouped; each 
 (kept clear of every scored position) runs once with ``use_cache=True``; the options of one question (requests
 with the same context) extend a copy of that cache by the rest of their context once; the remaining tokens
 run in batches on copies of those caches. Requests in no group go to ``HFLM``'s own implementation unchanged.
+Requests with the same context and continuation tokens (tasks that share options, run in one call) are scored once.
 
 The numbers are HFLM's: the same token inputs (``(context + continuation)[-(max_length + 1):][:-1]``, lm-eval
 0.4 lm_eval/models/huggingface.py ``_loglikelihood_tokens``), log-softmax in ``softmax_dtype``, the sum of the
@@ -82,6 +83,21 @@ class PrefixSharingHFLM(HFLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         if self.backend != "causal" or not requests:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        # the same (context, continuation) tokens asked twice (TruthfulQA MC1's options are all among MC2's when both
+        # tasks run in one call) are scored once
+        slot: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        unique = []
+        for i, (_, ctx, cont) in enumerate(requests):
+            if slot.setdefault((tuple(ctx), tuple(cont)), len(unique)) == len(unique):
+                unique.append(i)
+        if len(unique) < len(requests):
+            answers = self._loglikelihood_tokens([requests[i] for i in unique], disable_tqdm=disable_tqdm, override_bs=override_bs)
+            out = [answers[slot[(tuple(ctx), tuple(cont))]] for _, ctx, cont in requests]
+            kept = set(unique)
+            for i, (key, _, _) in enumerate(requests):
+                if i not in kept and key is not None:
+                    self.cache_hook.add_partial("loglikelihood", key, out[i])
+            return out
         inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in requests]
         groups, rest = shared_prefix_groups(inputs, [len(cont) for _, _, cont in requests], self.min_prefix)
         if not groups:

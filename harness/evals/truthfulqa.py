@@ -433,6 +433,8 @@ def run(ctx, spec: TruthfulQASpec) -> EvalOutput:
         out.rows += truthfulqa_rows(out.items, scorer.name, ctx.resamples, ctx.seed)
     if policies:
         base = "base" if "base" in policies else policies[0]
+        for p in policies:  # all MC tasks in one lm-eval call: MC1's options are among MC2's, scored once
+            ctx.lm_eval(p, list(spec.mc_tasks), spec.mc_limit)
         for task in spec.mc_tasks:
             metric = "mc1" if "mc1" in task else "mc2"
             items = {p: [dict(it, **{metric: it["acc"]}) for it in ctx.lm_eval(p, [task], spec.mc_limit)] for p in policies}

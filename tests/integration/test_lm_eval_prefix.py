@@ -84,3 +84,31 @@ def test_run_lm_eval_truthfulqa_mc_equals_hflm(tiny_lm, monkeypatch):
         assert got == pytest.approx(want, abs=1e-5)
     for t in tasks:
         assert agg[t] == pytest.approx(want_agg[t], abs=1e-5)
+
+
+def test_repeated_requests_are_scored_once(tiny_lm, monkeypatch):
+    """Two tasks that share options (TruthfulQA MC1 and MC2 in one call) ask for the same tokens twice: the answers
+    repeat, the forwards are those of the requests without the repeats, and lm-eval's cache hook gets every key."""
+    from harness.evals.lm_eval_prefix import PrefixSharingHFLM
+
+    model, tok = tiny_lm
+    reqs = _requests()
+    repeats = [(("again", "a0o0"), reqs[0][1], reqs[0][2]), (("again", "zw"), reqs[-1][1], reqs[-1][2])]
+
+    def run(requests):
+        lm = PrefixSharingHFLM(pretrained=model, tokenizer=tok, backend="causal", batch_size=2, softmax_dtype=torch.float32,
+                               min_prefix=32)
+        lengths, hits = [], []
+        hook = model.register_forward_pre_hook(
+            lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+        monkeypatch.setattr(lm.cache_hook, "add_partial", lambda kind, key, answer: hits.append((key, answer)))
+        try:
+            return lm._loglikelihood_tokens(requests, disable_tqdm=True), lengths, hits
+        finally:
+            hook.remove()
+
+    want, want_lengths, _ = run(reqs)
+    got, lengths, hits = run(reqs[:3] + [repeats[0]] + reqs[3:] + [repeats[1]])
+    assert got == want[:3] + [want[0]] + want[3:] + [want[-1]]
+    assert lengths == want_lengths
+    assert sorted(k for k, _ in hits) == sorted([r[0] for r in reqs] + [r[0] for r in repeats])

@@ -1,0 +1,126 @@
+"""Generation inputs whose shared prompt prefixes run once (prefix KV caching for ``model.generate``).
+
+A batch of prompts often starts with the same tokens: the chat template's system turn, an eval's instruction,
+TruthfulQA's six-question QA primer (~250 tokens before a ~15-token question). ``generate`` on left-padded
+prompts runs every one of those tokens for every row. Here the rows of a batch are split into groups that share a
+prefix (:func:`prefix_segments`); each group's prefix runs once (one left-padded forward of the groups), its KV
+cache is copied to the group's rows, and ``generate`` receives the full inputs with that cache, so its prefill
+runs only the rest (transformers' generate slices ``input_ids`` to what the cache lacks: generation/utils.py
+``_prefill``). Each row's inputs are ``[pad.. prefix | pad.. rest]`` with the pads masked: the position ids
+generate derives from the attention mask (``cumsum - 1``) and the keys each token attends to are those of the
+left-padded prompt, so outputs equal plain left-padded generation up to the floating-point summation order of
+attention (tested in tests/integration/test_shared_prefix_generation.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+MIN_PREFIX = 16  # tokens; a shorter shared prefix saves less than the extra forward and cache copies cost
+
+
+def prefix_segments(rows: list[list[int]], min_prefix: int = MIN_PREFIX) -> list[tuple[int, list[int]]]:
+    """Split ``rows`` (token id lists) into groups whose members share a prefix worth running once.
+
+    Rows are sorted by their tokens; a group is a run of sorted rows, its prefix the longest common prefix of its
+    members, cut so every member keeps at least one token of its own (generate needs a last prompt token to read
+    the first new token's logits from). Among all splits into runs, the one that saves the most tokens
+    (``sum((size - 1) * prefix)``, counting only groups with ``prefix >= min_prefix``) is chosen by dynamic
+    programming over the sorted order (O(n^2)). Returns ``[(prefix_length, member_indices)]`` covering every row
+    once, in order of each group's first member; ``prefix_length`` is 0 for a row that shares nothing worth
+    caching (a group of one). Raises ``ValueError`` for an empty row or ``min_prefix < 1``."""
+    if min_prefix < 1:
+        raise ValueError(f"min_prefix must be >= 1, got {min_prefix}")
+    for i, r in enumerate(rows):
+        if not r:
+            raise ValueError(f"row {i} is empty")
+    order = sorted(range(len(rows)), key=lambda i: rows[i])
+
+    def lcp(a: list[int], b: list[int]) -> int:
+        n = min(len(a), len(b)) - 1  # each keeps one token of its own
+        k = 0
+        while k < n and a[k] == b[k]:
+            k += 1
+        return k
+
+    adjacent = [lcp(rows[order[j]], rows[order[j + 1]]) for j in range(len(order) - 1)]
+    n = len(order)
+    best = [0] * (n + 1)  # best[j]: most tokens saved over sorted rows [0, j)
+    start = [0] * (n + 1)  # where the last group of that split starts
+    for j in range(1, n + 1):
+        best[j], start[j] = best[j - 1], j - 1  # row j-1 alone
+        common = None
+        for i in range(j - 2, -1, -1):  # group = sorted rows [i, j)
+            common = adjacent[i] if common is None else min(common, adjacent[i])
+            if common < min_prefix:
+                break
+            saved = best[i] + (j - i - 1) * common
+            if saved > best[j]:
+                best[j], start[j] = saved, i
+    groups = []
+    j = n
+    while j > 0:
+        i = start[j]
+        members = sorted(order[i:j])
+        common = min(adjacent[i:j - 1]) if j - i > 1 else 0
+        groups.append((common, members))
+        j = i
+    return sorted(groups, key=lambda g: g[1][0])
+
+
+def _cache_is_plain(cache: Any) -> bool:
+    """Every layer a plain growing cache (no sliding window, no linear attention): one whose batch rows can be
+    copied with ``reorder_cache`` and extended by generate."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+@torch.no_grad()
+def shared_prefix_inputs(model, rows: list[list[int]], pad_id: int, min_prefix: int = MIN_PREFIX
+                         ) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
+    """``(input_ids [B, T], attention_mask [B, T], past_key_values)`` for ``model.generate`` on the prompts ``rows``
+    (token ids, unpadded), with each group's shared prefix (:func:`prefix_segments`) already run; ``None`` when no
+    group shares ``min_prefix`` tokens or the model's cache is not a plain one (then generate on left-padded
+    prompts as usual). Row i's inputs are ``[pads, its group's prefix, pads, the rest of row i]`` (width
+    ``max prefix + max rest``); a row in no group has only pads (masked) in the prefix part, and the cache there
+    holds another group's prefix, which its mask hides. Tensors are on the model's device."""
+    groups = prefix_segments(rows, min_prefix)
+    shared = [(n, members) for n, members in groups if n > 0]
+    if not shared:
+        return None
+    dev = next(model.parameters()).device
+    width_prefix = max(n for n, _ in shared)
+    group_of = {i: g for g, (_, members) in enumerate(shared) for i in members}
+    prefix_of = {i: n for n, members in groups for i in members}
+    width_rest = max(len(r) - prefix_of[i] for i, r in enumerate(rows))
+
+    pre_ids = torch.full((len(shared), width_prefix), pad_id, dtype=torch.long)
+    pre_mask = torch.zeros_like(pre_ids)
+    for g, (n, members) in enumerate(shared):
+        pre_ids[g, width_prefix - n:] = torch.tensor(rows[members[0]][:n])
+        pre_mask[g, width_prefix - n:] = 1
+    # generate numbers positions by the attention mask (cumsum - 1, pads 0); the prefix forward must do the same
+    positions = (pre_mask.cumsum(-1) - 1).clamp(min=0)
+    # only the cache is wanted: skip the vocabulary projection of all but one position where the model allows it
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(input_ids=pre_ids.to(dev), attention_mask=pre_mask.to(dev), position_ids=positions.to(dev), use_cache=True,
+                **keep)
+    cache = out.past_key_values
+    if not _cache_is_plain(cache):
+        return None
+    cache.reorder_cache(torch.tensor([group_of.get(i, 0) for i in range(len(rows))], dtype=torch.long, device=dev))
+
+    ids = torch.full((len(rows), width_prefix + width_rest), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        n = prefix_of[i]
+        if n:
+            ids[i, width_prefix - n:width_prefix], mask[i, width_prefix - n:width_prefix] = torch.tensor(r[:n]), 1
+        rest = r[n:]
+        ids[i, ids.shape[1] - len(rest):], mask[i, ids.shape[1] - len(rest):] = torch.tensor(rest), 1
+    return ids.to(dev), mask.to(dev), cache

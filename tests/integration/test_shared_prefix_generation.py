@@ -1,0 +1,79 @@
+"""Generation with shared prompt prefixes run once equals plain left-padded generation (tiny random Llama)."""
+
+import pytest
+import torch
+
+from tests.integration.test_lm_eval_hellaswag import DATA_DIR, _hf_cache  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def _rows():
+    """A 40-token primer before three questions (2, 5 and 9 tokens), the same 40 + 1 tokens twice more (identical
+    prompts), and a 6-token prompt that shares nothing."""
+    g = torch.Generator().manual_seed(3)
+
+    def ids(n):
+        return torch.randint(5, 1000, (n,), generator=g).tolist()
+
+    primer = ids(40)
+    same = primer + ids(1)
+    return [primer + ids(2), primer + ids(5), ids(6), primer + ids(9), same, list(same)]
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_scores_and_tokens_equal_left_padded_generation(tiny_lm, sample):
+    from harness.prompting import pad
+    from harness.shared_prefix import shared_prefix_inputs
+
+    model, tok = tiny_lm
+    rows = _rows()
+    kw = dict(max_new_tokens=6, min_new_tokens=6, pad_token_id=tok.pad_token_id, output_scores=True,
+              return_dict_in_generate=True, do_sample=sample, **({"top_p": 0.9, "top_k": 0} if sample else {}))
+    ids, mask = pad(rows, tok.pad_token_id, side="left")
+    torch.manual_seed(0)
+    want = model.generate(input_ids=ids, attention_mask=mask, **kw)
+
+    lengths = []  # tokens of every forward: the primer runs once, not once per row
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+    try:
+        s_ids, s_mask, past = shared_prefix_inputs(model, rows, tok.pad_token_id, min_prefix=16)
+        torch.manual_seed(0)
+        got = model.generate(input_ids=s_ids, attention_mask=s_mask, past_key_values=past, **kw)
+    finally:
+        hook.remove()
+    # one group: the five primer rows share its 40 tokens (the two identical 41-token prompts share no more: each
+    # keeps its last token); the prefix forward is [1, 40]; generate's prefill runs only the rest, 9 tokens wide
+    # (the longest question; the 6-token row runs whole), then one token per step
+    assert lengths[0] == (1, 40)
+    assert lengths[1] == (6, 9)
+    assert all(shape == (6, 1) for shape in lengths[2:])
+    assert torch.equal(got.sequences[:, s_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
+    for a, b in zip(got.scores, want.scores):
+        finite = torch.isfinite(b)
+        assert torch.equal(torch.isfinite(a), finite)
+        assert torch.allclose(a[finite], b[finite], atol=1e-5)
+
+
+def test_generate_gives_the_same_texts_with_and_without_shared_prefixes(tiny_lm):
+    from harness.generation import generate
+    from harness.records import Prompt
+
+    model, tok = tiny_lm
+    primer = " ".join(f"Question {i}: what is {i} plus {i}? Answer: {2 * i}." for i in range(8))
+    prompts = [Prompt(str(i), f"{primer} Question: what is {i} times {i + 1}?", "t") for i in range(5)]
+    prompts.append(Prompt("x", "Something else entirely.", "t"))
+    for dec in ({"max_new_tokens": 5, "do_sample": False},
+                {"max_new_tokens": 5, "do_sample": True, "temperature": 0.7, "top_p": 0.9}):
+        plain = generate(model, tok, prompts, "p", dec, batch_size=4, chat_template="false", share_prefixes=False)
+        shared = generate(model, tok, prompts, "p", dec, batch_size=4, chat_template="false")
+        assert [g.output for g in shared] == [g.output for g in plain]
+        assert all(g.output for g in plain)
+
+
+def test_no_shared_prefix_means_plain_inputs(tiny_lm):
+    from harness.shared_prefix import shared_prefix_inputs
+
+    model, tok = tiny_lm
+    assert shared_prefix_inputs(model, [[5, 6, 7], [8, 9, 10, 11]], tok.pad_token_id, min_prefix=2) is None
