@@ -6,10 +6,28 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
 from harness.prompting import encode_prompts, pad
 from harness.records import Generation, Prompt
 from harness.shared_prefix import shared_prefix_inputs
+from harness.top_p import TopPFromLargest
+
+
+def decoding_kwargs(decoding: dict[str, Any]) -> dict[str, Any]:
+    """``model.generate`` keyword arguments for ``decoding`` (``max_new_tokens``, ``do_sample``, ``temperature``,
+    ``top_p``; no top-k). Sampling with ``top_p < 1`` filters with :class:`harness.top_p.TopPFromLargest` instead of
+    transformers' full-vocabulary sort at every step; generate runs custom processors before its own warpers, so
+    temperature comes along, in transformers' order (temperature, then top-p), and generate's own are switched off."""
+    kwargs: dict[str, Any] = {"max_new_tokens": int(decoding["max_new_tokens"]), "do_sample": bool(decoding.get("do_sample", False))}
+    if not kwargs["do_sample"]:
+        return kwargs
+    temperature, top_p = float(decoding.get("temperature", 1.0)), float(decoding.get("top_p", 1.0))
+    kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    if top_p < 1.0:
+        kwargs.update(temperature=1.0, top_p=1.0, logits_processor=LogitsProcessorList(
+            ([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []) + [TopPFromLargest(top_p)]))
+    return kwargs
 
 
 def generate(
@@ -29,9 +47,7 @@ def generate(
     model.eval()
     dev = next(model.parameters()).device
     ids_all = encode_prompts([p.prompt for p in prompts], tokenizer, max_prompt_length, chat_template)
-    gen_kwargs = {"max_new_tokens": int(decoding["max_new_tokens"]), "do_sample": bool(decoding.get("do_sample", False))}
-    if gen_kwargs["do_sample"]:
-        gen_kwargs.update(temperature=float(decoding.get("temperature", 1.0)), top_p=float(decoding.get("top_p", 1.0)), top_k=0)
+    gen_kwargs = decoding_kwargs(decoding)
     out: list[Generation] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=f"generate {policy}", leave=False):
         torch.manual_seed(seed + start)

@@ -71,13 +71,19 @@ def prefix_segments(rows: list[list[int]], min_prefix: int = MIN_PREFIX) -> list
     return sorted(groups, key=lambda g: g[1][0])
 
 
-def _cache_is_plain(cache: Any) -> bool:
+def cache_is_plain(cache: Any) -> bool:
     """Every layer a plain growing cache (no sliding window, no linear attention): one whose batch rows can be
     copied with ``reorder_cache`` and extended by generate."""
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def cache_only_kwargs(model) -> dict[str, int]:
+    """Forward keyword arguments for a pass whose KV cache is all that is wanted: ``logits_to_keep=1`` (skip the
+    vocabulary projection of all but the last position) where the model's forward takes it, else none."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 @torch.no_grad()
@@ -106,12 +112,10 @@ def shared_prefix_inputs(model, rows: list[list[int]], pad_id: int, min_prefix: 
         pre_mask[g, width_prefix - n:] = 1
     # generate numbers positions by the attention mask (cumsum - 1, pads 0); the prefix forward must do the same
     positions = (pre_mask.cumsum(-1) - 1).clamp(min=0)
-    # only the cache is wanted: skip the vocabulary projection of all but one position where the model allows it
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     out = model(input_ids=pre_ids.to(dev), attention_mask=pre_mask.to(dev), position_ids=positions.to(dev), use_cache=True,
-                **keep)
+                **cache_only_kwargs(model))
     cache = out.past_key_values
-    if not _cache_is_plain(cache):
+    if not cache_is_plain(cache):
         return None
     cache.reorder_cache(torch.tensor([group_of.get(i, 0) for i in range(len(rows))], dtype=torch.long, device=dev))
 

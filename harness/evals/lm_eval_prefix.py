@@ -4,9 +4,11 @@ Multiple-choice tasks score every answer option of every question behind the sam
 its six-question QA primer (about 250 tokens) in front of every question, so lm-eval's ``HFLM`` runs ~280
 tokens per option where ~30 are new: on a 2-core CPU that is most of an evaluation's time. Here requests
 whose inputs share a prefix of at least ``min_prefix`` tokens are grouped; each group's longest common prefix
-(kept clear of every scored position) runs once with ``use_cache=True``; the options of one question (requests
-with the same context) extend a copy of that cache by the rest of their context once; the remaining tokens
-run in batches on copies of those caches. Requests in no group go to ``HFLM``'s own implementation unchanged.
+(kept clear of every scored position) runs once with ``use_cache=True``; the rest of each question's context
+(requests with the same context are its options) runs once, a chunk of questions per forward; then the options,
+sorted by length across questions so batches carry little padding, run on copies of their question's cache
+with the padding between masked and positions continuing their own context. Requests in no group go to
+``HFLM``'s own implementation unchanged, as does a group whose model keeps a sliding-window cache.
 Requests with the same context and continuation tokens (tasks that share options, run in one call) are scored once.
 
 The numbers are HFLM's: the same token inputs (``(context + continuation)[-(max_length + 1):][:-1]``, lm-eval
@@ -18,13 +20,15 @@ tested in tests/integration/test_lm_eval_prefix.py.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
+from transformers import DynamicCache
+
+from harness.shared_prefix import cache_is_plain, cache_only_kwargs
 
 MIN_PREFIX = 32  # tokens; a shorter shared prefix saves less than the cache copies cost
 
@@ -122,45 +126,77 @@ class PrefixSharingHFLM(HFLM):
 
     @torch.no_grad()
     def _score_group(self, requests, inputs: list[list[int]], prefix_len: int, members: list[int], batch: int):
-        """Yields ``(request index, (log-likelihood, is_greedy))`` for one group. The prefix runs once; the options of
-        one question (requests whose unscored parts are equal: the same context) extend a copy of its KV cache by
-        the rest of that context once; then each batch of rows runs on a copy of the cache it continues."""
+        """Yields ``(request index, (log-likelihood, is_greedy))`` for one group. The prefix runs once; the contexts
+        of its questions (the unscored parts after the prefix) run once each, a chunk of questions at a time in one
+        right-padded forward; then the chunk's rows (last context token + continuation), sorted by length across
+        questions, run in batches on the rows' own context caches, the padding between masked."""
         autocast = getattr(self, "mixed_precision_dtype", None)
         with torch.autocast(device_type=self.device.type, dtype=autocast, enabled=autocast is not None):
             prefix = torch.tensor([inputs[members[0]][:prefix_len]], dtype=torch.long, device=self.device)
-            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+            cache = self.model(input_ids=prefix, use_cache=True, **cache_only_kwargs(self.model)).past_key_values
+            if not cache_is_plain(cache):  # a sliding-window or linear-attention cache: HFLM's path for this group
+                yield from zip(members, HFLM._loglikelihood_tokens(self, [requests[i] for i in members], disable_tqdm=True))
+                return
+            prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
             by_context: dict[tuple[int, ...], list[int]] = {}
             for i in members:
                 by_context.setdefault(tuple(inputs[i][prefix_len:len(inputs[i]) - len(requests[i][2])]), []).append(i)
-            alone = []
-            for tail, same in by_context.items():
-                if len(same) < 2 or not tail:
-                    alone += same
-                    continue
-                extended = copy.deepcopy(cache)
-                self.model(input_ids=torch.tensor([tail], dtype=torch.long, device=self.device), past_key_values=extended,
-                           use_cache=True)
-                yield from self._score_rows(requests, inputs, extended, prefix_len + len(tail), same, batch)
-            yield from self._score_rows(requests, inputs, cache, prefix_len, alone, batch)
+            chunk: list[tuple[tuple[int, ...], list[int]]] = []
+            for context, rows in by_context.items():  # chunks of questions holding about 4 batches of rows
+                chunk.append((context, rows))
+                if sum(len(r) for _, r in chunk) >= 4 * batch:
+                    yield from self._score_chunk(requests, inputs, prefix_kv, prefix_len, chunk, batch)
+                    chunk = []
+            if chunk:
+                yield from self._score_chunk(requests, inputs, prefix_kv, prefix_len, chunk, batch)
 
-    def _score_rows(self, requests, inputs: list[list[int]], cache, offset: int, rows: list[int], batch: int):
-        """Scores ``rows`` whose first ``offset`` input tokens are in ``cache``: their remainders in batches (longest
-        first, right-padded) on copies of it, positions continuing from it."""
-        order = sorted(rows, key=lambda i: -len(inputs[i]))
-        for start in range(0, len(order), batch):
-            chunk = order[start:start + batch]
-            tails = [inputs[i][offset:] for i in chunk]
+    def _score_chunk(self, requests, inputs: list[list[int]], prefix_kv, prefix_len: int,
+                     chunk: list[tuple[tuple[int, ...], list[int]]], batch: int):
+        """Scores the rows of ``chunk`` (``[(context tokens after the prefix, its request indices)]``) on the prefix's
+        cache (``prefix_kv``: per layer ``(keys, values)`` of batch 1)."""
+        dev = self.device
+        width_ctx = max(len(c) for c, _ in chunk)
+        n = len(chunk)
+        if width_ctx:  # every context in one forward, right-padded: a padded slot comes after the real ones
+            ids = torch.zeros((n, width_ctx), dtype=torch.long)
+            mask = torch.zeros((n, prefix_len + width_ctx), dtype=torch.long)
+            mask[:, :prefix_len] = 1
+            for q, (context, _) in enumerate(chunk):
+                if context:
+                    ids[q, :len(context)], mask[q, prefix_len:prefix_len + len(context)] = torch.tensor(context), 1
+            past = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
+            positions = torch.arange(prefix_len, prefix_len + width_ctx).expand(n, -1)
+            out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                             past_key_values=past, use_cache=True, **cache_only_kwargs(self.model))
+            context_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        else:
+            context_kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
+        cached = prefix_len + width_ctx
+        offset = [prefix_len + len(c) for c, _ in chunk]  # where each question's rows begin in its inputs
+        rows = sorted(((i, q) for q, (_, members) in enumerate(chunk) for i in members),
+                      key=lambda r: -(len(inputs[r[0]]) - offset[r[1]]))
+        for start in range(0, len(rows), batch):
+            part = rows[start:start + batch]
+            tails = [inputs[i][offset[q]:] for i, q in part]
             width = max(len(t) for t in tails)
-            # right padding: a padded position comes after every real one, so causal attention never sees it
-            ids = torch.tensor([t + [t[-1]] * (width - len(t)) for t in tails], dtype=torch.long, device=self.device)
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(len(chunk))
-            logits = self.model(input_ids=ids, past_key_values=past, use_cache=True).logits
+            ids = torch.zeros((len(part), width), dtype=torch.long)
+            mask = torch.zeros((len(part), cached + width), dtype=torch.long)
+            positions = torch.zeros((len(part), width), dtype=torch.long)
+            for row, ((_, q), tail) in enumerate(zip(part, tails)):
+                # the row sees the prefix, its own context (not the padding after it) and its own tokens
+                ids[row, :len(tail)] = torch.tensor(tail)
+                mask[row, :offset[q]] = 1
+                mask[row, cached:cached + len(tail)] = 1
+                positions[row] = torch.arange(offset[q], offset[q] + width)
+            select = torch.tensor([q for _, q in part], device=dev)
+            past = DynamicCache(ddp_cache_data=[(k.index_select(0, select), v.index_select(0, select)) for k, v in context_kv])
+            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                                past_key_values=past, use_cache=True).logits
             logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-            for row, i in enumerate(chunk):
+            for row, ((i, _), tail) in enumerate(zip(part, tails)):
                 cont = requests[i][2]
-                end = len(tails[row])
+                end = len(tail)
                 sel = logprobs[row, end - len(cont):end]
-                target = torch.tensor(cont, dtype=torch.long, device=self.device)
+                target = torch.tensor(cont, dtype=torch.long, device=dev)
                 greedy = bool((sel.argmax(dim=-1) == target).all())
                 yield i, (float(sel.gather(1, target[:, None]).sum()), greedy)

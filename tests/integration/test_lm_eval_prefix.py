@@ -59,10 +59,10 @@ def test_loglikelihoods_equal_hflm_and_the_prefixes_run_once(tiny_lm, monkeypatc
     # (primer + question = 45 tokens, less the last context token, whose logits score the option's first token), and
     # HFLM's one batch of the two ungrouped requests; the grouped options ran only their remainders (< 32 tokens)
     assert sorted(s for s in lengths if s[1] >= 32) == [(1, 40), (1, 44), (2, 50)]
-    # the short ones: each of group a's questions extends the primer's cache by its context less the last token
-    # (2 and 6 tokens), then its 3 options run as rows of 1-3 tokens (last context token + option less its last)
-    # in batches of 2, longest first; group b's prefix already ends where its options' rows begin (2 and 4 tokens)
-    assert sorted(s for s in lengths if s[1] < 32) == sorted([(1, 2), (2, 3), (1, 1), (1, 6), (2, 3), (1, 1), (2, 4)])
+    # the short ones: group a's two question contexts less their last token (2 and 6 tokens) in one right-padded
+    # forward; its 6 option rows (last context token + option less its last: 1-3 tokens), longest first across
+    # both questions, in batches of 2; group b's prefix already ends where its 2 option rows begin (2 and 4 tokens)
+    assert [s for s in lengths if s[1] < 32] == [(2, 6), (2, 3), (2, 2), (2, 1), (2, 4)]
     # lm-eval's request cache gets every answer exactly once (the ungrouped ones through HFLM's own path)
     assert sorted(hits) == sorted(zip((r[0] for r in reqs), got))
 
