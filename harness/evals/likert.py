@@ -108,8 +108,9 @@ def run(ctx, spec: LikertSpec) -> EvalOutput:
             cgens = []
         allg = list(gens) + list(cgens)
         texts, outs = [g.prompt for g in allg], [g.output for g in allg]
-        levels = likert_levels(ctx.judges.rewards(spec.score_judge, texts, outs), ref_rewards)
-        harmless = ctx.judges.rewards(spec.harmless_judge, texts, outs)
+        both = ctx.judges.rewards_of([spec.score_judge, spec.harmless_judge], texts, outs)  # a shared trunk runs once
+        levels = likert_levels(both[spec.score_judge], ref_rewards)
+        harmless = both[spec.harmless_judge]
         tox = scorer.score(outs)
         by_id = {p.id: p for p in closed}
         items = []

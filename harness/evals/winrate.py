@@ -165,8 +165,9 @@ def run(ctx, spec: WinrateSpec) -> EvalOutput:
     rewards: dict[tuple[str, str], list[float]] = {}  # one reward per (judge, output set), against the original instruction
 
     def reward(judge: str, who: str, gens: list[Generation]) -> list[float]:
-        if (judge, who) not in rewards:
-            rewards[(judge, who)] = ctx.judges.rewards(judge, [g.prompt for g in gens], [g.output for g in gens])
+        if (judge, who) not in rewards:  # every judge at once: judges sharing a frozen trunk run it once per text
+            both = ctx.judges.rewards_of(judges, [g.prompt for g in gens], [g.output for g in gens])
+            rewards.update({(j, who): r for j, r in both.items()})
         return rewards[(judge, who)]
 
     for policy, all_gens in answers.items():

@@ -43,6 +43,18 @@ def _build(role: str, factory, *args, **options):
         raise ValueError(f"eval.judges.{role}.options {sorted(options)}: {e}") from e
 
 
+def _same_tokenizer(a, b) -> bool:
+    """Whether two tokenizers encode alike: the same class, pad and eos ids, chat template and vocabulary (a fast
+    tokenizer's whole serialised pipeline)."""
+    if type(a) is not type(b) or (a.pad_token_id, a.eos_token_id, getattr(a, "chat_template", None)) != (
+            b.pad_token_id, b.eos_token_id, getattr(b, "chat_template", None)):
+        return False
+    fa, fb = getattr(a, "backend_tokenizer", None), getattr(b, "backend_tokenizer", None)
+    if fa is not None and fb is not None:
+        return fa.to_str() == fb.to_str()
+    return a.get_vocab() == b.get_vocab()
+
+
 class JudgePanel:
     """Judges of ``cfg`` (:class:`harness.config.JudgesConfig`) for one run.
 
@@ -70,6 +82,7 @@ class JudgePanel:
         self.used: dict[tuple[str, str], Any] = {}  # (kind, judge name) -> judge, in order of first use
         self.reward_cache = {"hits": 0, "misses": 0}  # reward-model score lists read back / computed (:meth:`rewards`)
         self._memo: dict[str, dict[tuple[str, str], float]] = {}  # judge -> (prompt, output) -> reward, this run
+        self._trunks: dict[tuple[str, str], int] = {}  # (judge, judge) -> decoder layers they share
 
     # ---------------------------------------------------------------------------- preference judges
 
@@ -116,11 +129,8 @@ class JudgePanel:
         judge = self.reward_judge(name)
         self.used.setdefault(("reward_model", name), judge)
         prompts, outputs = check_aligned(f"judge {name!r}", "score()", prompts=prompts, outputs=outputs)
-        path = None
-        if self.cache_dir is not None:
-            blob = {"judge": self._reward_model_key(judge), "prompts": list(prompts), "outputs": list(outputs)}
-            key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
-            path = self.cache_dir / "judge_rewards" / f"{name}-{key[:24]}.json"
+        path = self._reward_cache_path(name, judge, prompts, outputs)
+        if path is not None:
             if path.is_file():
                 stored = read_json(path)
                 judge.counts["scored"] += len(prompts)
@@ -134,6 +144,76 @@ class JudgePanel:
         if path is not None:
             write_json(path, {"judge": name, "n": len(rewards), "rewards": rewards, "truncated": judge.counts["truncated"] - cut})
         return rewards
+
+    def _reward_cache_path(self, name: str, judge, prompts: list[str], outputs: list[str]) -> Path | None:
+        """Where :meth:`rewards` keeps ``judge``'s rewards of these pairs (None without a cache dir)."""
+        if self.cache_dir is None:
+            return None
+        blob = {"judge": self._reward_model_key(judge), "prompts": list(prompts), "outputs": list(outputs)}
+        key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+        return self.cache_dir / "judge_rewards" / f"{name}-{key[:24]}.json"
+
+    def rewards_of(self, names: list[str], prompts: list[str], outputs: list[str]) -> dict[str, list[float]]:
+        """``{name: rewards(name, prompts, outputs)}`` for reward-model judges scoring the same pairs (the win rate's
+        and Likert's judges). Harness-rendered judges that miss the reward cache and share a frozen trunk (the
+        default judges: one base, only their top blocks trained; :func:`harness.judging.shared_trunk.shared_layers`)
+        first score the pairs this run has not scored together (:meth:`_score_together`): the shared layers run
+        once per text. Each judge's numbers are those it gives alone. Raises ``ValueError`` as :meth:`rewards`."""
+        from harness.judging.inputs import check_aligned
+
+        names = list(dict.fromkeys(names))
+        prompts, outputs = check_aligned(f"judges {names}", "score()", prompts=prompts, outputs=outputs)
+        missing = []
+        for n in names:
+            path = self._reward_cache_path(n, self.reward_judge(n), prompts, outputs)
+            if path is None or not path.is_file():
+                missing.append(n)
+        if len(missing) > 1:
+            self._score_together(missing, prompts, outputs)
+        return {n: self.rewards(n, prompts, outputs) for n in names}
+
+    def _score_together(self, names: list[str], prompts: list[str], outputs: list[str]) -> None:
+        """Puts in the run's memory (:meth:`_score_once`) the rewards of the harness-rendered judges among ``names``
+        that render pairs alike and share decoder layers with the first of them, scored together
+        (:func:`harness.judging.reward_model.reward_scores_sharing_trunk`); the others are left to score alone."""
+        from harness.judging.reward_model import reward_scores_sharing_trunk
+
+        judges = {n: self.reward_judge(n) for n in names if self.reward_judge(n).rendering[0] == "harness"}
+        if len(judges) < 2:
+            return
+        lead_name, *others = judges
+        lead = judges[lead_name]
+        group, n_shared = [lead_name], None
+        for n in others:
+            k = self._shared_layers(lead_name, n)
+            if k:
+                group.append(n)
+                n_shared = k if n_shared is None else min(n_shared, k)
+        if len(group) < 2:
+            return
+        pairs = list(dict.fromkeys((p, o) for p, o in zip(prompts, outputs)
+                                   if any((p, o) not in self._memo.get(n, {}) for n in group)))
+        if not pairs:
+            return
+        log.info("judges %s share their first %d decoder layers: %d pairs scored together", group, n_shared, len(pairs))
+        scores = reward_scores_sharing_trunk(
+            [judges[n].model for n in group], lead.tokenizer, [p for p, _ in pairs], [o for _, o in pairs], n_shared=n_shared,
+            template=lead.rendering[1], max_length=lead.max_length, max_prompt_length=lead.max_prompt_length,
+            batch_size=lead.batch_size, progress=f"judges {'+'.join(group)}")
+        for n, values in zip(group, scores):
+            self._memo.setdefault(n, {}).update(zip(pairs, values))
+
+    def _shared_layers(self, a: str, b: str) -> int:
+        """Decoder layers judges ``a`` and ``b`` share (:func:`harness.judging.shared_trunk.shared_layers`), 0 unless
+        they also render and batch pairs alike (rendering, lengths, batch size, tokenizer); memoised."""
+        from harness.judging.shared_trunk import shared_layers
+
+        if (a, b) not in self._trunks:
+            ja, jb = self.reward_judge(a), self.reward_judge(b)
+            alike = (ja.rendering == jb.rendering and (ja.max_length, ja.max_prompt_length, ja.batch_size)
+                     == (jb.max_length, jb.max_prompt_length, jb.batch_size) and _same_tokenizer(ja.tokenizer, jb.tokenizer))
+            self._trunks[(a, b)] = shared_layers(ja.model, jb.model) if alike else 0
+        return self._trunks[(a, b)]
 
     def _score_once(self, name: str, judge, prompts: list[str], outputs: list[str]) -> list[float]:
         """``judge.score`` of the pairs this run has not scored with it yet; the others from the run's memory (the

@@ -122,8 +122,6 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
     ``progress``: a progress-bar label (None: no bar). Raises ``ValueError`` on lists of unequal length or an
     element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`).
     """
-    from tqdm.auto import tqdm
-
     from harness.judging.inputs import check_aligned
 
     prompts, outputs = check_aligned("reward model", "reward_scores()", prompts=prompts, outputs=outputs)
@@ -135,13 +133,8 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
         n_cut = 0
     else:
         enc, n_cut = _dialogue_ids(tokenizer, prompts, outputs, max_length=max_length, kind=kind)
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
-    out: list[float] = [0.0] * len(enc)
-    for start in tqdm(range(0, len(order), batch_size), desc=progress, leave=False, disable=progress is None):
-        rows = order[start : start + batch_size]
-        ids, attn = pad([enc[i] for i in rows], tokenizer.pad_token_id)
-        for i, r in zip(rows, rewards_at_last_token(model, ids.to(dev), attn.to(dev)).float().tolist()):
-            out[i] = r
+    (out,) = _in_length_order(enc, batch_size, tokenizer.pad_token_id, dev, progress, 1,
+                              lambda ids, attn: [rewards_at_last_token(model, ids, attn)])
     if counts is not None:
         counts["scored"] = counts.get("scored", 0) + len(prompts)
         counts["truncated"] = counts.get("truncated", 0) + n_cut
@@ -149,6 +142,53 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
         log.warning("reward model %s: %d of %d texts were longer than max_length=%d tokens and were cut to their last %d",
                     getattr(model.config, "_name_or_path", ""), n_cut, len(prompts), max_length, max_length)
     return out
+
+
+def _in_length_order(enc: list[list[int]], batch_size: int, pad_id: int, dev, progress: str | None, n_models: int,
+                     score_batch) -> list[list[float]]:
+    """Texts ``enc`` (token ids) in batches of ``batch_size`` in order of length, right-padded with ``pad_id``;
+    ``score_batch(ids [B, T], mask [B, T]) -> [scores [B] per model]`` for ``n_models`` models; returns per model
+    the scores in the given order."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    out = [[0.0] * len(enc) for _ in range(n_models)]
+    for start in tqdm(range(0, len(order), batch_size), desc=progress, leave=False, disable=progress is None):
+        rows = order[start : start + batch_size]
+        ids, attn = pad([enc[i] for i in rows], pad_id)
+        for m, scores in enumerate(score_batch(ids.to(dev), attn.to(dev))):
+            for i, r in zip(rows, scores.float().tolist()):
+                out[m][i] = r
+    return out
+
+
+@torch.no_grad()
+def reward_scores_sharing_trunk(models: Sequence, tokenizer, prompts: Sequence[str], outputs: Sequence[str], *,
+                                n_shared: int, template: str, max_length: int = 512, max_prompt_length: int = 256,
+                                batch_size: int = 8, progress: str | None = None) -> list[list[float]]:
+    """:func:`reward_scores` of several harness-rendered reward models on the same pairs, per model in the given
+    order, whose first ``n_shared`` decoder layers are the same (:func:`harness.judging.shared_trunk.shared_layers`):
+    those run once per batch (:func:`harness.judging.shared_trunk.scores_sharing_trunk`), and each model's scores
+    equal :func:`reward_scores` of it alone. ``tokenizer`` and ``template`` (``rendering(...)[1]``) render the
+    pairs for all of them, as :func:`reward_scores` does for a harness model. Raises ``ValueError`` as
+    :func:`reward_scores` does, or for ``n_shared`` outside the layers."""
+    from harness.judging.inputs import check_aligned
+    from harness.judging.shared_trunk import scores_sharing_trunk
+    from harness.models import scalar_head
+
+    prompts, outputs = check_aligned("reward model", "reward_scores_sharing_trunk()", prompts=prompts, outputs=outputs)
+    for m in models:
+        m.eval()
+    dev = next(models[0].parameters()).device
+    enc = [encode_pair(p, o or " ", tokenizer, max_length, max_prompt_length, template).input_ids for p, o in zip(prompts, outputs)]
+
+    def score_batch(ids, attn):
+        def read(model, hidden):  # the scalar head at the position transformers reads (rewards_at_last_token)
+            index = reward_index(ids, attn, model.config.pad_token_id)
+            return scalar_head(model)(hidden).squeeze(-1)[torch.arange(len(ids), device=ids.device), index]
+        return scores_sharing_trunk(list(models), n_shared, ids, attn, read)
+
+    return _in_length_order(enc, batch_size, tokenizer.pad_token_id, dev, progress, len(models), score_batch)
 
 
 class RewardModelJudge:
