@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-# config entries that name or describe a checkpoint rather than what its layers compute
-_NAMING_KEYS = {"_name_or_path", "architectures", "id2label", "label2id", "transformers_version", "torch_dtype", "dtype",
-                "problem_type", "harness"}
+# config entries a decoder layer's output depends on beyond its parameters (their shapes cover the sizes)
+_COMPUTE_KEYS = ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps",
+                 "rope_theta", "rope_scaling", "rope_parameters", "attention_bias", "mlp_bias", "max_position_embeddings",
+                 "layer_types", "sliding_window", "use_sliding_window", "_attn_implementation")
 
 
 def decoder_stack(model) -> Any | None:
@@ -38,13 +39,12 @@ def _full_attention_only(config) -> bool:
 @torch.no_grad()
 def shared_layers(a, b) -> int:
     """How many leading decoder layers scalar-head models ``a`` and ``b`` share (equal parameters, ``torch.equal``),
-    with equal embeddings, equal computing config (:data:`_NAMING_KEYS` aside), the same stack class and only
-    full-attention layers; 0 when any of that fails."""
+    with equal embeddings, the same stack class, equal settings a layer computes with (:data:`_COMPUTE_KEYS`; names,
+    labels and reward records may differ) and only full-attention layers; 0 when any of that fails."""
     sa, sb = decoder_stack(a), decoder_stack(b)
     if sa is None or sb is None or type(sa) is not type(sb) or len(sa.layers) != len(sb.layers):
         return 0
-    ca, cb = ({k: v for k, v in m.config.to_dict().items() if k not in _NAMING_KEYS} for m in (a, b))
-    if ca != cb or not _full_attention_only(a.config):
+    if any(getattr(a.config, k, None) != getattr(b.config, k, None) for k in _COMPUTE_KEYS) or not _full_attention_only(a.config):
         return 0
     if not torch.equal(sa.embed_tokens.weight, sb.embed_tokens.weight):
         return 0

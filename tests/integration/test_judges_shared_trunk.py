@@ -37,6 +37,7 @@ def judges(tmp_path_factory):
             for n, p in model.named_parameters():
                 if any(c in n for c in change):
                     p.add_(torch.randn(p.shape, generator=g) * 0.5)
+        setattr(model.config, REWARD_RECORD, {"chat_template": "false", "centring_offset": 0.1 * seed})  # records differ
         model.save_pretrained(root / name)
         tok.save_pretrained(root / name)
         out[name] = str(root / name)
@@ -56,6 +57,9 @@ def test_shared_layers_counts_the_equal_leading_layers(judges):
     assert shared_layers(top1, top2) == 2
     assert shared_layers(top1, top1) == 4
     assert shared_layers(top1, other) == 0  # different embeddings
+    eps, _ = _load(judges["top2"])
+    eps.config.rms_norm_eps = 1e-3  # the same weights computing something else
+    assert shared_layers(top1, eps) == 0
 
 
 def test_scores_sharing_the_trunk_equal_each_judge_alone_and_the_trunk_runs_once(judges):
@@ -92,7 +96,7 @@ def test_panel_scores_judges_together_only_when_they_share_a_trunk(judges, tmp_p
                        run_dir=tmp_path, placement=resolve("cpu", "float32"), cache_dir=tmp_path / "cache")
     alone = {n: panel.reward_judge(n).score(PROMPTS, OUTPUTS) for n in ("a", "b", "c")}
     ran = {n: 0 for n in ("a", "b", "c")}
-    for n in ran:
+    for n in ("a", "b", "c"):
         panel.reward_judge(n).model.model.layers[0].register_forward_hook(lambda *a, n=n: ran.__setitem__(n, ran[n] + 1))
     got = panel.rewards_of(["a", "b", "c"], PROMPTS, OUTPUTS)
     for n in ("a", "b", "c"):
