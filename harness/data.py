@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import csv
+import functools
 import gzip
 import hashlib
 import json
@@ -258,6 +259,9 @@ def split_hh_pair(chosen: str, rejected: str, where: str) -> tuple[str, str, str
     """
     n = 0
     limit = min(len(chosen), len(rejected))
+    while n < limit and chosen[n:n + 256] == rejected[n:n + 256]:  # whole blocks compared in C, then characters
+        n += 256
+    n = min(n, limit)
     while n < limit and chosen[n] == rejected[n]:
         n += 1
     k = chosen.rfind(ASSISTANT, 0, n)
@@ -283,17 +287,32 @@ def load_hh_rlhf(
         if subset not in HH_SUBSETS:
             raise DataError(f"hh_rlhf: unknown subset '{subset}' (known: {', '.join(HH_SUBSETS)})")
         if root is not None:
-            path = root / "hh_rlhf" / f"{subset}_{split}.jsonl.gz"
-            rows = ((f"{path}:{ln}", ln, obj) for ln, obj in iter_jsonl(path))
-        else:
-            ds = load_hub_dataset(hub_id, data_dir=subset, split=split)
-            rows = ((f"{hub_id}/{subset} record {i}", i, obj) for i, obj in enumerate(ds))
-        n = len(out)
-        for where, ln, obj in rows:
-            prompt, good, bad = split_hh_pair(_field(obj, "chosen", where), _field(obj, "rejected", where), where)
-            out.append(Comparison(f"{subset}/{split}/{ln}", prompt, (good, bad), (0, 1), f"hh_rlhf/{subset}"))
-        if len(out) == n:
-            raise DataError(f"hh_rlhf: subset '{subset}' ({split}) has no pairs")
+            # parsed once per process and file version (a run loads these files for every split and judge); the
+            # read is recorded every time (_require -> note_read)
+            path = _require(root / "hh_rlhf" / f"{subset}_{split}.jsonl.gz").resolve()
+            st = path.stat()
+            out.extend(_hh_file(str(path), subset, split, st.st_size, st.st_mtime_ns))
+            continue
+        ds = load_hub_dataset(hub_id, data_dir=subset, split=split)
+        rows = ((f"{hub_id}/{subset} record {i}", i, obj) for i, obj in enumerate(ds))
+        out.extend(_hh_comparisons(rows, subset, split))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _hh_file(path: str, subset: str, split: str, size: int, mtime_ns: int) -> tuple[Comparison, ...]:
+    """The Comparisons of one local hh-rlhf file (``size`` and ``mtime_ns`` key its version)."""
+    return tuple(_hh_comparisons(((f"{path}:{ln}", ln, obj) for ln, obj in iter_jsonl(path)), subset, split))
+
+
+def _hh_comparisons(rows, subset: str, split: str) -> list[Comparison]:
+    """``(where, line, record)`` rows of one subset -> Comparisons; raises :class:`DataError` when there are none."""
+    out = []
+    for where, ln, obj in rows:
+        prompt, good, bad = split_hh_pair(_field(obj, "chosen", where), _field(obj, "rejected", where), where)
+        out.append(Comparison(f"{subset}/{split}/{ln}", prompt, (good, bad), (0, 1), f"hh_rlhf/{subset}"))
+    if not out:
+        raise DataError(f"hh_rlhf: subset '{subset}' ({split}) has no pairs")
     return out
 
 

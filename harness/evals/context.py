@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 def _plain(x: Any) -> Any:
     return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
+LOADED_POLICIES_BYTES = 3 * 2**30  # weights of the policies an eval run keeps loaded at once (four 135M models in fp32)
+
+
+def _weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 class EvalContext:
@@ -59,7 +67,8 @@ class EvalContext:
         self.cache = GenerationCache(eval_cfg.cache_dir or self.run_dir / "cache" / "generations")
         self.lm_eval_cache = LMEvalCache(Path(model_cfg.cache_dir) / "lm_eval" if model_cfg.cache_dir else None)
         self.generated = 0  # outputs generated (cache misses filled) in this run
-        self._loaded: tuple[str, Any, Any] | None = None
+        self._loaded: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # policy -> (model, tokenizer), least recent first
+        self._tokenizers: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
         self._files: dict[str, OutputsFile] = {}
         self._asked: dict[str, set[str | None]] = {}  # file policy -> the evals (and lm-eval tasks) its records were asked for
@@ -98,17 +107,37 @@ class EvalContext:
         return self.fingerprint(name) + ("" if dtype == "float32" else f"/{dtype}")
 
     def model(self, name: str):
-        """(model, tokenizer) of checkpoint policy ``name`` on the run's placement; the previously loaded policy is freed first."""
+        """(model, tokenizer) of checkpoint policy ``name`` on the run's placement. Loaded policies stay loaded while
+        their weights fit in :data:`LOADED_POLICIES_BYTES` together (every eval visits every policy: small policies
+        are not reloaded for each), the least recently used freed first; a policy larger than that is alone. A
+        policy's tokenizer is loaded once per run."""
         from harness.models import load_policy, load_tokenizer
 
         src = self.policies[name]
         if src.is_file:
             raise ValueError(f"policy {name!r} is an outputs file ({src.path}); it has no model to run")
-        if self._loaded is None or self._loaded[0] != name:
-            self._loaded = None
+        if name in self._loaded:
+            self._loaded.move_to_end(name)
+            return self._loaded[name]
+        expected = max((_weight_bytes(m) for m, _ in self._loaded.values()), default=0)  # policies of a run are alike
+        self._free_until(LOADED_POLICIES_BYTES - expected)
+        if name not in self._tokenizers:
+            self._tokenizers[name] = load_tokenizer(src.path)
+        self._loaded[name] = (load_policy(src.path, self.placement.device, self.placement.dtype), self._tokenizers[name])
+        self._free_until(LOADED_POLICIES_BYTES, keep=name)
+        return self._loaded[name]
+
+    def _free_until(self, budget: int, keep: str | None = None) -> None:
+        """Free least recently used policies (not ``keep``) until the loaded ones' weights take at most ``budget`` bytes."""
+        freed = False
+        while self._loaded and sum(_weight_bytes(m) for m, _ in self._loaded.values()) > max(budget, 0):
+            victim = next((n for n in self._loaded if n != keep), None)
+            if victim is None:
+                break
+            del self._loaded[victim]
+            freed = True
+        if freed:
             gc.collect()
-            self._loaded = (name, load_policy(src.path, self.placement.device, self.placement.dtype), load_tokenizer(src.path))
-        return self._loaded[1], self._loaded[2]
 
     @property
     def outputs_missing(self) -> str:

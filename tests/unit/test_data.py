@@ -30,6 +30,36 @@ def test_split_hh_pair_uses_the_common_prefix():
     assert good.startswith("b\n\nHuman: c") and bad.startswith("x\n\nHuman: c")
 
 
+@pytest.mark.parametrize("common", [0, 1, 255, 256, 257, 511, 512, 700])
+def test_split_hh_pair_finds_the_common_prefix_across_block_boundaries(common):
+    head = "\n\nHuman: q\n\nAssistant:" + "x" * common
+    chosen, rejected = head + "A and more", head + "B"
+    prompt, good, bad = D.split_hh_pair(chosen, rejected, "here")
+    assert prompt == "\n\nHuman: q\n\nAssistant:" and good == "x" * common + "A and more" and bad == "x" * common + "B"
+    same = D.split_hh_pair(head, head, "here")  # equal dialogues: the whole text is the shared prefix
+    assert same == ("\n\nHuman: q\n\nAssistant:", "x" * common, "x" * common)
+
+
+def test_a_local_hh_file_is_parsed_once_per_version_and_its_read_recorded_each_time(tmp_path, monkeypatch):
+    d = tmp_path / "hh_rlhf"
+    d.mkdir()
+    line = json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: hi\n\nAssistant: b"})
+    with gzip.open(d / "helpful-base_test.jsonl.gz", "wt") as f:
+        f.write(line + "\n")
+    parsed = []
+    real = D.iter_jsonl
+    monkeypatch.setattr(D, "iter_jsonl", lambda path: parsed.append(path) or real(path))
+    for _ in range(2):
+        with D.recording_reads(str(tmp_path)) as reads:
+            pairs = D.load_hh_rlhf(str(tmp_path), ["helpful-base"])
+        assert [c.completions for c in pairs] == [("a", "b")]
+        assert list(reads) == ["hh_rlhf/helpful-base_test.jsonl.gz"]
+    assert len(parsed) == 1
+    with gzip.open(d / "helpful-base_test.jsonl.gz", "wt") as f:  # a new version is parsed again
+        f.write(line + "\n" + line + "\n")
+    assert len(D.load_hh_rlhf(str(tmp_path), ["helpful-base"])) == 2 and len(parsed) == 2
+
+
 def test_malformed_hh_line_names_file_and_line(tmp_path):
     d = tmp_path / "hh_rlhf"
     d.mkdir()
