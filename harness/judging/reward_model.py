@@ -200,26 +200,45 @@ class RewardModelJudge:
     ``chat_template`` only applies to a harness model that recorded no setting) and scored with the
     model's own tokenizer. ``name`` names it in results; ``fingerprint`` is the checkpoint's weights hash
     (:func:`harness.models.model_fingerprint`), what caches and ``run.json`` key on. The model is loaded
-    at construction (:func:`harness.models.load_scalar_model`) and put on ``device`` in ``dtype``
-    (:func:`harness.devices.place`).
+    on first use of ``model`` (:func:`harness.models.load_scalar_model`; a run whose rewards all come from the
+    cache never loads it) and put on ``device`` in ``dtype`` (:func:`harness.devices.place`).
     """
 
     def __init__(self, path: str, *, name: str | None = None, chat_template: str = "auto", batch_size: int = 8,
                  max_length: int = 512, max_prompt_length: int = 256, progress: bool = False,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        from harness.devices import place
-        from harness.models import load_scalar_model, load_tokenizer, model_fingerprint
+        from transformers import AutoConfig
+
+        from harness.models import load_tokenizer, loading, model_fingerprint
 
         self.path = str(path)
         self.name = name or Path(self.path).name
         self.fingerprint = model_fingerprint(self.path)
-        self.model, self.tokenizer = place(load_scalar_model(self.path), device, dtype), load_tokenizer(self.path)
+        self.tokenizer = load_tokenizer(self.path)
+        self._model, self._place = None, (device, dtype)
         self.chat_template, self.batch_size = chat_template, batch_size
-        self.rendering = rendering(self.model.config, self.tokenizer, chat_template)
+        # a saved sequence classifier's rendering is in its config: a run whose rewards all come from the cache never
+        # loads its weights; any other checkpoint gets its record when loaded (load_scalar_model), so it loads now
+        with loading(self.path, "reward/value model"):
+            config = AutoConfig.from_pretrained(self.path)
+        archs = config.architectures or []
+        saved = any(a.endswith("ForSequenceClassification") for a in archs) and not any(
+            a.endswith("ForTokenClassification") for a in archs)
+        self.rendering = rendering(config if saved else self.model.config, self.tokenizer, chat_template)
         log.info("judge %s (%s): %s rendering%s", self.name, self.path, self.rendering[0],
                  f", chat_template={self.rendering[1]}" if self.rendering[1] else "")
         self.max_length, self.max_prompt_length, self.progress = max_length, max_prompt_length, progress
         self.counts: dict[str, int] = {"scored": 0, "truncated": 0}  # texts scored / cut to max_length, over the judge's life
+
+    @property
+    def model(self):
+        """The scalar-head model on the judge's device and dtype, loaded on first use."""
+        if self._model is None:
+            from harness.devices import place
+            from harness.models import load_scalar_model
+
+            self._model = place(load_scalar_model(self.path), *self._place)
+        return self._model
 
     def score(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[float]:
         """r_judge(x, y) per output; a progress bar over chunks when ``progress``. Raises ``ValueError`` on lists of

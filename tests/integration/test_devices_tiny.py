@@ -193,8 +193,9 @@ def test_the_labeler_places_its_policy_and_judge(setup, tiny_dir, tmp_path):
     data.n_label_prompts = 3
     with recording_placements() as placed:
         stages.run_label(cfg.model, data, label, judge, tiny_dir, tmp_path / "label", 0, placement=resolve(str(DEVICE), "bfloat16"))
-    assert [(type(m).__name__, d, t) for m, d, t in placed] == [("LlamaForSequenceClassification", DEVICE, DTYPE),
-                                                                ("LlamaForCausalLM", DEVICE, DTYPE)]
+    # the judge's weights load when it first scores (after the policy's samples)
+    assert sorted((type(m).__name__, d, t) for m, d, t in placed) == [("LlamaForCausalLM", DEVICE, DTYPE),
+                                                                      ("LlamaForSequenceClassification", DEVICE, DTYPE)]
     assert read_json(tmp_path / "label" / "run.json")["placement"] == PLACEMENT
 
 
