@@ -433,7 +433,7 @@ def run(ctx, spec: TruthfulQASpec) -> EvalOutput:
         out.rows += truthfulqa_rows(out.items, scorer.name, ctx.resamples, ctx.seed)
     if policies:
         base = "base" if "base" in policies else policies[0]
-        for p in policies:  # all MC tasks in one lm-eval call: MC1's options are among MC2's, scored once
+        for p in policies if spec.mc_tasks else []:  # all MC tasks in one lm-eval call: MC1's options are among MC2's
             ctx.lm_eval(p, list(spec.mc_tasks), spec.mc_limit)
         for task in spec.mc_tasks:
             metric = "mc1" if "mc1" in task else "mc2"
