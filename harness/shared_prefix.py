@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from harness.prompting import pad
+
 MIN_PREFIX = 16  # tokens; a shorter shared prefix saves less than the extra forward and cache copies cost
 
 
@@ -128,3 +130,32 @@ def shared_prefix_inputs(model, rows: list[list[int]], pad_id: int, min_prefix: 
         rest = r[n:]
         ids[i, ids.shape[1] - len(rest):], mask[i, ids.shape[1] - len(rest):] = torch.tensor(rest), 1
     return ids.to(dev), mask.to(dev), cache
+
+
+@torch.no_grad()
+def prefilled_inputs(model, rows: list[list[int]], pad_id: int, *, share_prefixes: bool = True,
+                     min_prefix: int = MIN_PREFIX) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """``(input_ids [B, T], attention_mask [B, T], past_key_values)`` for ``model.generate`` on the prompts ``rows``
+    with every prompt token but the last already in the cache (``T - 1`` positions), so generate's own prefill
+    runs one token per row. Shared prefixes run once (:func:`shared_prefix_inputs`, when ``share_prefixes``), the
+    rest in one forward on their cache. Several seeded calls of generate on the same prompts (toxicity's k samples)
+    can then start from copies of one cache instead of each running the prompts again. The cache is ``None``
+    (inputs left-padded, generate runs everything) when the model's cache is not a plain one. Positions follow
+    the attention mask (``cumsum - 1``) as generate's own; outputs equal plain left-padded generation up to the
+    floating-point summation order of attention (tests/integration/test_shared_prefix_generation.py)."""
+    dev = next(model.parameters()).device
+    shared = shared_prefix_inputs(model, rows, pad_id, min_prefix) if share_prefixes and len(rows) > 1 else None
+    if shared is None:
+        ids, mask = (t.to(dev) for t in pad(rows, pad_id, side="left"))
+        past, start = None, 0
+    else:
+        ids, mask, past = shared
+        start = past.get_seq_length()
+    if ids.shape[1] - 1 > start:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids[:, start:-1], attention_mask=mask[:, :-1], position_ids=positions[:, start:-1],
+                    past_key_values=past, use_cache=True, **cache_only_kwargs(model))
+        past = out.past_key_values
+    if past is not None and not cache_is_plain(past):
+        return ids, mask, None
+    return ids, mask, past

@@ -198,7 +198,7 @@ class EvalContext:
                  eval_name: str | None) -> list[list[Generation]] | None:
         dec = {key: _plain(v) for key, v in dict(_plain(decoding)).items()}
         if not self.policies[name].is_file:
-            return [self._generate(name, prompts, dec, template, s) for s in range(k)]
+            return self._generate(name, prompts, dec, template, range(k))
         file, ev = self.outputs_file(name), eval_name or self.current_eval
         self._asked.setdefault(name, set()).add(ev)
         found = [file.lookup(prompts, dec, ev, s) for s in range(k)]
@@ -245,31 +245,39 @@ class EvalContext:
                            "read; their outputs were not used")
         return out
 
-    def _generate(self, name: str, prompts: list[Prompt], dec: dict, template: str, sample: int) -> list[Generation]:
-        from harness.generation import generate
+    def _generate(self, name: str, prompts: list[Prompt], dec: dict, template: str, samples: range) -> list[list[Generation]]:
+        """Outputs ``[sample][prompt]`` of checkpoint policy ``name``: from the generation cache where it has them,
+        else generated, the samples that lack the same prompts together (:func:`harness.generation.generate_samples`:
+        the prompts run once for all of them; sample s is seeded ``seed + 1000 s`` whichever samples run with it)."""
+        from harness.generation import generate_samples
 
         texts = [template.format(prompt=p.prompt) for p in prompts]
         fp = self.fingerprint(name)
-        settings = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": 256,
-                    "seed": self.seed + 1000 * sample}
+        base = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": 256}
         if dtype_name(self.placement.dtype) != "float32":  # other weights, other outputs; float32 keeps the keys it always had
-            settings["dtype"] = dtype_name(self.placement.dtype)
-        cached = self.cache.get(fp, settings, texts, sample)
-        todo = [i for i, c in enumerate(cached) if c is None]
-        if todo:
+            base["dtype"] = dtype_name(self.placement.dtype)
+        settings = {s: {**base, "seed": self.seed + 1000 * s} for s in samples}
+        cached = {s: self.cache.get(fp, settings[s], texts, s) for s in samples}
+        lacking: dict[tuple[int, ...], list[int]] = {}  # prompts to generate -> the samples that lack exactly those
+        for s in samples:
+            todo = tuple(i for i, c in enumerate(cached[s]) if c is None)
+            if todo:
+                lacking.setdefault(todo, []).append(s)
+        for todo, group in lacking.items():
             model, tok = self.model(name)
             step = max(1, int(self.eval_cfg.batch_size)) * 4  # persist every few batches
             for start in range(0, len(todo), step):
                 chunk = todo[start : start + step]
-                new = generate(model, tok, [Prompt(prompts[i].id, texts[i], prompts[i].source) for i in chunk], name, dec,
-                               batch_size=self.eval_cfg.batch_size, chat_template=self.chat_template,
-                               seed=settings["seed"] + start, model_hash=fp)
-                self.cache.put(fp, settings, [texts[i] for i in chunk], [g.output for g in new], sample)
-                for i, g in zip(chunk, new):
-                    cached[i] = g.output
-                self.generated += len(chunk)
-        meta = {**dec, "sample": sample, **({"template": template} if template != "{prompt}" else {})}
-        return [Generation(name, p.id, p.prompt, out, meta, fp) for p, out in zip(prompts, cached)]
+                new = generate_samples(model, tok, [Prompt(prompts[i].id, texts[i], prompts[i].source) for i in chunk], name,
+                                       dec, seeds=[settings[s]["seed"] + start for s in group],
+                                       batch_size=self.eval_cfg.batch_size, chat_template=self.chat_template, model_hash=fp)
+                for s, gens in zip(group, new):
+                    self.cache.put(fp, settings[s], [texts[i] for i in chunk], [g.output for g in gens], s)
+                    for i, g in zip(chunk, gens):
+                        cached[s][i] = g.output
+                self.generated += len(chunk) * len(group)
+        return [[Generation(name, p.id, p.prompt, out, {**dec, "sample": s, **({"template": template} if template != "{prompt}" else {})}, fp)
+                 for p, out in zip(prompts, cached[s])] for s in samples]
 
     def checkpoint_policies(self) -> list[str]:
         return [n for n, s in self.policies.items() if not s.is_file]

@@ -204,7 +204,7 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     def no_lm_eval(*args, **kwargs):
         raise AssertionError("a cached lm-eval task ran again")
 
-    monkeypatch.setattr("harness.generation.generate", no_generation)
+    monkeypatch.setattr("harness.generation.generate_samples", no_generation)
     monkeypatch.setattr("harness.evals.lm_eval_runner.run_lm_eval", no_lm_eval)
     run2 = root / "run2"
     rows2 = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, policies, run2, "r1", seed=0)

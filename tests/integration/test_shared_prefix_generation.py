@@ -77,3 +77,67 @@ def test_no_shared_prefix_means_plain_inputs(tiny_lm):
 
     model, tok = tiny_lm
     assert shared_prefix_inputs(model, [[5, 6, 7], [8, 9, 10, 11]], tok.pad_token_id, min_prefix=2) is None
+
+
+def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generation(tiny_lm):
+    """Every prompt token but the last is in the cache (the primer's 40 once, then the rest 8 wide), generate runs
+    one token per row, and its tokens and scores equal plain left-padded generation."""
+    from harness.prompting import pad
+    from harness.shared_prefix import prefilled_inputs
+
+    model, tok = tiny_lm
+    rows = _rows()
+    kw = dict(max_new_tokens=4, min_new_tokens=4, pad_token_id=tok.pad_token_id, output_scores=True,
+              return_dict_in_generate=True, do_sample=False)
+    ids, mask = pad(rows, tok.pad_token_id, side="left")
+    want = model.generate(input_ids=ids, attention_mask=mask, **kw)
+
+    lengths = []
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+    try:
+        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, min_prefix=16)
+        assert past.get_seq_length() == p_ids.shape[1] - 1
+        got = model.generate(input_ids=p_ids, attention_mask=p_mask, past_key_values=past, **kw)
+    finally:
+        hook.remove()
+    assert lengths[:3] == [(1, 40), (6, 8), (6, 1)]
+    assert torch.equal(got.sequences[:, p_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
+    for a, b in zip(got.scores, want.scores):
+        assert torch.allclose(a, b, atol=1e-5)
+
+    # without a shared prefix: the left-padded prompts but their last token in one forward
+    lengths.clear()
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+    try:
+        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, share_prefixes=False)
+    finally:
+        hook.remove()
+    assert lengths == [(6, ids.shape[1] - 1)] and torch.equal(p_ids, ids) and past.get_seq_length() == ids.shape[1] - 1
+
+
+def test_samples_drawn_together_equal_samples_drawn_one_by_one(tiny_lm):
+    """generate_samples runs each batch's prompts once for all seeds; sample s equals generate(seed=seeds[s])."""
+    from harness.generation import generate, generate_samples
+    from harness.records import Prompt
+
+    model, tok = tiny_lm
+    primer = " ".join(f"Question {i}: what is {i} plus {i}? Answer: {2 * i}." for i in range(4))
+    prompts = [Prompt(str(i), f"{primer} Question: what is {i} times {i + 1}?", "t") for i in range(5)]
+    dec = {"max_new_tokens": 6, "do_sample": True, "temperature": 1.0, "top_p": 0.95}
+    seeds = [0, 1000, 2000]
+    forwards = []
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kw: forwards.append((args[0] if args else kw["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        together = generate_samples(model, tok, prompts, "p", dec, seeds=seeds, batch_size=3, chat_template="false")
+    finally:
+        hook.remove()
+    alone = [generate(model, tok, prompts, "p", dec, batch_size=3, chat_template="false", seed=s) for s in seeds]
+    assert [[g.output for g in gens] for gens in together] == [[g.output for g in gens] for gens in alone]
+    assert len({tuple(g.output for g in gens) for gens in together}) == 3  # the seeds draw different samples
+    # two batches; each: the shared primer once and the rest once (both wider than a token), then 1-token steps
+    assert sum(n > 1 for n in forwards) == 4
+    with pytest.raises(ValueError, match="no seeds"):
+        generate_samples(model, tok, prompts, "p", dec, seeds=[])
