@@ -237,6 +237,9 @@ class EvalConfig:
 
     run: list[str] = field(default_factory=lambda: ["winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax"])
     batch_size: int = ranged(8, ge=1)  # prompts per generate call and per judge forward
+    # rows one generate call decodes when a prompt gets several samples (toxicity's k): the samples of a batch of
+    # prompts decode together up to this many rows, each from its own seed (harness.generation.generate_samples)
+    sample_rows: int = ranged(128, ge=1)
     lm_eval_batch_size: int = ranged(8, ge=1)
     bootstrap_resamples: int = ranged(2000, ge=1)  # of every 95 % interval the run reports
     # generation cache (keyed by weights hash, prompt and decoding), shared by every run on the machine by default;

@@ -270,7 +270,8 @@ class EvalContext:
                 chunk = todo[start : start + step]
                 new = generate_samples(model, tok, [Prompt(prompts[i].id, texts[i], prompts[i].source) for i in chunk], name,
                                        dec, seeds=[settings[s]["seed"] + start for s in group],
-                                       batch_size=self.eval_cfg.batch_size, chat_template=self.chat_template, model_hash=fp)
+                                       batch_size=self.eval_cfg.batch_size, sample_rows=self.eval_cfg.sample_rows,
+                                       chat_template=self.chat_template, model_hash=fp)
                 for s, gens in zip(group, new):
                     self.cache.put(fp, settings[s], [texts[i] for i in chunk], [g.output for g in gens], s)
                     for i, g in zip(chunk, gens):

@@ -118,7 +118,8 @@ def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generati
 
 
 def test_samples_drawn_together_equal_samples_drawn_one_by_one(tiny_lm):
-    """generate_samples runs each batch's prompts once for all seeds; sample s equals generate(seed=seeds[s])."""
+    """generate_samples runs each batch's prompts once for all seeds and decodes the samples together (up to
+    sample_rows rows a call); sample s equals generate(seed=seeds[s]) whichever samples decode with it."""
     from harness.generation import generate, generate_samples
     from harness.records import Prompt
 
@@ -136,6 +137,9 @@ def test_samples_drawn_together_equal_samples_drawn_one_by_one(tiny_lm):
         hook.remove()
     alone = [generate(model, tok, prompts, "p", dec, batch_size=3, chat_template="false", seed=s) for s in seeds]
     assert [[g.output for g in gens] for gens in together] == [[g.output for g in gens] for gens in alone]
+    one_by_one = generate_samples(model, tok, prompts, "p", dec, seeds=seeds, batch_size=3, chat_template="false",
+                                  sample_rows=3)  # 3 rows a call: each sample decodes alone
+    assert [[g.output for g in gens] for gens in one_by_one] == [[g.output for g in gens] for gens in alone]
     assert len({tuple(g.output for g in gens) for gens in together}) == 3  # the seeds draw different samples
     # two batches; each: the shared primer once and the rest once (both wider than a token), then 1-token steps
     assert sum(n > 1 for n in forwards) == 4

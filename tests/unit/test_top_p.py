@@ -49,7 +49,8 @@ def test_generate_samples_what_transformers_top_p_samples(tiny_lm_peaked):
 
 
 def test_harness_decoding_kwargs_sample_what_transformers_top_p_samples(tiny_lm_peaked):
-    """harness.generation.decoding_kwargs (top-p 0.9, temperature 0.7) draws what transformers' own top-p draws."""
+    """harness.generation.decoding_kwargs (top-p 0.9, temperature 0.7, one generator seeded 5) draws what
+    transformers' own top-p draws after torch.manual_seed(5)."""
     from harness.generation import decoding_kwargs
 
     model, ids = tiny_lm_peaked
@@ -57,11 +58,43 @@ def test_harness_decoding_kwargs_sample_what_transformers_top_p_samples(tiny_lm_
     torch.manual_seed(5)
     want = model.generate(input_ids=ids, max_new_tokens=8, min_new_tokens=8, do_sample=True, temperature=0.7, top_p=0.9,
                           top_k=0, pad_token_id=0)
-    torch.manual_seed(5)
-    got = model.generate(input_ids=ids, min_new_tokens=8, pad_token_id=0, **decoding_kwargs(dec))
+    torch.manual_seed(123)  # the global generator plays no part
+    got = model.generate(input_ids=ids, min_new_tokens=8, pad_token_id=0,
+                         **decoding_kwargs(dec, [torch.Generator().manual_seed(5)]))
     assert torch.equal(got, want)
     assert decoding_kwargs({"max_new_tokens": 4, "do_sample": False}) == {"max_new_tokens": 4, "do_sample": False}
-    assert "logits_processor" not in decoding_kwargs({**dec, "top_p": 1.0})
+    with pytest.raises(ValueError, match="generator"):
+        decoding_kwargs(dec)
+
+
+def test_groups_of_rows_draw_what_each_group_draws_alone(tiny_lm_peaked):
+    """Two groups decoded in one call (harness.sampling.GroupSampler, one generator each) give each group the
+    tokens its own call gives, and those are transformers' own draws under that seed."""
+    from harness.generation import decoding_kwargs
+
+    model, ids = tiny_lm_peaked
+    dec = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 0.9}
+    kw = dict(min_new_tokens=8, pad_token_id=0)
+    together = model.generate(input_ids=ids.repeat(2, 1), **kw, **decoding_kwargs(
+        dec, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]))
+    for g, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)
+        alone = model.generate(input_ids=ids, do_sample=True, top_p=0.9, top_k=0, max_new_tokens=8, **kw)
+        assert torch.equal(together[g * len(ids):(g + 1) * len(ids)], alone)
+    assert not torch.equal(together[:len(ids)], together[len(ids):])  # the seeds drew differently
+
+
+def test_group_sampler_refuses_uneven_groups_and_no_generators():
+    from harness.sampling import GroupSampler
+
+    with pytest.raises(ValueError, match="no generators"):
+        GroupSampler([], [])
+    sampler = GroupSampler([], [torch.Generator(), torch.Generator()])
+    with pytest.raises(ValueError, match="3 rows do not split into 2"):
+        sampler(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 5))
+    out = GroupSampler([], [torch.Generator().manual_seed(0)])(torch.zeros(2, 1, dtype=torch.long), torch.tensor(
+        [[0.0, -float("inf"), -float("inf")], [-float("inf"), -float("inf"), 1.0]]))
+    assert torch.equal(out.argmax(-1), torch.tensor([0, 2])) and torch.isinf(out).sum() == 4  # one-hot: 0 there, -inf elsewhere
 
 
 @pytest.fixture(scope="module")
