@@ -57,6 +57,14 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
+def harness_cache_dir() -> Path:
+    """``$HARNESS_CACHE_DIR`` if set, else ``.cache/harness`` under the working directory: the default of
+    ``model.cache_dir`` (:class:`harness.model_config.ModelConfig`), for caches kept outside a run's config
+    (a standalone scorer's fit, weight hashes), so they and a run share one cache."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path(".cache") / "harness"
+
+
 def apply_umask(path: str | Path) -> Path:
     """Give ``path`` (a file) or every file under it (a folder) the umask's mode (:func:`umask_mode`),
     undoing the 0600 that ``mkstemp``-style writers such as safetensors create files with. Returns ``path``."""

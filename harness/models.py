@@ -42,6 +42,7 @@ import copy
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,8 @@ from harness.devices import place
 from harness.io import apply_umask
 from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
 from harness.modelpaths import loading
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -434,24 +437,52 @@ def reward_index(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_toke
 def model_fingerprint(path: str) -> str:
     """sha256 over a checkpoint folder's weight files (names and bytes); the id a cache keys on.
 
-    For a hub id with no local folder, the hash of the id itself.
+    For a hub id with no local folder, the hash of the id itself. Hashed once per file version
+    (:func:`_weights_hash`), on this machine, not once per process.
     """
     p = Path(path)
     if not p.is_dir():
         return hashlib.sha256(path.encode()).hexdigest()
     files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
-    return _weights_hash(tuple((f.name, str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = [(f, f.stat()) for f in files]
+    return _weights_hash(tuple((f.name, str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                               for f, st in stats))
+
+
+WEIGHTS_HASHES = "weights_hashes"  # folder of the harness cache (harness.io.harness_cache_dir) holding stored hashes
 
 
 @functools.lru_cache(maxsize=64)
-def _weights_hash(files: tuple[tuple[str, str, int, int], ...]) -> str:
-    """sha256 over (name, bytes) of weight files given as (name, resolved path, size, mtime_ns): once per process and
-    file version (a judge's key, its panel entry and the pipeline all ask for the same checkpoint's hash; 135M is
-    ~2 s). The name is the folder's (a hub snapshot links it to a blob of another name)."""
+def _weights_hash(files: tuple[tuple[str, str, int, int, int, int], ...]) -> str:
+    """sha256 over (name, bytes) of weight files given as (name, resolved path, size, mtime_ns, ctime_ns, inode);
+    the name is the folder's (a hub snapshot links it to a blob of another name).
+
+    Once per file version: in a process (a judge's key, its panel entry and the pipeline all ask for the same
+    checkpoint's hash), and across processes through a record in ``<harness cache>/weights_hashes/`` keyed by those
+    file facts (reading 135M parameters costs ~1.3 s of a re-evaluation's ~10 s). A file rewritten in place changes
+    its ctime (which no program can set back) even where it keeps its size and mtime, so a stale record is never
+    read; a record that does not match its key or cannot be read is ignored and rewritten. A record that cannot be
+    written is a warning (the hash is still returned)."""
+    import json
+
+    from harness.io import harness_cache_dir, read_json, write_json
+
+    facts = [list(f) for f in files]
+    record = harness_cache_dir() / WEIGHTS_HASHES / f"{hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:40]}.json"
+    try:
+        stored = read_json(record) if record.is_file() else None
+    except (OSError, ValueError):
+        stored = None
+    if isinstance(stored, dict) and stored.get("files") == facts and isinstance(stored.get("sha256"), str):
+        return stored["sha256"]
     h = hashlib.sha256()
-    for name, f, _, _ in files:
+    for name, f, *_ in files:
         h.update(name.encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
+    try:
+        write_json(record, {"files": facts, "sha256": h.hexdigest()})
+    except OSError as e:
+        log.warning("weights hash of %s not stored in %s (%s): it will be computed again next run", files[0][1], record, e)
     return h.hexdigest()

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import data as D
-from harness.io import atomic_write_bytes
+from harness.io import atomic_write_bytes, harness_cache_dir
 from harness.judging.inputs import check_texts
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,6 @@ class _Model:
         return self.ridge.predict(self._features(texts))
 
 
-def default_cache_dir() -> Path:
-    """``$HARNESS_CACHE_DIR`` if set, else ``.cache/harness`` under the working directory: the default of
-    ``model.cache_dir`` (:class:`harness.model_config.ModelConfig`), so a standalone scorer and a run share one cache."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(".cache") / "harness"
-
-
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries the fitted model depends on (``"absent"`` when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -230,7 +223,7 @@ class PerspectiveTfidfScorer:
         path = None
         key = self.fingerprint = cache_key(data_dir, config, rtp_split_seed, wiki_split_seed)
         if cache:
-            path = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+            path = Path(cache_dir).expanduser() if cache_dir else harness_cache_dir()
             path = path / "toxicity" / f"perspective_tfidf-{key[:16]}.pkl"
             if path.is_file():
                 try:

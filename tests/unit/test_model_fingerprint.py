@@ -43,3 +43,40 @@ def test_a_linked_weight_file_hashes_under_the_folders_name(tmp_path):
 
 def test_a_hub_id_without_a_folder_hashes_the_id():
     assert model_fingerprint("org/some-model") == hashlib.sha256(b"org/some-model").hexdigest()
+
+
+def test_a_later_process_reads_the_stored_hash_and_a_rewritten_file_is_hashed_again(tmp_path, monkeypatch):
+    """The hash is stored in <harness cache>/weights_hashes keyed by the files' size, mtime, ctime and inode: a new
+    process (the in-process cache cleared) reads it back without opening the weights; bytes rewritten in place
+    with the same size and mtime change the ctime, so they are hashed again; a corrupt record is rewritten."""
+    import builtins
+
+    from harness.models import WEIGHTS_HASHES
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "m"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"weights-1")
+    first = model_fingerprint(str(folder))
+    records = list((tmp_path / "cache" / WEIGHTS_HASHES).glob("*.json"))
+    assert first == _by_hand(folder) and len(records) == 1
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
+    _weights_hash.cache_clear()  # a new process
+    assert model_fingerprint(str(folder)) == first
+    assert str(weights) not in opened  # read from the record
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    mtime = weights.stat().st_mtime_ns
+    weights.write_bytes(b"weights-2")  # same size
+    os.utime(weights, ns=(mtime, mtime))  # and the same mtime: only the ctime tells
+    _weights_hash.cache_clear()
+    assert model_fingerprint(str(folder)) == _by_hand(folder) != first
+
+    for r in (tmp_path / "cache" / WEIGHTS_HASHES).glob("*.json"):
+        r.write_text('{"files": [], "sha256": "stale"}')  # a record that does not match its key
+    _weights_hash.cache_clear()
+    assert model_fingerprint(str(folder)) == _by_hand(folder)
