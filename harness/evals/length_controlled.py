@@ -11,13 +11,8 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit
-from statsmodels.tools.sm_exceptions import (
-    PerfectSeparationError,
-    PerfectSeparationWarning,
-)
 
 from harness.stats import Estimate
 
@@ -76,6 +71,9 @@ def _fit_lc_glm(y: np.ndarray, X: np.ndarray, ridge: float) -> np.ndarray:
 
 
 def _fit_glm_columns(y: np.ndarray, X: np.ndarray, ridge: float) -> np.ndarray:
+    import statsmodels.api as sm  # here: most fits never get this far (see length_controlled_win_rate)
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError, PerfectSeparationWarning
+
     model = sm.GLM(y, X, family=sm.families.Binomial())
     with warnings.catch_warnings():
         # statsmodels also warns "perfect prediction" when fractional responses are fitted exactly, which
@@ -102,9 +100,10 @@ def length_controlled_win_rate(items: Sequence[Mapping], length_fn: Callable[[st
     Model (Dubois et al. 2024, arXiv 2404.04475, restricted to one policy/baseline pair): for prompt x,
     ``logit P(policy preferred) = b0 + b1 * tanh(d_x / sd(d)) [+ b2 * gamma_x]`` with d_x the length
     difference output - baseline_output in ``length_fn`` units (default: characters, as AlpacaEval's
-    ``str.len()``; pass e.g. ``lambda s: len(tok(s).input_ids)`` for tokens). It is fitted as a
-    statsmodels ``GLM(family=Binomial())`` (logit link) by maximum likelihood on the per-prompt
-    preference ``win`` in {0, 0.5, 1}. A tie enters as the fractional response 0.5 (a quasi-binomial
+    ``str.len()``; pass e.g. ``lambda s: len(tok(s).input_ids)`` for tokens). It is fitted by maximum
+    likelihood (a binomial GLM, logit link) on the per-prompt preference ``win`` in {0, 0.5, 1}: by
+    Newton-Raphson (:func:`_lc_newton`) without a difficulty term, else, or where Newton does not finish, as a
+    statsmodels ``GLM(family=Binomial())`` (the two agree to 1e-8: tests/unit/test_winrate_lc.py). A tie enters as the fractional response 0.5 (a quasi-binomial
     "fractional logit"): its score equations are those of AlpacaEval's fit, which duplicates every
     row as y=1 with weight p and y=0 with weight 1-p. The LC win rate is the mean over prompts of the
     fitted probability with the length term set to 0, i.e. ``mean_x sigmoid(b0 [+ b2 * gamma_x])``
@@ -133,6 +132,10 @@ def length_controlled_win_rate(items: Sequence[Mapping], length_fn: Callable[[st
     y, X = lc_design(items, length_fn, difficulty_key)
     if np.all(y == y[0]):
         return float(y[0])
+    if difficulty_key is None:  # the same MLE by Newton-Raphson (equal to 1e-8 in tests); statsmodels where it stops
+        value = _lc_newton(y[None, :], X[None, :, 1])[0]
+        if not np.isnan(value):
+            return float(value)
     params = _fit_lc_glm(y, X, ridge)
     eta = params[0] + (X[:, 2] * params[2] if X.shape[1] > 2 else 0.0)
     return float(np.mean(expit(eta)))
@@ -142,18 +145,25 @@ def _lc_batch(y: np.ndarray, d: np.ndarray, max_iter: int = 50, tol: float = 1e-
     """LC win rates of B resamples at once: ``y`` and ``d`` are ``(B, n)`` (preferences and length differences).
 
     The same model and degenerate cases as :func:`length_controlled_win_rate` without a difficulty term:
-    ``tanh(d / sd(d))`` per resample (ddof=1), all-equal preferences -> that value, a constant length term
-    -> the intercept-only MLE ``sigmoid(logit(mean y)) = mean y``; otherwise Newton-Raphson on the
-    fractional-logit log-likelihood (concave, so from 0 it reaches the MLE when one exists), the 2 x 2
-    Hessian inverted in closed form. A resample whose fit does not converge in ``max_iter`` steps or
-    whose coefficients exceed ``LC_MAX_COEF`` (separation) is NaN: the caller refits it the slow way.
-    Returns ``(B,)`` fractions.
+    ``tanh(d / sd(d))`` per resample (ddof=1), then :func:`_lc_newton`. Returns ``(B,)`` fractions, NaN where the
+    fit does not finish (the caller refits those the slow way).
     """
-    B = y.shape[0]
-    out = np.full(B, np.nan)
     sd = d.std(axis=1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(sd[:, None] > 0, np.tanh(d / np.where(sd > 0, sd, 1.0)[:, None]), 0.0)
+    return _lc_newton(y, t, max_iter, tol)
+
+
+def _lc_newton(y: np.ndarray, t: np.ndarray, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
+    """``sigmoid(b0)`` of the fractional-logit GLM ``logit p = b0 + b1 t`` fitted to each of B rows: ``y`` and the
+    length term ``t`` are ``(B, n)``. All-equal preferences -> that value; a constant length term -> the
+    intercept-only MLE ``sigmoid(logit(mean y)) = mean y``; otherwise Newton-Raphson on the log-likelihood (concave,
+    so from 0 it reaches the MLE when one exists), the 2 x 2 Hessian inverted in closed form. A row whose fit does
+    not converge in ``max_iter`` steps or whose coefficients exceed ``LC_MAX_COEF`` (separation) is NaN: the caller
+    refits it with statsmodels and its ridge fallback. Returns ``(B,)`` fractions.
+    """
+    B = y.shape[0]
+    out = np.full(B, np.nan)
     const_y = np.all(y == y[:, :1], axis=1)
     out[const_y] = y[const_y, 0]
     flat = ~const_y & (np.ptp(t, axis=1) == 0)
