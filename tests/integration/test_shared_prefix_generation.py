@@ -80,8 +80,8 @@ def test_no_shared_prefix_means_plain_inputs(tiny_lm):
 
 
 def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generation(tiny_lm):
-    """Every prompt token but the last is in the cache (the primer's 40 once, then the rest 8 wide), generate runs
-    one token per row, and its tokens and scores equal plain left-padded generation."""
+    """Every prompt token but the last is in the cache (the primer's 40 once, then the rest), generate runs one
+    token per row, and its tokens and scores equal plain left-padded generation."""
     from harness.prompting import pad
     from harness.shared_prefix import prefilled_inputs
 
@@ -101,7 +101,9 @@ def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generati
         got = model.generate(input_ids=p_ids, attention_mask=p_mask, past_key_values=past, **kw)
     finally:
         hook.remove()
-    assert lengths[:3] == [(1, 40), (6, 8), (6, 1)]
+    # the primer once; then the rest but its last token of the 4 rows that have more than one (8 wide: the longest
+    # question), one chunk at these lengths; then generate's one token per row
+    assert lengths[:3] == [(1, 40), (4, 8), (6, 1)]
     assert torch.equal(got.sequences[:, p_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
     for a, b in zip(got.scores, want.scores):
         assert torch.allclose(a, b, atol=1e-5)
@@ -115,6 +117,33 @@ def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generati
     finally:
         hook.remove()
     assert lengths == [(6, ids.shape[1] - 1)] and torch.equal(p_ids, ids) and past.get_seq_length() == ids.shape[1] - 1
+
+
+def test_rows_of_very_different_lengths_prefill_in_chunks_and_generate_as_left_padded(tiny_lm):
+    """Two short prompts and two 120-token ones: the rest runs in two chunks, each padded to its own longest row
+    (no 4 x 120 forward), and greedy tokens and scores still equal plain left-padded generation."""
+    from harness.prompting import pad
+    from harness.shared_prefix import prefilled_inputs
+
+    model, tok = tiny_lm
+    g = torch.Generator().manual_seed(5)
+    rows = [torch.randint(5, 1000, (n,), generator=g).tolist() for n in (3, 120, 5, 118)]
+    kw = dict(max_new_tokens=4, min_new_tokens=4, pad_token_id=tok.pad_token_id, output_scores=True,
+              return_dict_in_generate=True, do_sample=False)
+    ids, mask = pad(rows, tok.pad_token_id, side="left")
+    want = model.generate(input_ids=ids, attention_mask=mask, **kw)
+    lengths = []
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+    try:
+        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, chunk_cost=8)
+        got = model.generate(input_ids=p_ids, attention_mask=p_mask, past_key_values=past, **kw)
+    finally:
+        hook.remove()
+    assert lengths[:2] == [(2, 4), (2, 119)]  # the short rows, then the long ones; each without its last token
+    assert torch.equal(got.sequences[:, p_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
+    for a, b in zip(got.scores, want.scores):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_samples_drawn_together_equal_samples_drawn_one_by_one(tiny_lm):

@@ -55,3 +55,19 @@ def test_random_batches_are_partitions_whose_members_share_their_prefix():
 def test_bad_input_is_refused(rows, min_prefix, match):
     with pytest.raises(ValueError, match=match):
         prefix_segments(rows, min_prefix)
+
+
+def test_length_chunks_split_where_padding_costs_more_than_a_forward():
+    from harness.shared_prefix import length_chunks
+
+    # 2 rows of 10 and 2 of 200: one chunk costs 4 x 200 + 64 = 864; two cost 2 x 10 + 64 + 2 x 200 + 64 = 548
+    assert length_chunks([200, 10, 200, 10]) == [[1, 3], [0, 2]]
+    # similar lengths: one chunk (4 x 12 + 64 = 112 < 2 x 10 + 2 x 12 + 128)
+    assert length_chunks([10, 12, 11, 12]) == [[0, 2, 1, 3]]
+    # a free forward: every distinct length its own chunk; rows of length 0 need none
+    assert length_chunks([3, 0, 5, 3], chunk_cost=0) == [[0, 3], [2]]
+    assert length_chunks([0, 0]) == []
+    with pytest.raises(ValueError, match="row 1 has length -1"):
+        length_chunks([1, -1])
+    with pytest.raises(ValueError, match="chunk_cost"):
+        length_chunks([1], chunk_cost=-1)
