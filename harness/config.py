@@ -240,6 +240,9 @@ class EvalConfig:
     # rows one generate call decodes when a prompt gets several samples (toxicity's k): the samples of a batch of
     # prompts decode together up to this many rows, each from its own seed (harness.generation.generate_samples)
     sample_rows: int = ranged(128, ge=1)
+    # tokens of a rendered prompt a policy reads when generating; a longer prompt keeps its last ones, with a warning
+    # (console, results/evals.json, report) giving the count per policy and eval
+    max_prompt_length: int = ranged(1024, ge=1)
     lm_eval_batch_size: int = ranged(8, ge=1)
     bootstrap_resamples: int = ranged(2000, ge=1)  # of every 95 % interval the run reports
     # generation cache (keyed by weights hash, prompt and decoding), shared by every run on the machine by default;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ from harness.records import Generation, Prompt
 from harness.sampling import GroupSampler
 from harness.shared_prefix import prefilled_inputs
 from harness.top_p import TopPFromLargest
+
+log = logging.getLogger(__name__)
 
 
 def sampling_warpers(decoding: dict[str, Any]) -> list:
@@ -61,7 +64,8 @@ def generate_samples(
     """``len(seeds)`` outputs per prompt, as ``[sample][prompt]`` (prompt order); sample s is seeded by ``seeds[s]``.
 
     ``decoding`` holds ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``. Prompts are rendered by
-    :mod:`harness.prompting`, left-padded and batched (``batch_size`` prompts); generation stops at EOS.
+    :mod:`harness.prompting`, left-padded and batched (``batch_size`` prompts); generation stops at EOS. A prompt
+    longer than ``max_prompt_length`` tokens keeps its last ones, with a warning giving the count.
     - Each batch's prompts run once for all samples (:func:`harness.shared_prefix.prefilled_inputs`: every prompt
       token but the last in a KV cache; a prefix the batch shares, such as the chat template's system turn, an
       instruction or TruthfulQA's QA primer, once, with ``share_prefixes``).
@@ -78,7 +82,12 @@ def generate_samples(
         raise ValueError("generate_samples: no seeds")
     model.eval()
     dev = next(model.parameters()).device
-    ids_all = encode_prompts([p.prompt for p in prompts], tokenizer, max_prompt_length, chat_template)
+    ids_all = encode_prompts([p.prompt for p in prompts], tokenizer, max_prompt_length + 1, chat_template)
+    cut = sum(len(ids) > max_prompt_length for ids in ids_all)
+    if cut:
+        log.warning("generate %s: %d of %d prompts are longer than max_prompt_length=%d tokens and keep only their last %d",
+                    policy, cut, len(prompts), max_prompt_length, max_prompt_length)
+        ids_all = [ids[-max_prompt_length:] for ids in ids_all]
     sampled = bool(decoding.get("do_sample", False))
     out: list[list[Generation]] = [[] for _ in seeds]
     for start in tqdm(range(0, len(prompts), batch_size), desc=f"generate {policy}", leave=False):

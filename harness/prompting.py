@@ -86,8 +86,18 @@ def encode_pair(
 
 
 def encode_prompts(prompts: list[str], tokenizer, max_prompt_length: int, chat_template: str | bool = "auto") -> list[list[int]]:
-    """Rendered prompts as token ids, each cut to its last ``max_prompt_length`` tokens."""
-    return [tokenizer(render_prompt(p, tokenizer, chat_template), add_special_tokens=False)["input_ids"][-max_prompt_length:] for p in prompts]
+    """Rendered prompts as token ids, each cut to its last ``max_prompt_length`` tokens (:func:`prompts_cut` says which
+    are)."""
+    return [ids[-max_prompt_length:] for ids in _rendered_ids(prompts, tokenizer, chat_template)]
+
+
+def prompts_cut(prompts: list[str], tokenizer, max_prompt_length: int, chat_template: str | bool = "auto") -> list[bool]:
+    """Per prompt: is its rendering longer than ``max_prompt_length`` tokens (so :func:`encode_prompts` cuts it)?"""
+    return [len(ids) > max_prompt_length for ids in _rendered_ids(prompts, tokenizer, chat_template)]
+
+
+def _rendered_ids(prompts: list[str], tokenizer, chat_template: str | bool) -> list[list[int]]:
+    return [tokenizer(render_prompt(p, tokenizer, chat_template), add_special_tokens=False)["input_ids"] for p in prompts]
 
 
 def pad(seqs: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

@@ -250,10 +250,12 @@ class EvalContext:
         else generated, the samples that lack the same prompts together (:func:`harness.generation.generate_samples`:
         the prompts run once for all of them; sample s is seeded ``seed + 1000 s`` whichever samples run with it)."""
         from harness.generation import generate_samples
+        from harness.prompting import prompts_cut
 
         texts = [template.format(prompt=p.prompt) for p in prompts]
         fp = self.fingerprint(name)
-        base = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": 256}
+        limit = int(self.eval_cfg.max_prompt_length)
+        base = {**dec, "chat_template": str(self.chat_template), "max_prompt_length": limit}
         if dtype_name(self.placement.dtype) != "float32":  # other weights, other outputs; float32 keeps the keys it always had
             base["dtype"] = dtype_name(self.placement.dtype)
         settings = {s: {**base, "seed": self.seed + 1000 * s} for s in samples}
@@ -271,12 +273,18 @@ class EvalContext:
                 new = generate_samples(model, tok, [Prompt(prompts[i].id, texts[i], prompts[i].source) for i in chunk], name,
                                        dec, seeds=[settings[s]["seed"] + start for s in group],
                                        batch_size=self.eval_cfg.batch_size, sample_rows=self.eval_cfg.sample_rows,
-                                       chat_template=self.chat_template, model_hash=fp)
+                                       max_prompt_length=limit, chat_template=self.chat_template, model_hash=fp)
+                cut = prompts_cut([texts[i] for i in chunk], tok, limit, self.chat_template)
                 for s, gens in zip(group, new):
-                    self.cache.put(fp, settings[s], [texts[i] for i in chunk], [g.output for g in gens], s)
+                    self.cache.put(fp, settings[s], [texts[i] for i in chunk], [g.output for g in gens], s, cut=cut)
                     for i, g in zip(chunk, gens):
                         cached[s][i] = g.output
                 self.generated += len(chunk) * len(group)
+        n_cut = self.cache.n_cut(fp, settings[samples[0]], texts, samples[0]) if len(samples) else 0
+        if n_cut:
+            self.warn(f"policy {name!r}, eval {self.current_eval!r}: {n_cut} of {len(prompts)} prompts are longer than "
+                      f"eval.max_prompt_length={limit} tokens and were cut to their last {limit} (the start of the "
+                      "prompt, e.g. an instruction, is lost): raise eval.max_prompt_length if the model's context allows")
         return [[Generation(name, p.id, p.prompt, out, {**dec, "sample": s, **({"template": template} if template != "{prompt}" else {})}, fp)
                  for p, out in zip(prompts, cached[s])] for s in samples]
 

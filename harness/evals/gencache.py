@@ -74,11 +74,21 @@ class GenerationCache:
                 self.hits += 1
         return out
 
-    def put(self, model_hash: str, settings: Mapping[str, Any], prompts: list[str], outputs: list[str], sample: int = 0) -> None:
-        """Store outputs for ``prompts`` and rewrite the shard atomically. Raises ``ValueError`` on a length mismatch."""
-        if len(prompts) != len(outputs):
-            raise ValueError(f"GenerationCache.put: {len(prompts)} prompts vs {len(outputs)} outputs")
+    def put(self, model_hash: str, settings: Mapping[str, Any], prompts: list[str], outputs: list[str], sample: int = 0,
+            cut: list[bool] | None = None) -> None:
+        """Store outputs for ``prompts`` and rewrite the shard atomically; ``cut``: per prompt, whether it was cut to
+        the maximum prompt length (kept as the entry's ``prompt_cut``, read back by :meth:`n_cut`). Raises
+        ``ValueError`` on a length mismatch."""
+        if len(prompts) != len(outputs) or (cut is not None and len(cut) != len(prompts)):
+            raise ValueError(f"GenerationCache.put: {len(prompts)} prompts vs {len(outputs)} outputs"
+                             + (f" and {len(cut)} cut flags" if cut is not None else ""))
         path = self._shard(model_hash, settings)
         shard = self._load(path)
-        new = [{"key": self.key(p, sample), "prompt": p, "sample": int(sample), "output": o} for p, o in zip(prompts, outputs)]
+        new = [{"key": self.key(p, sample), "prompt": p, "sample": int(sample), "output": o,
+                **({"prompt_cut": bool(cut[i])} if cut is not None else {})} for i, (p, o) in enumerate(zip(prompts, outputs))]
         shard.update((r["key"], r) for r in merge_jsonl(path, new, key="key"))
+
+    def n_cut(self, model_hash: str, settings: Mapping[str, Any], prompts: list[str], sample: int = 0) -> int:
+        """How many of ``prompts``' cached entries record that their prompt was cut to the maximum prompt length."""
+        shard = self._load(self._shard(model_hash, settings))
+        return sum(bool((shard.get(self.key(p, sample)) or {}).get("prompt_cut")) for p in prompts)

@@ -233,3 +233,25 @@ def test_reevaluating_unchanged_checkpoints_generates_nothing(setup, first_run, 
     prompts, _ = selection.eval_prompts(cfg.data, n=cfg.evals.winrate.n)
     ctx.outputs("sft", prompts, cfg.evals.winrate.decoding, "alpaca_eval")
     assert ctx.generated == 6 and ctx.cache.misses == 6
+
+
+def test_prompts_longer_than_max_prompt_length_are_counted_and_warned_also_from_the_cache(setup, tmp_path):
+    """A policy's prompts cut to eval.max_prompt_length are a warning with the count (console and evals.json), in the
+    run that generated them and in a later run that reads them from the generation cache."""
+    root, _, policies, judges = setup
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={tmp_path / 'cache'}", "eval.run=[hallucination]",
+                                         "eval.max_prompt_length=24",
+                                         *(f"eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
+    one = {"base": policies["base"]}
+    for run in ("a", "b"):
+        stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, one, tmp_path / run, run, seed=0)
+        warnings = [w for w in read_json(tmp_path / run / "results" / "evals.json")["warnings"] if "max_prompt_length" in w]
+        assert warnings == ["policy 'base', eval 'hallucination': 3 of 3 prompts are longer than eval.max_prompt_length=24 "
+                            "tokens and were cut to their last 24 (the start of the prompt, e.g. an instruction, is lost): "
+                            "raise eval.max_prompt_length if the model's context allows"], run
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={tmp_path / 'cache'}", "eval.run=[hallucination]",
+                                         *(f"eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
+    stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, one, tmp_path / "c", "c", seed=0)
+    assert not [w for w in read_json(tmp_path / "c" / "results" / "evals.json")["warnings"] if "max_prompt_length" in w]

@@ -31,6 +31,17 @@ def test_cache_round_trip_persists_and_keys_on_everything(tmp_path):
         again.put("a" * 64, SETTINGS, ["p1", "p2"], ["o1"])
 
 
+def test_cache_keeps_which_prompts_were_cut(tmp_path):
+    cache = GenerationCache(tmp_path)
+    cache.put("a" * 64, SETTINGS, ["p1", "p2", "p3"], ["o1", "o2", "o3"], cut=[True, False, True])
+    cache.put("a" * 64, SETTINGS, ["p4"], ["o4"])  # no flags given: not counted
+    again = GenerationCache(tmp_path)
+    assert again.n_cut("a" * 64, SETTINGS, ["p1", "p2", "p3", "p4", "never"]) == 2
+    assert again.n_cut("a" * 64, SETTINGS, ["p2"]) == 0
+    with pytest.raises(ValueError, match="1 prompts vs 1 outputs and 2 cut flags"):
+        again.put("a" * 64, SETTINGS, ["p1"], ["o1"], cut=[True, False])
+
+
 def test_cache_rejects_a_corrupt_shard_naming_it(tmp_path):
     cache = GenerationCache(tmp_path)
     cache.put("a" * 64, SETTINGS, ["p"], ["o"])

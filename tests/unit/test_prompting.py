@@ -38,3 +38,15 @@ def test_pad_left_and_right():
     assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     ids, mask = pad([[1, 2, 3], [4]], pad_id=0)
     assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_encode_prompts_keeps_the_end_and_prompts_cut_says_which_were_cut(tiny_dir):
+    from harness.prompting import encode_prompts, prompts_cut
+
+    tok = load_tokenizer(tiny_dir)
+    prompts = ["Say hi.", "word " * 50]
+    full = [tok(render_prompt(p, tok, "false"), add_special_tokens=False)["input_ids"] for p in prompts]
+    limit = len(full[0])  # the short one fits exactly
+    assert encode_prompts(prompts, tok, limit, "false") == [full[0], full[1][-limit:]]
+    assert prompts_cut(prompts, tok, limit, "false") == [False, True]
+    assert prompts_cut(prompts, tok, len(full[1]), "false") == [False, False]
