@@ -46,6 +46,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import (
@@ -54,14 +55,14 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
 )
+
+if TYPE_CHECKING:  # importing transformers' model classes costs ~1 s; a run that loads no model never pays it
+    from transformers import PreTrainedModel
 
 from harness.devices import place
 from harness.io import apply_umask
-from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
+from harness.model_config import ModelConfig
 from harness.modelpaths import loading
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ def build_tiny(cfg: ModelConfig, data_dir: str | None, seed: int):
     """
     tok_path = cfg.tokenizer or (os.path.join(data_dir, "gpt2_tokenizer") if data_dir else "openai-community/gpt2")
     tok = load_tokenizer(tok_path)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=cfg.hidden_size,
@@ -123,6 +126,8 @@ def smollm2_checkpoint(cache_dir: str) -> Path:
     src = str(Path(spec.origin).parent)
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig.from_dict({k: v for k, v in gguf_model.config.to_dict().items() if k != "quantization_config"})
     plain = LlamaForCausalLM(config)
     missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
@@ -331,7 +336,7 @@ def dropout_fields(config) -> list[str]:
     the only dropout such architectures have. Raises ``ValueError`` naming the architecture if it
     has neither.
     """
-    present = lambda names: [f for f in names if isinstance(getattr(config, f, None), (int, float))]  # noqa: E731
+    present = lambda names: [f for f in names if isinstance(getattr(config, f, None), (int, float))]
     fields = present(RESIDUAL_DROPOUT_FIELDS) or present(ATTENTION_DROPOUT_FIELDS)
     if not fields:
         raise ValueError(f"residual_dropout: {type(config).__name__} (model_type {getattr(config, 'model_type', '?')!r}) has no dropout "

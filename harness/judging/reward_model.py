@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -209,6 +210,7 @@ class RewardModelJudge:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         from transformers import AutoConfig
 
+        from harness.io import read_json
         from harness.models import load_tokenizer, loading, model_fingerprint
 
         self.path = str(path)
@@ -219,8 +221,12 @@ class RewardModelJudge:
         self.chat_template, self.batch_size = chat_template, batch_size
         # a saved sequence classifier's rendering is in its config: a run whose rewards all come from the cache never
         # loads its weights; any other checkpoint gets its record when loaded (load_scalar_model), so it loads now
-        with loading(self.path, "reward/value model"):
-            config = AutoConfig.from_pretrained(self.path)
+        config_file = Path(self.path) / "config.json"
+        if config_file.is_file():  # the saved fields as they are: AutoConfig would import the model's classes (~1 s)
+            config = SimpleNamespace(**{"architectures": None, **read_json(config_file)})
+        else:
+            with loading(self.path, "reward/value model"):
+                config = AutoConfig.from_pretrained(self.path)
         archs = config.architectures or []
         saved = any(a.endswith("ForSequenceClassification") for a in archs) and not any(
             a.endswith("ForTokenClassification") for a in archs)

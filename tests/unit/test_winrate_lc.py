@@ -163,3 +163,28 @@ def test_batched_bootstrap_equals_one_statsmodels_fit_per_resample(separated):
     assert fast.ci_low == pytest.approx(slow.confidence_interval.low, abs=1e-6)
     assert fast.ci_high == pytest.approx(slow.confidence_interval.high, abs=1e-6)
     assert fast.ci_low < fast.ci_high
+
+
+def test_separated_data_get_the_ridge_fit_of_statsmodels_fit_regularized():
+    """No MLE (every longer output wins): the batched fit gives the ridge fit, statsmodels'
+    fit_regularized(alpha=[0, LC_RIDGE], L1_wt=0) minimiser, to 1e-5 (statsmodels' own solver tolerance), and the
+    point estimate agrees with it. (A tie would make the MLE exist: it is then the unpenalised fit, tested above.)"""
+    import warnings
+
+    from scipy.special import expit
+
+    from harness.evals.length_controlled import LC_RIDGE, _lc_newton
+
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        d = rng.integers(-300, 300, size=20).astype(float)  # length differences in characters
+        t = np.tanh(d / d.std(ddof=1))
+        y = (d > 0).astype(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.GLM(y, np.column_stack([np.ones(20), t]), family=sm.families.Binomial()).fit_regularized(
+                alpha=np.array([0.0, LC_RIDGE]), L1_wt=0.0)
+        got = _lc_newton(y[None, :], t[None, :])[0]
+        assert got == pytest.approx(expit(fit.params[0]), abs=1e-5)
+        items = [item(i, w, 500 + di, 500) for i, (w, di) in enumerate(zip(y, d))]
+        assert length_controlled_win_rate(items) == pytest.approx(got, abs=1e-12)
