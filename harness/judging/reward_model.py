@@ -211,12 +211,12 @@ class RewardModelJudge:
         from transformers import AutoConfig
 
         from harness.io import read_json
-        from harness.models import load_tokenizer, loading, model_fingerprint
+        from harness.models import loading, model_fingerprint
 
         self.path = str(path)
         self.name = name or Path(self.path).name
         self.fingerprint = model_fingerprint(self.path)
-        self.tokenizer = load_tokenizer(self.path)
+        self._tokenizer = None
         self._model, self._place = None, (device, dtype)
         self.chat_template, self.batch_size = chat_template, batch_size
         # a saved sequence classifier's rendering is in its config: a run whose rewards all come from the cache never
@@ -230,11 +230,23 @@ class RewardModelJudge:
         archs = config.architectures or []
         saved = any(a.endswith("ForSequenceClassification") for a in archs) and not any(
             a.endswith("ForTokenClassification") for a in archs)
-        self.rendering = rendering(config if saved else self.model.config, self.tokenizer, chat_template)
+        config = config if saved else self.model.config
+        # a recorded rendering needs no tokenizer: a run whose rewards are all cached loads none
+        self.rendering = rendering(config, None if reward_record(config) is not None else self.tokenizer, chat_template)
         log.info("judge %s (%s): %s rendering%s", self.name, self.path, self.rendering[0],
                  f", chat_template={self.rendering[1]}" if self.rendering[1] else "")
         self.max_length, self.max_prompt_length, self.progress = max_length, max_prompt_length, progress
         self.counts: dict[str, int] = {"scored": 0, "truncated": 0}  # texts scored / cut to max_length, over the judge's life
+
+    @property
+    def tokenizer(self):
+        """The judge's own tokenizer, loaded on first use (a run whose rewards all come from the cache, of a judge
+        whose rendering its config records, never loads it: loading it imports the model's classes, ~1 s)."""
+        if self._tokenizer is None:
+            from harness.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.path)
+        return self._tokenizer
 
     @property
     def model(self):
