@@ -79,71 +79,52 @@ def test_no_shared_prefix_means_plain_inputs(tiny_lm):
     assert shared_prefix_inputs(model, [[5, 6, 7], [8, 9, 10, 11]], tok.pad_token_id, min_prefix=2) is None
 
 
-def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generation(tiny_lm):
-    """Every prompt token but the last is in the cache (the primer's 40 once, then the rest), generate runs one
-    token per row, and its tokens and scores equal plain left-padded generation."""
+def _prefilled_generation(model, tok, rows, **prefill_kwargs):
+    """Greedy generation from :func:`prefilled_inputs` of ``rows``, checked equal to plain left-padded generation
+    (tokens, and every step's scores to 1e-5); returns the shapes of every forward it ran, its input ids and cache."""
     from harness.prompting import pad
     from harness.shared_prefix import prefilled_inputs
 
-    model, tok = tiny_lm
-    rows = _rows()
     kw = dict(max_new_tokens=4, min_new_tokens=4, pad_token_id=tok.pad_token_id, output_scores=True,
               return_dict_in_generate=True, do_sample=False)
     ids, mask = pad(rows, tok.pad_token_id, side="left")
     want = model.generate(input_ids=ids, attention_mask=mask, **kw)
-
     lengths = []
     hook = model.register_forward_pre_hook(
         lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
     try:
-        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, min_prefix=16)
+        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, **prefill_kwargs)
         assert past.get_seq_length() == p_ids.shape[1] - 1
         got = model.generate(input_ids=p_ids, attention_mask=p_mask, past_key_values=past, **kw)
     finally:
         hook.remove()
-    # the primer once; then the rest but its last token of the 4 rows that have more than one (8 wide: the longest
-    # question), one chunk at these lengths; then generate's one token per row
-    assert lengths[:3] == [(1, 40), (4, 8), (6, 1)]
     assert torch.equal(got.sequences[:, p_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
     for a, b in zip(got.scores, want.scores):
         assert torch.allclose(a, b, atol=1e-5)
+    return lengths, ids, p_ids
 
+
+def test_prefilled_inputs_leave_one_token_per_row_and_equal_left_padded_generation(tiny_lm):
+    """Every prompt token but the last is in the cache (the primer's 40 once, then the rest), generate runs one
+    token per row, and its tokens and scores equal plain left-padded generation."""
+    model, tok = tiny_lm
+    lengths, _, _ = _prefilled_generation(model, tok, _rows(), min_prefix=16)
+    # the primer once; then the rest but its last token of the 4 rows that have more than one (8 wide: the longest
+    # question), one chunk at these lengths; then generate's one token per row
+    assert lengths[:3] == [(1, 40), (4, 8), (6, 1)]
     # without a shared prefix: the left-padded prompts but their last token in one forward
-    lengths.clear()
-    hook = model.register_forward_pre_hook(
-        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
-    try:
-        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, share_prefixes=False)
-    finally:
-        hook.remove()
-    assert lengths == [(6, ids.shape[1] - 1)] and torch.equal(p_ids, ids) and past.get_seq_length() == ids.shape[1] - 1
+    lengths, ids, p_ids = _prefilled_generation(model, tok, _rows(), share_prefixes=False)
+    assert lengths[0] == (6, ids.shape[1] - 1) and lengths[1] == (6, 1) and torch.equal(p_ids, ids)
 
 
 def test_rows_of_very_different_lengths_prefill_in_chunks_and_generate_as_left_padded(tiny_lm):
     """Two short prompts and two 120-token ones: the rest runs in two chunks, each padded to its own longest row
     (no 4 x 120 forward), and greedy tokens and scores still equal plain left-padded generation."""
-    from harness.prompting import pad
-    from harness.shared_prefix import prefilled_inputs
-
     model, tok = tiny_lm
     g = torch.Generator().manual_seed(5)
     rows = [torch.randint(5, 1000, (n,), generator=g).tolist() for n in (3, 120, 5, 118)]
-    kw = dict(max_new_tokens=4, min_new_tokens=4, pad_token_id=tok.pad_token_id, output_scores=True,
-              return_dict_in_generate=True, do_sample=False)
-    ids, mask = pad(rows, tok.pad_token_id, side="left")
-    want = model.generate(input_ids=ids, attention_mask=mask, **kw)
-    lengths = []
-    hook = model.register_forward_pre_hook(
-        lambda m, args, kw: lengths.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
-    try:
-        p_ids, p_mask, past = prefilled_inputs(model, rows, tok.pad_token_id, chunk_cost=8)
-        got = model.generate(input_ids=p_ids, attention_mask=p_mask, past_key_values=past, **kw)
-    finally:
-        hook.remove()
+    lengths, _, _ = _prefilled_generation(model, tok, rows, chunk_cost=8)
     assert lengths[:2] == [(2, 4), (2, 119)]  # the short rows, then the long ones; each without its last token
-    assert torch.equal(got.sequences[:, p_ids.shape[1]:], want.sequences[:, ids.shape[1]:])
-    for a, b in zip(got.scores, want.scores):
-        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_samples_drawn_together_equal_samples_drawn_one_by_one(tiny_lm):
