@@ -69,8 +69,8 @@ def generate_samples(
     - Each batch's prompts run once for all samples (:func:`harness.shared_prefix.prefilled_inputs`: every prompt
       token but the last in a KV cache; a prefix the batch shares, such as the chat template's system turn, an
       instruction or TruthfulQA's QA primer, once, with ``share_prefixes``).
-    - The samples of a batch decode together, up to ``sample_rows`` rows per ``generate`` call (a decode step
-      costs about as much for 4 x 24 rows as for 24 here: it reads all the weights either way), each sample's rows
+    - The samples of a batch decode together, up to ``sample_rows`` rows per ``generate`` call (one call of 4 x 24
+      rows costs less than four of 24: fewer steps' fixed costs and larger matrix products), each sample's rows
       drawing from their own generator seeded ``seeds[s] + batch start`` (:class:`harness.sampling.GroupSampler`).
       So outputs do not depend on what ran before, nor on which samples decode together: sample s draws what
       :func:`generate` with ``seed=seeds[s]`` draws, up to the float rounding a larger batch brings to the logits.
