@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # importing transformers' model classes costs ~1 s; a run tha
 
 from harness.devices import place
 from harness.io import apply_umask
-from harness.model_config import ModelConfig
+from harness.model_config import ModelConfig  # noqa: F401  (re-exported: its historic home)
 from harness.modelpaths import loading
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ def dropout_fields(config) -> list[str]:
     the only dropout such architectures have. Raises ``ValueError`` naming the architecture if it
     has neither.
     """
-    present = lambda names: [f for f in names if isinstance(getattr(config, f, None), (int, float))]
+    present = lambda names: [f for f in names if isinstance(getattr(config, f, None), (int, float))]  # noqa: E731
     fields = present(RESIDUAL_DROPOUT_FIELDS) or present(ATTENTION_DROPOUT_FIELDS)
     if not fields:
         raise ValueError(f"residual_dropout: {type(config).__name__} (model_type {getattr(config, 'model_type', '?')!r}) has no dropout "
@@ -466,7 +466,7 @@ def _weights_hash(files: tuple[tuple[str, str, int, int, int, int], ...]) -> str
     checkpoint's hash), and across processes through a record in ``<harness cache>/weights_hashes/`` keyed by those
     file facts (reading 135M parameters costs ~1.3 s of a re-evaluation's ~10 s). A file rewritten in place changes
     its ctime (which no program can set back) even where it keeps its size and mtime, so a stale record is never
-    read; a record that does not match its key or cannot be read is ignored and rewritten. A record that cannot be
+    read; a record that does not match its key or cannot be read is a warning, then hashed again and rewritten. A record that cannot be
     written is a warning (the hash is still returned)."""
     import json
 
@@ -476,10 +476,13 @@ def _weights_hash(files: tuple[tuple[str, str, int, int, int, int], ...]) -> str
     record = harness_cache_dir() / WEIGHTS_HASHES / f"{hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:40]}.json"
     try:
         stored = read_json(record) if record.is_file() else None
-    except (OSError, ValueError):
-        stored = None
+    except (OSError, ValueError) as e:
+        stored = e
     if isinstance(stored, dict) and stored.get("files") == facts and isinstance(stored.get("sha256"), str):
         return stored["sha256"]
+    if stored is not None:
+        log.warning("weights hash record %s is unreadable or not for these files (%s): hashing the weights again and "
+                    "rewriting it", record, stored if isinstance(stored, Exception) else "another key")
     h = hashlib.sha256()
     for name, f, *_ in files:
         h.update(name.encode())

@@ -45,10 +45,11 @@ def test_a_hub_id_without_a_folder_hashes_the_id():
     assert model_fingerprint("org/some-model") == hashlib.sha256(b"org/some-model").hexdigest()
 
 
-def test_a_later_process_reads_the_stored_hash_and_a_rewritten_file_is_hashed_again(tmp_path, monkeypatch):
+def test_a_later_process_reads_the_stored_hash_and_a_rewritten_file_is_hashed_again(tmp_path, monkeypatch, caplog):
     """The hash is stored in <harness cache>/weights_hashes keyed by the files' size, mtime, ctime and inode: a new
     process (the in-process cache cleared) reads it back without opening the weights; bytes rewritten in place
-    with the same size and mtime change the ctime, so they are hashed again; a corrupt record is rewritten."""
+    with the same size and mtime change the ctime, so they are hashed again; a record for another key or a corrupt
+    one is a warning, hashed again and rewritten."""
     import builtins
 
     from harness.models import WEIGHTS_HASHES
@@ -79,4 +80,15 @@ def test_a_later_process_reads_the_stored_hash_and_a_rewritten_file_is_hashed_ag
     for r in (tmp_path / "cache" / WEIGHTS_HASHES).glob("*.json"):
         r.write_text('{"files": [], "sha256": "stale"}')  # a record that does not match its key
     _weights_hash.cache_clear()
-    assert model_fingerprint(str(folder)) == _by_hand(folder)
+    with caplog.at_level("WARNING", logger="harness.models"):
+        assert model_fingerprint(str(folder)) == _by_hand(folder)
+    assert "not for these files (another key)" in caplog.text
+    for r in (tmp_path / "cache" / WEIGHTS_HASHES).glob("*.json"):
+        r.write_text("{not json")
+    _weights_hash.cache_clear()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="harness.models"):
+        assert model_fingerprint(str(folder)) == _by_hand(folder)
+    assert "invalid JSON" in caplog.text
+    _weights_hash.cache_clear()
+    assert model_fingerprint(str(folder)) == _by_hand(folder)  # the rewritten record is read back
