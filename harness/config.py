@@ -164,6 +164,10 @@ class PPOConfig:
     keep_checkpoints: int = ranged(1, ge=1)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the policy trains LoRA adapters; the reference = the policy with adapters disabled
     value_lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: the separate value model trains LoRA adapters + its full head
+    # train only the top N blocks (+ final norm and heads) of the policy and the separate value model; the frozen trunk
+    # (embeddings + lower blocks) then runs once per rollout for every model that shares it (reference, value, reward,
+    # gold) and is reused by every PPO epoch (trainers/ppo.py). null: all blocks (or LoRA)
+    trainable_layers: int | None = ranged(None, ge=1)
 
 
 # --------------------------------------------------------------------------- judges (eval.judges)

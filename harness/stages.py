@@ -217,7 +217,8 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
                          tracking=stage_tracking(tracking, out_dir, stage, cfg))
     history = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
     metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
-               "ptx_forwards": trainer.ptx_forwards, "ptx_sequences": trainer.ptx_sequences}
+               "ptx_forwards": trainer.ptx_forwards, "ptx_sequences": trainer.ptx_sequences,
+               **(trainer.trunk.record() if trainer.trunk is not None else {})}
     path = trainer.save(out_dir, stage, cfg, fp, metrics)
     if is_main_process():
         write_jsonl(path / "train_log.jsonl", history)

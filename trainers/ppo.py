@@ -18,7 +18,9 @@ every minibatch also takes ``ptx_coef * lm_loss`` on pretraining sequences (PPO-
 of them, or ``ptx_ratio`` per episode of the minibatch (paper appendix C.4: "8 times more
 pretraining examples than the number of the RL training episodes"). With ``ptx_coef == 0`` no
 pretraining forward runs at all. When the batch is one minibatch, the rollout's policy and value
-forward doubles as the first update's (:meth:`PPOTrainer.rollout`).
+forward doubles as the first update's (:meth:`PPOTrainer.rollout`). With ``trainable_layers`` the policy (and value
+model) train only their top blocks, and the frozen trunk runs once per rollout for every model that shares it
+(:mod:`trainers.frozen_trunk`).
 
 Under ``accelerate launch`` each process generates ``batch_size`` episodes of its own per
 iteration (the global batch is ``batch_size * num_processes``), gradients are averaged by DDP,
@@ -52,10 +54,12 @@ from harness.records import PretrainText, Prompt
 from trainers import losses as L
 from trainers.common import (
     adamw,
+    freeze_lower_layers,
     head_can_skip_positions,
     save_checkpoint,
     seed_everything,
 )
+from trainers.frozen_trunk import TrunkSharing, plan_trunk_sharing
 from trainers.kl_control import make_kl_controller
 from trainers.rewards import as_scorer
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
@@ -84,6 +88,8 @@ class Rollout:
     # (logprobs, entropy, values), each [B, R], of a policy/value forward run with autograd on at
     # the rollout's weights: the first update back-propagates through it (see PPOTrainer.rollout).
     first_forward: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    # [B, P + R, H]: the frozen trunk's output on the sequences (trainable_layers), reused by every update
+    trunk: torch.Tensor | None = None
 
 
 def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -192,7 +198,11 @@ class PPOTrainer:
         Raises ``ValueError`` for: no prompts; PPO-ptx (ptx_coef > 0) without pretraining texts; a batch size
         that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
         that does not match it; ``ptx_ratio`` <= 0; a ``ref_policy`` with a LoRA policy or none without one;
-        ``value_lora`` without a separate value model.
+        ``value_lora`` without a separate value model; ``trainable_layers`` with LoRA.
+
+        With ``cfg.trainable_layers = k`` only the top ``k`` blocks (+ final norm and heads) of the policy and of the
+        separate value model train, and the models that share the policy's frozen lower layers read them once per
+        rollout (:mod:`trainers.frozen_trunk`; :attr:`trunk` says which).
         """
         if not prompts:
             raise ValueError("PPOTrainer: no prompts")
@@ -212,6 +222,9 @@ class PPOTrainer:
                                                "pass ref_policy=None" if cfg.lora.r > 0 else "ref_policy is required (or set lora.r > 0)"))
         if cfg.value_lora.r > 0 and value_model is None:
             raise ValueError("PPOTrainer: value_lora needs value_head=separate (a value model to put adapters on)")
+        if cfg.trainable_layers and (cfg.lora.r > 0 or cfg.value_lora.r > 0):
+            raise ValueError(f"PPOTrainer: trainable_layers={cfg.trainable_layers} and lora / value_lora are two ways to train "
+                             "part of a model; set one (trainable_layers=null with LoRA)")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision)
         rank = self.accelerator.process_index
@@ -223,6 +236,10 @@ class PPOTrainer:
             lo = cfg.value_lora
             value_model = add_lora(value_model, lo.r, lo.alpha, lo.dropout, lo.target_modules, task_type=None)
             scalar_head(value_model).requires_grad_(True)  # the value head is not an adapter: it trains in full
+        if cfg.trainable_layers:
+            for model in (policy, value_model):
+                if model is not None:
+                    freeze_lower_layers(model, cfg.trainable_layers)
         ref_policy.eval().requires_grad_(False)
         if cfg.value_head == "shared":
             trained = PolicyWithValueHead(policy)
@@ -244,6 +261,11 @@ class PPOTrainer:
         self.ref_policy = ref_policy.to(self.accelerator.device)
         self.reward = as_scorer(reward_model).to(self.accelerator.device)
         self.gold_reward = as_scorer(gold_reward).to(self.accelerator.device) if gold_reward is not None else None
+        self.trunk: TrunkSharing | None = plan_trunk_sharing(
+            policy, cfg.trainable_layers,
+            {"reference": ref_policy, "value": value_model, "reward": getattr(self.reward, "model", None),
+             "gold": getattr(self.gold_reward, "model", None)},
+            self.accelerator.num_processes)
         self.kl_ctl = make_kl_controller(cfg.kl_control, cfg.beta, cfg.kl_target, cfg.kl_horizon)
         rng = random.Random(seed)
         order = list(prompts)
@@ -285,9 +307,10 @@ class PPOTrainer:
         return ptx_sequences_for_minibatch(self.cfg.ptx_ratio, self.cfg.mini_batch_size, self._minibatches)
 
     # --------------------------------------------------------------- forward
-    def _lm_forward(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int):
+    def _lm_forward(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, trunk: torch.Tensor | None = None):
         """Run ``model`` on ``seq [B, P + R]``; returns ``(output, logits [B, R, V])``: the fp32,
-        temperature-scaled logits that predict the response tokens.
+        temperature-scaled logits that predict the response tokens. ``trunk``: the shared frozen trunk's output
+        ``[B, P + R, H]`` (:mod:`trainers.frozen_trunk`), from which only the model's top blocks run.
 
         Response token t is predicted by the logits at position t - 1, so only positions
         P - 1 .. P + R - 2 go through the LM head (``logits_to_keep``). Skipping the prompt matters:
@@ -296,12 +319,38 @@ class PPOTrainer:
         backward. Dividing by a temperature of exactly 1 is skipped (it changes no value).
         """
         wanted = torch.arange(prompt_len - 1, seq.shape[1] - 1, device=seq.device)
-        extra = {"logits_to_keep": wanted} if self._head_skips_prompt else {}
-        out = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn), **extra)
-        logits = (out.logits if self._head_skips_prompt else out.logits[:, wanted]).float()
+        if trunk is not None:
+            out = self._forward_from_trunk(model, trunk, attn, wanted)
+            logits = out.logits.float()
+        else:
+            extra = {"logits_to_keep": wanted} if self._head_skips_prompt else {}
+            out = model(input_ids=seq, attention_mask=attn, position_ids=position_ids(attn), **extra)
+            logits = (out.logits if self._head_skips_prompt else out.logits[:, wanted]).float()
         if self.cfg.temperature != 1.0:
             logits = logits / self.cfg.temperature
         return out, logits
+
+    def _forward_from_trunk(self, model, trunk: torch.Tensor, attn: torch.Tensor, wanted: torch.Tensor) -> PolicyValueOutput:
+        """A causal LM (or :class:`PolicyWithValueHead`) from the trunk's output: logits ``[B, len(wanted), V]`` at
+        positions ``wanted``, as ``logits_to_keep`` gives them, and the shared head's values ``[B, P + R]`` (fp32) or
+        None, under the accelerator's autocast (the prepared model's own forward is bypassed)."""
+        inner = self.accelerator.unwrap_model(model)
+        lm = inner.policy if isinstance(inner, PolicyWithValueHead) else inner
+        with self.accelerator.autocast():
+            hidden = self.trunk.final_hidden(lm, trunk, attn)
+            values = inner.value_head(hidden).squeeze(-1).float() if isinstance(inner, PolicyWithValueHead) else None
+            return PolicyValueOutput(lm.get_output_embeddings()(hidden[:, wanted]), values)
+
+    def _reward(self, scorer, role: str, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int,
+                trunk: torch.Tensor | None) -> torch.Tensor:
+        """``scorer``'s reward ``[B]`` (fp32; NaN without a scorer), its top blocks only when it shares the trunk."""
+        if scorer is None:
+            return torch.full((len(seq),), float("nan"), device=seq.device)
+        if trunk is None or not self.trunk.shares(role):
+            return scorer(seq, attn, prompt_len).float()
+        with torch.no_grad():
+            hidden = self.trunk.final_hidden(scorer.model, trunk, attn)
+            return scorer.from_token_scores(scalar_head(scorer.model)(hidden).squeeze(-1), seq, attn).float()
 
     def _response_logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int, with_entropy: bool = False):
         """Log-probs ``[B, R]`` of the response tokens under ``logits [B, R, V]`` (from :meth:`_lm_forward`), and optionally entropy."""
@@ -309,24 +358,30 @@ class PPOTrainer:
             return L.token_logprobs_and_entropy(logits, seq[:, prompt_len:])
         return L.selective_logprobs(logits, seq[:, prompt_len:])
 
-    def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
+    def _logprobs(self, model, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False,
+                  trunk: torch.Tensor | None = None):
         """Log-probs ``[B, R]`` of the response tokens (under temperature-scaled logits) and optionally entropy."""
-        return self._response_logprobs(self._lm_forward(model, seq, attn, prompt_len)[1], seq, prompt_len, with_entropy)
+        return self._response_logprobs(self._lm_forward(model, seq, attn, prompt_len, trunk)[1], seq, prompt_len, with_entropy)
 
-    def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        """V(s_t) for each response token from the separate value model, ``[B, R]``."""
-        return response_values(token_scores(self.value_model, seq, attn), prompt_len)
+    def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, trunk: torch.Tensor | None = None) -> torch.Tensor:
+        """V(s_t) for each response token from the separate value model, ``[B, R]`` (from ``trunk`` when it shares it)."""
+        if trunk is None or not self.trunk.shares("value"):
+            return response_values(token_scores(self.value_model, seq, attn), prompt_len)
+        with self.accelerator.autocast():
+            hidden = self.trunk.final_hidden(self.value_model, trunk, attn)
+            return response_values(scalar_head(self.value_model)(hidden).squeeze(-1), prompt_len)
 
-    def _policy_and_values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False):
+    def _policy_and_values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, with_entropy: bool = False,
+                           trunk: torch.Tensor | None = None):
         """``(logprobs [B, R], entropy [B, R] or None, values [B, R])`` of the trained models.
 
         ``shared``: one forward of the policy trunk gives all three; ``separate``: the value model
-        runs its own forward.
+        runs its own forward. ``trunk``: the frozen trunk's output (:meth:`rollout`), read by both.
         """
-        out, logits = self._lm_forward(self.policy, seq, attn, prompt_len)
+        out, logits = self._lm_forward(self.policy, seq, attn, prompt_len, trunk)
         lp = self._response_logprobs(logits, seq, prompt_len, with_entropy)
         lp, entropy = lp if with_entropy else (lp, None)
-        values = response_values(out.values, prompt_len) if self.value_model is None else self._values(seq, attn, prompt_len)
+        values = response_values(out.values, prompt_len) if self.value_model is None else self._values(seq, attn, prompt_len, trunk)
         return lp, entropy, values
 
     @torch.no_grad()
@@ -358,7 +413,7 @@ class PPOTrainer:
         P = prompt_ids.shape[1]
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)
         attn = torch.cat([prompt_attn, mask], dim=1)
-        chunks, first_forward = [], None
+        chunks, trunks, first_forward = [], [], None
         keep_graph = len(prompts) <= self.cfg.mini_batch_size  # one chunk, and its forward is the first update's
         # The prepared policy and value model run under the accelerator's autocast; the frozen
         # reference policy and the scorers are not prepared, so they get the same context here. In
@@ -367,12 +422,15 @@ class PPOTrainer:
         with self.accelerator.autocast():
             for i in range(0, len(prompts), self.cfg.mini_batch_size):
                 s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
-                gold = self.gold_reward(s, a, P) if self.gold_reward is not None else torch.full((len(s),), float("nan"), device=dev)
+                trunk = self.trunk.states(policy, s, a) if self.trunk is not None else None
+                gold = self._reward(self.gold_reward, "gold", s, a, P, trunk)
                 with torch.set_grad_enabled(keep_graph):
-                    forward = self._policy_and_values(s, a, P, with_entropy=keep_graph)
+                    forward = self._policy_and_values(s, a, P, with_entropy=keep_graph, trunk=trunk)
                 first_forward = forward if keep_graph else None
                 lp, values = forward[0].detach(), forward[2].detach()
-                chunks.append((lp, self._logprobs(self.ref_policy, s, a, P), values, self.reward(s, a, P).float(), gold.float()))
+                ref_lp = self._logprobs(self.ref_policy, s, a, P, trunk=trunk if self.trunk is not None and self.trunk.shares("reference") else None)
+                chunks.append((lp, ref_lp, values, self._reward(self.reward, "reward", s, a, P, trunk), gold))
+                trunks.append(trunk)
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()
         if self.cfg.missing_eos_penalty is not None:
@@ -381,7 +439,8 @@ class PPOTrainer:
         if self.cfg.whiten_rewards:
             scores = L.whiten(scores, torch.ones_like(scores), shift_mean=False)
         return Rollout(seq, attn, P, mask, lp, ref_lp, values * mask, scores, raw,
-                       gold if self.gold_reward is not None else None, first_forward=first_forward)
+                       gold if self.gold_reward is not None else None, first_forward=first_forward,
+                       trunk=torch.cat(trunks) if self.trunk is not None else None)
 
     # ------------------------------------------------------------------ step
     def step(self, ro: Rollout) -> dict[str, float]:
@@ -426,7 +485,8 @@ class PPOTrainer:
         cfg = self.cfg
         seq, attn, m = ro.sequences[idx], ro.attention_mask[idx], ro.mask[idx]
         if forward is None:
-            forward = self._policy_and_values(seq, attn, ro.prompt_len, with_entropy=True)
+            forward = self._policy_and_values(seq, attn, ro.prompt_len, with_entropy=True,
+                                              trunk=ro.trunk[idx] if ro.trunk is not None else None)
         logprobs, entropy, values = forward
         pg_loss, pg_stats = L.ppo_policy_loss(logprobs, ro.logprobs[idx], ro.advantages[idx], m, cfg.cliprange)
         vf_loss, vf_clipfrac = L.ppo_value_loss(values, ro.values[idx], ro.returns[idx], m, cfg.cliprange_value)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from harness.judging.reward_model import rewards_at_last_token
-from harness.models import reward_normalization
+from harness.judging.reward_model import read_rewards
+from harness.models import reward_normalization, token_scores
 
 Scorer = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -40,7 +40,12 @@ class ModelRewardScorer:
 
     @torch.no_grad()
     def __call__(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        return (rewards_at_last_token(self.model, sequences, attention_mask) - self.mean) / self.std
+        return self.from_token_scores(token_scores(self.model, sequences, attention_mask), sequences, attention_mask)
+
+    def from_token_scores(self, scores: torch.Tensor, sequences: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The centred reward ``[B]`` from the model's scalar head at every position, ``scores [B, P+R]`` (computed
+        whole or from a shared trunk, :mod:`trainers.frozen_trunk`)."""
+        return (read_rewards(self.model, scores, sequences, attention_mask) - self.mean) / self.std
 
 
 class TokenSetFrequencyReward:

@@ -98,10 +98,16 @@ def rewards_at_last_token(model, input_ids: torch.Tensor, attention_mask: torch.
     """r(x, y) per row: the stock score, the scalar head read at :func:`harness.models.reward_index` under the
     model's ``config.pad_token_id``; ``[B, T]`` -> ``[B]`` in reward units (uncentred). Differentiable (the
     caller picks ``no_grad``); ``model`` may be wrapped by accelerate."""
+    return read_rewards(model, token_scores(model, input_ids, attention_mask), input_ids, attention_mask)
+
+
+def read_rewards(model, scores: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The rewards ``[B]`` among ``scores`` ``[B, T]`` (``model``'s scalar head at every position, however its hidden
+    states were computed: :func:`harness.models.token_scores`, or a shared trunk): each row's
+    :func:`harness.models.reward_index` under ``model``'s ``config.pad_token_id``."""
     from accelerate.utils import extract_model_from_parallel
 
     pad_id = extract_model_from_parallel(model).config.pad_token_id
-    scores = token_scores(model, input_ids, attention_mask)
     return scores[torch.arange(len(input_ids), device=input_ids.device), reward_index(input_ids, attention_mask, pad_id)]
 
 
