@@ -1,4 +1,4 @@
-"""PPO with a frozen trunk: the policy's lower layers run once per rollout for every model that shares them.
+"""A frozen trunk read once: PPO's models share the policy's lower layers per rollout; an RM reuses them per epoch.
 
 With ``ppo.trainable_layers = k`` the policy trains only its top ``k`` decoder blocks (and final norm and heads); its
 embeddings and lower ``n - k`` blocks (the trunk) never change. The reference policy is the SFT model, so its trunk
@@ -8,11 +8,14 @@ weight (:func:`harness.judging.shared_trunk.shared_layers`). For a rollout batch
 (:func:`harness.judging.shared_trunk.trunk_states`, no autograd: nothing below the top blocks trains) and every
 sharing model runs only its own top blocks on it (:func:`harness.judging.shared_trunk.rest_states`); the PPO epochs
 reuse it, so an update runs ``k`` blocks forward and backward instead of all ``n``. The numbers are those of whole
-forwards (the same layers on the same inputs; tested to 1e-5 in tests/integration/test_ppo_frozen_trunk.py).
+forwards (the same layers on the same inputs; tested to 1e-5 in tests/integration/test_frozen_trunk.py).
 
 A model whose lower layers differ (e.g. a gold judge trained from the base model while the policy was fine-tuned
 in full) runs whole, and the log says so. Single process only: under DDP a forward must go through the wrapper,
 so with several processes the trunk is frozen but not shared (a warning says so).
+
+The reward-model trainer keeps the trunk's output per training sequence (:class:`TrunkCache`) when only its top
+blocks train for more than one epoch: every epoch after the first runs only those blocks.
 """
 
 from __future__ import annotations
@@ -90,5 +93,41 @@ def plan_trunk_sharing(policy, trainable_layers: int | None, models: dict[str, t
             (plan.shared if shared_layers(policy, model, extra_rows=True) >= n_shared else plan.whole).append(role)
     log.info("PPO: the frozen trunk (embeddings + %d of %d blocks) runs once per rollout for the policy%s%s", n_shared, n_layers,
              "".join(f", {r}" for r in plan.shared),
-             f"; {', '.join(plan.whole)} run whole (their lower layers differ from the policy's)" if plan.whole else "")
+             f"; whole, as their lower layers differ from the policy's: {', '.join(plan.whole)}" if plan.whole else "")
     return plan
+
+
+class TrunkCache:
+    """The frozen trunk's output per token sequence, computed the first time the sequence is seen and reused after:
+    a reward model whose top blocks train (``rm.trainable_layers``) sees each comparison once per epoch, and from
+    the second epoch on runs only its top blocks (:meth:`states`, then
+    :func:`harness.judging.shared_trunk.rest_states`). Keyed by the sequence's attended token ids; a stored row holds
+    only the attended positions ``[n_attended, H]``, so a sequence may come back in a batch of another width or
+    padding (positions skip left padding; right padding is never attended by a real position). ``nbytes``: memory
+    held; ``hits`` / ``misses``: sequences served from it / computed."""
+
+    def __init__(self, n_shared: int):
+        self.n_shared = n_shared
+        self._rows: dict[tuple[int, ...], torch.Tensor] = {}
+        self.hits = self.misses = self.nbytes = 0
+
+    def states(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The trunk's output ``[B, T, H]`` for ``[B, T]`` inputs (zeros at unattended positions); rows not stored yet
+        run through ``model``'s first ``n_shared`` layers in one forward, without autograd."""
+        attended = attention_mask.bool()
+        keys = [tuple(row[m].tolist()) for row, m in zip(input_ids, attended)]
+        missing = [i for i, k in enumerate(keys) if k not in self._rows]
+        if missing:
+            with torch.no_grad():
+                hidden = trunk_states(model, self.n_shared, input_ids[missing], attention_mask[missing])
+            for j, i in enumerate(missing):
+                row = hidden[j][attended[i]].clone()
+                self._rows[keys[i]] = row
+                self.nbytes += row.numel() * row.element_size()
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        first = self._rows[keys[0]]
+        out = torch.zeros(*input_ids.shape, first.shape[-1], dtype=first.dtype, device=first.device)
+        for i, k in enumerate(keys):
+            out[i][attended[i]] = self._rows[k]
+        return out

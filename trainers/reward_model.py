@@ -15,6 +15,7 @@ and OpenRLHF read the same token, and return the same score, as the harness.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import torch
 from accelerate import Accelerator
 
 from harness.config import RMConfig
-from harness.judging.reward_model import encode_batch, rewards_at_last_token
+from harness.judging.reward_model import encode_batch, read_rewards, rewards_at_last_token
+from harness.judging.shared_trunk import decoder_stack, rest_states
 from harness.models import add_lora, merge_lora, record_reward_model, scalar_head, with_reward_pad
 from harness.prompting import encode_pair, uses_chat_template
 from harness.records import Comparison, Demonstration
@@ -37,8 +39,14 @@ from trainers.common import (
     steps_per_epoch,
     train_epochs,
 )
+from trainers.frozen_trunk import TrunkCache
 from trainers.losses import kwise_ranking_loss, pairwise_outcomes
 from trainers.tracking import Tracking, finish_tracking, make_accelerator
+
+log = logging.getLogger(__name__)
+
+#: the most memory the frozen trunk's kept outputs may take (bytes); a larger training set runs every epoch whole
+TRUNK_CACHE_MAX_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -111,15 +119,27 @@ class RewardModelTrainer:
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=scalar_head(model), head_lr=cfg.head_lr)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
         self.total_steps = steps
+        # top blocks only, several epochs, one process: the frozen trunk's output per sequence is kept from the first
+        # epoch, and the later ones run only the top blocks (trainers/frozen_trunk.py)
+        stack = decoder_stack(model)
+        n_frozen = len(stack.layers) - cfg.trainable_layers if stack is not None and cfg.trainable_layers else 0
+        self.trunk_cache = (TrunkCache(n_frozen) if n_frozen >= 1 and cfg.epochs > 1 and cfg.lora.r == 0
+                            and self.accelerator.num_processes == 1 else None)
 
-    def score(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
-        """r(x, y) for aligned lists of prompts and completions: ``[N]`` (reward units, the stock uncentred score)."""
+    def score(self, prompts: list[str], completions: list[str], training: bool = False) -> torch.Tensor:
+        """r(x, y) for aligned lists of prompts and completions: ``[N]`` (reward units, the stock uncentred score).
+        ``training``: the pairs are training data, whose trunk output :attr:`trunk_cache` keeps (when set)."""
         ids, attn = encode_batch(self.tokenizer, prompts, completions, max_length=self.cfg.max_length,
                                  max_prompt_length=self.cfg.max_prompt_length, chat_template=self.chat_template)
         dev = self.accelerator.device
-        return rewards_at_last_token(self.model, ids.to(dev), attn.to(dev))
+        ids, attn = ids.to(dev), attn.to(dev)
+        if not training or self.trunk_cache is None:
+            return rewards_at_last_token(self.model, ids, attn)
+        with self.accelerator.autocast():  # the prepared model's own forward, which would autocast, is bypassed
+            hidden = rest_states(self.model, self.trunk_cache.n_shared, self.trunk_cache.states(self.model, ids, attn), attn)
+            return read_rewards(self.model, scalar_head(self.model)(hidden).squeeze(-1), ids, attn)
 
-    def _batch_rewards(self, comps: list[Comparison]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _batch_rewards(self, comps: list[Comparison], training: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One forward for all completions of ``comps``.
 
         Returns ``rewards [B, K_max]`` in each record's ranking order (best first), the validity
@@ -129,7 +149,7 @@ class RewardModelTrainer:
         k_max = max(c.k for c in comps)
         prompts = [c.prompt for c in comps for _ in c.ranking]
         texts = [c.completions[i] for c in comps for i in c.ranking]
-        flat = self.score(prompts, texts)
+        flat = self.score(prompts, texts, training)
         rewards = torch.zeros(len(comps), k_max, device=flat.device)
         valid = torch.zeros(len(comps), k_max, dtype=torch.bool, device=flat.device)
         levels = torch.zeros(len(comps), k_max, dtype=torch.long, device=flat.device)
@@ -179,9 +199,15 @@ class RewardModelTrainer:
         seed_everything(self.seed)
         result = RMResult()
         seq_lengths = {id(c): self.sequence_lengths(c) for c in self.train_set}
+        if self.trunk_cache is not None:
+            need = sum(map(sum, seq_lengths.values())) * self.accelerator.unwrap_model(self.model).config.hidden_size * 4
+            if need > TRUNK_CACHE_MAX_BYTES:
+                log.warning("RM: the frozen trunk's output of the training set would take %.1f GiB (> %.0f GiB): every epoch "
+                            "runs all blocks", need / 2**30, TRUNK_CACHE_MAX_BYTES / 2**30)
+                self.trunk_cache = None
 
         def loss_fn(chunk: list[Comparison]):
-            loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk))
+            loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk, training=True))
             return loss, {"accuracy": (n_correct / n_pairs).item(), **padding_stats([n for c in chunk for n in seq_lengths[id(c)]])}
 
         spec = LoopSpec(self.cfg.batch_size, self.cfg.grad_accum, self.cfg.epochs, self.cfg.max_grad_norm, self.cfg.save_steps,
@@ -189,6 +215,10 @@ class RewardModelTrainer:
         result.train_losses = train_epochs(self.accelerator, self.model, self.opt, self.sched, self.train_set, spec, seed=self.seed,
                                            loss_fn=loss_fn, desc="RM", log_path=log_path,
                                            lengths=[max(seq_lengths[id(c)]) for c in self.train_set] if self.cfg.group_by_length else None)
+        if self.trunk_cache is not None:
+            c = self.trunk_cache
+            log.info("RM: the frozen trunk (embeddings + %d blocks) ran for %d training sequences (%.0f MiB kept); %d "
+                     "later reads of them ran only the top blocks", c.n_shared, c.misses, c.nbytes / 2**20, c.hits)
         acc = self.evaluate()
         result.val_accuracy, result.val_correct_per_pair, result.val_pair_k = acc.accuracy, acc.outcomes, acc.pair_k
         result.val_accuracy_by_k, result.val_pairs = acc.by_k, len(acc.outcomes)

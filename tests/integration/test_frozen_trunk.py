@@ -1,17 +1,19 @@
-"""PPO with ``trainable_layers``: the frozen trunk runs once per rollout for every model that shares it, and the
-numbers are those of whole forwards (trainers/frozen_trunk.py)."""
+"""A frozen trunk read once (trainers/frozen_trunk.py): PPO with ``trainable_layers`` runs it once per rollout for
+every model that shares it, the RM trainer once per training sequence over all epochs; the numbers are those of
+whole forwards."""
 
 import math
 
 import pytest
 import torch
 
-from harness.config import LoRAConfig, PPOConfig
+from harness.config import LoRAConfig, PPOConfig, RMConfig
 from harness.judging.shared_trunk import shared_layers
 from harness.models import load_policy, load_scalar_model, load_tokenizer, with_reward_pad
-from harness.records import Prompt
+from harness.records import Comparison, Prompt
 from trainers.frozen_trunk import plan_trunk_sharing
 from trainers.ppo import PPOTrainer
+from trainers.reward_model import RewardModelTrainer
 
 pytestmark = pytest.mark.integration
 PROMPTS = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)]
@@ -139,3 +141,43 @@ def test_embedding_rows_added_after_the_policy_s_still_share(tiny_dir):
 def test_trainable_layers_and_lora_are_refused_together(tiny_dir):
     with pytest.raises(ValueError, match="trainable_layers=1 and lora / value_lora are two ways"):
         _trainer(tiny_dir, value_lora=LoRAConfig(r=2))
+
+
+def test_rm_epochs_after_the_first_run_only_the_top_blocks_with_the_same_result(tiny_dir):
+    """Three epochs of an RM with its top block trainable: the trunk runs for each training sequence once (epoch 1),
+    never in epochs 2-3, and the losses, weights and held-out accuracy equal a run whose every epoch runs whole."""
+    tok = load_tokenizer(tiny_dir)
+    comps = [Comparison(str(i), f"Question {i}: which {'word ' * (i % 3)}is best?", ("good " * (1 + i % 4), "bad", "so so"),
+                        (0, 2, 1), "t") for i in range(8)]
+    cfg = RMConfig(lr=5e-3, head_lr=5e-3, epochs=3, batch_size=2, max_length=48, max_prompt_length=24, warmup_ratio=0.0,
+                   normalize_to_demos=False, trainable_layers=1)
+    runs = {}
+    for cached in (True, False):
+        trainer = RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, comps[:3], chat_template="false")
+        assert trainer.trunk_cache is not None and trainer.trunk_cache.n_shared == 1
+        if not cached:
+            trainer.trunk_cache = None
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        rows = []
+        hook = model.model.layers[0].register_forward_hook(lambda _m, args, _o: rows.append(args[0].shape[0]))
+        try:
+            result = trainer.train()
+        finally:
+            hook.remove()
+        runs[cached] = result, {n: p.detach().clone() for n, p in model.named_parameters()}, rows, trainer.trunk_cache
+    (r1, p1, rows1, cache), (r0, p0, rows0, _) = runs[True], runs[False]
+    n_seqs, n_val = sum(c.k for c in comps), sum(c.k for c in comps[:3])
+    assert sum(rows0) == 3 * n_seqs + n_val  # whole: every epoch's sequences, then the held-out ones
+    assert sum(rows1) == n_seqs + n_val and (cache.misses, cache.hits) == (n_seqs, 2 * n_seqs)
+    assert cache.nbytes > 0
+    assert r1.train_losses == pytest.approx(r0.train_losses, rel=1e-5, abs=1e-6)
+    assert r1.train_losses[-1] < r1.train_losses[0]  # it learned
+    assert r1.val_correct_per_pair == r0.val_correct_per_pair
+    assert {n: (p1[n] - p0[n]).abs().max().item() for n in p1 if not torch.allclose(p1[n], p0[n], atol=1e-5)} == {}
+
+
+def test_rm_keeps_no_trunk_for_one_epoch_or_all_blocks(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    comps = [Comparison("0", "Q?", ("a", "b"), (0, 1), "t")]
+    for cfg in (RMConfig(epochs=1, trainable_layers=1), RMConfig(epochs=2), RMConfig(epochs=2, trainable_layers=2)):
+        assert RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, []).trunk_cache is None, cfg
