@@ -103,6 +103,9 @@ class SFTConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     residual_dropout: float | None = ranged(None, ge=0, lt=1)  # dropout probability during SFT (paper C.1: 0.2); None = the model's own; see models.dropout_fields
     group_by_length: bool = True  # batch demonstrations of similar token length together (less padding)
+    # train only the top N blocks (+ final norm; a tied LM head stays frozen with the embeddings): the SFT model keeps
+    # the base model's lower layers, so judges trained from the base share PPO's frozen trunk too. null: all blocks
+    trainable_layers: int | None = ranged(None, ge=1)
 
 
 @dataclass

@@ -13,7 +13,9 @@ for more epochs helps both the RM score and human preference ratings", section 3
 Options (``SFTConfig``): ``lora`` trains peft LoRA adapters instead of every weight and merges them
 into the saved checkpoint; ``residual_dropout`` trains with that dropout probability (paper
 appendix C.1: 0.2) while the saved config keeps the model's own; ``group_by_length`` batches
-demonstrations of similar length (each logged step records ``tokens`` and ``padded_tokens``).
+demonstrations of similar length (each logged step records ``tokens`` and ``padded_tokens``); ``trainable_layers``
+trains only the top blocks, so the SFT model keeps the base model's lower layers (PPO's frozen trunk is then shared
+with judges trained from the base, :mod:`trainers.frozen_trunk`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from trainers.common import (
     LoopSpec,
     StepHook,
     batches,
+    freeze_lower_layers,
     head_can_skip_positions,
     optimizer_and_schedule,
     padding_stats,
@@ -142,7 +145,11 @@ class SFTTrainer:
         if cfg.residual_dropout is not None:
             model, self.base_dropout = with_dropout(model, cfg.residual_dropout)
         if cfg.lora.r > 0:
+            if cfg.trainable_layers:
+                raise ValueError(f"SFTTrainer: lora.r={cfg.lora.r} and trainable_layers={cfg.trainable_layers} are two ways to "
+                                 "train part of the model; set one (trainable_layers=null with LoRA)")
             model = add_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
+        freeze_lower_layers(model, cfg.trainable_layers)
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision,
                                                          step_scheduler_with_optimizer=False)
         encode = lambda d: encode_pair(d.prompt, d.completion, tokenizer, cfg.max_length, cfg.max_prompt_length, chat_template)  # noqa: E731

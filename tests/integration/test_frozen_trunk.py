@@ -181,3 +181,32 @@ def test_rm_keeps_no_trunk_for_one_epoch_or_all_blocks(tiny_dir):
     comps = [Comparison("0", "Q?", ("a", "b"), (0, 1), "t")]
     for cfg in (RMConfig(epochs=1, trainable_layers=1), RMConfig(epochs=2), RMConfig(epochs=2, trainable_layers=2)):
         assert RewardModelTrainer(cfg, load_scalar_model(tiny_dir), tok, comps, []).trunk_cache is None, cfg
+
+
+def test_sft_with_top_blocks_keeps_the_base_trunk_so_ppo_shares_it_with_a_base_trained_gold(tiny_dir, tmp_path):
+    """SFT with ``trainable_layers`` changes only the top block (+ final norm); a PPO policy from it then shares its
+    trunk with a reward model trained from the base (here: the base with a scalar head), which otherwise runs whole."""
+    from harness.config import SFTConfig
+    from harness.records import Demonstration
+    from trainers.sft import SFTTrainer
+
+    tok = load_tokenizer(tiny_dir)
+    demos = [Demonstration(str(i), f"Repeat {w}.", f"{w} {w}", "t") for i, w in enumerate(["apple", "river", "stone", "cloud"])]
+    tuned = {}
+    for k in (1, None):
+        policy = load_policy(tiny_dir)
+        base = {n: p.detach().clone() for n, p in policy.named_parameters()}
+        SFTTrainer(SFTConfig(lr=1e-2, epochs=2, batch_size=2, max_length=32, max_prompt_length=16, trainable_layers=k),
+                   policy, tok, demos, [], chat_template="false").train(tmp_path / f"sft{k}")
+        moved = {n for n, p in policy.named_parameters() if not torch.equal(base[n], p.detach())}
+        tuned[k] = policy
+        if k:
+            assert moved and all(n.startswith(("model.layers.1.", "model.norm.")) for n in moved), moved
+        else:
+            assert any(n.startswith("model.layers.0.") for n in moved)
+    gold = _scalar(tiny_dir, tok, 2)
+    for k, policy in tuned.items():
+        plan = plan_trunk_sharing(policy, 1, {"gold": gold})
+        assert plan.shared == (["gold"] if k else []) and plan.whole == ([] if k else ["gold"])
+    with pytest.raises(ValueError, match="two ways"):
+        SFTTrainer(SFTConfig(trainable_layers=1, lora=LoRAConfig(r=2)), load_policy(tiny_dir), tok, demos, [], chat_template="false")
