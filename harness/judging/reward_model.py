@@ -125,7 +125,8 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
     ``"scored"`` and ``"truncated"`` entries are increased by the texts scored and cut here. Texts are batched
     in order of length (each batch pads to its longest: less padding than in the given order) and the scores
     returned in the given order; a text's score does not depend on its batch beyond float rounding (right
-    padding, masked).
+    padding, masked). Texts that share a token prefix (outputs of one prompt, a chat template's system turn) run it
+    once (:func:`harness.judging.prefix_scores.prefix_shared_scores`; equal to whole-text scores to 1e-5).
     ``progress``: a progress-bar label (None: no bar). Raises ``ValueError`` on lists of unequal length or an
     element that is not a ``str`` (:func:`harness.judging.inputs.check_aligned`).
     """
@@ -140,8 +141,18 @@ def reward_scores(model, tokenizer, prompts: Sequence[str], outputs: Sequence[st
         n_cut = 0
     else:
         enc, n_cut = _dialogue_ids(tokenizer, prompts, outputs, max_length=max_length, kind=kind)
-    (out,) = _in_length_order(enc, batch_size, tokenizer.pad_token_id, dev, progress, 1,
-                              lambda ids, attn: [rewards_at_last_token(model, ids, attn)])
+    from tqdm.auto import tqdm
+
+    from harness.judging.prefix_scores import prefix_shared_scores
+
+    with tqdm(total=len(enc), desc=progress, leave=False, disable=progress is None) as bar:
+        def whole(rows: list[int]) -> list[float]:
+            (scores,) = _in_length_order([enc[i] for i in rows], batch_size, tokenizer.pad_token_id, dev, None, 1,
+                                         lambda ids, attn: [rewards_at_last_token(model, ids, attn)])
+            bar.update(len(rows))
+            return scores
+
+        out = prefix_shared_scores(model, enc, model.config.pad_token_id, batch_size, whole, progress=bar.update)
     if counts is not None:
         counts["scored"] = counts.get("scored", 0) + len(prompts)
         counts["truncated"] = counts.get("truncated", 0) + n_cut
