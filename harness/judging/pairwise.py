@@ -31,12 +31,15 @@ def win_outcome(r_policy: float, r_baseline: float, tie_margin: float = 0.0) -> 
 
 def rm_pair_judge(score: Callable[[Sequence[str], Sequence[str]], list[float]], tie_margin: float = 0.0) -> PairJudge:
     """A pair judge from a reward function ``score(prompts, outputs) -> rewards`` (e.g.
-    :meth:`harness.judging.reward_model.RewardModelJudge.score`): :func:`win_outcome` of the two rewards."""
+    :meth:`harness.judging.reward_model.RewardModelJudge.score`): :func:`win_outcome` of the two rewards. Both
+    outputs of every pair go to ``score`` in one call, so a scorer that runs a shared prompt once
+    (:func:`harness.judging.reward_model.reward_scores`) runs each pair's prompt once."""
 
     def judge(prompts: Sequence[str], outputs_a: Sequence[str], outputs_b: Sequence[str]) -> list[float]:
         prompts, outputs_a, outputs_b = check_aligned("reward-model pair judge", "judge()", prompts=prompts,
                                                       outputs_a=outputs_a, outputs_b=outputs_b)
-        ra, rb = score(list(prompts), list(outputs_a)), score(list(prompts), list(outputs_b))
+        rewards = score(list(prompts) * 2, list(outputs_a) + list(outputs_b))
+        ra, rb = rewards[: len(prompts)], rewards[len(prompts):]
         return [win_outcome(a, b, tie_margin) for a, b in zip(ra, rb)]
 
     return judge
