@@ -346,11 +346,15 @@ class PPOTrainer:
         """``scorer``'s reward ``[B]`` (fp32; NaN without a scorer), its top blocks only when it shares the trunk."""
         if scorer is None:
             return torch.full((len(seq),), float("nan"), device=seq.device)
-        if trunk is None or not self.trunk.shares(role):
+        if (trunk := self._trunk_for(role, trunk)) is None:
             return scorer(seq, attn, prompt_len).float()
         with torch.no_grad():
             hidden = self.trunk.final_hidden(scorer.model, trunk, attn)
             return scorer.from_token_scores(scalar_head(scorer.model)(hidden).squeeze(-1), seq, attn).float()
+
+    def _trunk_for(self, role: str, trunk: torch.Tensor | None) -> torch.Tensor | None:
+        """``trunk`` when the model in ``role`` (:data:`trainers.frozen_trunk.ROLES`) shares it, else None (it runs whole)."""
+        return trunk if trunk is not None and self.trunk.shares(role) else None
 
     def _response_logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int, with_entropy: bool = False):
         """Log-probs ``[B, R]`` of the response tokens under ``logits [B, R, V]`` (from :meth:`_lm_forward`), and optionally entropy."""
@@ -365,7 +369,7 @@ class PPOTrainer:
 
     def _values(self, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int, trunk: torch.Tensor | None = None) -> torch.Tensor:
         """V(s_t) for each response token from the separate value model, ``[B, R]`` (from ``trunk`` when it shares it)."""
-        if trunk is None or not self.trunk.shares("value"):
+        if (trunk := self._trunk_for("value", trunk)) is None:
             return response_values(token_scores(self.value_model, seq, attn), prompt_len)
         with self.accelerator.autocast():
             hidden = self.trunk.final_hidden(self.value_model, trunk, attn)
@@ -428,7 +432,7 @@ class PPOTrainer:
                     forward = self._policy_and_values(s, a, P, with_entropy=keep_graph, trunk=trunk)
                 first_forward = forward if keep_graph else None
                 lp, values = forward[0].detach(), forward[2].detach()
-                ref_lp = self._logprobs(self.ref_policy, s, a, P, trunk=trunk if self.trunk is not None and self.trunk.shares("reference") else None)
+                ref_lp = self._logprobs(self.ref_policy, s, a, P, trunk=self._trunk_for("reference", trunk))
                 chunks.append((lp, ref_lp, values, self._reward(self.reward, "reward", s, a, P, trunk), gold))
                 trunks.append(trunk)
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
