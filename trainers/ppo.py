@@ -61,7 +61,7 @@ from trainers.common import (
 )
 from trainers.frozen_trunk import TrunkSharing, plan_trunk_sharing
 from trainers.kl_control import make_kl_controller
-from trainers.rewards import as_scorer
+from trainers.rewards import as_scorer, ended_with_eos
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
 
 VALUE_HEADS = ("separate", "shared")
@@ -341,9 +341,13 @@ class PPOTrainer:
             values = inner.value_head(hidden).squeeze(-1).float() if isinstance(inner, PolicyWithValueHead) else None
             return PolicyValueOutput(lm.get_output_embeddings()(hidden[:, wanted]), values)
 
-    def _reward(self, scorer, role: str, seq: torch.Tensor, attn: torch.Tensor, prompt_len: int,
-                trunk: torch.Tensor | None) -> torch.Tensor:
-        """``scorer``'s reward ``[B]`` (fp32; NaN without a scorer), its top blocks only when it shares the trunk."""
+    def _reward(self, scorer, role: str, episodes: tuple[torch.Tensor, torch.Tensor], ended: tuple[torch.Tensor, torch.Tensor],
+                prompt_len: int, trunk: torch.Tensor | None) -> torch.Tensor:
+        """``scorer``'s reward ``[B]`` (fp32; NaN without a scorer) of the ``episodes`` (sequences, attention mask), or of
+        them ``ended`` in EOS for a scorer that ``reads_eos``; its top blocks only when it shares the ``trunk`` (of ``ended``)."""
+        reads_eos = getattr(scorer, "reads_eos", False)
+        seq, attn = ended if reads_eos else episodes
+        trunk = trunk if reads_eos or trunk is None else trunk[:, :-1]
         if scorer is None:
             return torch.full((len(seq),), float("nan"), device=seq.device)
         if (trunk := self._trunk_for(role, trunk)) is None:
@@ -392,21 +396,18 @@ class PPOTrainer:
     def rollout(self, prompts: list[Prompt]) -> Rollout:
         """Generate one response per prompt and score it; returns the episodes (no advantages yet).
 
-        When the batch is a single minibatch (``mini_batch_size >= batch_size``), the first PPO
-        update would run the policy and value forward on exactly these episodes at exactly these
-        weights. That forward runs here instead, with autograd on: its detached outputs are the
-        behaviour log-probs and old values, and the first update back-propagates through it
-        (``Rollout.first_forward``) instead of repeating it. Same numbers, one policy and one value
-        forward fewer per iteration.
+        With one minibatch (``mini_batch_size >= batch_size``) the first update's policy and value forward (same
+        episodes, same weights) runs here with autograd on: its detached outputs are the behaviour log-probs and old
+        values, and the first update back-propagates through it (``Rollout.first_forward``). Same numbers, one
+        forward fewer. The reward models read the episodes ended in EOS (:func:`trainers.rewards.ended_with_eos`).
         """
         dev = self.accelerator.device
         prompt_ids, prompt_attn = pad([self._prompt_ids[p.id] for p in prompts], self.tokenizer.pad_token_id, side="left")
         prompt_ids, prompt_attn = prompt_ids.to(dev), prompt_attn.to(dev)
         policy = self.policy_model
         policy.eval()
-        # Under mixed precision the prepared policy autocasts each forward, and torch drops its cache
-        # of weight casts when the outermost autocast region ends: one region around the whole
-        # generate call casts each weight once per rollout instead of once per sampled token.
+        # Under mixed precision torch drops its cache of weight casts when the outermost autocast region ends: one
+        # region around the whole generate call casts each weight once per rollout, not once per sampled token.
         with self.accelerator.autocast():
             seq = policy.generate(
                 input_ids=prompt_ids, attention_mask=prompt_attn, do_sample=True, temperature=self.cfg.temperature,
@@ -417,6 +418,9 @@ class PPOTrainer:
         P = prompt_ids.shape[1]
         mask = response_mask(seq[:, P:], self.tokenizer.eos_token_id)
         attn = torch.cat([prompt_attn, mask], dim=1)
+        # the reward models read every response at an EOS, as they were trained to (trainers.rewards.ended_with_eos);
+        # the trunk runs on those sequences, and the policy's forwards use its first P + R positions (causal)
+        eseq, eattn = ended_with_eos(seq, attn, P, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         chunks, trunks, first_forward = [], [], None
         keep_graph = len(prompts) <= self.cfg.mini_batch_size  # one chunk, and its forward is the first update's
         # The prepared policy and value model run under the accelerator's autocast; the frozen
@@ -425,15 +429,17 @@ class PPOTrainer:
         # penalty between identical weights.
         with self.accelerator.autocast():
             for i in range(0, len(prompts), self.cfg.mini_batch_size):
-                s, a = seq[i : i + self.cfg.mini_batch_size], attn[i : i + self.cfg.mini_batch_size]
-                trunk = self.trunk.states(policy, s, a) if self.trunk is not None else None
-                gold = self._reward(self.gold_reward, "gold", s, a, P, trunk)
+                rows = slice(i, i + self.cfg.mini_batch_size)
+                s, a, ended = seq[rows], attn[rows], (eseq[rows], eattn[rows])
+                etrunk = self.trunk.states(policy, *ended) if self.trunk is not None else None
+                trunk = etrunk[:, :-1] if etrunk is not None else None
+                gold = self._reward(self.gold_reward, "gold", (s, a), ended, P, etrunk)
                 with torch.set_grad_enabled(keep_graph):
                     forward = self._policy_and_values(s, a, P, with_entropy=keep_graph, trunk=trunk)
                 first_forward = forward if keep_graph else None
                 lp, values = forward[0].detach(), forward[2].detach()
                 ref_lp = self._logprobs(self.ref_policy, s, a, P, trunk=self._trunk_for("reference", trunk))
-                chunks.append((lp, ref_lp, values, self._reward(self.reward, "reward", s, a, P, trunk), gold))
+                chunks.append((lp, ref_lp, values, self._reward(self.reward, "reward", (s, a), ended, P, etrunk), gold))
                 trunks.append(trunk)
         lp, ref_lp, values, raw, gold = (torch.cat(x) for x in zip(*chunks))
         scores = raw.clone()

@@ -14,6 +14,7 @@ from harness.records import Comparison, Prompt
 from trainers.frozen_trunk import plan_trunk_sharing
 from trainers.ppo import PPOTrainer
 from trainers.reward_model import RewardModelTrainer
+from trainers.rewards import ended_with_eos
 
 pytestmark = pytest.mark.integration
 PROMPTS = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(8)]
@@ -121,7 +122,8 @@ def test_a_model_whose_lower_layers_differ_runs_whole_with_its_own_numbers(tiny_
                                       "trunk_not_shared_by": ["gold"]}
     torch.manual_seed(0)
     ro = trainer.rollout(PROMPTS[:4])
-    whole = trainer.gold_reward(ro.sequences, ro.attention_mask, ro.prompt_len)
+    ended = ended_with_eos(ro.sequences, ro.attention_mask, ro.prompt_len, trainer.tokenizer.eos_token_id, trainer.tokenizer.pad_token_id)
+    whole = trainer.gold_reward(*ended, ro.prompt_len)
     torch.testing.assert_close(ro.gold_scores, whole.float())
     assert not torch.allclose(ro.gold_scores, ro.raw_scores)  # not silently read from the shared trunk
 
