@@ -34,7 +34,7 @@ def ended_with_eos(sequences: torch.Tensor, attention_mask: torch.Tensor, prompt
     the reward is read at an EOS, where the reward model was trained to give it
     (:func:`harness.prompting.render_completion`; :func:`harness.models.reward_index` reads the last attended
     token). Read at the cut-off token instead, SmolLM2-135M RMs' scores of 96 truncated SFT samples had
-    Spearman 0.26 (proxy) and 0.14 (gold judge) with their scores at EOS (docs/architecture.md, "PPO reads at EOS too").
+    Spearman 0.26 (proxy) and 0.14 (gold judge) with their scores at EOS (bench/results/reward_at_eos.json; docs/architecture.md, "PPO reads at EOS too").
     Positions before the new column are unchanged, so a causal model's states there are too.
     """
     resp, resp_attn = sequences[:, prompt_len:], attention_mask[:, prompt_len:]

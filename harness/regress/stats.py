@@ -61,6 +61,10 @@ def paired_permutation_pvalue(run: Sequence[float], baseline: Sequence[float], a
         raise ValueError(f"paired test: alternative must be one of {ALTERNATIVES}, got {alternative!r}")
     if np.all(x == y):
         return 1.0
+    if x.size == 1:  # scipy needs two observations; the sign-flip distribution of one difference d is {d, -d}
+        d = float(x[0] - y[0])
+        p_greater, p_less = (0.5, 1.0) if d > 0 else (1.0, 0.5)
+        return {"greater": p_greater, "less": p_less, "two-sided": min(1.0, 2 * min(p_greater, p_less))}[alternative]
     res = stats.permutation_test((x, y), _mean_diff, permutation_type="samples", alternative=alternative,
                                  n_resamples=n_resamples, vectorized=True, rng=np.random.default_rng(seed))
     return float(min(1.0, res.pvalue))

@@ -22,6 +22,14 @@ def test_zero_differences_count_as_ties_and_no_change_gives_one():
     assert paired_permutation_pvalue([0.3, 0.5], [0.3, 0.5], "less") == 1.0
 
 
+def test_one_item_enumerates_its_two_sign_flips():
+    # d = +0.4: the flips give {+0.4, -0.4}; P(sum >= 0.4) = 1/2, P(sum <= 0.4) = 1, P(|sum| >= 0.4) = 1 (scipy needs n >= 2)
+    assert paired_permutation_pvalue([0.9], [0.5], "greater") == pytest.approx(0.5)
+    assert paired_permutation_pvalue([0.9], [0.5], "less") == 1.0
+    assert paired_permutation_pvalue([0.9], [0.5], "two-sided") == 1.0
+    assert paired_permutation_pvalue([0.1], [0.5], "less") == pytest.approx(0.5)
+
+
 def test_smallest_attainable_p_value_is_two_to_the_minus_n():
     assert paired_permutation_pvalue([0.0] * 8, [1.0] * 8, "less") == pytest.approx(1 / 256)
 
