@@ -335,11 +335,13 @@ def test_shared_value_head_runs_fewer_forward_passes_than_separate(tiny_dir):
         update_lengths, stats = _trunk_forwards(trainer, lambda: trainer.step(ro))
         assert math.isfinite(stats["value_loss"])
         full = ro.sequences.shape[1]  # generation's own forwards (prompt prefill, one token at a time) are shorter
-        per_rollout_chunk[mode] = sum(n == full for n in rollout_lengths) / (cfg.batch_size // cfg.mini_batch_size)
+        chunks = cfg.batch_size // cfg.mini_batch_size
+        # the reward model reads the episodes ended in EOS (trainers.rewards.ended_with_eos): one column more
+        per_rollout_chunk[mode] = (sum(n == full for n in rollout_lengths) / chunks, sum(n == full + 1 for n in rollout_lengths) / chunks)
         per_minibatch[mode] = len(update_lengths) / (cfg.batch_size // cfg.mini_batch_size * cfg.ppo_epochs)
     assert per_minibatch["shared"] < per_minibatch["separate"], per_minibatch
     assert per_minibatch == {"separate": 2.0, "shared": 1.0}  # policy + value model vs one trunk for both
-    assert per_rollout_chunk == {"separate": 4.0, "shared": 3.0}  # policy, reference, reward (+ value model)
+    assert per_rollout_chunk == {"separate": (3.0, 1.0), "shared": (2.0, 1.0)}  # policy, reference (+ value model); reward
 
 
 def test_value_head_and_value_model_must_match(tiny_dir):
