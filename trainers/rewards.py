@@ -39,7 +39,7 @@ def ended_with_eos(sequences: torch.Tensor, attention_mask: torch.Tensor, prompt
     """
     resp, resp_attn = sequences[:, prompt_len:], attention_mask[:, prompt_len:]
     ended = ((resp == eos_id) & resp_attn.bool()).any(-1)
-    col = torch.where(ended, torch.full_like(ended, pad_id, dtype=sequences.dtype), torch.full_like(ended, eos_id, dtype=sequences.dtype))
+    col = torch.where(ended, pad_id, eos_id).to(sequences.dtype)
     return (torch.cat([sequences, col[:, None]], dim=1),
             torch.cat([attention_mask, (~ended).to(attention_mask.dtype)[:, None]], dim=1))
 

@@ -8,6 +8,7 @@ from harness.config import PPOConfig
 from harness.models import load_policy, load_scalar_model, load_tokenizer, with_reward_pad
 from harness.records import Prompt
 from trainers.ppo import PPOTrainer
+from trainers.rewards import TokenSetFrequencyReward
 
 pytestmark = pytest.mark.integration
 PROMPTS = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(4)]
@@ -40,3 +41,19 @@ def test_each_episode_s_reward_is_the_rm_score_of_its_text_ending_in_eos(tiny_di
         for scorer, got in ((trainer.reward, ro.raw_scores[i]), (trainer.gold_reward, ro.gold_scores[i])):
             torch.testing.assert_close(got, scorer(ids, torch.ones_like(ids), len(prompt))[0].float(), atol=1e-5, rtol=1e-5)
     assert cut > 0  # the case the appended EOS is for was exercised
+
+
+def test_a_reward_that_counts_sampled_tokens_reads_the_episodes_as_they_are(tiny_dir):
+    """A scorer that does not read EOS (``reads_eos = False``) never sees the appended token: here EOS is in its
+    token set, so counting it would raise the share for every cut episode."""
+    tok = load_tokenizer(tiny_dir)
+    eos = tok.eos_token_id
+    cfg = PPOConfig(steps=1, batch_size=4, mini_batch_size=4, max_new_tokens=4, max_prompt_length=32)
+    gold = TokenSetFrequencyReward(eos, eos + 1)
+    trainer = PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), _scalar(tiny_dir, tok, 1), _scalar(tiny_dir, tok, 1),
+                         tok, PROMPTS, chat_template="false", seed=0, gold_reward=gold)
+    torch.manual_seed(0)
+    ro = trainer.rollout(PROMPTS)
+    torch.testing.assert_close(ro.gold_scores, gold(ro.sequences, ro.attention_mask, ro.prompt_len))
+    cut = ~(ro.sequences[:, ro.prompt_len:] == eos).any(-1)
+    assert cut.any() and (ro.gold_scores[cut] == 0).all()  # no EOS sampled: none counted

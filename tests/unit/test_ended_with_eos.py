@@ -2,7 +2,7 @@
 
 import torch
 
-from trainers.rewards import ModelRewardScorer, TokenSetFrequencyReward, ended_with_eos
+from trainers.rewards import ended_with_eos
 
 EOS, PAD = 2, 0
 
@@ -21,7 +21,3 @@ def test_an_eos_in_the_prompt_or_in_masked_padding_does_not_count_as_an_ended_re
     attn = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])  # row 1: the EOS id sits in a masked position
     s, a = ended_with_eos(seq, attn, 1, EOS, PAD)
     assert s[:, -1].tolist() == [EOS, EOS] and a[:, -1].tolist() == [1, 1]
-
-
-def test_reward_models_read_eos_and_the_checkable_reward_reads_what_was_sampled():
-    assert ModelRewardScorer.reads_eos and not TokenSetFrequencyReward.reads_eos
