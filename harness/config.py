@@ -80,6 +80,18 @@ class LoRAConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """PPO's probe (:mod:`trainers.probe`): a fixed set of held-out prompts, ``samples`` episodes each, rolled out and
+    scored by the proxy RM and the gold reward before training and every ``every`` iterations (and after the last),
+    so that reward over KL is measured on the same prompts at every point (Gao et al. 2022 evaluate each policy on one
+    held-out prompt set) instead of on each iteration's own batch. ``prompts`` = 0: off."""
+
+    prompts: int = ranged(0, ge=0)  # held-out prompts (harness.selection.probe_prompts); 0 = no probe
+    samples: int = ranged(2, ge=1)  # episodes per prompt at each probe
+    every: int = ranged(2, ge=1)  # PPO iterations between probes
+
+
+@dataclass
 class SFTConfig:
     """Supervised fine-tuning on demonstrations (paper section 3.5; 16 epochs, cosine lr decay)."""
 
@@ -171,6 +183,7 @@ class PPOConfig:
     # (embeddings + lower blocks) then runs once per rollout for every model that shares it (reference, value, reward,
     # gold) and is reused by every PPO epoch (trainers/ppo.py). null: all blocks (or LoRA)
     trainable_layers: int | None = ranged(None, ge=1)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # reward over KL on fixed held-out prompts (trainers/probe.py)
 
 
 # --------------------------------------------------------------------------- judges (eval.judges)

@@ -150,21 +150,53 @@ def label_prompts(cfg: DataConfig) -> tuple[list[Prompt], dict[str, str]]:
     """
     parts, fp = _hh_splits(cfg)
     ppo = _ppo_prompts(parts, cfg)
-    excluded = {p.prompt for p in ppo}
-    excluded |= {_first_turn(c.prompt) for split in ("judge_train", "judge_val") for c in parts[split]}
+    prompts = _label_prompts(parts, cfg, ppo)
+    fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
+    fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in ppo])
+    fp["label_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
+    return prompts, fp
+
+
+def _held_out_first_turns(parts: dict[str, list[Comparison]], cfg: DataConfig, excluded: set[str], max_chars: int) -> list[Prompt]:
+    """Distinct first user turns of ``rm_train`` prompts of at most ``max_chars`` characters that are not in ``excluded``,
+    nor a first turn of a judge-split prompt, nor an AlpacaEval instruction; in data order."""
+    excluded = set(excluded) | {_first_turn(c.prompt) for split in ("judge_train", "judge_val") for c in parts[split]}
     excluded |= {p.prompt.strip() for p in D.load_alpaca_eval_prompts(cfg.data_dir, hub_id=cfg.hub_alpaca_eval)}
     seen, pool = set(), []
     for c in parts["rm_train"]:
         first = _first_turn(c.prompt)
-        if first and len(first) <= cfg.max_label_prompt_chars and first not in seen and first not in excluded:
+        if first and len(first) <= max_chars and first not in seen and first not in excluded:
             seen.add(first)
             pool.append(Prompt(c.id, first, c.source))
+    return pool
+
+
+def _label_prompts(parts: dict[str, list[Comparison]], cfg: DataConfig, ppo: list[Prompt]) -> list[Prompt]:
+    pool = _held_out_first_turns(parts, cfg, {p.prompt for p in ppo}, cfg.max_label_prompt_chars)
     D.require_available("data.n_label_prompts", cfg.n_label_prompts, len(pool),
                       f"eligible rm_train first turns (<= data.max_label_prompt_chars={cfg.max_label_prompt_chars} chars)")
-    prompts = _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
-    fp.update(_files_fingerprint(cfg, ["alpaca_eval/text_davinci_003_model_outputs.json"]))
-    fp["ppo_prompt_ids"] = D.records_fingerprint([p.id for p in ppo])
-    fp["label_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
+    return _sample(pool, cfg.n_label_prompts, cfg.seed + 2)
+
+
+def probe_prompts(cfg: DataConfig, n: int) -> tuple[list[Prompt], dict[str, str]]:
+    """``n`` prompts for PPO's probe (``ppo.probe``, :mod:`trainers.probe`): first user turns of ``rm_train`` prompts of at
+    most ``data.max_ppo_prompt_chars`` characters, like PPO's own, in a seeded order, and none of them a PPO prompt, a
+    simulated labeler's prompt (with this ``cfg``), a judge-split first turn or an AlpacaEval instruction: PPO never
+    trains on them and the proxy RM never saw them ranked. Raises :class:`~harness.errors.ConfigError` naming
+    ``ppo.probe.prompts`` if fewer than ``n`` remain.
+    """
+    parts, fp = _hh_splits(cfg)
+    ppo = _ppo_prompts(parts, cfg)
+    held_out = {p.prompt for p in ppo}
+    try:
+        held_out |= {p.prompt for p in _label_prompts(parts, cfg, ppo)}
+    except ConfigError:  # fewer label prompts than data.n_label_prompts: the labeler cannot run with this cfg, so none is used
+        pass
+    pool = _held_out_first_turns(parts, cfg, held_out, cfg.max_ppo_prompt_chars)
+    D.require_available("ppo.probe.prompts", n, len(pool),
+                      "rm_train first turns held out from PPO, the labeler, the judges and AlpacaEval")
+    prompts = _sample(pool, n, cfg.seed + 3)
+    fp["probe_prompt_ids"] = D.records_fingerprint([p.id for p in prompts])
     return prompts, fp
 
 

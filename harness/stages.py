@@ -192,7 +192,8 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     against ``reward_model``.
 
     ``gold_reward`` (a held-out reward model, e.g. the judge) is scored on every rollout and logged
-    beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022.
+    beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022. With
+    ``ppo.probe.prompts`` > 0 the probe's points (:mod:`trainers.probe`) go to ``<checkpoint>/probe_log.jsonl``.
     The value model is initialised from ``reward_model`` (``value_head=separate``) or is a new head
     on the policy (``shared``). ``tracking`` (a :class:`harness.config.TrackingConfig`) adds
     experiment trackers (run name: ``stage``).
@@ -201,6 +202,10 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     from trainers.tracking import stage_tracking
 
     prompts, fp = selection.ppo_prompts(data_cfg)
+    probe = []
+    if ppo_cfg.probe.prompts:
+        probe, probe_fp = selection.probe_prompts(data_cfg, ppo_cfg.probe.prompts)
+        fp["probe_prompt_ids"] = probe_fp["probe_prompt_ids"]
     pretrain = None
     if is_ptx(ppo_cfg.ptx_coef):
         pretrain, pfp = selection.pretrain_texts(data_cfg)
@@ -214,7 +219,7 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     trainer = PPOTrainer(ppo_cfg, load_policy(policy), ref_policy, load_scalar_model(reward_model),
                          value_model, tok, prompts, pretrain, model_cfg.chat_template, seed,
                          gold_reward=load_scalar_model(gold_reward) if gold_reward else None,
-                         tracking=stage_tracking(tracking, out_dir, stage, cfg))
+                         tracking=stage_tracking(tracking, out_dir, stage, cfg), probe_prompts=probe)
     history = trainer.train(log_path=fresh_log(out_dir, resume), state_dir=state_root(out_dir), resume=resume)
     metrics = {"reward_first": history[0]["reward_mean"], "reward_last": history[-1]["reward_mean"], "kl_last": history[-1]["kl"],
                "ptx_forwards": trainer.ptx_forwards, "ptx_sequences": trainer.ptx_sequences,
@@ -222,6 +227,8 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     path = trainer.save(out_dir, stage, cfg, fp, metrics)
     if is_main_process():
         write_jsonl(path / "train_log.jsonl", history)
+        if trainer.probes:
+            write_jsonl(path / "probe_log.jsonl", [p.record() for p in trainer.probes])
     log.info("%s: reward %.3f -> %.3f, KL %.3f -> %s", stage, metrics["reward_first"], metrics["reward_last"], metrics["kl_last"], path)
     return path, history
 

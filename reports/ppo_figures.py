@@ -31,24 +31,38 @@ def kl_reward_points(log: Sequence[Mapping[str, Any]], key: str) -> list[tuple[f
     return [(k, r) for k, r in pts if k is not None and r is not None]
 
 
-def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figure:
+def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]],
+                            probes: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> go.Figure:
     """Proxy and gold reward against KL, one colour per run, solid = proxy, dashed = gold.
 
-    ``logs`` maps a run name (``"ppo"``, ``"ppo_ptx"``) to its per-step log dicts. Points keep
-    step order (KL need not grow monotonically). A run or reward with no usable point gets no
-    trace. Trace names are ``"<run>: proxy"`` / ``"<run>: gold"``.
+    ``logs`` maps a run name (``"ppo"``, ``"ppo_ptx"``) to its per-step log dicts; ``probes`` (optional) a run to its
+    probe's points (:mod:`trainers.probe`: the same fixed held-out prompts at every point, with standard errors).
+    A run with a probe is drawn from it (lines, 95 % error bars: 1.96 standard errors over prompts) and its per-batch
+    means are faint markers (``"<run>: proxy, batch means"``); a run without one from its batch means. Points keep
+    step order (KL need not grow monotonically). A run or reward with no usable point gets no trace. Trace names
+    are ``"<run>: proxy"`` / ``"<run>: gold"``.
     """
+    probes = probes or {}
     fig = go.Figure()
-    for i, run in enumerate(order_policies(logs.keys())):
+    for i, run in enumerate(order_policies(logs.keys() | probes.keys())):
+        color = PALETTE[i % len(PALETTE)]
         for key, label, dash in REWARDS:
-            pts = kl_reward_points(logs[run], key)
-            if not pts:
-                continue
             short = "proxy" if key == "reward_mean" else "gold"
-            fig.add_trace(go.Scatter(
-                x=[k for k, _ in pts], y=[r for _, r in pts], mode="lines+markers", name=f"{run}: {short}",
-                line=dict(color=PALETTE[i % len(PALETTE)], dash=dash),
-                hovertemplate="KL %{x:.3g}: %{y:.4g}<extra>" + f"{run}, {label}" + "</extra>"))
+            main, faint = (probes[run], logs.get(run, [])) if probes.get(run) else (logs.get(run, []), [])
+            pts = kl_reward_points(main, key)
+            if pts:
+                se = [num(s.get(key.removesuffix("_mean") + "_se")) for s in sorted(main, key=lambda s: num(s.get("step")) or 0.0)
+                      if num(s.get("kl")) is not None and num(s.get(key)) is not None]
+                bars = dict(type="data", array=[1.96 * e if e is not None else 0.0 for e in se]) if probes.get(run) else None
+                fig.add_trace(go.Scatter(
+                    x=[k for k, _ in pts], y=[r for _, r in pts], mode="lines+markers", name=f"{run}: {short}",
+                    line=dict(color=color, dash=dash), error_y=bars,
+                    hovertemplate="KL %{x:.3g}: %{y:.4g}<extra>" + f"{run}, {label}" + "</extra>"))
+            if fpts := kl_reward_points(faint, key):
+                fig.add_trace(go.Scatter(
+                    x=[k for k, _ in fpts], y=[r for _, r in fpts], mode="markers", name=f"{run}: {short}, batch means",
+                    marker=dict(color=color, opacity=0.3, symbol="circle-open" if short == "gold" else "circle"),
+                    hovertemplate="KL %{x:.3g}: %{y:.4g}<extra>" + f"{run}, {label}, one batch" + "</extra>"))
     fig.update_layout(title="Reward over-optimisation: proxy vs gold reward against KL (Gao et al. 2022)",
                       xaxis_title="KL(π_RL ‖ π_SFT), nats per episode", yaxis_title="mean reward per episode",
                       height=440, legend_title_text="run: reward")

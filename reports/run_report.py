@@ -104,13 +104,15 @@ def load_run(run_dir: str | Path) -> RunData:
     df = results_frame(results.rows) if results is not None else None
     paper = paper_values(results.paper if results is not None else None)
     run = _json_object(run_dir / "run.json")
-    logs = {}
+    logs, probes = {}, {}
     for name in rl_runs(run):
         path = run_dir / "checkpoints" / name / "train_log.jsonl"
         if path.is_file():
             logs[name] = load_train_log(path)
+        if (path := path.with_name("probe_log.jsonl")).is_file():
+            probes[name] = load_train_log(path)
     return RunData(run_dir=run_dir, run=run, results=df, declarations=results.declarations if results else {}, paper=paper,
-                   items=load_items(run_dir / "results"), logs=logs, evals=_json_object(run_dir / "results" / "evals.json"))
+                   items=load_items(run_dir / "results"), logs=logs, probes=probes, evals=_json_object(run_dir / "results" / "evals.json"))
 
 
 COVERED = {"winrate", "likert", "truthfulqa", "toxicity", "hallucination", "alignment_tax", "reward_model", "judge_validation"}

@@ -61,6 +61,8 @@ from trainers.common import (
 )
 from trainers.frozen_trunk import TrunkSharing, plan_trunk_sharing
 from trainers.kl_control import make_kl_controller
+from trainers.policy_models import PolicyValueOutput, PolicyWithValueHead, ReferenceWithoutAdapters
+from trainers.probe import ProbePoint, run_probe
 from trainers.rewards import as_scorer, ended_with_eos
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
 
@@ -120,63 +122,6 @@ def ptx_sequences_for_minibatch(ratio: float, mini_batch_size: int, index: int) 
     return math.floor((index + 1) * per_minibatch) - math.floor(index * per_minibatch)
 
 
-@dataclass
-class PolicyValueOutput:
-    """``logits [B, T, V]`` of the causal LM and ``values [B, T]`` of the shared value head."""
-
-    logits: torch.Tensor
-    values: torch.Tensor
-
-
-class PolicyWithValueHead(torch.nn.Module):
-    """A causal LM with a scalar value head on its final hidden states (``value_head=shared``).
-
-    One forward of the trunk gives both the next-token logits and V(s) at every position:
-    ``values = w . h_T + b`` on the last (final-norm) hidden state ``h_T [B, T, H]``. The head
-    starts at zero (w = 0, b = 0), so every first value estimate is 0 and the early value loss
-    does not push noise into the shared trunk. ``policy`` stays a plain causal LM (saved alone).
-    """
-
-    def __init__(self, policy: torch.nn.Module):
-        super().__init__()
-        self.policy = policy
-        hidden = policy.get_output_embeddings().in_features
-        self.value_head = torch.nn.Linear(hidden, 1)
-        torch.nn.init.zeros_(self.value_head.weight)
-        torch.nn.init.zeros_(self.value_head.bias)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-                **lm_kwargs) -> PolicyValueOutput:
-        """``input_ids``/``attention_mask``/``position_ids`` ``[B, T]`` -> logits ``[B, T, V]``, values ``[B, T]`` (fp32).
-
-        ``lm_kwargs`` go to the causal LM (e.g. ``logits_to_keep``, which trims the logits only:
-        the values still cover every position).
-        """
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True,
-                          **lm_kwargs)
-        return PolicyValueOutput(out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1).float())
-
-
-class ReferenceWithoutAdapters(torch.nn.Module):
-    """The reference policy of a LoRA policy: the policy's own forward with its adapters disabled (peft
-    ``disable_adapter``) and in eval mode, i.e. the frozen base weights pi_SFT. It holds no parameters
-    of its own (the policy is kept outside the module tree, so nothing is moved, prepared or trained twice)."""
-
-    def __init__(self, policy) -> None:
-        super().__init__()
-        self._policy = [policy]
-
-    def forward(self, **kwargs):
-        policy = self._policy[0]
-        was_training = policy.training
-        policy.eval()
-        try:
-            with policy.disable_adapter():
-                return policy(**kwargs)
-        finally:
-            policy.train(was_training)
-
-
 class PPOTrainer:
     """Optimises ``policy`` against ``reward_model`` with a KL penalty to ``ref_policy``.
 
@@ -187,7 +132,7 @@ class PPOTrainer:
 
     def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer,
                  prompts: list[Prompt], pretrain: list[PretrainText] | None = None, chat_template: str = "auto", seed: int = 0,
-                 gold_reward=None, tracking: Tracking | None = None):
+                 gold_reward=None, tracking: Tracking | None = None, probe_prompts: list[Prompt] | None = None):
         """``reward_model`` (the proxy) and the optional ``gold_reward`` are reward models or scorers
         (:mod:`trainers.rewards`); the gold reward is only logged, never optimised. ``value_model``
         is required with ``value_head=separate`` and must be None with ``shared``.
@@ -198,7 +143,11 @@ class PPOTrainer:
         Raises ``ValueError`` for: no prompts; PPO-ptx (ptx_coef > 0) without pretraining texts; a batch size
         that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
         that does not match it; ``ptx_ratio`` <= 0; a ``ref_policy`` with a LoRA policy or none without one;
-        ``value_lora`` without a separate value model; ``trainable_layers`` with LoRA.
+        ``value_lora`` without a separate value model; ``trainable_layers`` with LoRA; ``probe_prompts`` not
+        ``cfg.probe.prompts`` long, or sharing an id with a PPO prompt.
+
+        ``probe_prompts``: held-out prompts of the probe (:mod:`trainers.probe`), rolled out before training and every
+        ``cfg.probe.every`` iterations; never trained on.
 
         With ``cfg.trainable_layers = k`` only the top ``k`` blocks (+ final norm and heads) of the policy and of the
         separate value model train, and the models that share the policy's frozen lower layers read them once per
@@ -225,6 +174,10 @@ class PPOTrainer:
         if cfg.trainable_layers and (cfg.lora.r > 0 or cfg.value_lora.r > 0):
             raise ValueError(f"PPOTrainer: trainable_layers={cfg.trainable_layers} and lora / value_lora are two ways to train "
                              "part of a model; set one (trainable_layers=null with LoRA)")
+        self._probe_prompts = list(probe_prompts or [])
+        if len(self._probe_prompts) != cfg.probe.prompts or {p.id for p in prompts} & {p.id for p in self._probe_prompts}:
+            raise ValueError(f"PPOTrainer: ppo.probe.prompts={cfg.probe.prompts} needs that many probe prompts, none of them a PPO "
+                             f"prompt; got {len(self._probe_prompts)}")
         self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.accelerator: Accelerator = make_accelerator(tracking, mixed_precision=cfg.mixed_precision)
         rank = self.accelerator.process_index
@@ -271,7 +224,9 @@ class PPOTrainer:
         order = list(prompts)
         rng.shuffle(order)
         self._prompts = itertools.cycle(order)  # the global order; process p takes slice p of each global batch
-        self._prompt_ids = dict(zip([p.id for p in order], encode_prompts([p.prompt for p in order], tokenizer, cfg.max_prompt_length, chat_template)))
+        encoded = order + self._probe_prompts
+        self._prompt_ids = dict(zip([p.id for p in encoded], encode_prompts([p.prompt for p in encoded], tokenizer, cfg.max_prompt_length, chat_template)))
+        self.probes: list = []  # trainers.probe.ProbePoint, in step order
         # process 0 keeps the single-process stream; the others draw their own pretraining sequences
         self._pretrain = self._pretrain_sequences(pretrain, rng if rank == 0 else random.Random(seed + rank)) if is_ptx(cfg.ptx_coef) else None
         self.ptx_forwards = 0  # counted, so a test can show ptx_coef=0 runs none
@@ -393,10 +348,10 @@ class PPOTrainer:
         return lp, entropy, values
 
     @torch.no_grad()
-    def rollout(self, prompts: list[Prompt]) -> Rollout:
+    def rollout(self, prompts: list[Prompt], update: bool = True) -> Rollout:
         """Generate one response per prompt and score it; returns the episodes (no advantages yet).
 
-        With one minibatch (``mini_batch_size >= batch_size``) the first update's policy and value forward (same
+        With ``update`` (the episodes will be trained on) and one minibatch (``mini_batch_size >= batch_size``) the first update's policy and value forward (same
         episodes, same weights) runs here with autograd on: its detached outputs are the behaviour log-probs and old
         values, and the first update back-propagates through it (``Rollout.first_forward``). Same numbers, one
         forward fewer. The reward models read the episodes ended in EOS (:func:`trainers.rewards.ended_with_eos`).
@@ -422,7 +377,7 @@ class PPOTrainer:
         # the trunk runs on those sequences, and the policy's forwards use its first P + R positions (causal)
         eseq, eattn = ended_with_eos(seq, attn, P, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         chunks, trunks, first_forward = [], [], None
-        keep_graph = len(prompts) <= self.cfg.mini_batch_size  # one chunk, and its forward is the first update's
+        keep_graph = update and len(prompts) <= self.cfg.mini_batch_size  # one chunk, and its forward is the first update's
         # The prepared policy and value model run under the accelerator's autocast; the frozen
         # reference policy and the scorers are not prepared, so they get the same context here. In
         # bf16 the KL to the reference would otherwise measure bf16 rounding as well: a nonzero KL
@@ -555,6 +510,7 @@ class PPOTrainer:
         if resume and state_dir is not None and (ckpt := latest_state(state_dir)) is not None:
             state = load_state(self.accelerator, ckpt)
             done, history, self.kl_ctl.value = state["step"], list(state["history"]), state["beta"]
+            self.probes = [ProbePoint(**p) for p in state.get("probes", [])]
             for _ in range(done):  # replay the data streams to where the checkpoint left them
                 self._next_batch()
             for _ in range(state["ptx_sequences"]):
@@ -564,6 +520,8 @@ class PPOTrainer:
                 trim_log(log_path, done)
         bar = tqdm(range(done + 1, self.cfg.steps + 1), initial=done, total=self.cfg.steps,
                    desc=f"PPO{'-ptx' if is_ptx(self.cfg.ptx_coef) else ''}", disable=not self.accelerator.is_main_process)
+        if self._probe_prompts and done == 0:
+            self._probe(0)
         for step in bar:
             t0 = time.perf_counter()
             stats = self.step(self.rollout(self._next_batch()))
@@ -571,13 +529,26 @@ class PPOTrainer:
                          seconds=time.perf_counter() - t0)
             history.append(stats)
             log_step(self.accelerator, log_path, stats, step)
+            if self._probe_prompts and (step % self.cfg.probe.every == 0 or step == self.cfg.steps):
+                self._probe(step)
             if self.cfg.save_steps and state_dir is not None and (step % self.cfg.save_steps == 0 or step == self.cfg.steps):
                 save_state(self.accelerator, state_dir, step, {"history": history, "beta": self.kl_ctl.value, "ptx_forwards": self.ptx_forwards,
-                                                               "ptx_sequences": self.ptx_sequences, "minibatches": self._minibatches},
+                                                               "ptx_sequences": self.ptx_sequences, "minibatches": self._minibatches,
+                                                               "probes": [p.record() for p in self.probes]},
                            keep=self.cfg.keep_checkpoints)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
         finish_tracking(self.accelerator)
         return history
+
+    def _probe(self, step: int) -> None:
+        """Probe the policy after ``step`` iterations (:func:`trainers.probe.run_probe`) and keep the point."""
+        point = run_probe(self, self._probe_prompts, self.cfg.probe.samples, step, step * self.cfg.batch_size * self.accelerator.num_processes,
+                          seed=self.seed + 1 + self.accelerator.process_index)
+        self.probes.append(point)
+        if self.accelerator.is_main_process:
+            tqdm.write(f"probe after {step} iterations: proxy {point.reward_mean:.3f} ± {point.reward_se:.3f}, gold "
+                       f"{point.gold_reward_mean if point.gold_reward_mean is not None else float('nan'):.3f}, KL {point.kl:.3f} nats "
+                       f"({point.prompts} prompts x {point.samples}, {point.seconds:.1f} s)")
 
     def save(self, out_dir: str | Path, stage: str, config, fingerprints: dict[str, str], metrics: dict) -> Path:
         """Save the trained policy as a Hugging Face causal-LM checkpoint with ``run.json`` (main process).

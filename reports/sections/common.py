@@ -24,7 +24,8 @@ class RunData:
     (:func:`harness.results.results_frame`: one column per slice key; ``None`` if the file is missing);
     ``declarations``: eval -> its declarations (:class:`harness.evals.base.EvalDef`); ``paper``: reference
     values (:mod:`reports.paper_ref`); ``items``: eval name -> (path, records) of ``results/*_items.jsonl``;
-    ``logs``: PPO run -> per-step train-log dicts; ``evals``: ``results/evals.json`` or None."""
+    ``logs``: PPO run -> per-step train-log dicts; ``probes``: PPO run -> its probe's points (``probe_log.jsonl``,
+    :mod:`trainers.probe`), for the runs that had one; ``evals``: ``results/evals.json`` or None."""
 
     run_dir: Path
     run: dict[str, Any] | None = None
@@ -33,6 +34,7 @@ class RunData:
     paper: list[PaperValue] = field(default_factory=list)
     items: dict[str, tuple[Path, list[dict[str, Any]]]] = field(default_factory=dict)
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    probes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     evals: dict[str, Any] | None = None
 
     def rows(self, eval_: str, metrics: Any = None) -> pd.DataFrame:

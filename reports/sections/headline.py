@@ -97,8 +97,8 @@ def contrasts(data: RunData) -> list[Contrast]:
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
         out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
         out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
-    for run_name, reward, shape, text in _shapes(data):
-        out.append(Contrast("c", f"{run_name}: {reward} along KL", None, text, kind="shape", shape=shape))
+    for run_name, reward, points, shape, text in _shapes(data):
+        out.append(Contrast("c", f"{run_name}: {reward} along KL ({points})", None, text, kind="shape", shape=shape))
     tax = data.rows("alignment_tax")
     tax = tax[[bool(d and d.delta_of) and data.is_fraction("alignment_tax", d.delta_of) and str(s) in ("0", "None")
                for d, s in zip((data.metric("alignment_tax", m) for m in tax["metric"]), col(tax, "shots"))]]
@@ -147,9 +147,9 @@ def headline_section(data: RunData) -> Safe:
     return join(parts)
 
 
-def _shapes(data: RunData) -> list[tuple[str, str, str, str]]:
+def _shapes(data: RunData) -> list[tuple[str, str, str, str, str]]:
     from reports.sections.training import reward_shapes, rl_runs
 
     runs = rl_runs(data.run)
     logs = {r: data.logs[r] for r in runs if data.logs.get(r)}
-    return reward_shapes(logs)
+    return reward_shapes(logs, {r: data.probes[r] for r in runs if data.probes.get(r)})

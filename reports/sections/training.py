@@ -43,23 +43,37 @@ def rm_section(data: RunData) -> Safe:
                  table(["reward model", "pairwise accuracy [95% CI]", "n (pairs)"], rows, numeric=(1, 2))])
 
 
-def reward_shapes(logs: dict) -> list[tuple[str, str, str, str]]:
-    """Per run and reward (proxy, gold): :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points,
-    or why there is none."""
+def curve_points(logs: dict, probes: dict | None = None) -> dict[str, tuple[str, list[dict]]]:
+    """Per RL run, the points its reward-over-KL curve is read from: ``("probe", points)`` when the run had a probe
+    (:mod:`trainers.probe`: fixed held-out prompts), else ``("batch means", train-log steps)``."""
+    probes = probes or {}
+    return {run: ("probe", probes[run]) if probes.get(run) else ("batch means", logs.get(run, []))
+            for run in dict.fromkeys([*logs, *probes])}
+
+
+def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Per run and reward (proxy, gold): ``(run, reward, points, shape, statement)``: the shape of
+    :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points (:func:`curve_points`: the probe's when
+    there is one; ``points`` names them), or why there is none."""
     from harness.overoptimisation import reward_shape
     from reports.ppo_figures import REWARDS, kl_reward_points
 
     out = []
-    for run, log in logs.items():
+    for run, (source, log) in curve_points(logs, probes).items():
+        if source == "probe" and log:
+            first = log[0]
+            source = f"probe of {first.get('prompts')} held-out prompts x {first.get('samples')} samples, {len(log)} points"
+        else:
+            source = f"per-iteration batch means, {len(log)} points"
         for key, label, _ in REWARDS:
             pts = kl_reward_points(log, key)
             if not pts:
                 continue
             try:
                 s = reward_shape([k for k, _ in pts], [r for _, r in pts])
-                out.append((run, label, s.shape, s.text))
+                out.append((run, label, source, s.shape, s.text))
             except ValueError as e:
-                out.append((run, label, "—", f"not enough points: {e}"))
+                out.append((run, label, source, "—", f"not enough points: {e}"))
     return out
 
 
@@ -68,21 +82,24 @@ def ppo_section(data: RunData) -> Safe:
     (``fig-overoptimisation``) for the RL runs of ``run.json`` (:func:`rl_runs`) whose logs exist."""
     runs = rl_runs(data.run)
     logs = {r: data.logs[r] for r in runs if data.logs.get(r)}
+    probes = {r: data.probes[r] for r in runs if data.probes.get(r)}
     if not logs:
         return na("PPO training logs")
     parts = [figure_div(figures.ppo_curves_figure(logs), "fig-ppo-curves"),
              tag("p", "Over-optimisation view (Gao et al. 2022): the proxy reward is the reward model PPO "
                       "optimises, the gold reward the held-out helpful judge it never sees. A gold curve that "
-                      "falls while the proxy keeps rising with KL is reward over-optimisation.")]
-    over = overoptimisation_figure(logs)
+                      "falls while the proxy keeps rising with KL is reward over-optimisation. A run with a probe "
+                      "(ppo.probe) is drawn from it: the same held-out prompts at every point, error bars 1.96 standard "
+                      "errors over prompts; its per-iteration batch means (other prompts each time) are the faint markers.")]
+    over = overoptimisation_figure(logs, probes)
     parts.append(figure_div(over, "fig-overoptimisation") if over.data else
                  na("reward / KL pairs in the PPO logs (over-optimisation view)"))
-    shapes = reward_shapes(logs)
+    shapes = reward_shapes(logs, probes)
     if shapes:
         parts.append(tag("p", "The shape of each curve, from its own points: Gao et al.'s form R(d) = d (α − β log d), "
                               "d = √KL, fitted by least squares (peaked: β > 0 significantly, the peak inside the run "
                               "and the best point interior), else the rank correlation with KL.", cls="meta"))
-        parts.append(table(["RL run", "reward", "shape", "statement"], shapes))
+        parts.append(table(["RL run", "reward", "points", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:
         parts.append(table(["RL run", "KL penalty β", "ptx coefficient γ (ptx_coef)", "PPO-ptx"],

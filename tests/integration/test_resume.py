@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import PPOConfig, RMConfig
+from harness.config import PPOConfig, ProbeConfig, RMConfig
 from harness.io import read_json, read_jsonl
 from harness.models import load_policy, load_scalar_model, load_tokenizer
 from harness.records import Comparison, Prompt
@@ -110,13 +110,14 @@ def test_reward_model_interrupted_and_resumed_matches_uninterrupted(tiny_dir, tm
 def _ppo_trainer(tiny_dir, steps: int) -> PPOTrainer:
     tok = load_tokenizer(tiny_dir)
     cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, max_new_tokens=6, lr=1e-3, value_lr=1e-3, max_prompt_length=32,
-                    kl_control="adaptive", kl_target=0.5, kl_horizon=100.0, save_steps=2)
+                    kl_control="adaptive", kl_target=0.5, kl_horizon=100.0, save_steps=2, probe=ProbeConfig(prompts=2, samples=2, every=2))
     reward_model = load_scalar_model(tiny_dir)
     torch.manual_seed(1)
     torch.nn.init.normal_(reward_model.score.weight, std=0.5)
     prompts = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(6)]
+    probe = [Prompt(f"probe{i}", f"Say something about thing {i}.", "t") for i in range(2)]
     return PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok, prompts,
-                      chat_template="false", seed=0)
+                      chat_template="false", seed=0, probe_prompts=probe)
 
 
 def test_ppo_resumed_from_step_2_equals_an_uninterrupted_run(tiny_dir, tmp_path):
@@ -129,6 +130,11 @@ def test_ppo_resumed_from_step_2_equals_an_uninterrupted_run(tiny_dir, tmp_path)
     for key in ("reward_mean", "kl", "beta", "value_loss", "policy_loss"):
         assert [h[key] for h in resumed] == pytest.approx([h[key] for h in full], rel=1e-4, abs=1e-6), key
     assert full[-1]["beta"] != full[0]["beta"]  # the adaptive controller moved, and resume restored it
+    # the probe's points (before training, after steps 2 and 4): restored from the state, then the same after it
+    assert [p.step for p in resumed_trainer.probes] == [p.step for p in full_trainer.probes] == [0, 2, 4]
+    for got, want in zip(resumed_trainer.probes, full_trainer.probes):
+        assert (got.reward_mean, got.kl) == pytest.approx((want.reward_mean, want.kl), rel=1e-4, abs=1e-6)
+    assert full_trainer.probes[0].kl == pytest.approx(0.0, abs=1e-6) and full_trainer.probes[-1].kl != 0.0
     a = dict(full_trainer.accelerator.unwrap_model(full_trainer.policy).named_parameters())
     for name, p in resumed_trainer.accelerator.unwrap_model(resumed_trainer.policy).named_parameters():
         assert torch.allclose(p, a[name], atol=1e-5), name

@@ -307,8 +307,8 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", sec))
     assert "proxy reward model: pairwise accuracy on its held-out pairs 64.0% [56.0%, 72.0%] 128 resolved: interval above 0.5" in text
     assert "ppo vs SFT: win rate, gold judge helpful 58.0% [45.0%, 71.0%]" in text and "90.0%" not in text
-    assert "ppo: proxy reward (optimised RM) along KL rising" in text
-    assert "ppo: gold reward (held-out judge) along KL peaked" in text
+    assert "ppo: proxy reward (optimised RM) along KL (per-iteration batch means, 7 points) rising" in text
+    assert "ppo: gold reward (held-out judge) along KL (per-iteration batch means, 7 points) peaked" in text
     assert "ppo − base on hellaswag_local (an alignment tax is below 0) -5.0 pp" in text and "resolved: interval below 0" in text
     assert "ppo_ptx − ppo on hellaswag_local (ptx gives the tax back: above 0) +2.0 pp" in text
     assert "effect +0.020 at n = 200; about n = 450 would resolve it" in text
@@ -329,3 +329,33 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert [(r["shape"], r["resolved"]) for r in recs if r["contrast"] == "c"] == [("rising", None), ("peaked", None)]
     (d / "run.json").write_text(json.dumps({"rl_runs": [{"name": "ppo"}]}))  # e.g. a harness-eval run
     assert "records no gold judge" in section_html(build_run_report(d).read_text(encoding="utf-8"), "sec-headline")
+
+
+def test_a_run_with_a_probe_reads_its_curves_from_the_probe(tmp_path: Path):
+    """``probe_log.jsonl`` (trainers.probe) replaces the batch means for the shape and the figure; the batch means stay
+    in the figure as faint markers, and the probe's points carry 95 % error bars."""
+    import json
+
+    from reports.run_report import load_run
+    from reports.sections.headline import contrasts
+
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128)])
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
+    flat = [{"step": i, "kl": 0.5 * i, "reward_mean": (-1) ** i, "gold_reward_mean": 0.0} for i in range(1, 6)]
+    write_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl", flat)
+    probe = [{"step": s, "episodes": 16 * s, "kl": k, "kl_se": 0.01, "reward_mean": r, "reward_se": 0.05, "gold_reward_mean": -r,
+              "gold_reward_se": 0.1, "prompts": 3, "samples": 2, "seconds": 1.0}
+             for s, k, r in [(0, 0.0, 0.0), (2, 0.4, 0.2), (4, 0.9, 0.5), (6, 1.5, 0.7), (8, 2.2, 0.9)]]
+    write_jsonl(d / "checkpoints" / "ppo" / "probe_log.jsonl", probe)
+    recs = [c.record() for c in contrasts(load_run(d)) if c.key == "c"]
+    assert [(r["label"], r["shape"]) for r in recs] == [
+        ("ppo: proxy reward (optimised RM) along KL (probe of 3 held-out prompts x 2 samples, 5 points)", "rising"),
+        ("ppo: gold reward (held-out judge) along KL (probe of 3 held-out prompts x 2 samples, 5 points)", "falling")]
+    page = build_run_report(d).read_text(encoding="utf-8")
+    data, _ = figure_json(page, "fig-overoptimisation")
+    by_name = {t["name"]: t for t in data}
+    assert list(by_name["ppo: proxy"]["x"]) == [0.0, 0.4, 0.9, 1.5, 2.2]
+    assert by_name["ppo: proxy"]["error_y"]["array"] == pytest.approx([0.098] * 5)
+    assert by_name["ppo: gold"]["error_y"]["array"] == pytest.approx([0.196] * 5)
+    assert list(by_name["ppo: proxy, batch means"]["y"]) == [-1, 1, -1, 1, -1]
