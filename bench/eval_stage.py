@@ -118,10 +118,10 @@ def case_smoke(work: Path, env: dict[str, str]) -> dict[str, Any]:
     return runs
 
 
-def case_preset(work: Path, env: dict[str, str], preset: str, extra: list[str], cold: bool) -> dict[str, Any]:
+def case_preset(work: Path, env: dict[str, str], preset: str, extra: list[str], cold: bool, run_dir: Path | None = None) -> dict[str, Any]:
     """One ``harness-pipeline pipeline=<preset>`` run, recorded as ``cold`` (a fresh cache: the judges train in it) or
-    ``given cache``."""
-    run_dir = work / "run"
+    ``given cache``, into ``run_dir`` (default: a temporary folder, deleted after)."""
+    run_dir = run_dir or work / "run"
     res = measure([str(BIN / "harness-pipeline"), f"pipeline={preset}", *extra, f"hydra.run.dir={run_dir}"], env)
     return {"cold" if cold else "given cache": {**res, **run_records(run_dir), "headline": headline(run_dir)}}
 
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                    "`first` finds every policy-independent result cached")
     p.add_argument("--cache", default=None, help="harness cache dir (HARNESS_CACHE_DIR); default: a fresh temp dir")
     p.add_argument("--tag", default="", help="suffix of the result file's name, e.g. before / after")
+    p.add_argument("--run-dir", default=None, help="preset: keep the run here (its report, checkpoints) instead of a temp dir")
     p.add_argument("--table", action="store_true", help="print the markdown table of bench/results/eval_*.json and exit")
     p.add_argument("extra", nargs="*", help="eval: more overrides for harness-eval")
     args = p.parse_args(argv)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.case == "smoke":
             runs = case_smoke(work, env)
         elif args.case == "preset":
-            runs = case_preset(work, env, preset, args.extra, cold=not args.cache)
+            runs = case_preset(work, env, preset, args.extra, cold=not args.cache, run_dir=Path(args.run_dir) if args.run_dir else None)
         else:
             from harness.models import ModelConfig, smollm2_checkpoint
 
