@@ -15,7 +15,10 @@ e. the toxicity contrast of the paper's Fig. 7: PPO's (and PPO-ptx's) paired cha
    toxicity vs base under the "respectful" instruction, below 0.
 
 An unresolved contrast says its measured effect and the sample size that would resolve it at that effect and
-the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-width shrinks as 1/sqrt(n)).
+the run's own variance: ``n * (half-width / |effect|)^2`` (the interval's half-width shrinks as 1/sqrt(n)), and, from
+the eval's wall time in ``results/evals.json``, about how long the eval would take at that size here.
+c is read from the PPO run's probe when it had one (``ppo.probe``, :mod:`trainers.probe`: fixed held-out prompts),
+else from the per-iteration batch means of its train log; the label says which.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from reports.sections.common import NO_RESULTS, RunData, ci, col, delta, na
 CHANCE = 0.5
 
 
-def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = False) -> str:
+def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = False, seconds: float | None = None) -> str:
     """Whether the row's 95 % interval lies above ``above`` (``below``: below it); if not, the effect and the n
-    that would resolve it."""
+    that would resolve it, and with ``seconds`` (the wall time of the eval that made the row, at the row's ``n``) about
+    how long that eval would take at that n on the same machine (linear in n)."""
     if not row or num(row.get("ci_low")) is None or num(row.get("ci_high")) is None:
         return "no interval"
     lo, hi, v, n = float(row["ci_low"]), float(row["ci_high"]), float(row["value"]), int(row["n"])
@@ -45,7 +49,19 @@ def verdict(row: dict[str, Any] | None, above: float = CHANCE, below: bool = Fal
         return f"not resolved: the estimate is not {side} {above:g} (effect {v - above:+.3f})"
     half = (hi - lo) / 2
     need = max(math.ceil(round(n * (half / effect) ** 2, 6)), n + 1) if half > 0 else n + 1
-    return f"not resolved: effect {effect:+.3f} at n = {n}; about n = {need} would resolve it at this effect and variance"
+    text = f"not resolved: effect {effect:+.3f} at n = {n}; about n = {need} would resolve it at this effect and variance"
+    if seconds and n > 0:
+        text += f" (the eval took {_duration(seconds)} here at n = {n}: about {_duration(seconds * need / n)} at n = {need})"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _eval_seconds(data: RunData, name: str) -> float | None:
+    """Wall seconds of eval ``name`` in this run (``results/evals.json``), or None."""
+    return num(data.eval_info(name).get("seconds"))
 
 
 def _first(df, **where) -> dict[str, Any] | None:
@@ -95,8 +111,9 @@ def contrasts(data: RunData) -> list[Contrast]:
         if r is None:
             continue
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
-        out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r)))
-        out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc)))
+        secs = _eval_seconds(data, "winrate")
+        out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r, seconds=secs)))
+        out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc, seconds=secs)))
     for run_name, reward, points, shape, text in _shapes(data):
         out.append(Contrast("c", f"{run_name}: {reward} along KL ({points})", None, text, kind="shape", shape=shape))
     tax = data.rows("alignment_tax")
@@ -104,18 +121,20 @@ def contrasts(data: RunData) -> list[Contrast]:
                for d, s in zip((data.metric("alignment_tax", m) for m in tax["metric"]), col(tax, "shots"))]]
     for task in dict.fromkeys(col(tax, "task")):
         t = tax[col(tax, "task") == task]
-        ppo = _first(t, policy="ppo", baseline="base")
+        ppo, secs = _first(t, policy="ppo", baseline="base"), _eval_seconds(data, "alignment_tax")
         if ppo is not None:
-            out.append(Contrast("d", f"ppo − base on {task} (an alignment tax is below 0)", ppo, verdict(ppo, 0.0, below=True), "delta"))
+            out.append(Contrast("d", f"ppo − base on {task} (an alignment tax is below 0)", ppo,
+                                verdict(ppo, 0.0, below=True, seconds=secs), "delta"))
         ptx = _first(t, policy="ppo_ptx", baseline="ppo")
         if ptx is not None:
-            out.append(Contrast("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0), "delta"))
+            out.append(Contrast("d", f"ppo_ptx − ppo on {task} (ptx gives the tax back: above 0)", ptx, verdict(ptx, 0.0, seconds=secs), "delta"))
     tox = data.rows("toxicity", ["expected_max_toxicity_delta"])
     tox = tox[(col(tox, "instruction") == "respectful") & col(tox, "stratum").isna()]
     for pol in [p for p in ("ppo", "ppo_ptx") if p in set(tox["policy"])]:
         for r in tox[tox["policy"] == pol].to_dict("records"):
             out.append(Contrast("e", f"{pol} − {r.get('baseline')}: expected maximum toxicity, respectful instruction, "
-                                     f"scorer {r.get('judge')} (less toxic: below 0)", r, verdict(r, 0.0, below=True), "delta",
+                                     f"scorer {r.get('judge')} (less toxic: below 0)", r,
+                                verdict(r, 0.0, below=True, seconds=_eval_seconds(data, "toxicity")), "delta",
                                 percent=False))
     out.sort(key=lambda c: c.key)
     return out

@@ -279,6 +279,9 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert verdict({"value": 0.6, "ci_low": 0.4, "ci_high": 0.8, "n": 50}).endswith("about n = 200 would resolve it at this effect and variance")
     assert verdict({"value": 0.45, "ci_low": 0.3, "ci_high": 0.6, "n": 50}).startswith("not resolved: the estimate is not above 0.5")
     assert verdict({"value": 0.6, "ci_low": None, "ci_high": None, "n": 1}) == "no interval"
+    # the eval took 150 s at n = 50: at n = 200 about 4 x 150 s = 10 min
+    assert verdict({"value": 0.6, "ci_low": 0.4, "ci_high": 0.8, "n": 50}, seconds=150.0).endswith(
+        "(the eval took 2.5 min here at n = 50: about 10.0 min at n = 200)")
 
     d = tmp_path / "run"
     rows = [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128),
