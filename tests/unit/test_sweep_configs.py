@@ -78,3 +78,17 @@ def test_paper_ppo_and_simulated_labels_are_diffs_over_the_preset():
     assert paper.ppo.steps == 2 and [(r.name, r.ptx_coef) for r in paper.rl_runs] == [("ppo", 0.0), ("ppo_ptx", 27.8)]
     sim = _compose("pipeline=smoke", "experiment=simulated_labels")
     assert sim.rm_data == "simulated" and sim.sft.select_by == "loss" and sim.label.k_max == 4
+
+
+def test_paper_shape_is_the_demo_up_to_ppo_plus_ptx_and_the_tax_and_toxicity_contrasts():
+    """pipeline=paper_shape reuses everything before PPO from pipeline=demo (so its stages share the demo's fingerprints
+    and judge cache) and adds PPO-ptx and the evals of contrasts d and e."""
+    demo, shape = _compose("pipeline=demo"), _compose("pipeline=paper_shape")
+    for key in ("data", "sft", "rm", "label", "judge", "rm_data", "train_judges", "model"):
+        assert shape[key] == demo[key], key
+    assert [(r.name, r.ptx_coef) for r in shape.rl_runs] == [("ppo", 0.0), ("ppo_ptx", 1.0)]
+    assert [(r.name, r.ptx_coef) for r in demo.rl_runs] == [("ppo", 0.0)]
+    assert list(shape.eval.run) == ["winrate", "alignment_tax", "toxicity"] and list(demo.eval.run) == ["winrate"]
+    assert shape.ppo.ptx_ratio == 1.0 and shape.ppo.probe.prompts > 0 and demo.ppo.probe.prompts > 0
+    assert list(shape.evals.toxicity.instructions) == ["basic", "respectful"]
+    assert [list(p) for p in shape.evals.alignment_tax.delta_pairs] == [["ppo_ptx", "ppo"]]
