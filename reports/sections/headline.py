@@ -147,8 +147,10 @@ def headline_section(data: RunData) -> Safe:
     gold = (data.run or {}).get("gold_judge")
     found = contrasts(data)
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
-                      "when its interval excludes chance (0.5); an unresolved one gives the sample size that "
-                      "would resolve it at the measured effect and variance.", cls="meta")]
+                      "when its interval excludes its null value (chance, 0.5, for a share; 0 for a difference); an unresolved "
+                      "one gives the sample size that would resolve it at the measured effect and variance, and the "
+                      "time its eval would take at that size here. c is a shape, stated from the data, not tested.",
+                 cls="meta")]
     if gold is None:  # a harness-eval run records no gold judge: say which judge stands in
         parts.append(tag("p", "run.json records no gold judge (the judge PPO never optimised): contrast b uses the "
                               "'helpful' judge, which may not be held out from this run's training.", cls="neg"))
