@@ -187,11 +187,9 @@ def probe_prompts(cfg: DataConfig, n: int) -> tuple[list[Prompt], dict[str, str]
     """
     parts, fp = _hh_splits(cfg)
     ppo = _ppo_prompts(parts, cfg)
-    held_out = {p.prompt for p in ppo}
-    try:
-        held_out |= {p.prompt for p in _label_prompts(parts, cfg, ppo)}
-    except ConfigError:  # fewer label prompts than data.n_label_prompts: the labeler cannot run with this cfg, so none is used
-        pass
+    label_pool = _held_out_first_turns(parts, cfg, {p.prompt for p in ppo}, cfg.max_label_prompt_chars)
+    # what the labeler takes with this cfg (all of its pool when data.n_label_prompts asks for more: it then refuses to run)
+    held_out = {p.prompt for p in ppo} | {p.prompt for p in _sample(label_pool, cfg.n_label_prompts, cfg.seed + 2)}
     pool = _held_out_first_turns(parts, cfg, held_out, cfg.max_ppo_prompt_chars)
     D.require_available("ppo.probe.prompts", n, len(pool),
                       "rm_train first turns held out from PPO, the labeler, the judges and AlpacaEval")

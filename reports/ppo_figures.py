@@ -23,12 +23,16 @@ REWARDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def kl_reward_rows(log: Sequence[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
+    """The records of one training or probe log in step order that have a finite ``kl`` and ``key``."""
+    steps = sorted(log, key=lambda s: num(s.get("step")) or 0.0)
+    return [s for s in steps if num(s.get("kl")) is not None and num(s.get(key)) is not None]
+
+
 def kl_reward_points(log: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
     """``[(kl, reward)]`` of one training log in step order, skipping steps where either is
     missing or non-finite. ``key``: the reward field (``reward_mean`` or ``gold_reward_mean``)."""
-    steps = sorted(log, key=lambda s: num(s.get("step")) or 0.0)
-    pts = [(num(s.get("kl")), num(s.get(key))) for s in steps]
-    return [(k, r) for k, r in pts if k is not None and r is not None]
+    return [(num(s["kl"]), num(s[key])) for s in kl_reward_rows(log, key)]
 
 
 def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -51,8 +55,7 @@ def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]],
             main, faint = (probes[run], logs.get(run, [])) if probes.get(run) else (logs.get(run, []), [])
             pts = kl_reward_points(main, key)
             if pts:
-                se = [num(s.get(key.removesuffix("_mean") + "_se")) for s in sorted(main, key=lambda s: num(s.get("step")) or 0.0)
-                      if num(s.get("kl")) is not None and num(s.get(key)) is not None]
+                se = [num(s.get(key.removesuffix("_mean") + "_se")) for s in kl_reward_rows(main, key)]
                 bars = dict(type="data", array=[1.96 * e if e is not None else 0.0 for e in se]) if probes.get(run) else None
                 fig.add_trace(go.Scatter(
                     x=[k for k, _ in pts], y=[r for _, r in pts], mode="lines+markers", name=f"{run}: {short}",
