@@ -84,8 +84,11 @@ def parse_args(argv=None):
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--max-prompt-length", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None, help="judge-side training pairs (default: conf/pipeline/default.yaml)")
-    p.add_argument("--balance", choices=["none", "length"], default="none",
-                   help="length: half the training pairs have the shorter output preferred, half the longer")
+    p.add_argument("--balance", choices=["none", "length", "matched"], default="none",
+                   help="length: half the training pairs have the shorter output preferred, half the longer; matched: the "
+                        "n_train pairs of the pool whose two outputs are closest in length (character ratio)")
+    p.add_argument("--length-term", action="store_true", help="rm.length_term: a learned length coefficient in the loss, "
+                   "the judge's score without it (trainers.reward_model.LengthTerm)")
     p.add_argument("--ensemble", nargs="+", default=None, help="no training: combine these earlier variants' margins")
     p.add_argument("--n-hh", type=int, default=0, help="held-out hh pairs per helpful subset (0: all 317 of the three subsets)")
     p.add_argument("--n-gpt4", type=int, default=200, help="first N of the 805 GPT-4-annotated davinci pairs (0: all)")
@@ -121,6 +124,8 @@ def settings(args) -> tuple[Any, Any]:
             judge[k] = v
     if args.trainable_layers is not None:
         judge.trainable_layers = args.trainable_layers or None
+    if args.length_term:
+        judge.length_term = True
     if args.lora_r:
         judge.trainable_layers = None
         judge.lora.r, judge.lora.alpha = args.lora_r, args.lora_alpha
@@ -146,7 +151,7 @@ def longer_preferred(a: str, b: str, pref_a: float) -> bool | None:
 
 def training_pairs(data_cfg, args) -> tuple[list, list, dict]:
     """(train, val, fingerprints) of the judge split; ``--balance length`` redraws train length-balanced
-    from the whole judge-side training pool."""
+    from the whole judge-side training pool, ``--balance matched`` takes the pool's pairs closest in length."""
     from harness import selection
 
     if args.balance == "none":
@@ -157,6 +162,17 @@ def training_pairs(data_cfg, args) -> tuple[list, list, dict]:
     longer = [c for c in pool if longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is True]
     shorter = [c for c in pool if longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is False]
     rng = random.Random(args.seed)
+    if args.balance == "matched":
+        def ratio(c):
+            a, b = len(c.completions[0]), len(c.completions[1])
+            return max(a, b) / max(1, min(a, b))
+        ranked = sorted(pool, key=lambda c: (ratio(c), c.prompt))
+        train = ranked[:n]
+        rng.shuffle(train)
+        n_short = sum(longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is False for c in train)
+        fp = dict(fp, balance=f"matched: the {len(train)} of {len(pool)} pool pairs closest in length (character ratio <= "
+                              f"{max(map(ratio, train)):.3f}; {n_short} shorter-preferred)")
+        return train, val, fp
     half = min(n // 2, len(longer), len(shorter))
     train = rng.sample(longer, half) + rng.sample(shorter, half)
     rng.shuffle(train)
@@ -370,7 +386,8 @@ def train_variant(args, data_cfg, judge_cfg, sets) -> dict[str, Any]:
                      "n_trainable_params": trainer.n_trainable, "steps": 0 if args.no_train else trainer.total_steps, "loss": blocks(result.train_losses),
                      "batch_accuracy": blocks([r.get("accuracy", float("nan")) for r in logrows]),
                      "lr_first_last": [logrows[0].get("lr"), logrows[-1].get("lr")] if logrows else None,
-                     "log_2": round(math.log(2), 4), "data_note": fp.get("balance")},
+                     "log_2": round(math.log(2), 4), "data_note": fp.get("balance"),
+                     "length_coef": None if result.length_coef is None else round(result.length_coef, 4)},
            "train_pairs_agreement": _est([1.0 - abs((1.0 if m > 0 else 0.0 if m < 0 else 0.5) - h) for m, h in zip(tr_m, tr["pref_a"])], args.seed),
            "time_s": {"train": round(t_train, 1), "eval": round(t_eval, 1)}}
     return rec, margins
@@ -420,6 +437,9 @@ def settings_text(r: dict) -> str:
            f"{j['epochs']} ep, batch {j['batch_size']}, len {j['max_length']}/{j['max_prompt_length']}")
     if s.get("balance") not in (None, "none"):
         out += f", balance {s['balance']}"
+    if j.get("length_term"):
+        alpha = (r.get("train") or {}).get("length_coef")
+        out += ", length term in the loss" + (f" (alpha {alpha:+.3f} per 100 tokens)" if alpha is not None else "")
     return out
 
 

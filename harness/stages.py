@@ -141,7 +141,7 @@ def run_rm(model_cfg, data_cfg, rm_cfg, init_from: str, split: str, out_dir: str
     metrics = {"val_accuracy": result.val_accuracy, "val_pairs": result.val_pairs, "val_outcomes": result.val_correct_per_pair,
                "val_outcome_k": result.val_pair_k, "val_accuracy_by_k": result.val_accuracy_by_k,
                "train_loss_first": result.train_losses[0], "train_loss_last": result.train_losses[-1], "centring_offset": offset,
-               "n_train": len(train), "n_val": len(val), "split": split,
+               "length_coef": result.length_coef, "n_train": len(train), "n_val": len(val), "split": split,
                "comparisons_file": str(comparisons_file) if comparisons_file else None}
     path = trainer.save(out_dir, run_cfg, fp, metrics)
     by_k = ", ".join(f"K={k}: {v['accuracy']:.3f} ({v['pairs']} pairs)" for k, v in result.val_accuracy_by_k.items())

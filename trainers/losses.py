@@ -8,6 +8,9 @@ eq. 7; the per-token KL reward shaping and adaptive KL controller from Ziegler e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -175,6 +178,32 @@ def kwise_ranking_loss(
     loss = (per_pair.sum((1, 2)) / n_pairs_b).mean()
     n_correct = ((diff > 0) & pair).sum()
     return loss, n_pairs_b.sum(), n_correct
+
+
+def length_coefficient(token_diffs: Sequence[float], prior_sd: float = 10.0) -> float:
+    """The length term of length-debiased reward-model training (``rm.length_term``): the maximum a posteriori
+    alpha of ``P(w preferred to l) = sigmoid(alpha * (tokens(w) - tokens(l)) / 100)`` over ranked pairs.
+
+    ``token_diffs``: ``tokens(w) - tokens(l)`` per ranked pair, w the preferred completion. Returns alpha in
+    logits per 100 tokens (0.0 with no pairs or no length difference); positive when the labels prefer longer
+    completions. A normal prior N(0, ``prior_sd``^2) keeps it finite when every pair prefers the longer
+    completion (the likelihood alone has no maximum then). The reward-model loss then reads
+    ``r + alpha * tokens / 100``, so r is fitted to what length does not explain: the logistic length term
+    of AlpacaEval's length-controlled win rate (Dubois et al. 2024, arXiv 2404.04475), fitted once on the
+    labels, with the quality part read at equal length (cf. Park et al. 2024, arXiv 2403.19159, which
+    regularises length inside the preference objective).
+    """
+    from scipy.optimize import minimize_scalar
+
+    x = np.asarray(token_diffs, dtype=np.float64) / 100.0
+    if x.size == 0 or not x.any():
+        return 0.0
+
+    def neg_log_posterior(a: float) -> float:
+        return float(np.logaddexp(0.0, -a * x).sum() + 0.5 * (a / prior_sd) ** 2)
+
+    bound = 10.0 * prior_sd
+    return float(minimize_scalar(neg_log_posterior, bounds=(-bound, bound), method="bounded", options={"xatol": 1e-9}).x)
 
 
 def pairwise_outcomes(rewards: torch.Tensor, valid: torch.Tensor, levels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

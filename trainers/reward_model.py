@@ -40,7 +40,7 @@ from trainers.common import (
     train_epochs,
 )
 from trainers.frozen_trunk import TrunkCache
-from trainers.losses import kwise_ranking_loss, pairwise_outcomes
+from trainers.losses import kwise_ranking_loss, length_coefficient, pairwise_outcomes
 from trainers.tracking import Tracking, finish_tracking, make_accelerator
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,21 @@ class RMResult:
     val_correct_per_pair: list[float] = field(default_factory=list)  # 1 / 0 / 0.5 (tie) per ranked pair
     val_pair_k: list[int] = field(default_factory=list)  # K of the comparison of each entry above
     val_accuracy_by_k: dict[int, dict[str, float]] = field(default_factory=dict)  # K -> accuracy, pairs, comparisons
+    length_coef: float | None = None  # rm.length_term's alpha after training (reward units per 100 tokens)
+
+
+def ranked_token_differences(comps: list[Comparison], seq_lengths: dict[int, list[int]]) -> list[int]:
+    """``tokens(w) - tokens(l)`` for every ranked pair (w above l, ties left out) of every comparison.
+
+    ``seq_lengths[id(c)]``: the tokens of each of ``c``'s sequences in ranking order (best first), as
+    :meth:`RewardModelTrainer.sequence_lengths` gives them; the prompt's tokens, shared by a comparison's
+    sequences, cancel in the difference.
+    """
+    out = []
+    for c in comps:
+        lens, levels = seq_lengths[id(c)], c.rank_levels
+        out += [lens[w] - lens[l] for w in range(c.k) for l in range(c.k) if levels[w] < levels[l]]
+    return out
 
 
 class RewardModelTrainer:
@@ -118,6 +133,7 @@ class RewardModelTrainer:
         steps = cfg.epochs * steps_per_epoch(len(train), cfg.batch_size, cfg.grad_accum, self.accelerator.num_processes)
         opt, sched = optimizer_and_schedule(model, cfg.lr, steps, cfg.warmup_ratio, head=scalar_head(model), head_lr=cfg.head_lr)
         self.model, self.opt, self.sched = self.accelerator.prepare(model, opt, sched)
+        self.length_coef: float | None = None  # rm.length_term's alpha, fitted by train()
         self.total_steps = steps
         # top blocks only, several epochs, one process: the frozen trunk's output per sequence is kept from the first
         # epoch, and the later ones run only the top blocks (trainers/frozen_trunk.py)
@@ -206,8 +222,20 @@ class RewardModelTrainer:
                             "runs all blocks", need / 2**30, TRUNK_CACHE_MAX_BYTES / 2**30)
                 self.trunk_cache = None
 
+        if self.cfg.length_term:
+            self.length_coef = length_coefficient(ranked_token_differences(self.train_set, seq_lengths))
+            log.info("RM: length term alpha %+.4f reward units per 100 tokens, fitted on %d training comparisons' ranked pairs "
+                     "(rm.length_term: the loss reads r + alpha * tokens / 100; the saved score is r alone)",
+                     self.length_coef, len(self.train_set))
+
         def loss_fn(chunk: list[Comparison]):
-            loss, n_pairs, n_correct = kwise_ranking_loss(*self._batch_rewards(chunk, training=True))
+            rewards, valid, levels = self._batch_rewards(chunk, training=True)
+            if self.length_coef is not None:
+                tokens = torch.zeros_like(rewards)
+                for b, c in enumerate(chunk):
+                    tokens[b, : c.k] = torch.tensor(seq_lengths[id(c)], dtype=rewards.dtype)
+                rewards = rewards + self.length_coef * tokens / 100.0
+            loss, n_pairs, n_correct = kwise_ranking_loss(rewards, valid, levels)
             return loss, {"accuracy": (n_correct / n_pairs).item(), **padding_stats([n for c in chunk for n in seq_lengths[id(c)]])}
 
         spec = LoopSpec(self.cfg.batch_size, self.cfg.grad_accum, self.cfg.epochs, self.cfg.max_grad_norm, self.cfg.save_steps,
@@ -219,6 +247,7 @@ class RewardModelTrainer:
             c = self.trunk_cache
             log.info("RM: the frozen trunk (embeddings + %d blocks) ran for %d training sequences (%.0f MiB kept); %d "
                      "later reads of them ran only the top blocks", c.n_shared, c.misses, c.nbytes / 2**20, c.hits)
+        result.length_coef = self.length_coef
         acc = self.evaluate()
         result.val_accuracy, result.val_correct_per_pair, result.val_pair_k = acc.accuracy, acc.outcomes, acc.pair_k
         result.val_accuracy_by_k, result.val_pairs = acc.by_k, len(acc.outcomes)

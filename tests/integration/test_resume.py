@@ -76,9 +76,11 @@ def _comparisons(n: int) -> list[Comparison]:
     return [Comparison(str(i), f"\n\nHuman: question {i}?\n\nAssistant:", ("good good answer", "bad"), (0, 1), "t") for i in range(n)]
 
 
-def test_reward_model_interrupted_and_resumed_matches_uninterrupted(tiny_dir, tmp_path):
+@pytest.mark.parametrize("length_term", [False, True])
+def test_reward_model_interrupted_and_resumed_matches_uninterrupted(tiny_dir, tmp_path, length_term):
     tok = load_tokenizer(tiny_dir)
-    cfg = RMConfig(lr=1e-3, epochs=2, batch_size=2, max_length=48, max_prompt_length=32, save_steps=2, warmup_ratio=0.25)
+    cfg = RMConfig(lr=1e-3, epochs=2, batch_size=2, max_length=48, max_prompt_length=32, save_steps=2, warmup_ratio=0.25,
+                   length_term=length_term)
     data = _comparisons(8)
 
     def trainer():
@@ -105,6 +107,7 @@ def test_reward_model_interrupted_and_resumed_matches_uninterrupted(tiny_dir, tm
     assert resumed.train_losses == pytest.approx(full.train_losses, rel=1e-5)
     assert [r["step"] for r in read_jsonl(tmp_path / "run.jsonl")] == list(range(1, 9))
     assert resumed.val_accuracy == full.val_accuracy
+    assert resumed.length_coef == full.length_coef and (full.length_coef is not None) == length_term
 
 
 def _ppo_trainer(tiny_dir, steps: int) -> PPOTrainer:

@@ -14,9 +14,9 @@ from harness.io import read_jsonl
 from harness.models import load_policy, load_scalar_model, load_tokenizer, with_dropout
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
 from trainers.common import head_can_skip_positions
-from trainers.losses import token_logprobs
+from trainers.losses import length_coefficient, token_logprobs
 from trainers.ppo import PolicyWithValueHead, PPOTrainer
-from trainers.reward_model import RewardModelTrainer
+from trainers.reward_model import RewardModelTrainer, ranked_token_differences
 from trainers.sft import SFTTrainer, collate_pairs
 from trainers.tracking import Tracking
 
@@ -478,3 +478,51 @@ def test_ppo_lora_policy_uses_itself_without_adapters_as_the_exact_reference(tin
     assert type(merged) is type(base) and not (path / "adapter_config.json").exists()
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=seq, attention_mask=attn).logits, adapted, atol=1e-4)
+
+
+def _length_only_comparisons(n: int, seed: int) -> list[Comparison]:
+    """Pairs whose preferred completion is the longer one in three of four, the shorter in the fourth; the words are
+    drawn at random, so length is the only thing the preferred side has in common."""
+    import random
+
+    rng, words = random.Random(seed), ["red", "blue", "cat", "dog", "sun", "tree", "car", "boat", "milk", "rain"]
+    out = []
+    for i in range(n):
+        long_, short = " ".join(rng.choices(words, k=rng.randint(8, 12))), " ".join(rng.choices(words, k=rng.randint(1, 3)))
+        texts = (long_, short) if i % 2 == 0 else (short, long_)  # the longer text sits first or second
+        longer_wins = i % 4 != 3
+        order = (0, 1) if (texts[0] == long_) == longer_wins else (1, 0)
+        out.append(Comparison(str(i), f"\n\nHuman: say something {i}\n\nAssistant:", texts, order, "t"))
+    return out
+
+
+def _length_slope(trainer, comps) -> float:
+    """Mean r(longer) - r(shorter) over ``comps`` (reward units): how much of the score is length."""
+    prompts = [c.prompt for c in comps]
+    with torch.no_grad():
+        win = trainer.score(prompts, [c.completions[c.ranking[0]] for c in comps])
+        lose = trainer.score(prompts, [c.completions[c.ranking[1]] for c in comps])
+    return float((win - lose).mean())
+
+
+def test_rm_length_term_fits_the_labels_length_preference_in_alpha_not_in_the_score(tiny_dir, tmp_path):
+    tok = load_tokenizer(tiny_dir)
+    train, held_out = _length_only_comparisons(32, seed=0), _length_only_comparisons(16, seed=1)
+    kw = dict(lr=2e-3, head_lr=2e-2, epochs=4, batch_size=4, max_length=48, max_prompt_length=24, warmup_ratio=0.0,
+              normalize_to_demos=False)
+    plain = RewardModelTrainer(RMConfig(**kw), load_scalar_model(tiny_dir), tok, train, held_out, chat_template="false", seed=0)
+    plain_result = plain.train()
+    assert plain.length_coef is None and plain_result.length_coef is None
+    debiased = RewardModelTrainer(RMConfig(**kw, length_term=True), load_scalar_model(tiny_dir), tok, train, held_out,
+                                  chat_template="false", seed=0)
+    result = debiased.train()
+    lens = {id(c): debiased.sequence_lengths(c) for c in train}
+    assert result.length_coef == debiased.length_coef == pytest.approx(length_coefficient(ranked_token_differences(train, lens)))
+    assert result.length_coef > 1.0  # the labels prefer the longer text in 3 of 4 pairs
+    # without the term the score learns length (held-out longer texts score higher); with it, alpha carries most of that
+    plain_slope, debiased_slope = _length_slope(plain, held_out), _length_slope(debiased, held_out)
+    assert plain_slope > 0.3  # 0.58 when written
+    assert debiased_slope < 0.5 * plain_slope  # 0.19 when written
+    # what the trainer saves and judges read is r alone: a stock sequence classifier, no alpha in it
+    path = debiased.save(tmp_path / "rm", {"rm": "length_term"}, {}, {})
+    assert not any("alpha" in k for k in load_file(path / "model.safetensors"))

@@ -205,3 +205,25 @@ def test_token_logprobs_and_entropy_equal_the_separate_functions():
     assert torch.allclose(lp, losses.token_logprobs(logits, labels), atol=1e-6)
     assert torch.allclose(ent, losses.entropy_from_logits(logits), atol=1e-5)
     assert not ent.requires_grad  # logged only: no graph kept for it
+
+
+def test_length_coefficient_is_the_log_odds_of_preferring_the_longer_completion():
+    # three pairs prefer the 100-token-longer completion, one the shorter: P(longer) = 3/4, so alpha = log 3 per 100 tokens
+    diffs = [100, 100, 100, -100]
+    assert losses.length_coefficient(diffs, prior_sd=1e6) == pytest.approx(math.log(3), abs=1e-6)
+    # the default prior N(0, 10^2) pulls it in a little: the derivative of the log posterior is 0 there, by hand
+    a = losses.length_coefficient(diffs)
+    sig = 1 / (1 + math.exp(-a))
+    assert 3 * (1 - sig) - sig - a / 100 == pytest.approx(0.0, abs=1e-6)
+    assert math.log(3) - 0.02 < a < math.log(3)
+    assert losses.length_coefficient([-d for d in diffs]) == pytest.approx(-a)  # labels preferring the shorter: negative
+    assert losses.length_coefficient([50, -50]) == pytest.approx(0.0, abs=1e-6)  # no length preference
+    assert losses.length_coefficient([]) == 0.0 and losses.length_coefficient([0, 0]) == 0.0
+
+
+def test_length_coefficient_stays_finite_when_every_pair_prefers_the_longer_completion():
+    a = losses.length_coefficient([20, 40, 60])  # separable: the likelihood alone grows without bound
+    assert 5 < a < 100  # 7.05
+    x = [0.2, 0.4, 0.6]
+    grad = sum(xi / (1 + math.exp(a * xi)) for xi in x) - a / 100  # d/da of sum log sigmoid(a x) - a^2 / 200
+    assert grad == pytest.approx(0.0, abs=1e-6)
