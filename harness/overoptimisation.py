@@ -4,8 +4,9 @@ Gao et al. fit the gold reward of an RL policy as a function of ``d = sqrt(KL(pi
 nats): ``R(d) = d (alpha - beta log d)`` (their eq. for RL, section 3), with ``R`` measured from the
 initial policy's reward. It rises while ``log d < alpha / beta - 1`` and peaks at
 ``d* = exp(alpha / beta - 1)``: over-optimisation is ``beta > 0`` with ``d*`` inside the run.
-:func:`reward_shape` fits that form to one run's logged (KL, mean reward) points by least squares and
-says which of four shapes the points have, beside a rank correlation with KL that needs no model.
+:func:`reward_shape` fits that form to one run's logged (KL, mean reward) points by least squares (weighted by
+the points' standard errors when it has them, as a probe's points do) and says which of four shapes the points
+have, beside a rank correlation with KL that needs no model.
 """
 
 from __future__ import annotations
@@ -54,7 +55,40 @@ def _one_sided_p(X: np.ndarray, y: np.ndarray, coef: np.ndarray) -> float:
     return float(stats.t.sf(coef[1] / se, dof))
 
 
-def reward_shape(kl: Sequence[float], reward: Sequence[float], alpha_level: float = 0.05) -> RewardShape:
+def _weighted_fit(X: np.ndarray, y: np.ndarray, se: np.ndarray, j: int) -> tuple[np.ndarray, float, int]:
+    """Weighted least squares of ``y`` on ``X`` with known standard errors ``se`` of ``y``: ``(coef, se of coef[j],
+    dof)``. The coefficients' covariance is ``(X' W X)^-1`` (``W = 1 / se^2``), scaled up by the reduced chi-square
+    when the points scatter more than their standard errors say (never down), with ``n - p`` degrees of freedom."""
+    w = 1.0 / se
+    Xw, yw = X * w[:, None], y * w
+    coef, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
+    dof = len(y) - X.shape[1]
+    resid = yw - Xw @ coef
+    scale = max(1.0, float(resid @ resid) / dof) if dof > 0 else 1.0
+    cov = np.linalg.pinv(Xw.T @ Xw) * scale
+    return coef, math.sqrt(max(float(cov[j, j]), 0.0)), dof
+
+
+def _weighted_shape_stats(k: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple[float, float, float, float, float, float, float]:
+    """With the points' standard errors: ``(intercept, alpha, beta, one-sided p of beta > 0, slope, two-sided p of
+    the slope, episodes factor)`` of ``R(d) = c + d (alpha - beta log d)`` and of the line ``R(d) = c + slope d`` over every point
+    (``d = sqrt(max(kl, 0))``; ``d log d`` = 0 at ``d`` = 0). The initial policy's reward ``c`` is fitted, not taken
+    from the first point, whose own sampling error would otherwise shift every later point alike."""
+    d = np.sqrt(np.clip(k, 0.0, None))
+    dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
+    coef, se_beta, dof = _weighted_fit(np.column_stack([np.ones_like(d), d, -dlogd]), r, se, 2)
+    p_beta = float(stats.t.sf(coef[2] / se_beta, max(dof, 1))) if se_beta > 0 else (0.0 if coef[2] > 0 else 1.0)
+    line, se_slope, dof1 = _weighted_fit(np.column_stack([np.ones_like(d), d]), r, se, 1)
+    p_slope = float(2 * stats.t.sf(abs(line[1]) / se_slope, max(dof1, 1))) if se_slope > 0 else 1.0
+    # standard errors shrink as 1 / sqrt(episodes): the slope's t statistic reaches the critical value with this many
+    # times the probe's episodes (the slope's own size held; inf for a slope of 0)
+    t = abs(line[1]) / se_slope if se_slope > 0 else math.inf
+    factor = (float(stats.t.isf(0.025, max(dof1, 1))) / t) ** 2 if t > 0 else math.inf
+    return float(coef[0]), float(coef[1]), float(coef[2]), p_beta, float(line[1]), p_slope, factor
+
+
+def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[float] | None = None,
+                 alpha_level: float = 0.05) -> RewardShape:
     """Fit ``R(d) - R_0 = d (alpha - beta log d)`` (``d = sqrt(kl)``, ``R_0`` the reward at the point of smallest KL)
     over the points with ``kl > 0`` and classify the curve:
 
@@ -65,22 +99,43 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], alpha_level: floa
       positive / negative at ``alpha_level``;
     - ``flat``: neither (the points do not say which way the reward goes).
 
+    With ``se``, each point's standard error (reward units; a probe's, :mod:`trainers.probe`), the tests use it: the
+    form ``R(d) = c + d (alpha - beta log d)`` is fitted by weighted least squares over every point with the initial
+    reward ``c`` fitted too (a noisy first point no longer drags the whole curve), the one-sided test of ``beta > 0``
+    uses the coefficients' variance from the standard errors (or from the scatter, when that is larger), and
+    ``rising`` / ``falling`` need the weighted straight line's slope on ``d`` to differ from 0 at ``alpha_level``
+    as well as the rank correlation. Points whose standard errors are as large as the changes between them are then
+    ``flat``, however the OLS fit without them would read. (The probe's points share their random numbers, so they
+    are positively correlated and their differences vary less than independent errors say: the tests are
+    conservative.)
+
     ``kl``, ``reward``: aligned per-step values (nats per episode; reward units). Raises ``ValueError`` with
-    fewer than 3 points of positive KL, different lengths, or a non-finite value.
+    fewer than 3 points of positive KL, different lengths, a non-finite value, or a standard error that is not
+    finite and positive.
     """
     k, r = np.asarray(kl, dtype=float), np.asarray(reward, dtype=float)
     if k.shape != r.shape:
         raise ValueError(f"reward_shape: {k.size} KL values vs {r.size} rewards")
     if not (np.isfinite(k).all() and np.isfinite(r).all()):
         raise ValueError("reward_shape: non-finite KL or reward")
+    e = None if se is None else np.asarray(se, dtype=float)
+    if e is not None and e.shape != r.shape:
+        raise ValueError(f"reward_shape: {e.size} standard errors vs {r.size} rewards")
+    if e is not None and not (np.isfinite(e).all() and (e > 0).all()):
+        raise ValueError("reward_shape: a standard error that is not finite and positive")
     r0 = float(r[int(np.argmin(k))])
     keep = k > 0
     if keep.sum() < 3:
         raise ValueError(f"reward_shape: {int(keep.sum())} points with KL > 0; need 3")
     d, y = np.sqrt(k[keep]), r[keep] - r0
-    X = np.column_stack([d, -d * np.log(d)])
-    (alpha, beta), *_ = np.linalg.lstsq(X, y, rcond=None)
-    beta_p = _one_sided_p(X, y, np.array([alpha, beta]))
+    if e is None:
+        X = np.column_stack([d, -d * np.log(d)])
+        (alpha, beta), *_ = np.linalg.lstsq(X, y, rcond=None)
+        beta_p = _one_sided_p(X, y, np.array([alpha, beta]))
+        slope_p = None
+    else:
+        c0, alpha, beta, beta_p, slope, slope_p, factor = _weighted_shape_stats(k, r, e)
+        y = r[keep] - c0  # the fitted initial reward replaces the first point as the curve's origin
     exponent = 2 * (alpha / beta - 1) if beta > 0 else math.inf
     peak_kl = math.exp(exponent) if exponent < 700 else math.inf  # beyond e^700 nats: no peak in any run
     max_kl = float(k.max())
@@ -96,13 +151,21 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], alpha_level: floa
     if math.isfinite(peak_kl) and peak_kl < max_kl and last < peak_value and interior and beta_p < alpha_level:
         shape = "peaked"
         text = (f"peaked: the fitted curve peaks at KL {peak_kl:.3g} nats inside the run (max KL {max_kl:.3g}) and is "
-                f"lower at the end (Gao et al. fit alpha {alpha:.3g}, beta {beta:.3g}, one-sided p = {beta_p:.2g} for beta > 0)")
-    elif p < alpha_level and rho != 0:
+                f"lower at the end (Gao et al. fit alpha {alpha:.3g}, beta {beta:.3g}, one-sided p = {beta_p:.2g} for beta > 0"
+                f"{'' if e is None else ', standard errors used'})")
+    elif p < alpha_level and rho != 0 and (slope_p is None or (slope_p < alpha_level and (slope > 0) == (rho > 0))):
         shape = "rising" if rho > 0 else "falling"
         where = f"fitted peak at KL {peak_kl:.3g} beyond the run's max {max_kl:.3g}" if math.isfinite(peak_kl) else "no fitted peak"
-        text = f"{shape}: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}); {where}"
+        line = "" if slope_p is None else f"; weighted slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}, standard errors used)"
+        text = f"{shape}: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}){line}; {where}"
     else:
         shape = "flat"
-        text = (f"flat or undetermined: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}) is not significant at "
-                f"{alpha_level:g} and no peak is fitted inside the run")
+        if slope_p is None:
+            text = (f"flat or undetermined: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}) is not significant at "
+                    f"{alpha_level:g} and no peak is fitted inside the run")
+        else:
+            text = (f"flat or undetermined with the points' standard errors (median {float(np.median(e)):.2g}): weighted "
+                    f"slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}), one-sided p = {beta_p:.2g} for a peak (beta > 0), "
+                    f"Spearman {rho:+.2f} (p = {p:.2g}, n = {k.size}); none significant at {alpha_level:g}"
+                    + (f"; a slope this size needs about {factor:.1f}x the probe's episodes" if math.isfinite(factor) and factor > 1 else ""))
     return RewardShape(float(alpha), float(beta), peak_kl, max_kl, rho, p, int(k.size), shape, text)

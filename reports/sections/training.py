@@ -54,13 +54,15 @@ def curve_points(logs: dict, probes: dict | None = None) -> dict[str, tuple[str,
 def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str, str, str, str]]:
     """Per run and reward (proxy, gold): ``(run, reward, points, shape, statement)``: the shape of
     :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points (:func:`curve_points`: the probe's when
-    there is one; ``points`` names them), or why there is none."""
+    there is one, with its standard errors; ``points`` names them), or why there is none."""
     from harness.overoptimisation import reward_shape
-    from reports.ppo_figures import REWARDS, kl_reward_points
+    from reports.ci_figures import num
+    from reports.ppo_figures import REWARDS, kl_reward_points, kl_reward_rows
 
     out = []
     for run, (source, log) in curve_points(logs, probes).items():
-        if source == "probe" and log:
+        probe = source == "probe" and bool(log)
+        if probe:
             first = log[0]
             source = f"probe of {first.get('prompts')} held-out prompts x {first.get('samples')} samples, {len(log)} points"
         else:
@@ -69,8 +71,12 @@ def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str
             pts = kl_reward_points(log, key)
             if not pts:
                 continue
+            # a probe's points carry standard errors over prompts, and the shape's tests use them (one prompt has none)
+            se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in kl_reward_rows(log, key)] if probe else None
+            if se is not None and not all(e is not None and e > 0 for e in se):
+                se = None
             try:
-                s = reward_shape([k for k, _ in pts], [r for _, r in pts])
+                s = reward_shape([k for k, _ in pts], [r for _, r in pts], se)
                 out.append((run, label, source, s.shape, s.text))
             except ValueError as e:
                 out.append((run, label, source, "—", f"not enough points: {e}"))
@@ -98,7 +104,10 @@ def ppo_section(data: RunData) -> Safe:
     if shapes:
         parts.append(tag("p", "The shape of each curve, from its own points: Gao et al.'s form R(d) = d (α − β log d), "
                               "d = √KL, fitted by least squares (peaked: β > 0 significantly, the peak inside the run "
-                              "and the best point interior), else the rank correlation with KL.", cls="meta"))
+                              "and the best point interior), else the rank correlation with KL. A probe's points are "
+                              "weighed by their standard errors, its initial reward R(0) is fitted rather than read off "
+                              "the first point, and rising or falling also needs the weighted slope on d to be "
+                              "significant.", cls="meta"))
         parts.append(table(["RL run", "reward", "points", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:

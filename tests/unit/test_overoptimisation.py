@@ -44,3 +44,44 @@ def test_bad_input():
         reward_shape([0.1, 0.2, float("nan"), 0.4], [1, 2, 3, 4])
     with pytest.raises(ValueError, match="3 KL values vs 2"):
         reward_shape([0.1, 0.2, 0.3], [1, 2])
+
+
+def test_with_standard_errors_the_fit_recovers_the_curve_and_its_initial_reward():
+    kl = [0.0, 0.5, 1, 2, 4, 8, 12, 16, 20]
+    s = reward_shape(kl, _gao(kl, alpha=1.0, beta=0.5), se=[0.01] * 9)
+    assert s.alpha == pytest.approx(1.0) and s.beta == pytest.approx(0.5)  # the intercept (r0 = 0.3) is fitted, not read
+    assert s.shape == "peaked" and "standard errors used" in s.text
+    rising = reward_shape(kl[:7], _gao(kl[:7], alpha=1.0, beta=0.05), se=[0.01] * 7)
+    assert rising.shape == "rising" and "weighted slope" in rising.text
+
+
+# the s9 `make demo` probe (24 held-out prompts x 1 sample; trainers/probe.py): proxy reward and its standard errors
+DEMO_KL = [0.0, 0.42, 1.08, 2.1, 3.5, 4.79]
+DEMO_PROXY = [-1.87, -1.24, -1.51, -2.11, -2.09, -2.22]
+DEMO_PROXY_SE = [0.34, 0.33, 0.31, 0.30, 0.24, 0.28]
+
+
+def test_points_whose_standard_errors_cover_their_changes_are_flat_whatever_ols_says():
+    assert reward_shape(DEMO_KL, DEMO_PROXY).shape == "peaked"  # OLS on the means alone: one-sided p 0.03
+    s = reward_shape(DEMO_KL, DEMO_PROXY, se=DEMO_PROXY_SE)
+    assert s.shape == "flat" and "median 0.3" in s.text and "needs about 2.4x the probe's episodes" in s.text
+
+
+def test_the_initial_reward_is_fitted_so_a_noisy_first_point_does_not_bend_the_curve():
+    kl = [0.0, 0.5, 1, 2, 4, 8, 12, 16, 20]
+    reward = _gao(kl, alpha=1.0, beta=0.5)
+    reward[0] -= 0.5  # the first probe's draw was unlucky, and says so through its large standard error
+    anchored = reward_shape(kl, reward)  # every later point measured from the unlucky first one
+    assert anchored.alpha != pytest.approx(1.0, abs=0.1)
+    s = reward_shape(kl, reward, se=[1.0] + [0.01] * 8)
+    assert s.alpha == pytest.approx(1.0, abs=0.01) and s.beta == pytest.approx(0.5, abs=0.01) and s.shape == "peaked"
+
+
+def test_standard_errors_must_be_finite_positive_and_one_per_point():
+    kl, reward = [0.0, 0.5, 1.0, 2.0], [0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(ValueError, match="3 standard errors vs 4"):
+        reward_shape(kl, reward, se=[0.1] * 3)
+    with pytest.raises(ValueError, match="finite and positive"):
+        reward_shape(kl, reward, se=[0.1, 0.0, 0.1, 0.1])
+    with pytest.raises(ValueError, match="finite and positive"):
+        reward_shape(kl, reward, se=[0.1, float("nan"), 0.1, 0.1])
