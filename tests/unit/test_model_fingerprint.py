@@ -3,6 +3,8 @@
 import hashlib
 import os
 
+import pytest
+
 from harness.models import _weights_hash, model_fingerprint
 
 
@@ -92,3 +94,19 @@ def test_a_later_process_reads_the_stored_hash_and_a_rewritten_file_is_hashed_ag
     assert "invalid JSON" in caplog.text
     _weights_hash.cache_clear()
     assert model_fingerprint(str(folder)) == _by_hand(folder)  # the rewritten record is read back
+
+
+def test_an_unresolved_cache_dir_interpolation_is_refused_before_any_folder_is_made(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from harness.model_config import ModelConfig
+    from harness.models import smollm2_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    raw = ModelConfig().cache_dir  # a bare dataclass keeps the interpolation as text
+    assert raw.startswith("${oc.env:HARNESS_CACHE_DIR")
+    with pytest.raises(ValueError, match="unresolved config interpolation"):
+        smollm2_checkpoint(raw)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    assert OmegaConf.structured(ModelConfig).cache_dir == str(tmp_path / "cache")  # what callers must read
