@@ -140,8 +140,9 @@ class RMConfig:
     keep_checkpoints: int = ranged(1, ge=1)
     group_by_length: bool = True  # batch comparisons of similar token length together (less padding)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: LoRA adapters on every block (+ the full head) instead of trainable_layers
-    # length-debiased training: the loss ranks r(x, y) + alpha * tokens(y) / 100 with alpha one learned scalar, and the model's
-    # score is r alone, so the labels' length preference goes to alpha (AlpacaEval LC's length covariate; trainers/reward_model.py)
+    # length-debiased training: alpha of a logistic length term is fitted on the training pairs first, the loss ranks
+    # r(x, y) + alpha * tokens(y) / 100, and the model's score is r alone, so the labels' length preference goes to alpha
+    # (AlpacaEval LC's length covariate; trainers.losses.length_coefficient)
     length_term: bool = False
 
 
