@@ -73,11 +73,12 @@ def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str
                 continue
             # a probe's points carry standard errors over prompts, and the shape's tests use them (one prompt has none)
             se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in kl_reward_rows(log, key)] if probe else None
+            note = ""
             if se is not None and not all(e is not None and e > 0 for e in se):
-                se = None
+                se, note = None, " (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
             try:
                 s = reward_shape([k for k, _ in pts], [r for _, r in pts], se)
-                out.append((run, label, source, s.shape, s.text))
+                out.append((run, label, source, s.shape, s.text + note))
             except ValueError as e:
                 out.append((run, label, source, "—", f"not enough points: {e}"))
     return out

@@ -362,3 +362,16 @@ def test_a_run_with_a_probe_reads_its_curves_from_the_probe(tmp_path: Path):
     assert by_name["ppo: proxy"]["error_y"]["array"] == pytest.approx([0.098] * 5)
     assert by_name["ppo: gold"]["error_y"]["array"] == pytest.approx([0.196] * 5)
     assert list(by_name["ppo: proxy, batch means"]["y"]) == [-1, 1, -1, 1, -1]
+
+
+def test_a_probe_s_shape_uses_its_standard_errors_and_says_so_when_it_has_none():
+    from reports.sections.training import reward_shapes
+
+    kl, proxy = [0.0, 0.42, 1.08, 2.1, 3.5, 4.79], [-1.87, -1.24, -1.51, -2.11, -2.09, -2.22]  # the s9 demo's probe
+    probe = [{"step": 2 * i, "kl": k, "reward_mean": r, "reward_se": 0.3, "gold_reward_mean": None, "prompts": 24, "samples": 1}
+             for i, (k, r) in enumerate(zip(kl, proxy))]
+    [(run, label, points, shape, text)] = reward_shapes({}, {"ppo": probe})
+    assert (run, shape) == ("ppo", "flat") and "standard errors (median 0.3)" in text and points.startswith("probe of 24")
+    one_prompt = [dict(p, reward_se=float("nan"), prompts=1) for p in probe]
+    [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": one_prompt})
+    assert shape == "peaked" and text.endswith("tested without them)")  # the old test, and the row says so
