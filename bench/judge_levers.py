@@ -87,8 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--balance", choices=["none", "length", "matched"], default="none",
                    help="length: half the training pairs have the shorter output preferred, half the longer; matched: the "
                         "n_train pairs of the pool whose two outputs are closest in length (character ratio)")
-    p.add_argument("--length-term", action="store_true", help="rm.length_term: a learned length coefficient in the loss, "
-                   "the judge's score without it (trainers.reward_model.LengthTerm)")
+    p.add_argument("--length-term", action="store_true", help="rm.length_term: a length coefficient fitted on the training "
+                   "pairs before training enters the loss, the judge's score is without it (trainers.losses.length_coefficient)")
     p.add_argument("--ensemble", nargs="+", default=None, help="no training: combine these earlier variants' margins")
     p.add_argument("--n-hh", type=int, default=0, help="held-out hh pairs per helpful subset (0: all 317 of the three subsets)")
     p.add_argument("--n-gpt4", type=int, default=200, help="first N of the 805 GPT-4-annotated davinci pairs (0: all)")
@@ -159,8 +159,9 @@ def training_pairs(data_cfg, args) -> tuple[list, list, dict]:
     n = data_cfg.n_judge_train
     pool_cfg = OmegaConf.merge(data_cfg, {"n_judge_train": 10**6})
     pool, val, fp = selection.comparisons(pool_cfg, SPLIT)  # every training pair of the split (a warning says so)
-    longer = [c for c in pool if longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is True]
-    shorter = [c for c in pool if longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is False]
+    def longer_won(c) -> bool | None:
+        return longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0)
+
     rng = random.Random(args.seed)
     if args.balance == "matched":
         def ratio(c):
@@ -169,10 +170,12 @@ def training_pairs(data_cfg, args) -> tuple[list, list, dict]:
         ranked = sorted(pool, key=lambda c: (ratio(c), c.prompt))
         train = ranked[:n]
         rng.shuffle(train)
-        n_short = sum(longer_preferred(c.completions[0], c.completions[1], 1.0 if c.ranking[0] == 0 else 0.0) is False for c in train)
+        n_short = sum(longer_won(c) is False for c in train)
         fp = dict(fp, balance=f"matched: the {len(train)} of {len(pool)} pool pairs closest in length (character ratio <= "
                               f"{max(map(ratio, train)):.3f}; {n_short} shorter-preferred)")
         return train, val, fp
+    longer = [c for c in pool if longer_won(c) is True]
+    shorter = [c for c in pool if longer_won(c) is False]
     half = min(n // 2, len(longer), len(shorter))
     train = rng.sample(longer, half) + rng.sample(shorter, half)
     rng.shuffle(train)
