@@ -5,7 +5,7 @@ nats): ``R(d) = d (alpha - beta log d)`` (their eq. for RL, section 3), with ``R
 initial policy's reward. It rises while ``log d < alpha / beta - 1`` and peaks at
 ``d* = exp(alpha / beta - 1)``: over-optimisation is ``beta > 0`` with ``d*`` inside the run.
 :func:`reward_shape` fits that form to one run's logged (KL, mean reward) points by least squares (weighted by
-the points' standard errors when it has them, as a probe's points do) and says which of four shapes the points
+the points' standard errors when it has them: a probe's, or the batch means' of a train log) and says which of four shapes the points
 have, beside a rank correlation with KL that needs no model.
 """
 
@@ -81,7 +81,7 @@ def _weighted_shape_stats(k: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple
     line, se_slope, dof1 = _weighted_fit(np.column_stack([np.ones_like(d), d]), r, se, 1)
     p_slope = float(2 * stats.t.sf(abs(line[1]) / se_slope, max(dof1, 1))) if se_slope > 0 else 1.0
     # standard errors shrink as 1 / sqrt(episodes): the slope's t statistic reaches the critical value with this many
-    # times the probe's episodes (the slope's own size held; inf for a slope of 0)
+    # times the episodes behind each point (the slope's own size held; inf for a slope of 0)
     t = abs(line[1]) / se_slope if se_slope > 0 else math.inf
     factor = (float(stats.t.isf(0.025, max(dof1, 1))) / t) ** 2 if t > 0 else math.inf
     return float(coef[0]), float(coef[1]), float(coef[2]), p_beta, float(line[1]), p_slope, factor
@@ -99,7 +99,8 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
       positive / negative at ``alpha_level``;
     - ``flat``: neither (the points do not say which way the reward goes).
 
-    With ``se``, each point's standard error (reward units; a probe's, :mod:`trainers.probe`), the tests use it: the
+    With ``se``, each point's standard error (reward units; a probe's, :mod:`trainers.probe`, or a train log's
+    ``reward_se`` / ``gold_reward_se`` over one iteration's episodes), the tests use it: the
     form ``R(d) = c + d (alpha - beta log d)`` is fitted by weighted least squares over every point with the initial
     reward ``c`` fitted too (a noisy first point no longer drags the whole curve), the one-sided test of ``beta > 0``
     uses the coefficients' variance from the standard errors (or from the scatter, when that is larger), and
@@ -167,5 +168,5 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
             text = (f"flat or undetermined with the points' standard errors (median {float(np.median(e)):.2g}): weighted "
                     f"slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}), one-sided p = {beta_p:.2g} for a peak (beta > 0), "
                     f"Spearman {rho:+.2f} (p = {p:.2g}, n = {k.size}); none significant at {alpha_level:g}"
-                    + (f"; a slope this size needs about {factor:.1f}x the probe's episodes" if math.isfinite(factor) and factor > 1 else ""))
+                    + (f"; a slope this size needs about {factor:.1f}x the episodes behind each point" if math.isfinite(factor) and factor > 1 else ""))
     return RewardShape(float(alpha), float(beta), peak_kl, max_kl, rho, p, int(k.size), shape, text)

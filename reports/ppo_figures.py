@@ -42,7 +42,8 @@ def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]],
     ``logs`` maps a run name (``"ppo"``, ``"ppo_ptx"``) to its per-step log dicts; ``probes`` (optional) a run to its
     probe's points (:mod:`trainers.probe`: the same fixed held-out prompts at every point, with standard errors).
     A run with a probe is drawn from it (lines, 95 % error bars: 1.96 standard errors over prompts) and its per-batch
-    means are faint markers (``"<run>: proxy, batch means"``); a run without one from its batch means. Points keep
+    means are faint markers (``"<run>: proxy, batch means"``); a run without one from its batch means, with error bars
+    from their logged standard errors (``reward_se``, ``gold_reward_se``) where the log has them. Points keep
     step order (KL need not grow monotonically). A run or reward with no usable point gets no trace. Trace names
     are ``"<run>: proxy"`` / ``"<run>: gold"``.
     """
@@ -56,7 +57,7 @@ def overoptimisation_figure(logs: Mapping[str, Sequence[Mapping[str, Any]]],
             pts = kl_reward_points(main, key)
             if pts:
                 se = [num(s.get(key.removesuffix("_mean") + "_se")) for s in kl_reward_rows(main, key)]
-                bars = dict(type="data", array=[1.96 * e if e is not None else 0.0 for e in se]) if probes.get(run) else None
+                bars = dict(type="data", array=[1.96 * e if e is not None else 0.0 for e in se]) if any(e is not None for e in se) else None
                 fig.add_trace(go.Scatter(
                     x=[k for k, _ in pts], y=[r for _, r in pts], mode="lines+markers", name=f"{run}: {short}",
                     line=dict(color=color, dash=dash), error_y=bars,

@@ -432,7 +432,9 @@ class PPOTrainer:
         out.update({
             "reward_mean": m(ro.raw_scores.mean().item()),
             "reward_std": m(ro.raw_scores.std().item() if B > 1 else 0.0),
+            "reward_se": self._batch_se(ro.raw_scores),
             "gold_reward_mean": m(ro.gold_scores.mean().item()) if ro.gold_scores is not None else None,
+            "gold_reward_se": self._batch_se(ro.gold_scores) if ro.gold_scores is not None else None,
             "missing_eos": m((~(ro.sequences[:, ro.prompt_len:] == self.tokenizer.eos_token_id).any(-1)).float().mean().item()),
             "reward_shaped": m(ro.rewards.sum(-1).mean().item()),
             "kl": episode_kl,
@@ -476,6 +478,13 @@ class PPOTrainer:
         self.opt.step()
         self.opt.zero_grad()
         return stats
+
+    def _batch_se(self, x: torch.Tensor) -> float | None:
+        """Standard error of the global batch mean of ``x [B]`` (this process's episodes; every process's are gathered):
+        sample standard deviation / sqrt(episodes), the ``_se`` of a probe point's mean but over one iteration's
+        episodes (other prompts each iteration, so independent between iterations). None with one episode."""
+        x = self.accelerator.gather(x) if self.accelerator.num_processes > 1 else x
+        return (x.float().std() / math.sqrt(x.numel())).item() if x.numel() > 1 else None
 
     def _mean_over_processes(self, x: float) -> float:
         if self.accelerator.num_processes == 1:

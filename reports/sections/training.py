@@ -71,11 +71,13 @@ def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str
             pts = kl_reward_points(log, key)
             if not pts:
                 continue
-            # a probe's points carry standard errors over prompts, and the shape's tests use them (one prompt has none)
-            se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in kl_reward_rows(log, key)] if probe else None
+            # a probe's points carry standard errors over prompts, a batch mean over its episodes (train logs from before
+            # they were logged have none), and the shape's tests use them
+            se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in kl_reward_rows(log, key)]
             note = ""
-            if se is not None and not all(e is not None and e > 0 for e in se):
-                se, note = None, " (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
+            if not all(e is not None and e > 0 for e in se):
+                se, note = None, (" (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
+                                  if probe else " (the train log has no standard errors of its batch means: tested without them)")
             try:
                 s = reward_shape([k for k, _ in pts], [r for _, r in pts], se)
                 out.append((run, label, source, s.shape, s.text + note))
@@ -105,10 +107,10 @@ def ppo_section(data: RunData) -> Safe:
     if shapes:
         parts.append(tag("p", "The shape of each curve, from its own points: Gao et al.'s form R(d) = d (α − β log d), "
                               "d = √KL, fitted by least squares (peaked: β > 0 significantly, the peak inside the run "
-                              "and the best point interior), else the rank correlation with KL. A probe's points are "
-                              "weighed by their standard errors, its initial reward R(0) is fitted rather than read off "
-                              "the first point, and rising or falling also needs the weighted slope on d to be "
-                              "significant.", cls="meta"))
+                              "and the best point interior), else the rank correlation with KL. Points with standard errors "
+                              "(a probe's over its prompts, a batch mean's over its episodes) are weighed by them, the "
+                              "initial reward R(0) is fitted rather than read off the first point, and rising or falling "
+                              "also needs the weighted slope on d to be significant.", cls="meta"))
         parts.append(table(["RL run", "reward", "points", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:

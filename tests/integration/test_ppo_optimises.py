@@ -52,6 +52,7 @@ def test_ppo_raises_a_checkable_reward_with_bounded_kl(yes_no_policy):
     assert max(x["kl"] for x in hist) < 5.0  # nats per episode: the KL penalty keeps the policy near pi_SFT
     assert all(x["kl"] == 0.0 for x in frozen)  # frozen policy == reference policy exactly
     assert all(0.0 <= x["gold_reward_mean"] <= 1.0 for x in hist)  # the gold reward is logged beside the proxy
+    assert all(x["gold_reward_se"] >= 0.0 for x in hist) and any(x["gold_reward_se"] > 0.0 for x in hist)  # with its standard error
 
 
 def test_missing_eos_penalty_and_reward_whitening(yes_no_policy):

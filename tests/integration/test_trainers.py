@@ -180,6 +180,9 @@ def test_ppo_under_bf16_autocast_sees_zero_kl_between_identical_policies(tiny_di
     history = trainer.train()
     assert all(h["kl"] == 0.0 and h["approx_kl"] == 0.0 for h in history)
     assert all(math.isfinite(h["reward_mean"]) and h["reward_std"] > 0 for h in history)  # the reward model did score
+    # the batch mean's standard error over its 4 episodes (the shape test of a run without a probe weighs by it); no gold
+    assert [h["reward_se"] for h in history] == pytest.approx([h["reward_std"] / 2 for h in history], rel=1e-5)
+    assert all(h["gold_reward_se"] is None for h in history)
 
 
 def test_ppo_config_errors_are_clear(tiny_dir):

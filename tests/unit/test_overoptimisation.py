@@ -64,7 +64,7 @@ DEMO_PROXY_SE = [0.34, 0.33, 0.31, 0.30, 0.24, 0.28]
 def test_points_whose_standard_errors_cover_their_changes_are_flat_whatever_ols_says():
     assert reward_shape(DEMO_KL, DEMO_PROXY).shape == "peaked"  # OLS on the means alone: one-sided p 0.03
     s = reward_shape(DEMO_KL, DEMO_PROXY, se=DEMO_PROXY_SE)
-    assert s.shape == "flat" and "median 0.3" in s.text and "needs about 2.4x the probe's episodes" in s.text
+    assert s.shape == "flat" and "median 0.3" in s.text and "needs about 2.4x the episodes behind each point" in s.text
 
 
 def test_the_initial_reward_is_fitted_so_a_noisy_first_point_does_not_bend_the_curve():

@@ -375,3 +375,31 @@ def test_a_probe_s_shape_uses_its_standard_errors_and_says_so_when_it_has_none()
     one_prompt = [dict(p, reward_se=float("nan"), prompts=1) for p in probe]
     [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": one_prompt})
     assert shape == "peaked" and text.endswith("tested without them)")  # the old test, and the row says so
+
+
+def test_batch_means_with_logged_standard_errors_are_weighed_by_them(tmp_path: Path):
+    """A train log's ``reward_se`` / ``gold_reward_se`` (trainers.ppo logs them per iteration) make a run without a probe
+    take the weighted test and get error bars; a log without them keeps the old test, and the row says so."""
+    import json
+
+    from reports.sections.training import reward_shapes
+
+    kl, proxy = [0.0, 0.42, 1.08, 2.1, 3.5, 4.79], [-1.87, -1.24, -1.51, -2.11, -2.09, -2.22]
+    log = [{"step": i + 1, "kl": k, "reward_mean": r, "reward_se": 0.3, "gold_reward_mean": r / 2, "gold_reward_se": 0.15}
+           for i, (k, r) in enumerate(zip(kl, proxy))]
+    rows = reward_shapes({"ppo": log})
+    assert [(label, points, shape) for _, label, points, shape, _ in rows] == [
+        ("proxy reward (optimised RM)", "per-iteration batch means, 6 points", "flat"),
+        ("gold reward (held-out judge)", "per-iteration batch means, 6 points", "flat")]
+    assert "standard errors (median 0.3)" in rows[0][4] and "standard errors (median 0.15)" in rows[1][4]
+    old = [{k: v for k, v in row.items() if not k.endswith("_se")} for row in log]
+    [(_, _, _, shape, text), _] = reward_shapes({"ppo": old})
+    assert shape == "peaked" and text.endswith("(the train log has no standard errors of its batch means: tested without them)")
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128)])
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
+    write_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl", log)
+    data, _ = figure_json(build_run_report(d).read_text(encoding="utf-8"), "fig-overoptimisation")
+    by_name = {t["name"]: t for t in data}
+    assert by_name["ppo: proxy"]["error_y"]["array"] == pytest.approx([0.588] * 6)
+    assert by_name["ppo: gold"]["error_y"]["array"] == pytest.approx([0.294] * 6)
