@@ -141,7 +141,7 @@ class RMConfig:
     group_by_length: bool = True  # batch comparisons of similar token length together (less padding)
     lora: LoRAConfig = field(default_factory=LoRAConfig)  # r > 0: LoRA adapters on every block (+ the full head) instead of trainable_layers
     # length-debiased training: alpha of a logistic length term is fitted on the training pairs first, the loss ranks
-    # r(x, y) + alpha * tokens(y) / 100, and the model's score is r alone, so the labels' length preference goes to alpha
+    # r(x, y) + alpha * tokens(y) / 100 (y's tokens in full, not cut at max_length), and the model's score is r alone, so the labels' length preference goes to alpha
     # (AlpacaEval LC's length covariate; trainers.losses.length_coefficient)
     length_term: bool = False
 

@@ -92,9 +92,9 @@ class RMResult:
 def ranked_token_differences(comps: list[Comparison], seq_lengths: dict[int, list[int]]) -> list[int]:
     """``tokens(w) - tokens(l)`` for every ranked pair (w above l, ties left out) of every comparison.
 
-    ``seq_lengths[id(c)]``: the tokens of each of ``c``'s sequences in ranking order (best first), as
-    :meth:`RewardModelTrainer.sequence_lengths` gives them; the prompt's tokens, shared by a comparison's
-    sequences, cancel in the difference.
+    ``seq_lengths[id(c)]``: the tokens of each of ``c``'s completions (or sequences) in ranking order (best first),
+    e.g. :meth:`RewardModelTrainer.completion_lengths`; a prompt's tokens, shared by a comparison's sequences,
+    cancel in the difference.
     """
     out = []
     for c in comps:
@@ -204,6 +204,11 @@ class RewardModelTrainer:
         return [len(encode_pair(comp.prompt, comp.completions[i], self.tokenizer, self.cfg.max_length, self.cfg.max_prompt_length,
                                 self.chat_template).input_ids) for i in comp.ranking]
 
+    def completion_lengths(self, comp: Comparison) -> list[int]:
+        """Tokens of each ranked completion of ``comp`` in full (not cut at ``max_length``, as the labeler read it),
+        in ranking order: the length covariate of ``rm.length_term``."""
+        return [len(ids) for ids in self.tokenizer([comp.completions[i] for i in comp.ranking], add_special_tokens=False)["input_ids"]]
+
     def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None, resume: bool = False) -> RMResult:
         """Train for ``cfg.epochs``, logging ``{step, loss, accuracy, tokens, padded_tokens, lr}``; then evaluate on val.
 
@@ -223,9 +228,11 @@ class RewardModelTrainer:
                 self.trunk_cache = None
 
         if self.cfg.length_term:
-            self.length_coef = length_coefficient(ranked_token_differences(self.train_set, seq_lengths))
+            # the completions' full lengths: a pair cut at max_length still differs in length as its labeler saw it
+            full_lengths = {id(c): self.completion_lengths(c) for c in self.train_set}
+            self.length_coef = length_coefficient(ranked_token_differences(self.train_set, full_lengths))
             log.info("RM: length term alpha %+.4f reward units per 100 tokens, fitted on %d training comparisons' ranked pairs "
-                     "(rm.length_term: the loss reads r + alpha * tokens / 100; the saved score is r alone)",
+                     "(rm.length_term: the loss reads r + alpha * completion tokens / 100; the saved score is r alone)",
                      self.length_coef, len(self.train_set))
 
         def loss_fn(chunk: list[Comparison]):
@@ -233,7 +240,7 @@ class RewardModelTrainer:
             if self.length_coef is not None:
                 tokens = torch.zeros_like(rewards)
                 for b, c in enumerate(chunk):
-                    tokens[b, : c.k] = torch.tensor(seq_lengths[id(c)], dtype=rewards.dtype)
+                    tokens[b, : c.k] = torch.tensor(full_lengths[id(c)], dtype=rewards.dtype)
                 rewards = rewards + self.length_coef * tokens / 100.0
             loss, n_pairs, n_correct = kwise_ranking_loss(rewards, valid, levels)
             return loss, {"accuracy": (n_correct / n_pairs).item(), **padding_stats([n for c in chunk for n in seq_lengths[id(c)]])}

@@ -516,7 +516,7 @@ def test_rm_length_term_fits_the_labels_length_preference_in_alpha_not_in_the_sc
     debiased = RewardModelTrainer(RMConfig(**kw, length_term=True), load_scalar_model(tiny_dir), tok, train, held_out,
                                   chat_template="false", seed=0)
     result = debiased.train()
-    lens = {id(c): debiased.sequence_lengths(c) for c in train}
+    lens = {id(c): debiased.completion_lengths(c) for c in train}
     assert result.length_coef == debiased.length_coef == pytest.approx(length_coefficient(ranked_token_differences(train, lens)))
     assert result.length_coef > 1.0  # the labels prefer the longer text in 3 of 4 pairs
     # without the term the score learns length (held-out longer texts score higher); with it, alpha carries most of that
@@ -526,3 +526,18 @@ def test_rm_length_term_fits_the_labels_length_preference_in_alpha_not_in_the_sc
     # what the trainer saves and judges read is r alone: a stock sequence classifier, no alpha in it
     path = debiased.save(tmp_path / "rm", {"rm": "length_term"}, {}, {})
     assert not any("alpha" in k for k in load_file(path / "model.safetensors"))
+
+
+def test_rm_length_term_counts_completions_in_full_not_as_cut_at_max_length(tiny_dir):
+    """A pair whose two completions are both cut at ``max_length`` has no length difference as the RM reads it; the
+    length covariate counts them in full, as the labeler read them."""
+    tok = load_tokenizer(tiny_dir)
+    comp = Comparison("0", "\n\nHuman: say something\n\nAssistant:", (" ".join(["cat"] * 40), " ".join(["dog"] * 20)), (0, 1), "t")
+    trainer = RewardModelTrainer(RMConfig(max_length=16, max_prompt_length=8, length_term=True), load_scalar_model(tiny_dir), tok,
+                                 [comp], [], chat_template="false", seed=0)
+    cut, full = trainer.sequence_lengths(comp), trainer.completion_lengths(comp)
+    assert cut == [16, 16]  # both sequences end at max_length
+    assert full == [len(tok(" ".join(["cat"] * 40), add_special_tokens=False)["input_ids"]),
+                    len(tok(" ".join(["dog"] * 20), add_special_tokens=False)["input_ids"])]
+    assert full[0] > full[1] > 16
+    assert ranked_token_differences([comp], {id(comp): full}) == [full[0] - full[1]]
