@@ -5,7 +5,8 @@ nats): ``R(d) = d (alpha - beta log d)`` (their eq. for RL, section 3), with ``R
 initial policy's reward. It rises while ``log d < alpha / beta - 1`` and peaks at
 ``d* = exp(alpha / beta - 1)``: over-optimisation is ``beta > 0`` with ``d*`` inside the run.
 :func:`reward_shape` fits that form to one run's logged (KL, mean reward) points by least squares (weighted by
-the points' standard errors when it has them: a probe's, or the batch means' of a train log) and says which of four shapes the points
+the points' standard errors when it has them: a probe's, or the batch means' of a train log; paired over prompts
+when a probe recorded each prompt's reward) and says which of four shapes the points
 have, beside a rank correlation with KL that needs no model.
 """
 
@@ -87,8 +88,37 @@ def _weighted_shape_stats(k: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple
     return float(coef[0]), float(coef[1]), float(coef[2]), p_beta, float(line[1]), p_slope, factor
 
 
+def _paired_shape_stats(k: np.ndarray, per_prompt: np.ndarray) -> tuple[float, float, float, float, float, float, float]:
+    """With each prompt's reward at every point (``per_prompt [n, T]``, the probe's fixed prompts): the same seven
+    numbers as :func:`_weighted_shape_stats` (the factor in prompts rather than episodes per point), by the two-stage
+    (summary-statistic) method for repeated measures: each prompt's own curve is fitted by least squares on the common
+    design, and a coefficient's test is a one-sample t-test of its per-prompt values over prompts (``n - 1`` degrees of
+    freedom). The coefficients are those of the fit to the mean curve; their errors come from how prompts differ,
+    so they hold whatever the correlation between a prompt's points (the probe's common random numbers make it
+    positive, which the weighted test cannot use)."""
+    n = per_prompt.shape[0]
+    d = np.sqrt(np.clip(k, 0.0, None))
+    dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
+    gao, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(d), d, -dlogd]), per_prompt.T, rcond=None)  # [3, n]
+    line, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(d), d]), per_prompt.T, rcond=None)  # [2, n]
+
+    def mean_t(x: np.ndarray) -> tuple[float, float]:
+        m, sd = float(x.mean()), float(x.std(ddof=1))
+        return m, (m / (sd / math.sqrt(n)) if sd > 0 else (math.copysign(math.inf, m) if m != 0 else 0.0))
+
+    c0, alpha = float(gao[0].mean()), float(gao[1].mean())
+    beta, t_beta = mean_t(gao[2])
+    slope, t_slope = mean_t(line[1])
+    p_beta = float(stats.t.sf(t_beta, n - 1))
+    p_slope = float(2 * stats.t.sf(abs(t_slope), n - 1))
+    # standard errors shrink as 1 / sqrt(prompts): the slope's t statistic reaches the critical value with this many
+    # times the probe's prompts (the slope's own size held; inf for a slope of 0)
+    factor = (float(stats.t.isf(0.025, n - 1)) / abs(t_slope)) ** 2 if t_slope != 0 else math.inf
+    return c0, alpha, beta, p_beta, slope, p_slope, factor
+
+
 def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[float] | None = None,
-                 alpha_level: float = 0.05) -> RewardShape:
+                 alpha_level: float = 0.05, per_prompt: Sequence[Sequence[float]] | None = None) -> RewardShape:
     """Fit ``R(d) - R_0 = d (alpha - beta log d)`` (``d = sqrt(kl)``, ``R_0`` the reward at the point of smallest KL)
     over the points with ``kl > 0`` and classify the curve:
 
@@ -110,9 +140,14 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
     are positively correlated and their differences vary less than independent errors say: the tests are
     conservative.)
 
+    With ``per_prompt`` (``[n prompts][T points]``: each probe prompt's reward at every point, whose means over
+    prompts are ``reward``), the tests are paired instead (:func:`_paired_shape_stats`): the same fits and decision
+    rules, with each coefficient tested over prompts, so the correlation between a prompt's points is used rather
+    than ignored; ``se`` is then not used.
+
     ``kl``, ``reward``: aligned per-step values (nats per episode; reward units). Raises ``ValueError`` with
-    fewer than 3 points of positive KL, different lengths, a non-finite value, or a standard error that is not
-    finite and positive.
+    fewer than 3 points of positive KL, different lengths, a non-finite value, a standard error that is not
+    finite and positive, or a ``per_prompt`` that is not a finite ``[n >= 2, T]`` array whose column means are ``reward``.
     """
     k, r = np.asarray(kl, dtype=float), np.asarray(reward, dtype=float)
     if k.shape != r.shape:
@@ -124,12 +159,21 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
         raise ValueError(f"reward_shape: {e.size} standard errors vs {r.size} rewards")
     if e is not None and not (np.isfinite(e).all() and (e > 0).all()):
         raise ValueError("reward_shape: a standard error that is not finite and positive")
+    pp = None if per_prompt is None else np.asarray(per_prompt, dtype=float)
+    if pp is not None:
+        if pp.ndim != 2 or pp.shape[1] != r.size or pp.shape[0] < 2:
+            raise ValueError(f"reward_shape: per_prompt has shape {pp.shape}; need [prompts >= 2, {r.size} points]")
+        if not np.isfinite(pp).all() or not np.allclose(pp.mean(0), r, rtol=1e-6, atol=1e-6):
+            raise ValueError("reward_shape: per_prompt is not finite or its means over prompts are not the rewards")
     r0 = float(r[int(np.argmin(k))])
     keep = k > 0
     if keep.sum() < 3:
         raise ValueError(f"reward_shape: {int(keep.sum())} points with KL > 0; need 3")
     d, y = np.sqrt(k[keep]), r[keep] - r0
-    if e is None:
+    if pp is not None:
+        c0, alpha, beta, beta_p, slope, slope_p, factor = _paired_shape_stats(k, pp)
+        y = r[keep] - c0
+    elif e is None:
         X = np.column_stack([d, -d * np.log(d)])
         (alpha, beta), *_ = np.linalg.lstsq(X, y, rcond=None)
         beta_p = _one_sided_p(X, y, np.array([alpha, beta]))
@@ -137,6 +181,7 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
     else:
         c0, alpha, beta, beta_p, slope, slope_p, factor = _weighted_shape_stats(k, r, e)
         y = r[keep] - c0  # the fitted initial reward replaces the first point as the curve's origin
+    used = (f", paired over {pp.shape[0]} prompts" if pp is not None else ", standard errors used" if e is not None else "")
     exponent = 2 * (alpha / beta - 1) if beta > 0 else math.inf
     peak_kl = math.exp(exponent) if exponent < 700 else math.inf  # beyond e^700 nats: no peak in any run
     max_kl = float(k.max())
@@ -153,17 +198,23 @@ def reward_shape(kl: Sequence[float], reward: Sequence[float], se: Sequence[floa
         shape = "peaked"
         text = (f"peaked: the fitted curve peaks at KL {peak_kl:.3g} nats inside the run (max KL {max_kl:.3g}) and is "
                 f"lower at the end (Gao et al. fit alpha {alpha:.3g}, beta {beta:.3g}, one-sided p = {beta_p:.2g} for beta > 0"
-                f"{'' if e is None else ', standard errors used'})")
+                f"{used})")
     elif p < alpha_level and rho != 0 and (slope_p is None or (slope_p < alpha_level and (slope > 0) == (rho > 0))):
         shape = "rising" if rho > 0 else "falling"
         where = f"fitted peak at KL {peak_kl:.3g} beyond the run's max {max_kl:.3g}" if math.isfinite(peak_kl) else "no fitted peak"
-        line = "" if slope_p is None else f"; weighted slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}, standard errors used)"
+        line = ("" if slope_p is None else f"; paired slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}, over {pp.shape[0]} prompts)"
+                if pp is not None else f"; weighted slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}, standard errors used)")
         text = f"{shape}: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}){line}; {where}"
     else:
         shape = "flat"
         if slope_p is None:
             text = (f"flat or undetermined: Spearman {rho:+.2f} with KL (p = {p:.2g}, n = {k.size}) is not significant at "
                     f"{alpha_level:g} and no peak is fitted inside the run")
+        elif pp is not None:
+            text = (f"flat or undetermined, paired over the probe's {pp.shape[0]} prompts: slope {slope:+.3g} per sqrt-nat "
+                    f"(p = {slope_p:.2g}), one-sided p = {beta_p:.2g} for a peak (beta > 0), Spearman {rho:+.2f} of the means "
+                    f"(p = {p:.2g}, n = {k.size}); none significant at {alpha_level:g}"
+                    + (f"; a slope this size needs about {factor:.1f}x the probe's prompts" if math.isfinite(factor) and factor > 1 else ""))
         else:
             text = (f"flat or undetermined with the points' standard errors (median {float(np.median(e)):.2g}): weighted "
                     f"slope {slope:+.3g} per sqrt-nat (p = {slope_p:.2g}), one-sided p = {beta_p:.2g} for a peak (beta > 0), "

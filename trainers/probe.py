@@ -30,7 +30,10 @@ class ProbePoint:
     episodes. ``kl``: mean over prompts of the episodes' summed log-ratio ``log pi(y_t) - log pi_ref(y_t)`` (nats
     per episode; the train log's ``kl`` estimator); ``reward_mean``/``gold_reward_mean``: mean proxy / gold reward
     (reward-model units; gold None without a gold reward); ``*_se``: their standard errors over prompts (NaN for one
-    prompt); ``prompts``, ``samples``: the probe's size; ``seconds``: its wall time."""
+    prompt); ``prompts``, ``samples``: the probe's size; ``seconds``: its wall time; ``reward_by_prompt`` /
+    ``gold_reward_by_prompt``: each prompt's mean proxy / gold reward in the probe's prompt order (the same prompts at
+    every point, so a curve's shape can be tested paired over prompts: :func:`harness.overoptimisation.reward_shape`;
+    None in a point from before they were recorded)."""
 
     step: int
     episodes: int
@@ -43,6 +46,8 @@ class ProbePoint:
     prompts: int
     samples: int
     seconds: float
+    reward_by_prompt: list[float] | None = None
+    gold_reward_by_prompt: list[float] | None = None
 
     def record(self) -> dict:
         """The point as one JSON-able dict (a line of ``probe_log.jsonl``)."""
@@ -73,10 +78,13 @@ def probe_episodes(prompts: list[Prompt], samples: int) -> list[Prompt]:
 def summarise(kl: torch.Tensor, reward: torch.Tensor, gold: torch.Tensor | None, samples: int, **meta) -> ProbePoint:
     """A :class:`ProbePoint` from per-episode ``kl``, proxy ``reward`` and optional ``gold`` reward, each ``[n * samples]``
     in :func:`probe_episodes` order; ``meta``: ``step``, ``episodes``, ``seconds``."""
-    k, r = mean_and_se(prompt_means(kl, samples)), mean_and_se(prompt_means(reward, samples))
-    g = mean_and_se(prompt_means(gold, samples)) if gold is not None else (None, None)
+    rp = prompt_means(reward, samples)
+    gp = prompt_means(gold, samples) if gold is not None else None
+    k, r = mean_and_se(prompt_means(kl, samples)), mean_and_se(rp)
+    g = mean_and_se(gp) if gp is not None else (None, None)
     return ProbePoint(kl=k[0], kl_se=k[1], reward_mean=r[0], reward_se=r[1], gold_reward_mean=g[0], gold_reward_se=g[1],
-                      prompts=kl.numel() // samples, samples=samples, **meta)
+                      prompts=kl.numel() // samples, samples=samples, reward_by_prompt=rp.tolist(),
+                      gold_reward_by_prompt=gp.tolist() if gp is not None else None, **meta)
 
 
 def run_probe(trainer, prompts: list[Prompt], samples: int, step: int, episodes: int, seed: int = 0) -> ProbePoint:

@@ -51,6 +51,16 @@ def curve_points(logs: dict, probes: dict | None = None) -> dict[str, tuple[str,
             for run in dict.fromkeys([*logs, *probes])}
 
 
+def paired_rewards(rows: list, field: str) -> list[list[float]] | None:
+    """``[prompt][point]``: each probe prompt's reward at every point of ``rows`` (a probe's points, each with ``field``:
+    per-prompt means in the probe's prompt order), or None when a point lacks them (a probe written before they were
+    recorded) or their counts differ."""
+    lists = [row.get(field) for row in rows]
+    if not lists or not all(isinstance(x, list) and len(x) == len(lists[0]) >= 2 for x in lists):
+        return None
+    return [list(col) for col in zip(*lists)]
+
+
 def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str, str, str, str]]:
     """Per run and reward (proxy, gold): ``(run, reward, points, shape, statement)``: the shape of
     :func:`harness.overoptimisation.reward_shape` of its (KL, reward) points (:func:`curve_points`: the probe's when
@@ -73,13 +83,15 @@ def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str
                 continue
             # a probe's points carry standard errors over prompts, a batch mean over its episodes (train logs from before
             # they were logged have none), and the shape's tests use them
-            se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in kl_reward_rows(log, key)]
+            rows = kl_reward_rows(log, key)
+            se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in rows]
+            per_prompt = paired_rewards(rows, key.removesuffix("_mean") + "_by_prompt") if probe else None
             note = ""
             if not all(e is not None and e > 0 for e in se):
                 se, note = None, (" (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
                                   if probe else " (the train log has no standard errors of its batch means: tested without them)")
             try:
-                s = reward_shape([k for k, _ in pts], [r for _, r in pts], se)
+                s = reward_shape([k for k, _ in pts], [r for _, r in pts], se, per_prompt=per_prompt)
                 out.append((run, label, source, s.shape, s.text + note))
             except ValueError as e:
                 out.append((run, label, source, "—", f"not enough points: {e}"))
@@ -110,7 +122,9 @@ def ppo_section(data: RunData) -> Safe:
                               "and the best point interior), else the rank correlation with KL. Points with standard errors "
                               "(a probe's over its prompts, a batch mean's over its episodes) are weighed by them, the "
                               "initial reward R(0) is fitted rather than read off the first point, and rising or falling "
-                              "also needs the weighted slope on d to be significant.", cls="meta"))
+                              "also needs the weighted slope on d to be significant. A probe that recorded each prompt's reward is "
+                              "tested paired instead: every prompt's own curve is fitted and each coefficient tested "
+                              "over prompts (the probe's points share prompts and random numbers).", cls="meta"))
         parts.append(table(["RL run", "reward", "points", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:

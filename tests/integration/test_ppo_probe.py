@@ -36,6 +36,9 @@ def test_probe_points_before_training_every_k_iterations_and_after_the_last(tiny
     assert first.kl == pytest.approx(0.0, abs=1e-6)  # the initial policy is the reference
     assert last.kl != pytest.approx(0.0, abs=1e-6)  # lr 1e-3 moved it
     assert first.gold_reward_mean is not None and first.reward_se > 0
+    for p in trainer.probes:  # each prompt's reward, in the probe's prompt order, for the paired shape test
+        assert len(p.reward_by_prompt) == len(p.gold_reward_by_prompt) == 3
+        assert sum(p.reward_by_prompt) / 3 == pytest.approx(p.reward_mean) and sum(p.gold_reward_by_prompt) / 3 == pytest.approx(p.gold_reward_mean)
 
 
 def test_a_probe_trains_nothing_and_keeps_no_graph(tiny_dir):

@@ -85,3 +85,42 @@ def test_standard_errors_must_be_finite_positive_and_one_per_point():
         reward_shape(kl, reward, se=[0.1, 0.0, 0.1, 0.1])
     with pytest.raises(ValueError, match="finite and positive"):
         reward_shape(kl, reward, se=[0.1, float("nan"), 0.1, 0.1])
+
+
+def test_paired_over_prompts_the_slope_test_is_a_t_test_of_each_prompt_s_own_slope():
+    from scipy import stats
+
+    kl = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    d = np.sqrt(kl)
+    levels, slopes = np.array([-3.0, 0.0, 2.5, -1.0]), np.array([0.30, 0.25, 0.20, 0.35])
+    noise = np.array([[0.02, -0.01, 0.0, 0.01, -0.02], [0.0, 0.01, -0.02, 0.0, 0.01],
+                      [-0.01, 0.0, 0.02, -0.01, 0.0], [0.01, -0.02, 0.0, 0.01, 0.0]])
+    per_prompt = levels[:, None] + slopes[:, None] * d[None, :] + noise  # [4 prompts, 5 points]
+    means = per_prompt.mean(0)
+    se = per_prompt.std(0, ddof=1) / 2  # over prompts: the prompts' levels differ by far more than the curve moves
+    assert reward_shape(kl, means, se=se).shape == "flat"  # the weighted test cannot see through the levels
+    s = reward_shape(kl, means, per_prompt=per_prompt.tolist())
+    own = [np.polyfit(d, row, 1)[0] for row in per_prompt]  # each prompt's least-squares slope, by numpy
+    ref = stats.ttest_1samp(own, 0.0)
+    assert s.shape == "rising" and s.spearman == pytest.approx(1.0)
+    assert f"paired slope {np.mean(own):+.3g} per sqrt-nat (p = {ref.pvalue:.2g}, over 4 prompts)" in s.text
+
+
+def test_paired_flat_states_the_prompts_a_slope_needs_and_a_peak_is_tested_over_prompts():
+    kl = [0.0, 0.5, 1, 2, 4, 8, 12, 16, 20]
+    base = _gao(kl, alpha=1.0, beta=0.5)
+    per_prompt = np.stack([base + off for off in (-1.0, 0.0, 1.0)]) + np.array([0.01, -0.01, 0.0])[:, None] * np.arange(9)
+    s = reward_shape(kl, per_prompt.mean(0), per_prompt=per_prompt)
+    assert s.shape == "peaked" and "paired over 3 prompts" in s.text and s.beta == pytest.approx(0.5, abs=0.01)
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(0.0, 1.0, size=(6, 5)) + 0.05 * np.sqrt([0.0, 0.5, 1.0, 2.0, 3.0])
+    f = reward_shape([0.0, 0.5, 1.0, 2.0, 3.0], noisy.mean(0), per_prompt=noisy)
+    assert f.shape == "flat" and "paired over the probe's 6 prompts" in f.text and "x the probe's prompts" in f.text
+
+
+def test_per_prompt_rewards_must_match_the_means_and_the_points():
+    kl, reward = [0.0, 0.5, 1.0, 2.0], [0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(ValueError, match=r"need \[prompts >= 2, 4 points\]"):
+        reward_shape(kl, reward, per_prompt=[[0.1, 0.2, 0.3, 0.4]])
+    with pytest.raises(ValueError, match="means over prompts are not the rewards"):
+        reward_shape(kl, reward, per_prompt=[[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.5]])

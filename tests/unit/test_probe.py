@@ -33,6 +33,8 @@ def test_episodes_repeat_each_prompt_adjacently_and_summarise_uses_that_order():
     assert p.kl == pytest.approx(0.6) and p.kl_se == pytest.approx(0.4)  # prompt means 0.2, 1.0: sd 0.566 / sqrt 2
     assert p.reward_mean == pytest.approx(0.0) and p.reward_se == pytest.approx(2.0)  # prompt means 2, -2
     assert p.gold_reward_mean is None and p.gold_reward_se is None
+    assert p.reward_by_prompt == pytest.approx([2.0, -2.0]) and p.gold_reward_by_prompt is None  # for the paired shape test
     g = summarise(kl, reward, reward * 2, 3, step=0, episodes=0, seconds=0.0)
     assert g.gold_reward_mean == pytest.approx(0.0) and g.gold_reward_se == pytest.approx(4.0)
+    assert g.gold_reward_by_prompt == pytest.approx([4.0, -4.0])
     assert set(g.record()) >= {"step", "kl", "reward_mean", "gold_reward_mean", "reward_se", "prompts", "samples"}

@@ -403,3 +403,18 @@ def test_batch_means_with_logged_standard_errors_are_weighed_by_them(tmp_path: P
     by_name = {t["name"]: t for t in data}
     assert by_name["ppo: proxy"]["error_y"]["array"] == pytest.approx([0.588] * 6)
     assert by_name["ppo: gold"]["error_y"]["array"] == pytest.approx([0.294] * 6)
+
+
+def test_a_probe_that_recorded_each_prompt_s_reward_is_tested_paired():
+    from reports.sections.training import reward_shapes
+
+    kl = [0.0, 0.4, 0.9, 1.5, 2.2]
+    by_prompt = [[lvl + 0.3 * k ** 0.5 + eps for k, eps in zip(kl, (0.0, 0.01, -0.01, 0.0, 0.01))] for lvl in (-3.0, 0.0, 3.0)]
+    means = [sum(col) / 3 for col in zip(*by_prompt)]
+    probe = [{"step": 2 * i, "kl": k, "reward_mean": m, "reward_se": 1.7, "reward_by_prompt": [row[i] for row in by_prompt],
+              "gold_reward_mean": None, "prompts": 3, "samples": 1} for i, (k, m) in enumerate(zip(kl, means))]
+    [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": probe})
+    assert shape == "rising" and "over 3 prompts" in text  # each prompt rises: paired, the levels' spread does not hide it
+    old = [{k: v for k, v in p.items() if k != "reward_by_prompt"} for p in probe]  # a probe from before they were kept
+    [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": old})
+    assert shape == "flat" and "standard errors (median 1.7)" in text
