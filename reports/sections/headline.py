@@ -88,7 +88,7 @@ class Contrast:
 
     def record(self) -> dict[str, Any]:
         """Plain numbers for a benchmark file: contrast, label, value, ci_low, ci_high, n, shape, verdict, resolved (None for
-        a shape, which is stated, not tested)."""
+        a shape, which is named by its own tests rather than resolved against a null value)."""
         r = self.row or {}
         return {"contrast": self.key, "label": self.label, "value": num(r.get("value")), "ci_low": num(r.get("ci_low")),
                 "ci_high": num(r.get("ci_high")), "n": r.get("n"), "shape": self.shape, "verdict": self.verdict,
@@ -149,7 +149,8 @@ def headline_section(data: RunData) -> Safe:
     parts = [tag("p", "The paper's central contrasts, each with this run's 95 % interval. A contrast is resolved "
                       "when its interval excludes its null value (chance, 0.5, for a share; 0 for a difference); an unresolved "
                       "one gives the sample size that would resolve it at the measured effect and variance, and the "
-                      "time its eval would take at that size here. c is a shape, stated from the data, not tested.",
+                      "time its eval would take at that size here. c is a shape, named by the tests its row gives (rising, peaked or "
+                      "falling only when significant at 0.05, else flat), not resolved against a null value.",
                  cls="meta")]
     if gold is None:  # a harness-eval run records no gold judge: say which judge stands in
         parts.append(tag("p", "run.json records no gold judge (the judge PPO never optimised): contrast b uses the "
