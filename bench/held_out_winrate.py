@@ -3,8 +3,8 @@
 The report's contrast b is the win-rate eval's (AlpacaEval instructions, the eval's decoding: temperature 0.7, top-p
 0.9). PPO in ``make demo`` trains on hh-rlhf first turns at temperature 1, and its probe (:mod:`trainers.probe`) reads
 24 held-out ones. This measures b where PPO was trained: ``--prompts`` held-out hh first turns from the probe's pool
-(:func:`harness.selection.probe_prompts`: none a PPO, labeler, judge or AlpacaEval prompt), the probe's own first 24
-left out, one answer per prompt and policy (seed 0) under each ``--decoding`` (``ppo``: the run's ``ppo.temperature``,
+(:func:`harness.selection.probe_prompts`: none a PPO, labeler, judge or AlpacaEval prompt), the probe's own prompts
+(the first ``ppo.probe.prompts`` of the pool's seeded order) left out, one answer per prompt and policy (seed 0) under each ``--decoding`` (``ppo``: the run's ``ppo.temperature``,
 top-p 1; ``eval``: the run's ``evals.winrate.decoding``), both at the eval's ``max_new_tokens``, each scored by the run's
 gold judge (``checkpoints/judge_helpful``, at EOS). Per policy: the share of prompts where its answer outscores SFT's
 (ties 0.5) with a 95 % bootstrap interval over prompts (:func:`harness.stats.bootstrap_mean`), and the mean gold
@@ -23,9 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from bench import common as C
-
-PROBE_PROMPTS_SKIPPED = 24  # the demo probe's prompts come first in the pool's seeded order
-
 
 def wins_over(policy: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Per prompt: 1 where ``policy``'s gold score beats ``baseline``'s, 0.5 on a tie, 0 otherwise (``[n]`` each)."""
@@ -50,8 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     run = Path(args.run)
     cfg = json.loads((run / "run.json").read_text())["config"]
     data = {k: v for k, v in cfg["data"].items() if k in DataConfig.__dataclass_fields__}
-    prompts, _ = probe_prompts(DataConfig(**data), PROBE_PROMPTS_SKIPPED + args.prompts)
-    prompts = prompts[PROBE_PROMPTS_SKIPPED:]
+    skipped = cfg["ppo"]["probe"]["prompts"]  # the run's probe took the first ones of the pool's seeded order
+    prompts, _ = probe_prompts(DataConfig(**data), skipped + args.prompts)
+    prompts = prompts[skipped:]
     policies = {"sft": str(run / "checkpoints" / "sft"), "ppo": str(run / "checkpoints" / "ppo")}
     for spec in args.policy:
         name, sep, path = spec.partition("=")
@@ -64,20 +62,23 @@ def main(argv: list[str] | None = None) -> None:
     judge = RewardModelJudge(str(run / "checkpoints" / "judge_helpful"), batch_size=32, max_length=cfg["eval"]["judges"]["max_length"],
                              max_prompt_length=cfg["eval"]["judges"]["max_prompt_length"])
     env = C.environment()
-    out = {"prompts": len(prompts), "decodings": {d: decodings[d] for d in args.decoding}, "policies": policies, "rows": []}
-    for dname in args.decoding:
-        gold = {}
-        for name, path in policies.items():
-            [answers] = generate_samples(load_policy(path), load_tokenizer(path), prompts, name, decodings[dname], seeds=[0], batch_size=48,
+    out = {"prompts": len(prompts), "probe_prompts_skipped": skipped, "decodings": {d: decodings[d] for d in args.decoding},
+           "policies": policies, "rows": []}
+    gold: dict[str, dict[str, np.ndarray]] = {d: {} for d in args.decoding}  # decoding -> policy -> [prompts] gold scores
+    for name, path in policies.items():
+        model, tok = load_policy(path), load_tokenizer(path)
+        for dname in args.decoding:
+            [answers] = generate_samples(model, tok, prompts, name, decodings[dname], seeds=[0], batch_size=48,
                                          max_prompt_length=cfg["ppo"]["max_prompt_length"], chat_template=cfg["model"].get("chat_template", "auto"))
-            gold[name] = np.array(judge.score([a.prompt for a in answers], [a.output for a in answers]))
+            gold[dname][name] = np.array(judge.score([a.prompt for a in answers], [a.output for a in answers]))
+    for dname in args.decoding:
         for name in policies:
             if name == "sft":
                 continue
-            est = bootstrap_mean(list(wins_over(gold[name], gold["sft"])), seed=0)
+            g, base = gold[dname][name], gold[dname]["sft"]
+            est = bootstrap_mean(list(wins_over(g, base)), seed=0)
             row = {"decoding": dname, "policy": name, "win_rate_vs_sft": round(est.value, 4), "ci_low": round(est.ci_low, 4),
-                   "ci_high": round(est.ci_high, 4), "ties": int((gold[name] == gold["sft"]).sum()),
-                   "gold_mean_difference": round(float(gold[name].mean() - gold["sft"].mean()), 4)}
+                   "ci_high": round(est.ci_high, 4), "ties": int((g == base).sum()), "gold_mean_difference": round(float(g.mean() - base.mean()), 4)}
             out["rows"].append(row)
             print(row, flush=True)
     name = "held_out_winrate" + (f"_{args.tag}" if args.tag else "")

@@ -70,16 +70,23 @@ def _weighted_fit(X: np.ndarray, y: np.ndarray, se: np.ndarray, j: int) -> tuple
     return coef, math.sqrt(max(float(cov[j, j]), 0.0)), dof
 
 
+def _designs(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Design matrices ``[T, 3]`` of ``R(d) = c + d (alpha - beta log d)`` (columns 1, d, -d log d) and ``[T, 2]`` of the
+    line ``R(d) = c + slope d``, at ``d = sqrt(max(kl, 0))`` (``d log d`` = 0 at ``d`` = 0)."""
+    d = np.sqrt(np.clip(k, 0.0, None))
+    dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
+    return np.column_stack([np.ones_like(d), d, -dlogd]), np.column_stack([np.ones_like(d), d])
+
+
 def _weighted_shape_stats(k: np.ndarray, r: np.ndarray, se: np.ndarray) -> tuple[float, float, float, float, float, float, float]:
     """With the points' standard errors: ``(intercept, alpha, beta, one-sided p of beta > 0, slope, two-sided p of
     the slope, episodes factor)`` of ``R(d) = c + d (alpha - beta log d)`` and of the line ``R(d) = c + slope d`` over every point
     (``d = sqrt(max(kl, 0))``; ``d log d`` = 0 at ``d`` = 0). The initial policy's reward ``c`` is fitted, not taken
     from the first point, whose own sampling error would otherwise shift every later point alike."""
-    d = np.sqrt(np.clip(k, 0.0, None))
-    dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
-    coef, se_beta, dof = _weighted_fit(np.column_stack([np.ones_like(d), d, -dlogd]), r, se, 2)
+    gao, line_x = _designs(k)
+    coef, se_beta, dof = _weighted_fit(gao, r, se, 2)
     p_beta = float(stats.t.sf(coef[2] / se_beta, max(dof, 1))) if se_beta > 0 else (0.0 if coef[2] > 0 else 1.0)
-    line, se_slope, dof1 = _weighted_fit(np.column_stack([np.ones_like(d), d]), r, se, 1)
+    line, se_slope, dof1 = _weighted_fit(line_x, r, se, 1)
     p_slope = float(2 * stats.t.sf(abs(line[1]) / se_slope, max(dof1, 1))) if se_slope > 0 else 1.0
     # standard errors shrink as 1 / sqrt(episodes): the slope's t statistic reaches the critical value with this many
     # times the episodes behind each point (the slope's own size held; inf for a slope of 0)
@@ -97,10 +104,9 @@ def _paired_shape_stats(k: np.ndarray, per_prompt: np.ndarray) -> tuple[float, f
     so they hold whatever the correlation between a prompt's points (the probe's common random numbers make it
     positive, which the weighted test cannot use)."""
     n = per_prompt.shape[0]
-    d = np.sqrt(np.clip(k, 0.0, None))
-    dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
-    gao, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(d), d, -dlogd]), per_prompt.T, rcond=None)  # [3, n]
-    line, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(d), d]), per_prompt.T, rcond=None)  # [2, n]
+    gao_x, line_x = _designs(k)
+    gao, *_ = np.linalg.lstsq(gao_x, per_prompt.T, rcond=None)  # [3, n]
+    line, *_ = np.linalg.lstsq(line_x, per_prompt.T, rcond=None)  # [2, n]
 
     def mean_t(x: np.ndarray) -> tuple[float, float]:
         m, sd = float(x.mean()), float(x.std(ddof=1))

@@ -51,14 +51,21 @@ def curve_points(logs: dict, probes: dict | None = None) -> dict[str, tuple[str,
             for run in dict.fromkeys([*logs, *probes])}
 
 
-def paired_rewards(rows: list, field: str) -> list[list[float]] | None:
-    """``[prompt][point]``: each probe prompt's reward at every point of ``rows`` (a probe's points, each with ``field``:
-    per-prompt means in the probe's prompt order), or None when a point lacks them (a probe written before they were
-    recorded) or their counts differ."""
+def paired_rewards(rows: list, field: str) -> tuple[list[list[float]] | None, str]:
+    """``([prompt][point], note)``: each probe prompt's reward at every point of ``rows`` (a probe's points, each with
+    ``field``: per-prompt means in the probe's prompt order), or ``(None, note)`` when no point has them (a probe written
+    before they were recorded, or a probe of one prompt: note "") or only some do, or their counts differ (e.g. a run resumed from a training state
+    written before they were recorded): the note then says the test fell back to the weighted one, and why."""
     lists = [row.get(field) for row in rows]
-    if not lists or not all(isinstance(x, list) and len(x) == len(lists[0]) >= 2 for x in lists):
-        return None
-    return [list(col) for col in zip(*lists)]
+    have = [isinstance(x, list) for x in lists]
+    if not any(have):
+        return None, ""
+    if all(have) and len({len(x) for x in lists}) == 1 and len(lists[0]) < 2:
+        return None, ""  # one prompt: nothing to pair over (the standard errors' note says so)
+    if not all(have) or len({len(x) for x in lists}) != 1:
+        return None, (f" (per-prompt rewards at {sum(have)} of {len(lists)} points, of "
+                      f"{sorted({len(x) for x in lists if isinstance(x, list)})} prompts: not tested paired)")
+    return [list(col) for col in zip(*lists)], ""
 
 
 def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str, str, str, str]]:
@@ -85,10 +92,9 @@ def reward_shapes(logs: dict, probes: dict | None = None) -> list[tuple[str, str
             # they were logged have none), and the shape's tests use them
             rows = kl_reward_rows(log, key)
             se = [num(row.get(key.removesuffix("_mean") + "_se")) for row in rows]
-            per_prompt = paired_rewards(rows, key.removesuffix("_mean") + "_by_prompt") if probe else None
-            note = ""
+            per_prompt, note = paired_rewards(rows, key.removesuffix("_mean") + "_by_prompt") if probe else (None, "")
             if not all(e is not None and e > 0 for e in se):
-                se, note = None, (" (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
+                se, note = None, note + (" (the probe's points have no standard errors, e.g. a probe of one prompt: tested without them)"
                                   if probe else " (the train log has no standard errors of its batch means: tested without them)")
             try:
                 s = reward_shape([k for k, _ in pts], [r for _, r in pts], se, per_prompt=per_prompt)

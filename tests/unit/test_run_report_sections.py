@@ -418,3 +418,6 @@ def test_a_probe_that_recorded_each_prompt_s_reward_is_tested_paired():
     old = [{k: v for k, v in p.items() if k != "reward_by_prompt"} for p in probe]  # a probe from before they were kept
     [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": old})
     assert shape == "flat" and "standard errors (median 1.7)" in text
+    resumed = old[:2] + probe[2:]  # resumed from a training state written before they were kept: says it is not paired
+    [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": resumed})
+    assert shape == "flat" and text.endswith("(per-prompt rewards at 3 of 5 points, of [3] prompts: not tested paired)")
