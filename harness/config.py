@@ -171,6 +171,10 @@ class PPOConfig:
     cliprange_value: float = ranged(0.2, gt=0)
     vf_coef: float = ranged(1.0, ge=0)
     value_head: str = one_of("separate", "shared")  # separate: value model initialised from the RM (paper) | shared: scalar head on the policy's trunk
+    # gae: advantages from the value model by GAE (paper) | rloo: each episode's score minus the mean score of the other
+    # samples of its prompt (leave-one-out baseline; Kool et al. 2019, Ahmadian et al. 2024), no value model
+    advantage_estimator: str = one_of("gae", "rloo")
+    samples_per_prompt: int = ranged(1, ge=1)  # episodes of each prompt in a batch (batch_size must be a multiple; rloo: >= 2)
     whiten_advantages: bool = True
     whiten_rewards: bool = False  # scale each batch's RM scores to unit variance (mean kept) before the KL penalty
     missing_eos_penalty: float | None = ranged(None, ge=0)  # subtracted from the score of an episode cut off without EOS

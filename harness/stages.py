@@ -195,7 +195,7 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     beside the proxy reward, never optimised: the over-optimisation view of Gao et al. 2022. With
     ``ppo.probe.prompts`` > 0 the probe's points (:mod:`trainers.probe`) go to ``<checkpoint>/probe_log.jsonl``.
     The value model is initialised from ``reward_model`` (``value_head=separate``) or is a new head
-    on the policy (``shared``). ``tracking`` (a :class:`harness.config.TrackingConfig`) adds
+    on the policy (``shared``); ``advantage_estimator=rloo`` has none. ``tracking`` (a :class:`harness.config.TrackingConfig`) adds
     experiment trackers (run name: ``stage``).
     """
     from trainers.ppo import PPOTrainer
@@ -214,7 +214,7 @@ def run_ppo(model_cfg, data_cfg, ppo_cfg, policy: str, reward_model: str, out_di
     out_dir = Path(out_dir)
     cfg = {"model": _plain(model_cfg), "data": _plain(data_cfg), "ppo": _plain(ppo_cfg), "policy": policy,
            "reward_model": reward_model, "gold_reward": gold_reward, "seed": seed}
-    value_model = load_scalar_model(reward_model) if ppo_cfg.value_head == "separate" else None
+    value_model = load_scalar_model(reward_model) if ppo_cfg.value_head == "separate" and ppo_cfg.advantage_estimator == "gae" else None
     ref_policy = None if ppo_cfg.lora.r > 0 else load_policy(policy)  # LoRA: the policy with its adapters disabled
     trainer = PPOTrainer(ppo_cfg, load_policy(policy), ref_policy, load_scalar_model(reward_model),
                          value_model, tok, prompts, pretrain, model_cfg.chat_template, seed,

@@ -238,6 +238,23 @@ def kl_penalized_rewards(
     return rewards, kl
 
 
+def leave_one_out_scores(scores: torch.Tensor, samples_per_prompt: int) -> torch.Tensor:
+    """Each episode's score minus the mean score of the other samples of its prompt (the leave-one-out baseline).
+
+    ``scores [B]`` holds ``B / k`` groups of ``k = samples_per_prompt`` consecutive episodes of one prompt each;
+    returns ``[B]`` with ``s_i - (sum_j s_j - s_i) / (k - 1)`` within each group (RLOO: Kool et al. 2019, "Buy 4
+    REINFORCE samples, get a baseline for free"; Ahmadian et al. 2024, arXiv 2402.14740, eq. 6). The baseline does
+    not depend on the episode it is subtracted from, so the policy gradient stays unbiased; it equals
+    ``k / (k - 1) * (s_i - mean_group)``. Raises ``ValueError`` if ``k`` < 2 or ``B`` is not a multiple of ``k``.
+    """
+    k = samples_per_prompt
+    if k < 2 or scores.ndim != 1 or scores.shape[0] % k:
+        raise ValueError(f"leave_one_out_scores: need samples_per_prompt >= 2 dividing the batch, got {k} for shape {tuple(scores.shape)}")
+    groups = scores.view(-1, k)
+    baseline = (groups.sum(-1, keepdim=True) - groups) / (k - 1)
+    return (groups - baseline).view(-1)
+
+
 def gae_advantages(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
 ) -> tuple[torch.Tensor, torch.Tensor]:

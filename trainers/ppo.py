@@ -12,8 +12,13 @@ Roles, explicit as in trl's PPOTrainer:
   gives the values (:class:`PolicyWithValueHead`: one trunk, one forward for logits and values).
 
 One iteration: sample a batch of prompts, generate responses (KV cache, temperature sampling),
-score them, shape per-token rewards with the KL penalty (beta), compute GAE advantages, then
-``ppo_epochs`` passes of clipped policy and value updates over minibatches. With ``ptx_coef`` (the paper's gamma) > 0
+score them, shape per-token rewards with the KL penalty (beta), compute advantages, then
+``ppo_epochs`` passes of clipped policy (and value) updates over minibatches. Advantages
+(``advantage_estimator``): ``gae``, the paper's, from the value model by GAE; ``rloo``, from the other
+samples of the same prompt (``samples_per_prompt`` >= 2 episodes of each prompt in a batch): each
+episode's score minus the mean score of its prompt's other samples (the leave-one-out baseline of
+REINFORCE, Kool et al. 2019; Ahmadian et al. 2024, arXiv 2402.14740), with the KL penalty per token
+as before; no value model is built or trained. With ``ptx_coef`` (the paper's gamma) > 0
 every minibatch also takes ``ptx_coef * lm_loss`` on pretraining sequences (PPO-ptx): ``ptx_batch_size``
 of them, or ``ptx_ratio`` per episode of the minibatch (paper appendix C.4: "8 times more
 pretraining examples than the number of the RL training episodes"). With ``ptx_coef == 0`` no
@@ -37,8 +42,6 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -59,6 +62,7 @@ from trainers.common import (
     save_checkpoint,
     seed_everything,
 )
+from trainers.episodes import Rollout, prompt_groups, ptx_sequences_for_minibatch, response_mask, response_values
 from trainers.frozen_trunk import TrunkSharing, plan_trunk_sharing
 from trainers.kl_control import make_kl_controller
 from trainers.policy_models import PolicyValueOutput, PolicyWithValueHead, ReferenceWithoutAdapters
@@ -67,59 +71,7 @@ from trainers.rewards import as_scorer, ended_with_eos
 from trainers.tracking import Tracking, finish_tracking, log_step, make_accelerator
 
 VALUE_HEADS = ("separate", "shared")
-
-
-@dataclass
-class Rollout:
-    """A batch of episodes. ``sequences``/``attention_mask`` are ``[B, P + R]`` (prompt left-padded);
-    the other tensors are ``[B, R]`` over response positions (``mask`` 1 up to and including EOS)."""
-
-    sequences: torch.Tensor
-    attention_mask: torch.Tensor
-    prompt_len: int
-    mask: torch.Tensor
-    logprobs: torch.Tensor
-    ref_logprobs: torch.Tensor
-    values: torch.Tensor
-    scores: torch.Tensor  # [B] proxy reward (reward model), after the missing-EOS penalty
-    raw_scores: torch.Tensor | None = None  # [B] proxy reward as scored
-    gold_scores: torch.Tensor | None = None  # [B] gold reward, logged only
-    rewards: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None
-    returns: torch.Tensor | None = None
-    # (logprobs, entropy, values), each [B, R], of a policy/value forward run with autograd on at
-    # the rollout's weights: the first update back-propagates through it (see PPOTrainer.rollout).
-    first_forward: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-    # [B, P + R, H]: the frozen trunk's output on the sequences (trainable_layers), reused by every update
-    trunk: torch.Tensor | None = None
-
-
-def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """1 on response tokens up to and including the first EOS, 0 after: ``[B, R]`` -> ``[B, R]``."""
-    is_eos = (responses == eos_id).long()
-    after_eos = (is_eos.cumsum(-1) - is_eos) > 0  # strictly after the first EOS
-    return (~after_eos).long()
-
-
-def response_values(values: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """V(s_t) for each response token: the per-position values ``[B, P + R]`` read at the position
-    before each response token (the state it is chosen in), ``[B, R]``."""
-    return values[:, prompt_len - 1 : -1]
-
-
-def ptx_sequences_for_minibatch(ratio: float, mini_batch_size: int, index: int) -> int:
-    """Pretraining sequences for the ``index``-th minibatch (0-based, counted over the whole run).
-
-    ``floor((index + 1) * ratio * m) - floor(index * ratio * m)`` with ``m = mini_batch_size``, in
-    exact rational arithmetic (``ratio`` read from its decimal form), so any run of minibatches
-    consumes ``ratio`` sequences per episode up to less than one sequence, also when
-    ``ratio * m`` is not an integer (e.g. 0.75 x 2 gives 1, 2, 1, 2, ...). Raises ``ValueError``
-    if ``ratio`` <= 0 or ``index`` < 0.
-    """
-    if ratio <= 0 or index < 0:
-        raise ValueError(f"ptx_sequences_for_minibatch: need ratio > 0 and index >= 0, got {ratio}, {index}")
-    per_minibatch = Fraction(repr(float(ratio))) * mini_batch_size
-    return math.floor((index + 1) * per_minibatch) - math.floor(index * per_minibatch)
+ADVANTAGE_ESTIMATORS = ("gae", "rloo")
 
 
 class PPOTrainer:
@@ -135,7 +87,7 @@ class PPOTrainer:
                  gold_reward=None, tracking: Tracking | None = None, probe_prompts: list[Prompt] | None = None):
         """``reward_model`` (the proxy) and the optional ``gold_reward`` are reward models or scorers
         (:mod:`trainers.rewards`); the gold reward is only logged, never optimised. ``value_model``
-        is required with ``value_head=separate`` and must be None with ``shared``.
+        is required with ``value_head=separate`` and must be None with ``shared`` and with ``advantage_estimator=rloo``.
 
         With ``cfg.lora.r > 0`` the policy is wrapped in LoRA adapters and ``ref_policy`` must be None (the
         reference is the policy with its adapters disabled); with ``cfg.value_lora.r > 0`` the value model is.
@@ -144,7 +96,9 @@ class PPOTrainer:
         that is not a multiple of the minibatch size; an unknown ``value_head`` or a value model
         that does not match it; ``ptx_ratio`` <= 0; a ``ref_policy`` with a LoRA policy or none without one;
         ``value_lora`` without a separate value model; ``trainable_layers`` with LoRA; ``probe_prompts`` not
-        ``cfg.probe.prompts`` long, or sharing an id with a PPO prompt.
+        ``cfg.probe.prompts`` long, or sharing an id with a PPO prompt; a batch size that is not a multiple of
+        ``samples_per_prompt``; ``advantage_estimator=rloo`` with fewer than 2 samples per prompt or with a value model
+        (it needs ``value_model=None``, ``value_head=separate``, ``value_lora.r=0``).
 
         ``probe_prompts``: held-out prompts of the probe (:mod:`trainers.probe`), rolled out before training and every
         ``cfg.probe.every`` iterations; never trained on.
@@ -159,9 +113,17 @@ class PPOTrainer:
             raise ValueError("PPOTrainer: ptx_coef > 0 (PPO-ptx) needs pretraining texts")
         if cfg.batch_size % cfg.mini_batch_size:
             raise ValueError(f"PPOTrainer: batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
+        if cfg.batch_size % cfg.samples_per_prompt:
+            raise ValueError(f"PPOTrainer: batch_size {cfg.batch_size} is not a multiple of samples_per_prompt {cfg.samples_per_prompt}")
         if cfg.value_head not in VALUE_HEADS:
             raise ValueError(f"PPOTrainer: value_head must be one of {VALUE_HEADS}, got {cfg.value_head!r}")
-        if (value_model is None) != (cfg.value_head == "shared"):
+        if cfg.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"PPOTrainer: advantage_estimator must be one of {ADVANTAGE_ESTIMATORS}, got {cfg.advantage_estimator!r}")
+        self._rloo = cfg.advantage_estimator == "rloo"
+        if self._rloo and (cfg.samples_per_prompt < 2 or value_model is not None or cfg.value_head == "shared" or cfg.value_lora.r > 0):
+            raise ValueError("PPOTrainer: advantage_estimator=rloo needs samples_per_prompt >= 2 (got "
+                             f"{cfg.samples_per_prompt}) and no value model (value_model=None, value_head=separate, value_lora.r=0)")
+        if not self._rloo and (value_model is None) != (cfg.value_head == "shared"):
             raise ValueError(f"PPOTrainer: value_head={cfg.value_head} needs "
                              f"{'value_model=None (the head sits on the policy)' if cfg.value_head == 'shared' else 'a value_model'}")
         if cfg.ptx_ratio is not None and cfg.ptx_ratio <= 0:
@@ -194,7 +156,9 @@ class PPOTrainer:
                 if model is not None:
                     freeze_lower_layers(model, cfg.trainable_layers)
         ref_policy.eval().requires_grad_(False)
-        if cfg.value_head == "shared":
+        if self._rloo:
+            trained, value_params = policy, []
+        elif cfg.value_head == "shared":
             trained = PolicyWithValueHead(policy)
             value_params = list(trained.value_head.parameters())
         else:
@@ -202,7 +166,7 @@ class PPOTrainer:
         value_ids = {id(p) for p in value_params}
         opt = adamw([
             {"params": [p for p in trained.parameters() if p.requires_grad and id(p) not in value_ids], "lr": cfg.lr},
-            {"params": [p for p in value_params if p.requires_grad], "lr": cfg.value_lr},
+            *([{"params": [p for p in value_params if p.requires_grad], "lr": cfg.value_lr}] if value_params else []),
         ])
         # Both policies are the same class; ask once whether the LM head can skip the prompt positions.
         self._head_skips_prompt = head_can_skip_positions(policy)
@@ -339,11 +303,13 @@ class PPOTrainer:
         """``(logprobs [B, R], entropy [B, R] or None, values [B, R])`` of the trained models.
 
         ``shared``: one forward of the policy trunk gives all three; ``separate``: the value model
-        runs its own forward. ``trunk``: the frozen trunk's output (:meth:`rollout`), read by both.
+        runs its own forward; ``rloo``: values are zeros. ``trunk``: the frozen trunk's output (:meth:`rollout`), read by both.
         """
         out, logits = self._lm_forward(self.policy, seq, attn, prompt_len, trunk)
         lp = self._response_logprobs(logits, seq, prompt_len, with_entropy)
         lp, entropy = lp if with_entropy else (lp, None)
+        if self._rloo:  # no value model: zeros keep the episode's tensors one shape
+            return lp, entropy, torch.zeros_like(lp)
         values = response_values(out.values, prompt_len) if self.value_model is None else self._values(seq, attn, prompt_len, trunk)
         return lp, entropy, values
 
@@ -411,8 +377,10 @@ class PPOTrainer:
     def step(self, ro: Rollout) -> dict[str, float]:
         """Advantages for ``ro``, then PPO updates; returns this iteration's logged statistics."""
         cfg, beta = self.cfg, self.kl_ctl.value
-        ro.rewards, kl = L.kl_penalized_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, beta)
-        ro.advantages, ro.returns = L.gae_advantages(ro.rewards, ro.values, ro.mask, cfg.discount, cfg.gae_lambda)
+        scores = L.leave_one_out_scores(ro.scores, cfg.samples_per_prompt) if self._rloo else ro.scores
+        ro.rewards, kl = L.kl_penalized_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.mask, beta)
+        # rloo: values are zeros and lambda 1, so each token's advantage is its return (baselined score + KL to come)
+        ro.advantages, ro.returns = L.gae_advantages(ro.rewards, ro.values, ro.mask, cfg.discount, 1.0 if self._rloo else cfg.gae_lambda)
         if cfg.whiten_advantages:
             ro.advantages = L.whiten(ro.advantages, ro.mask) * ro.mask
         agg: dict[str, list[float]] = {}
@@ -440,8 +408,9 @@ class PPOTrainer:
             "kl": episode_kl,
             "beta": beta,
             "response_length": m(ro.mask.sum(-1).float().mean().item()),
-            "explained_variance": m(L.explained_variance(ro.values, ro.returns, ro.mask).item()),
         })
+        if not self._rloo:
+            out["explained_variance"] = m(L.explained_variance(ro.values, ro.returns, ro.mask).item())
         out.setdefault("ptx_loss", None)
         out["ptx_sequences"] = sum(agg.get("ptx_sequences", [0]))  # consumed this step (a count, not a mean)
         return out
@@ -456,11 +425,13 @@ class PPOTrainer:
                                               trunk=ro.trunk[idx] if ro.trunk is not None else None)
         logprobs, entropy, values = forward
         pg_loss, pg_stats = L.ppo_policy_loss(logprobs, ro.logprobs[idx], ro.advantages[idx], m, cfg.cliprange)
-        vf_loss, vf_clipfrac = L.ppo_value_loss(values, ro.values[idx], ro.returns[idx], m, cfg.cliprange_value)
-        loss = pg_loss + cfg.vf_coef * vf_loss
-        stats = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "value_clipfrac": vf_clipfrac.item(),
-                 "entropy": L.masked_mean(entropy, m).item(), "clipfrac": pg_stats["clipfrac"].item(),
-                 "approx_kl": pg_stats["approx_kl"].item()}
+        loss = pg_loss
+        stats = {"policy_loss": pg_loss.item(), "entropy": L.masked_mean(entropy, m).item(),
+                 "clipfrac": pg_stats["clipfrac"].item(), "approx_kl": pg_stats["approx_kl"].item()}
+        if not self._rloo:
+            vf_loss, vf_clipfrac = L.ppo_value_loss(values, ro.values[idx], ro.returns[idx], m, cfg.cliprange_value)
+            loss = loss + cfg.vf_coef * vf_loss
+            stats.update(value_loss=vf_loss.item(), value_clipfrac=vf_clipfrac.item())
         n_ptx = self.ptx_sequences_next_minibatch()
         self._minibatches += 1
         if n_ptx > 0:
@@ -492,10 +463,12 @@ class PPOTrainer:
         return self.accelerator.reduce(torch.tensor(x, device=self.accelerator.device), reduction="mean").item()
 
     def _next_batch(self) -> list[Prompt]:
-        """This process's prompts for one iteration: slice ``rank`` of the next global batch."""
-        n, rank, b = self.accelerator.num_processes, self.accelerator.process_index, self.cfg.batch_size
+        """This process's prompts for one iteration: slice ``rank`` of the next global batch of
+        ``batch_size / samples_per_prompt`` prompts a process, each repeated ``samples_per_prompt`` times in a row."""
+        n, rank, k = self.accelerator.num_processes, self.accelerator.process_index, self.cfg.samples_per_prompt
+        b = self.cfg.batch_size // k
         glob = [next(self._prompts) for _ in range(b * n)]
-        return glob[rank * b : (rank + 1) * b]
+        return prompt_groups(glob[rank * b : (rank + 1) * b], k)
 
     # ----------------------------------------------------------------- train
     def train(self, log_path: str | Path | None = None, state_dir: str | Path | None = None,

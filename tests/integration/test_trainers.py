@@ -10,7 +10,8 @@ from harness.io import read_jsonl
 from harness.models import load_policy, load_scalar_model, load_tokenizer
 from harness.records import Comparison, Demonstration, PretrainText, Prompt
 from trainers.common import freeze_lower_layers
-from trainers.ppo import PPOTrainer, response_mask
+from trainers.episodes import response_mask
+from trainers.ppo import PPOTrainer
 from trainers.reward_model import RewardModelTrainer
 from trainers.sft import SFTTrainer
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from trainers import losses
+from trainers.episodes import prompt_groups
 from trainers.kl_control import (
     AdaptiveKLController,
     FixedKLController,
@@ -128,6 +129,24 @@ def test_gae_with_lambda_one_gives_monte_carlo_returns():
     values = torch.tensor([[0.2, -0.7, 5.0]])
     _, ret = losses.gae_advantages(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
     assert ret[0].tolist() == pytest.approx([4.0, 3.0, 3.0])
+
+
+def test_leave_one_out_scores_by_hand():
+    # two prompts of three samples: 1, 2, 6 -> 1 - 4, 2 - 3.5, 6 - 1.5; 0, 0, 3 -> -1.5, -1.5, 3
+    out = losses.leave_one_out_scores(torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0]), 3)
+    assert out.tolist() == pytest.approx([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0])
+    assert out.view(2, 3).sum(-1).tolist() == pytest.approx([0.0, 0.0])  # k/(k-1) times the centred scores: sums to 0
+    assert losses.leave_one_out_scores(torch.tensor([5.0, 5.0]), 2).tolist() == [0.0, 0.0]  # equal samples: no signal
+    for bad, k in ((torch.ones(6), 1), (torch.ones(5), 2), (torch.ones(2, 2), 2)):
+        with pytest.raises(ValueError, match="samples_per_prompt >= 2 dividing the batch"):
+            losses.leave_one_out_scores(bad, k)
+
+
+def test_prompt_groups_repeat_each_prompt_in_a_row():
+    assert prompt_groups(["a", "b", "c"], 2) == ["a", "a", "b", "b", "c", "c"]
+    assert prompt_groups(["a", "b"], 1) == ["a", "b"]
+    with pytest.raises(ValueError, match="samples_per_prompt must be >= 1"):
+        prompt_groups(["a"], 0)
 
 
 def test_lm_loss_counts_only_masked_targets():

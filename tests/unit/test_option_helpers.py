@@ -11,7 +11,7 @@ from harness import data as D
 from harness.models import dropout_fields, load_tokenizer
 from harness.prompting import encode_pair
 from trainers.common import batches, length_grouped_batches, padding_stats, plan_epoch
-from trainers.ppo import ptx_sequences_for_minibatch
+from trainers.episodes import ptx_sequences_for_minibatch
 from trainers.tracking import Tracking, flatten_config, make_accelerator, scalars
 
 
