@@ -110,27 +110,31 @@ def test_reward_model_interrupted_and_resumed_matches_uninterrupted(tiny_dir, tm
     assert resumed.length_coef == full.length_coef and (full.length_coef is not None) == length_term
 
 
-def _ppo_trainer(tiny_dir, steps: int) -> PPOTrainer:
+def _ppo_trainer(tiny_dir, steps: int, rloo: bool = False) -> PPOTrainer:
     tok = load_tokenizer(tiny_dir)
+    estimator = {"advantage_estimator": "rloo", "samples_per_prompt": 2} if rloo else {}
     cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, max_new_tokens=6, lr=1e-3, value_lr=1e-3, max_prompt_length=32,
-                    kl_control="adaptive", kl_target=0.5, kl_horizon=100.0, save_steps=2, probe=ProbeConfig(prompts=2, samples=2, every=2))
+                    kl_control="adaptive", kl_target=0.5, kl_horizon=100.0, save_steps=2, probe=ProbeConfig(prompts=2, samples=2, every=2),
+                    **estimator)
     reward_model = load_scalar_model(tiny_dir)
     torch.manual_seed(1)
     torch.nn.init.normal_(reward_model.score.weight, std=0.5)
     prompts = [Prompt(str(i), f"Tell me about topic {i}.", "t") for i in range(6)]
     probe = [Prompt(f"probe{i}", f"Say something about thing {i}.", "t") for i in range(2)]
-    return PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, load_scalar_model(tiny_dir), tok, prompts,
-                      chat_template="false", seed=0, probe_prompts=probe)
+    return PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), reward_model, None if rloo else load_scalar_model(tiny_dir),
+                      tok, prompts, chat_template="false", seed=0, probe_prompts=probe)
 
 
-def test_ppo_resumed_from_step_2_equals_an_uninterrupted_run(tiny_dir, tmp_path):
-    full_trainer = _ppo_trainer(tiny_dir, 4)
+@pytest.mark.parametrize("rloo", [False, True], ids=["gae", "rloo"])
+def test_ppo_resumed_from_step_2_equals_an_uninterrupted_run(tiny_dir, tmp_path, rloo):
+    """With rloo each step takes 2 prompts of the 6 twice each, so steps 3-4 wrap around the prompt cycle after a resume."""
+    full_trainer = _ppo_trainer(tiny_dir, 4, rloo)
     full = full_trainer.train(state_dir=tmp_path / "full_state")
-    _ppo_trainer(tiny_dir, 2).train(state_dir=tmp_path / "state")  # stops after step 2, as if killed there
-    resumed_trainer = _ppo_trainer(tiny_dir, 4)
+    _ppo_trainer(tiny_dir, 2, rloo).train(state_dir=tmp_path / "state")  # stops after step 2, as if killed there
+    resumed_trainer = _ppo_trainer(tiny_dir, 4, rloo)
     resumed = resumed_trainer.train(state_dir=tmp_path / "state", resume=True)
     assert [h["step"] for h in resumed] == [1, 2, 3, 4]
-    for key in ("reward_mean", "kl", "beta", "value_loss", "policy_loss"):
+    for key in ("reward_mean", "kl", "beta", "policy_loss") + (() if rloo else ("value_loss",)):
         assert [h[key] for h in resumed] == pytest.approx([h[key] for h in full], rel=1e-4, abs=1e-6), key
     assert full[-1]["beta"] != full[0]["beta"]  # the adaptive controller moved, and resume restored it
     # the probe's points (before training, after steps 2 and 4): restored from the state, then the same after it
