@@ -121,6 +121,16 @@ def _ppo_batches(node: DictConfig, prefix: str) -> Iterator[str]:
                "(each rollout batch is split into whole minibatches)")
     if node.kl_control == "adaptive" and node.kl_target is None:
         yield f"{prefix}kl_control=adaptive needs {prefix}kl_target=<nats per episode> (> 0)"
+    if node.batch_size % node.samples_per_prompt:
+        yield (f"{prefix}samples_per_prompt={node.samples_per_prompt} must divide {prefix}batch_size={node.batch_size} "
+               "(each batch holds whole groups of a prompt's samples)")
+    if node.advantage_estimator == "rloo":
+        if node.samples_per_prompt < 2:
+            yield (f"{prefix}advantage_estimator=rloo needs {prefix}samples_per_prompt >= 2 (the baseline is the mean of a "
+                   f"prompt's other samples), got {node.samples_per_prompt}")
+        if node.value_head == "shared" or node.value_lora.r > 0:
+            yield (f"{prefix}advantage_estimator=rloo has no value model: {prefix}value_head=shared and {prefix}value_lora "
+                   "are not used with it (leave value_head=separate, value_lora.r=0)")
 
 
 def _k_order(node: DictConfig, prefix: str) -> Iterator[str]:

@@ -38,7 +38,7 @@ def test_every_size_count_rate_and_coefficient_declares_its_range(schema):
             else {hint}
         if base & {int, float} and not base & {bool} and f.name not in NOT_A_SIZE:
             assert RANGE in f.metadata, f"{schema.__name__}.{f.name} has no declared range"
-        if hints[f.name] is str and f.name in {"mixed_precision", "select_by", "kl_control", "value_head", "kind", "rm_data",
+        if hints[f.name] is str and f.name in {"mixed_precision", "select_by", "kl_control", "value_head", "advantage_estimator", "kind", "rm_data",
                                                "chat_template", "split", "outputs_missing"}:
             assert CHOICES in f.metadata, f"{schema.__name__}.{f.name} has no declared choices"
 
@@ -60,6 +60,9 @@ SECTION_CASES = [  # (override, message, the apps that have its section)
     ("data.n_rm_val=0", "data.n_rm_val=0 is out of range: it must be >= 1", tuple(APPS)),
     ("data.comparisons_val_fraction=1.0", "data.comparisons_val_fraction=1.0 is out of range: it must be > 0 and < 1", tuple(APPS)),
     ("model.num_heads=3", "model.num_heads=3 must divide model.hidden_size=64", tuple(APPS)),
+    ("ppo.samples_per_prompt=3", "ppo.samples_per_prompt=3 must divide ppo.batch_size=", ("ppo", "pipeline")),
+    ("ppo.advantage_estimator=rloo", "ppo.advantage_estimator=rloo needs ppo.samples_per_prompt >= 2", ("ppo", "pipeline")),
+    ("ppo.advantage_estimator=loo", "ppo.advantage_estimator='loo' is not one of", ("ppo", "pipeline")),
 ]
 
 
@@ -123,3 +126,12 @@ def test_require_available_names_the_keys():
     require_available("data.n_x", 5, 5, "things")
     with pytest.raises(ConfigError, match=r"data.n_x asks for 6, but there are only 5 things: lower data.n_x"):
         require_available("data.n_x", 6, 5, "things")
+
+
+def test_the_leave_one_out_baseline_refuses_a_value_model_setting():
+    with pytest.raises(ConfigError) as info:
+        validate_config(_compose("ppo", "model=tiny", "policy=a/b", "reward_model=c/d", "ppo.advantage_estimator=rloo",
+                                 "ppo.samples_per_prompt=2", "ppo.value_head=shared"))
+    assert "ppo.advantage_estimator=rloo has no value model: ppo.value_head=shared and ppo.value_lora are not used" in str(info.value)
+    validate_config(_compose("ppo", "model=tiny", "policy=a/b", "reward_model=c/d", "ppo.advantage_estimator=rloo",
+                             "ppo.samples_per_prompt=2"))  # the valid form passes
