@@ -55,24 +55,18 @@ def test_two_processes_match_one_process_with_double_accumulation(tiny_dir, tmp_
     assert (tmp_path / "two" / "checkpoints" / stage / "run.json").is_file()
 
 
-@pytest.mark.parametrize("mini_batch_size", [1, 2])  # 2: one minibatch, so the first update reuses the rollout's forward
-def test_ppo_runs_on_two_processes(tiny_dir, tmp_path, mini_batch_size):
+# 2: one minibatch, so the first update reuses the rollout's forward; with the leave-one-out baseline, so the stage builds
+# no value model and each process samples its one prompt of the iteration twice (its baseline is its own other sample)
+@pytest.mark.parametrize("mini_batch_size,estimator", [(1, "gae"), (2, "rloo")])
+def test_ppo_runs_on_two_processes(tiny_dir, tmp_path, mini_batch_size, estimator):
+    rloo = ["ppo.advantage_estimator=rloo", "ppo.samples_per_prompt=2"] if estimator == "rloo" else []
     _run(2, "harness-ppo", tmp_path / "ppo", f"policy={tiny_dir}", f"reward_model={tiny_dir}", "ppo.steps=2", "ppo.batch_size=2",
          f"ppo.mini_batch_size={mini_batch_size}", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.ptx_coef=0.5", "ppo.ptx_batch_size=1",
-         "ppo.ptx_max_length=32")
+         "ppo.ptx_max_length=32", *rloo)
     log = read_jsonl(tmp_path / "ppo" / "checkpoints" / "ppo_ptx_train_log.jsonl")
     assert [r["episodes"] for r in log] == [4, 8]  # 2 processes x 2 episodes per iteration
     assert all(r["ptx_loss"] is not None and r["ptx_loss"] > 0 for r in log)
+    assert all(("value_loss" in r) == (estimator == "gae") for r in log)
     # per process: one per minibatch update (2 iterations x 1 epoch x 2 or 1 minibatches)
     assert read_json(tmp_path / "ppo" / "checkpoints" / "ppo_ptx" / "run.json")["metrics"]["ptx_forwards"] == 4 // mini_batch_size
 
-
-def test_ppo_with_the_leave_one_out_baseline_runs_on_two_processes(tiny_dir, tmp_path):
-    """harness-ppo with ppo.advantage_estimator=rloo: the stage builds no value model, and each process samples its own
-    prompt twice (batch 2 = 1 prompt x 2 samples a process), so its baseline is its own prompt's other sample."""
-    _run(2, "harness-ppo", tmp_path / "ppo", f"policy={tiny_dir}", f"reward_model={tiny_dir}", "ppo.steps=2", "ppo.batch_size=2",
-         "ppo.mini_batch_size=2", "ppo.max_new_tokens=4", "ppo.max_prompt_length=32", "ppo.advantage_estimator=rloo",
-         "ppo.samples_per_prompt=2")
-    log = read_jsonl(tmp_path / "ppo" / "checkpoints" / "ppo_train_log.jsonl")
-    assert [r["episodes"] for r in log] == [4, 8]
-    assert all("value_loss" not in r and "explained_variance" not in r and r["policy_loss"] is not None for r in log)

@@ -62,3 +62,14 @@ def test_rloo_config_errors_are_clear(tiny_dir):
                    load_scalar_model(tiny_dir), tok, PROMPTS)
     with pytest.raises(ValueError, match="not a multiple of samples_per_prompt 3"):
         PPOTrainer(PPOConfig(batch_size=8, samples_per_prompt=3), policy, ref, rm, load_scalar_model(tiny_dir), tok, PROMPTS)
+
+
+def test_samples_per_prompt_groups_a_batch_with_the_value_model_too(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    cfg = PPOConfig(steps=1, batch_size=4, mini_batch_size=4, max_new_tokens=4, lr=1e-3, max_prompt_length=32, samples_per_prompt=2)
+    trainer = PPOTrainer(cfg, load_policy(tiny_dir), load_policy(tiny_dir), _random_rm(tiny_dir), load_scalar_model(tiny_dir), tok,
+                         PROMPTS, chat_template="false", seed=0)
+    batch = trainer._next_batch()
+    assert [p.id for p in batch] == [batch[0].id, batch[0].id, batch[2].id, batch[2].id] and batch[0].id != batch[2].id
+    stats = trainer.step(trainer.rollout(batch))
+    assert "value_loss" in stats and "explained_variance" in stats  # GAE with its value model, as without groups
