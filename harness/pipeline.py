@@ -244,7 +244,9 @@ def run_pipeline(cfg: DictConfig) -> Path:
     for stage_dir in stage_dirs:
         if (stage_dir / "run.json").is_file():
             fingerprints.update(read_json(stage_dir / "run.json").get("data_fingerprints", {}))
-    rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef)} for name, ptx_coef in runs.items()]
+    rl = [{"name": name, "beta": float(cfg.ppo.beta), "ptx_coef": ptx_coef, "ptx": is_ptx(ptx_coef),
+           "advantage_estimator": str(cfg.ppo.advantage_estimator), "samples_per_prompt": int(cfg.ppo.samples_per_prompt)}
+          for name, ptx_coef in runs.items()]
     write_run_info(run_dir, "pipeline", plain, fingerprints, {"timings_s": timings, "cpu_s": cpu, "peak_rss_mib": peak_rss}, run_id=cfg.run_id, policies=policies,
                    upstream=str(Path(cfg.upstream).resolve()) if reused is not None else None, rl_runs=rl,
                    overrides=_hydra_overrides(), placement=placement.describe(), proxy_rm="rm",

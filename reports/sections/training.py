@@ -23,6 +23,15 @@ def rl_runs(run: dict | None) -> dict[str, dict]:
     return {r: {} for r in PPO_RUNS}
 
 
+def advantages(run: dict) -> str:
+    """How an RL run's advantages were estimated, from its ``rl_runs`` record (``ppo.advantage_estimator``): GAE from the
+    value model, or the leave-one-out baseline over a prompt's samples; "GAE (value model)" for a run recorded before
+    the option existed, which had no other."""
+    if run.get("advantage_estimator") == "rloo":
+        return f"leave-one-out baseline over {run.get('samples_per_prompt', '?')} samples of a prompt (no value model)"
+    return "GAE (value model)"
+
+
 def rm_section(data: RunData) -> Safe:
     """Pairwise accuracy of each reward model on held-out comparisons (``fig-rm-accuracy``), with the
     per-K rows (slice ``k``) listed under their model in the table."""
@@ -134,8 +143,9 @@ def ppo_section(data: RunData) -> Safe:
         parts.append(table(["RL run", "reward", "points", "shape", "statement"], shapes))
     described = [(r, d) for r, d in runs.items() if d]
     if described:
-        parts.append(table(["RL run", "KL penalty β", "ptx coefficient γ (ptx_coef)", "PPO-ptx"],
-                           [(r, d.get("beta", "—"), d.get("ptx_coef", "—"), "yes" if d.get("ptx") else "no") for r, d in described],
+        parts.append(table(["RL run", "KL penalty β", "ptx coefficient γ (ptx_coef)", "PPO-ptx", "advantages"],
+                           [(r, d.get("beta", "—"), d.get("ptx_coef", "—"), "yes" if d.get("ptx") else "no", advantages(d))
+                            for r, d in described],
                            numeric=(1, 2)))
     missing = [r for r in runs if r not in logs]
     if missing:

@@ -175,8 +175,9 @@ def rl_calls(calls, monkeypatch):
 def test_default_rl_runs_train_ppo_and_ppo_ptx_each_with_its_ptx_coef(tmp_path, rl_calls):
     pipeline.run_pipeline(_cfg(tmp_path, "ppo.beta=0.03", "rl_runs.1.ptx_coef=2.5"))
     assert [(r["stage"], r["ptx_coef"], r["beta"]) for r in rl_calls["ppo"]] == [("ppo", 0.0, 0.03), ("ppo_ptx", 2.5, 0.03)]
-    assert read_json(tmp_path / "run.json")["rl_runs"] == [{"name": "ppo", "beta": 0.03, "ptx_coef": 0.0, "ptx": False},
-                                                          {"name": "ppo_ptx", "beta": 0.03, "ptx_coef": 2.5, "ptx": True}]
+    gae = {"advantage_estimator": "gae", "samples_per_prompt": 1}
+    assert read_json(tmp_path / "run.json")["rl_runs"] == [{"name": "ppo", "beta": 0.03, "ptx_coef": 0.0, "ptx": False, **gae},
+                                                          {"name": "ppo_ptx", "beta": 0.03, "ptx_coef": 2.5, "ptx": True, **gae}]
 
 
 def test_rl_runs_may_take_any_free_name(tmp_path, rl_calls):
@@ -197,7 +198,8 @@ def test_upstream_run_reuses_its_checkpoints_and_trains_one_policy(tmp_path, cal
     assert rl_calls["eval"][0]["policies"] == {"base": str(ck / "base"), "sft": str(ck / "sft"), "ppo": str(run / "checkpoints" / "ppo")}
     assert rl_calls["eval"][0]["judges"] == {"helpful": str(ck / "judge_helpful"), "harmless": str(ck / "judge_harmless")}
     info = read_json(run / "run.json")
-    assert info["upstream"] == str(up) and info["rl_runs"] == [{"name": "ppo", "beta": 0.05, "ptx_coef": 1.0, "ptx": True}]
+    assert info["upstream"] == str(up) and info["rl_runs"] == [{"name": "ppo", "beta": 0.05, "ptx_coef": 1.0, "ptx": True,
+                                                                 "advantage_estimator": "gae", "samples_per_prompt": 1}]
     assert info["metrics"]["timings_s"].keys() == {"ppo", "eval"} and info["data_fingerprints"]["rm_ids"] == "up"
     acc = {r["policy"]: r["value"] for r in read_jsonl(run / "results" / "results.jsonl") if r["metric"] == "pairwise_accuracy"}
     assert acc == {"rm": 0.5, "judge_helpful": 0.5, "judge_harmless": 0.5}  # the upstream RMs' held-out outcomes (2 of 4)

@@ -421,3 +421,23 @@ def test_a_probe_that_recorded_each_prompt_s_reward_is_tested_paired():
     resumed = old[:2] + probe[2:]  # resumed from a training state written before they were kept: says it is not paired
     [(_, _, _, shape, text)] = reward_shapes({}, {"ppo": resumed})
     assert shape == "flat" and text.endswith("(per-prompt rewards at 3 of 5 points, of [3] prompts: not tested paired)")
+
+
+def test_the_ppo_section_says_how_each_rl_run_estimated_its_advantages(tmp_path: Path):
+    """From run.json's rl_runs: the leave-one-out baseline with its sample count; a record from before the option
+    (no advantage_estimator) is GAE, the only estimator there was."""
+    import json
+
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [_row("rm", "reward_model", "pairwise_accuracy", 0.64, 0.56, 0.72, n=128)])
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [
+        {"name": "ppo", "beta": 0.02, "ptx_coef": 0.0, "ptx": False, "advantage_estimator": "rloo", "samples_per_prompt": 4},
+        {"name": "ppo_ptx", "beta": 0.02, "ptx_coef": 1.0, "ptx": True}]}))
+    for run in ("ppo", "ppo_ptx"):
+        write_jsonl(d / "checkpoints" / run / "train_log.jsonl",
+                    [{"step": i, "kl": 0.5 * i, "reward_mean": 0.1 * i, "gold_reward_mean": 0.0} for i in range(1, 5)])
+    html = section_html(build_run_report(d).read_text(encoding="utf-8"), "sec-ppo")
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)
+    by_run = {re.sub(r"<[^>]+>", "|", r).strip("|").split("|")[0]: r for r in rows}
+    assert "leave-one-out baseline over 4 samples of a prompt (no value model)" in by_run["ppo"]
+    assert "GAE (value model)" in by_run["ppo_ptx"] and "leave-one-out" not in by_run["ppo_ptx"]
