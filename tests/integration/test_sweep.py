@@ -76,7 +76,8 @@ def test_good_jobs_finish_and_the_failing_ones_record_their_error(sweep, upstrea
         assert not (d / "error.json").exists() and (d / "results" / "results.jsonl").is_file()
         run = read_json(d / "run.json")
         assert run["upstream"] == str(upstream) and run["rl_runs"] == [{"name": "ppo", "beta": float(beta), "ptx_coef": float(gamma),
-                                                                        "ptx": float(gamma) > 0}]
+                                                                        "ptx": float(gamma) > 0, "advantage_estimator": "gae",
+                                                                        "samples_per_prompt": 1}]
         assert sorted(p.name for p in (d / "checkpoints").iterdir() if p.is_dir()) == ["ppo"]  # only the RL policy trained
         assert run["policies"]["sft"] == str(upstream / "checkpoints" / "sft")
         assert read_jsonl(d / "checkpoints" / "ppo" / "train_log.jsonl")[-1]["beta"] == float(beta)
