@@ -1,7 +1,7 @@
 """Length-controlled (LC) win rate: the AlpacaEval 2.0 GLM with the length term set to zero.
 
-Pure statistics on per-prompt win records (``win``, ``output``, ``baseline_output``); used by the
-winrate eval (:mod:`harness.evals.winrate`). Sources in :func:`length_controlled_win_rate`.
+Pure statistics on per-prompt win records (``win``, ``output``, ``baseline_output``; with several samples a side
+``pair_wins``, ``outputs``, ``baseline_outputs``: every sample pair is one comparison); used by the winrate eval (:mod:`harness.evals.winrate`). Sources in :func:`length_controlled_win_rate`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,40 @@ def _char_len(text: str) -> float:
     return float(len(text))
 
 
+def comparisons(item: Mapping) -> list[tuple[float, str, str]]:
+    """The single comparisons ``(win, output, baseline_output)`` of one win-rate item.
+
+    An item of one output a side is one comparison; an item with ``pair_wins`` (``samples_per_prompt`` > 1,
+    :func:`harness.evals.winrate.winrate_items`) holds ``len(outputs) x len(baseline_outputs)`` of them, policy
+    sample ``s`` against baseline sample ``t`` at ``pair_wins[s * len(baseline_outputs) + t]``. Raises
+    ``ValueError`` naming the prompt id and field when a field is missing, ``pair_wins`` has the wrong length, or a
+    win is outside [0, 1]."""
+    pid = item.get("prompt_id")
+    if "pair_wins" in item:
+        for key in ("outputs", "baseline_outputs"):
+            if not item.get(key):
+                raise ValueError(f"length-controlled win rate: item prompt_id={pid} has pair_wins but no field {key!r}")
+        outs, bouts, wins = item["outputs"], item["baseline_outputs"], item["pair_wins"]
+        if len(wins) != len(outs) * len(bouts):
+            raise ValueError(f"length-controlled win rate: item prompt_id={pid} has {len(wins)} pair_wins for "
+                             f"{len(outs)} x {len(bouts)} outputs")
+        pairs = [(w, outs[k // len(bouts)], bouts[k % len(bouts)]) for k, w in enumerate(wins)]
+    else:
+        for key in ("win", "output", "baseline_output"):
+            if item.get(key) is None:
+                raise ValueError(f"length-controlled win rate: item prompt_id={pid} has no field {key!r}")
+        pairs = [(item["win"], item["output"], item["baseline_output"])]
+    for w, _, _ in pairs:
+        if w is None or not 0.0 <= float(w) <= 1.0:
+            raise ValueError(f"length-controlled win rate: item prompt_id={pid} field 'win' = {w} is outside [0, 1]")
+    return [(float(w), o, b) for w, o, b in pairs]
+
+
 def lc_design(items: Sequence[Mapping], length_fn: Callable[[str], float] = _char_len,
               difficulty_key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Response vector y (n,) and design matrix X (n, 2 or 3) of the length-controlled GLM.
+    """Response vector y (N,) and design matrix X (N, 2 or 3) of the length-controlled GLM, one row per
+    comparison (:func:`comparisons`: one per item, or every sample pair of an item with several samples a side),
+    the rows of an item consecutive.
 
     Columns: intercept (AlpacaEval's ``not_gamed_baseline`` column, i.e. theta_policy - theta_baseline),
     ``tanh(d / sd(d))`` with ``d = length_fn(output) - length_fn(baseline_output)`` and ``sd`` the
@@ -43,16 +74,13 @@ def lc_design(items: Sequence[Mapping], length_fn: Callable[[str], float] = _cha
     y, d, g = [], [], []
     for i, it in enumerate(items):
         pid = it.get("prompt_id", i)
-        for key in ("win", "output", "baseline_output") + ((difficulty_key,) if difficulty_key else ()):
-            if it.get(key) is None:
-                raise ValueError(f"length-controlled win rate: item prompt_id={pid} has no field {key!r}")
-        w = float(it["win"])
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"length-controlled win rate: item prompt_id={pid} field 'win' = {w} is outside [0, 1]")
-        y.append(w)
-        d.append(length_fn(it["output"]) - length_fn(it["baseline_output"]))
-        if difficulty_key:
-            g.append(float(it[difficulty_key]))
+        if difficulty_key and it.get(difficulty_key) is None:
+            raise ValueError(f"length-controlled win rate: item prompt_id={pid} has no field {difficulty_key!r}")
+        for w, out, base in comparisons({"prompt_id": pid, **it}):
+            y.append(w)
+            d.append(length_fn(out) - length_fn(base))
+            if difficulty_key:
+                g.append(float(it[difficulty_key]))
     d_arr = np.asarray(d, dtype=float)
     sd = float(d_arr.std(ddof=1)) if d_arr.size > 1 else 0.0
     length_term = np.tanh(d_arr / sd) if sd > 0 else np.zeros_like(d_arr)
@@ -242,8 +270,9 @@ def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed
                          confidence: float = 0.95) -> Estimate:
     """LC win rate with a percentile bootstrap interval over prompts (``scipy.stats.bootstrap``).
 
-    Each resample draws prompts with replacement and refits the whole GLM, length normalisation
-    included. Degenerate resamples (all wins / all losses) give their constant value, never NaN
+    Each resample draws prompts with replacement, each with all of its comparisons (several samples a side give
+    several per prompt: a cluster bootstrap, as their wins are not independent), and refits the whole GLM, length
+    normalisation included. Raises ``ValueError`` when items hold different numbers of comparisons. Degenerate resamples (all wins / all losses) give their constant value, never NaN
     (see :func:`length_controlled_win_rate`). With fewer than 2 items the interval is NaN, as in
     :func:`harness.stats.bootstrap_mean`.
 
@@ -263,14 +292,20 @@ def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed
     if np.all(y == y[0]):
         return Estimate(value, value, value, n)
     rng = np.random.default_rng(seed)
+    per_item = {len(comparisons(it)) for it in items}
+    if len(per_item) != 1:
+        raise ValueError(f"length-controlled win rate: items hold different numbers of comparisons {sorted(per_item)}; "
+                         "every prompt needs the same samples a side")
+    pairs = per_item.pop()  # comparisons per prompt: a resample draws prompts, each with all of its comparisons
     if difficulty_key is None:
-        d = np.asarray([length_fn(it["output"]) - length_fn(it["baseline_output"]) for it in items], dtype=float)
+        d = np.asarray([length_fn(o) - length_fn(b) for it in items for _, o, b in comparisons(it)], dtype=float)
+        y2, d2 = y.reshape(n, pairs), d.reshape(n, pairs)
 
         def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
             idx = np.asarray(idx, dtype=int)
             shape = idx.shape[:-1]
             flat = idx.reshape(-1, idx.shape[-1])
-            got = _lc_batch(y[flat], d[flat])
+            got = _lc_batch(y2[flat].reshape(len(flat), -1), d2[flat].reshape(len(flat), -1))
             for b in np.flatnonzero(np.isnan(got)):
                 got[b] = length_controlled_win_rate([items[int(i)] for i in flat[b]], length_fn)
             return got.reshape(shape)

@@ -29,36 +29,73 @@ from harness.stats import bootstrap_mean
 EVAL = "winrate"
 
 
-def winrate_items(policy: list[Generation], baseline: list[Generation], r_policy: list[float], r_baseline: list[float],
-                  judge: str, tie_margin: float = 0.0) -> list[dict]:
+def winrate_items(policy: list[list[Generation]], baseline: list[list[Generation]], r_policy: list[list[float]],
+                  r_baseline: list[list[float]], judge: str, tie_margin: float = 0.0) -> list[dict]:
     """Per-prompt records ``{policy, baseline, judge, prompt_id, instruction, output, baseline_output, reward,
-    baseline_reward, win, win_prob}``. ``policy`` and ``baseline`` must cover the same prompt ids in
-    the same order; raises ``ValueError`` otherwise (never silently drop an item)."""
-    if [g.prompt_id for g in policy] != [g.prompt_id for g in baseline]:
-        raise ValueError("winrate_items: policy and baseline generations cover different prompts")
-    return [{"policy": g.policy, "baseline": b.policy, "prompt_id": g.prompt_id, "instruction": g.prompt,
-             "output": g.output, "baseline_output": b.output, "reward": rp, "baseline_reward": rb,
-             "win": win_outcome(rp, rb, tie_margin), "win_prob": 1.0 / (1.0 + math.exp(-(rp - rb))), "judge": judge}
-            for g, b, rp, rb in zip(policy, baseline, r_policy, r_baseline)]
+    baseline_reward, win, win_prob}`` from a reward-model judge.
+
+    ``policy`` / ``baseline``: ``[sample][prompt]`` generations (each inner list the same prompt ids in the same
+    order); ``r_policy`` / ``r_baseline``: their rewards, the same shape. With one sample a side ``win`` is
+    :func:`harness.judging.pairwise.win_outcome` (1, 0.5 within ``tie_margin``, 0) and ``win_prob`` the Bradley-Terry
+    probability ``sigmoid(r_policy - r_baseline)``. With ``m`` policy and ``k`` baseline samples (``m * k > 1``) both
+    are means over the prompt's ``m x k`` sample pairs (the two-sample U-statistic: the same expected win rate as one
+    sample a side, with less variance), ``reward`` / ``baseline_reward`` the means of the samples' rewards, ``output`` /
+    ``baseline_output`` sample 0's, and the record adds ``outputs``, ``baseline_outputs``, ``rewards``,
+    ``baseline_rewards`` and ``pair_wins`` (policy sample ``s`` against baseline sample ``t`` at ``s * k + t``).
+    Raises ``ValueError`` on misaligned prompt ids or shapes (never silently drop an item)."""
+    _check_samples("winrate_items", policy, baseline)
+    if [len(r) for r in r_policy] != [len(g) for g in policy] or [len(r) for r in r_baseline] != [len(g) for g in baseline]:
+        raise ValueError("winrate_items: rewards and generations differ in shape")
+    items = []
+    for i, (g, b) in enumerate(zip(policy[0], baseline[0])):
+        rp, rb = [r[i] for r in r_policy], [r[i] for r in r_baseline]
+        wins = [win_outcome(x, y, tie_margin) for x in rp for y in rb]
+        probs = [1.0 / (1.0 + math.exp(-(x - y))) for x in rp for y in rb]
+        item = {"policy": g.policy, "baseline": b.policy, "prompt_id": g.prompt_id, "instruction": g.prompt,
+                "output": g.output, "baseline_output": b.output, "reward": sum(rp) / len(rp),
+                "baseline_reward": sum(rb) / len(rb), "win": sum(wins) / len(wins), "win_prob": sum(probs) / len(probs),
+                "judge": judge}
+        if len(wins) > 1:
+            item.update(outputs=[s[i].output for s in policy], baseline_outputs=[s[i].output for s in baseline],
+                        rewards=rp, baseline_rewards=rb, pair_wins=wins)
+        items.append(item)
+    return items
 
 
-def preference_items(policy: list[Generation], baseline: list[Generation], preferences: Sequence[float],
+def _check_samples(where: str, policy: list[list[Generation]], baseline: list[list[Generation]]) -> None:
+    """``ValueError`` unless both sides have samples and every sample list covers the policy's first one's prompts."""
+    if not policy or not baseline:
+        raise ValueError(f"{where}: no samples")
+    ids = [g.prompt_id for g in policy[0]]
+    if any([g.prompt_id for g in s] != ids for s in (*policy, *baseline)):
+        raise ValueError(f"{where}: policy and baseline generations cover different prompts")
+
+
+def preference_items(policy: list[list[Generation]], baseline: list[list[Generation]], preferences: Sequence[float],
                      judge: str) -> list[dict]:
     """Per-prompt records like :func:`winrate_items` from a judge that returns preferences directly
-    (e.g. a chat judge): ``win`` = preference for the policy in {0, 0.5, 1}; ``reward``,
-    ``baseline_reward`` and ``win_prob`` are ``None``. Raises ``ValueError`` on misaligned prompt ids or
-    lengths, or a preference outside {0, 0.5, 1}."""
-    if [g.prompt_id for g in policy] != [g.prompt_id for g in baseline]:
-        raise ValueError("preference_items: policy and baseline generations cover different prompts")
-    if len(preferences) != len(policy):
-        raise ValueError(f"preference_items: {len(preferences)} preferences for {len(policy)} prompts")
+    (e.g. a chat judge), ``[sample][prompt]`` generations a side: ``preferences`` holds one preference for the
+    policy in {0, 0.5, 1} per prompt and sample pair, prompt-major (prompt ``i``, policy sample ``s``, baseline
+    sample ``t`` at ``(i * m + s) * k + t``; with one sample a side, one per prompt); ``win`` is their mean per prompt
+    (with ``pair_wins``, ``outputs``, ``baseline_outputs`` when ``m * k > 1``); ``reward``, ``baseline_reward`` and
+    ``win_prob`` are ``None``. Raises ``ValueError`` on misaligned prompt ids, a wrong number of preferences, or
+    a preference outside {0, 0.5, 1}."""
+    _check_samples("preference_items", policy, baseline)
+    m, k, n = len(policy), len(baseline), len(policy[0])
+    if len(preferences) != n * m * k:
+        raise ValueError(f"preference_items: {len(preferences)} preferences for {n} prompts x {m} x {k} samples")
     items = []
-    for g, b, pref in zip(policy, baseline, preferences):
-        if pref not in (0.0, 0.5, 1.0):
-            raise ValueError(f"preference_items: prompt_id={g.prompt_id} preference {pref!r} is not 0, 0.5 or 1")
-        items.append({"policy": g.policy, "baseline": b.policy, "prompt_id": g.prompt_id, "instruction": g.prompt,
-                      "output": g.output, "baseline_output": b.output, "reward": None, "baseline_reward": None,
-                      "win": float(pref), "win_prob": None, "judge": judge})
+    for i, (g, b) in enumerate(zip(policy[0], baseline[0])):
+        prefs = [float(x) for x in preferences[i * m * k:(i + 1) * m * k]]
+        for pref in prefs:
+            if pref not in (0.0, 0.5, 1.0):
+                raise ValueError(f"preference_items: prompt_id={g.prompt_id} preference {pref!r} is not 0, 0.5 or 1")
+        item = {"policy": g.policy, "baseline": b.policy, "prompt_id": g.prompt_id, "instruction": g.prompt,
+                "output": g.output, "baseline_output": b.output, "reward": None, "baseline_reward": None,
+                "win": sum(prefs) / len(prefs), "win_prob": None, "judge": judge}
+        if len(prefs) > 1:
+            item.update(outputs=[s[i].output for s in policy], baseline_outputs=[s[i].output for s in baseline], pair_wins=prefs)
+        items.append(item)
     return items
 
 
@@ -96,6 +133,10 @@ class WinrateSpec(EvalSpec):
     fewshot_k: int = ranged(3, ge=0)  # demonstrations in the base_fewshot prefix (paper: "GPT-3 prompted")
     judges: list[str] = field(default_factory=lambda: ["helpful", "harmless"])  # eval.judges.reward_models names
     tie_margin: float = ranged(0.0, ge=0)  # |r_policy - r_baseline| <= margin counts as a tie (0.5)
+    # answers per prompt from each policy of the run (file baselines have one): a prompt's win is the mean over its
+    # sample pairs, which keeps the expected win rate and narrows its interval (most of its variance is between
+    # samples of one prompt); generation and judging cost grow m-fold, the chat judge's calls m^2-fold
+    samples_per_prompt: int = ranged(1, ge=1)
 
 
 def _fewshot_template(ctx, k: int) -> str:
@@ -125,33 +166,45 @@ def run(ctx, spec: WinrateSpec) -> EvalOutput:
     """The winrate eval (``conf/evals/winrate.yaml``): each policy against each baseline, per judge.
 
     Prompts: ``spec.n`` AlpacaEval instructions (:func:`harness.selection.eval_prompts`). Each policy
-    answers them (checkpoints through the generation cache; outputs files by instruction). Baselines:
-    file baselines (``spec.baseline_files``, default text-davinci-003), policies of the run (``base``,
-    ``sft``) and ``base_fewshot`` (the base model behind :func:`_fewshot_template`). Judges: every
-    reward-model judge in ``spec.judges`` the panel has, and the chat judge when ``eval.judges.chat`` is
-    enabled. Rows: ``win_rate``, ``win_prob`` (reward-model judges) and ``lc_win_rate`` per
-    (policy, baseline, judge). The judges' validation comes from the panel (:mod:`harness.judging.validation`).
+    answers them ``spec.samples_per_prompt`` times (checkpoints through the generation cache, sample ``s`` seeded
+    ``seed + 1000 s``, so sample 0 is the one-sample answer; outputs files by instruction, one record per sample).
+    Baselines: file baselines (``spec.baseline_files``, default text-davinci-003: one output per prompt), policies of
+    the run (``base``, ``sft``) and ``base_fewshot`` (the base model behind :func:`_fewshot_template`), the latter
+    two with the policies' samples. Judges: every reward-model judge in ``spec.judges`` the panel has, and the chat
+    judge when ``eval.judges.chat`` is enabled (one call per sample pair). Rows: ``win_rate``, ``win_prob``
+    (reward-model judges) and ``lc_win_rate`` per (policy, baseline, judge), over prompts (:func:`winrate_items`:
+    several samples a side give each prompt the mean over its sample pairs). The judges' validation comes from the
+    panel (:mod:`harness.judging.validation`).
     """
     from harness import selection
     from harness.evals.policies import file_baseline
 
     out = EvalOutput()
     prompts, _ = selection.eval_prompts(ctx.data_cfg, n=spec.n)
-    answers: dict[str, list[Generation]] = {}
+    m = int(spec.samples_per_prompt)
+
+    def sampled(name: str, tag: str, template: str) -> list[list[Generation]] | None:
+        """``[sample][prompt]``; one sample goes through ``ctx.outputs`` (its generations file keeps its name)."""
+        if m == 1:
+            gens = ctx.outputs(name, prompts, spec.decoding, tag, template)
+            return None if gens is None else [gens]
+        return ctx.sampled_outputs(name, prompts, spec.decoding, tag, template, m)
+
+    answers: dict[str, list[list[Generation]]] = {}
     skipped = []
     for name in ctx.policies:
-        gens = ctx.outputs(name, prompts, spec.decoding, "alpaca_eval", spec.prompt_template)
+        gens = sampled(name, "alpaca_eval", spec.prompt_template)
         if gens is None:
             skipped.append({"policy": name, "reason": "outputs file has none of the AlpacaEval prompts"})
         else:
             answers[name] = gens
-    baselines: dict[str, list[Generation]] = {}
+    baselines: dict[str, list[list[Generation]]] = {}
     for b in spec.baselines:
         if b in spec.baseline_files:
-            baselines[b] = file_baseline(b, spec.baseline_files[b], ctx.data_dir, prompts)
+            baselines[b] = [file_baseline(b, spec.baseline_files[b], ctx.data_dir, prompts)]
         elif b == "base_fewshot" and "base" in ctx.checkpoint_policies():
-            gens = ctx.outputs("base", prompts, spec.decoding, "alpaca_eval_fewshot", _fewshot_template(ctx, spec.fewshot_k))
-            baselines[b] = [dataclasses.replace(g, policy="base_fewshot") for g in gens]
+            gens = sampled("base", "alpaca_eval_fewshot", _fewshot_template(ctx, spec.fewshot_k))
+            baselines[b] = [[dataclasses.replace(g, policy="base_fewshot") for g in s] for s in gens]
         elif b in answers:
             baselines[b] = answers[b]
         else:
@@ -162,40 +215,52 @@ def run(ctx, spec: WinrateSpec) -> EvalOutput:
     if not judges and chat is None:
         raise ValueError(f"winrate: none of the judges {list(spec.judges)} is in eval.judges.reward_models "
                          f"({ctx.judges.reward_model_names()}) and the chat judge is off")
-    rewards: dict[tuple[str, str], list[float]] = {}  # one reward per (judge, output set), against the original instruction
+    rewards: dict[tuple[str, str], list[list[float]]] = {}  # [sample][prompt] per (judge, output set), against the original instruction
 
-    def reward(judge: str, who: str, gens: list[Generation]) -> list[float]:
+    def reward(judge: str, who: str, samples: list[list[Generation]]) -> list[list[float]]:
         if (judge, who) not in rewards:  # every judge at once: judges sharing a frozen trunk run it once per text
-            both = ctx.judges.rewards_of(judges, [g.prompt for g in gens], [g.output for g in gens])
-            rewards.update({(j, who): r for j, r in both.items()})
+            # prompt-major, so a prompt's samples sit together and the scorer runs their shared prompt once
+            flat = [(s, i) for i in range(len(samples[0])) for s in range(len(samples))]
+            got = ctx.judges.rewards_of(judges, [samples[s][i].prompt for s, i in flat], [samples[s][i].output for s, i in flat])
+            for j, r in got.items():
+                per = [[0.0] * len(samples[0]) for _ in samples]
+                for (s, i), v in zip(flat, r):
+                    per[s][i] = v
+                rewards[(j, who)] = per
         return rewards[(judge, who)]
 
     for policy, all_gens in answers.items():
         for b, all_bgens in baselines.items():
             if b == policy:
                 continue
-            pi, bi = _common(all_gens, all_bgens)
-            gens, bgens = [all_gens[i] for i in pi], [all_bgens[i] for i in bi]
+            pi, bi = _common(all_gens[0], all_bgens[0])
+            gens, bgens = [[s[i] for i in pi] for s in all_gens], [[s[i] for i in bi] for s in all_bgens]
             for j in judges:
                 rp, rb = reward(j, policy, all_gens), reward(j, f"baseline:{b}", all_bgens)
-                items = winrate_items(gens, bgens, [rp[i] for i in pi], [rb[i] for i in bi], j, spec.tie_margin)
+                items = winrate_items(gens, bgens, [[r[i] for i in pi] for r in rp], [[r[i] for i in bi] for r in rb], j,
+                                      spec.tie_margin)
                 out.items += items
                 out.rows += winrate_rows(items, ctx.resamples, ctx.seed)
-            if chat is not None:
-                prefs = chat([g.prompt for g in gens], [g.output for g in gens], [g.output for g in bgens], [g.prompt_id for g in gens])
+            if chat is not None:  # every sample pair of a prompt, prompt-major (preference_items' order)
+                flat = [(i, s, t) for i in range(len(gens[0])) for s in range(len(gens)) for t in range(len(bgens))]
+                single = len(flat) == len(gens[0])
+                prefs = chat([gens[0][i].prompt for i, _, _ in flat], [gens[s][i].output for i, s, _ in flat],
+                             [bgens[t][i].output for i, _, t in flat],
+                             [gens[0][i].prompt_id if single else f"{gens[0][i].prompt_id}/{s}/{t}" for i, s, t in flat])
                 items = preference_items(gens, bgens, prefs, chat.name)
                 out.items += items
                 out.rows += winrate_rows(items, ctx.resamples, ctx.seed)
     out.info.update(skipped=skipped, baselines=list(baselines), judges=judges + ([chat.name] if chat else []),
-                    n_prompts=len(prompts))
+                    n_prompts=len(prompts), samples_per_prompt=m)
     return out
 
 
 METRICS = (
     Metric("win_rate", "fraction", True, "win", ("baseline", "judge"), label="win rate (raw)",
-           description="share of prompts on which the judge prefers the policy's output (tie = 0.5)"),
+           description="share of prompts on which the judge prefers the policy's output (tie = 0.5); with several "
+                       "samples a side, each prompt counts the share of its sample pairs"),
     Metric("win_prob", "fraction", True, "win_prob", ("baseline", "judge"), label="mean Bradley-Terry win probability",
-           description="mean over prompts of sigmoid(r_policy - r_baseline); reward-model judges only"),
+           description="mean over prompts (and sample pairs) of sigmoid(r_policy - r_baseline); reward-model judges only"),
     Metric("lc_win_rate", "fraction", True, None, ("baseline", "judge"), tolerance=0.1, label="length-controlled win rate",
            description="AlpacaEval 2.0 GLM win rate with the length difference set to 0 (a fit, not a mean over items)"),
 )

@@ -112,8 +112,10 @@ def contrasts(data: RunData) -> list[Contrast]:
             continue
         lc = _first(win, policy=pol, baseline="sft", judge=gold, metric="lc_win_rate")
         secs = _eval_seconds(data, "winrate")
-        out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}", r, verdict(r, seconds=secs)))
-        out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}", lc, verdict(lc, seconds=secs)))
+        m = int(data.eval_info("winrate").get("samples_per_prompt") or 1)
+        each = f", {m} answers a side per prompt" if m > 1 else ""
+        out.append(Contrast("b", f"{pol} vs SFT: win rate, gold judge {gold}{each}", r, verdict(r, seconds=secs)))
+        out.append(Contrast("b", f"{pol} vs SFT: length-controlled win rate, gold judge {gold}{each}", lc, verdict(lc, seconds=secs)))
     for run_name, reward, points, shape, text in _shapes(data):
         out.append(Contrast("c", f"{run_name}: {reward} along KL ({points})", None, text, kind="shape", shape=shape))
     tax = data.rows("alignment_tax")

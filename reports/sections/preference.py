@@ -40,10 +40,14 @@ def winrate_section(data: RunData) -> Safe:
         return na("win-rate results")
     sub = sub.assign(baseline=sub["baseline"].fillna("?"))
     baselines = order_policies(sub["baseline"], order=tuple(data.eval_info("winrate").get("baselines") or BASELINE_ORDER))
+    m = int(data.eval_info("winrate").get("samples_per_prompt") or 1)
+    samples = (f" Each policy of the run answered every prompt {m} times (a file baseline once): a prompt's win is the "
+               "share of its sample pairs the policy wins, which estimates the same win rate as one answer a side with "
+               "a narrower interval; n counts prompts.") if m > 1 else ""
     parts = [tag("p", "Share of prompts on which the judge prefers the policy's output to the baseline's "
                       "(tie = 0.5; dashed line = parity). The length-controlled win rate (AlpacaEval 2.0 style) "
                       "removes the judge's preference for longer outputs. Bars: 95 % bootstrap intervals over "
-                      "prompts. Each judge has its own figure: two judges are never mixed in one bar group.")]
+                      "prompts. Each judge has its own figure: two judges are never mixed in one bar group." + samples)]
     for i, judge in enumerate(judges(sub)):
         rows = by_judge(sub, judge)
         name = _judge_name(judge)

@@ -96,6 +96,38 @@ def test_winrate_every_policy_baseline_and_judge(first_run):
     assert len(fewshot) == 6 and "Instruction:" in fewshot[0]["decoding"]["template"]
 
 
+def test_winrate_several_samples_per_prompt(setup, first_run):
+    """``evals.winrate.samples_per_prompt=2``: each prompt's win is the mean over its 2 x 2 sample pairs (2 x 1 against
+    a file baseline), sample 0 is the one-sample run's answer, and the interval is over the same 6 prompts."""
+    root, _, policies, judges = setup
+    run1, _ = first_run
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["model=tiny", *SMALL, f"eval.cache_dir={root / 'cache'}", "eval.run=[winrate]",
+                                         "evals.winrate.samples_per_prompt=2", "evals.winrate.baselines=[text-davinci-003,sft]",
+                                         *(f"eval.judges.reward_models.{n}={p}" for n, p in judges.items())])
+    run_dir = root / "run_samples2"
+    rows = stages.run_eval(cfg.model, cfg.data, cfg.eval, cfg.evals, {k: policies[k] for k in CHECKPOINTS}, run_dir, "r2", seed=0)
+    items = read_jsonl(run_dir / "results" / "winrate_items.jsonl")
+    one = {(it["policy"], it["baseline"], it["judge"], it["prompt_id"]): it for it in read_jsonl(run1 / "results" / "winrate_items.jsonl")}
+    mine = [it for it in items if (it["policy"], it["baseline"], it["judge"]) == ("base", "sft", "helpful")]
+    assert len(mine) == 6
+    for it in mine:
+        assert len(it["outputs"]) == len(it["baseline_outputs"]) == 2 and len(it["pair_wins"]) == 4
+        r, rb = it["rewards"], it["baseline_rewards"]
+        expect = [1.0 if x > y else 0.5 if x == y else 0.0 for x in r for y in rb]
+        assert it["pair_wins"] == expect and it["win"] == pytest.approx(sum(expect) / 4)
+        first = one[("base", "sft", "helpful", it["prompt_id"])]  # sample 0 is the one-sample run's answer and reward
+        assert it["output"] == it["outputs"][0] == first["output"] and r[0] == pytest.approx(first["reward"], abs=1e-5)
+        assert it["outputs"][0] != it["outputs"][1] or it["baseline_outputs"][0] != it["baseline_outputs"][1]
+    got = {r.metric: r for r in _rows(rows, eval="winrate", policy="base", baseline="sft", judge="helpful")}
+    assert got["win_rate"].n == 6 and got["win_rate"].value == pytest.approx(sum(it["win"] for it in mine) / 6)
+    file_pairs = [it for it in items if it["baseline"] == "text-davinci-003"]
+    assert file_pairs and all(len(it["pair_wins"]) == 2 and len(it["baseline_outputs"]) == 1 for it in file_pairs)
+    for s in range(2):
+        assert len(read_jsonl(run_dir / "generations" / "sft" / f"alpaca_eval_sample{s}.jsonl")) == 6
+    assert read_json(run_dir / "results" / "evals.json")["evals"]["winrate"]["samples_per_prompt"] == 2
+
+
 def test_judges_are_validated_against_humans(first_run):
     run_dir, rows = first_run
     for judge in ("helpful", "harmless"):

@@ -334,6 +334,24 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     assert "records no gold judge" in section_html(build_run_report(d).read_text(encoding="utf-8"), "sec-headline")
 
 
+def test_headline_and_winrate_section_name_the_samples_per_prompt(tmp_path: Path):
+    import json
+
+    d = tmp_path / "run"
+    write_jsonl(d / "results" / "results.jsonl", [_row("ppo", "winrate", "win_rate", 0.54, 0.51, 0.57, baseline="sft", judge="helpful"),
+                                                  _row("ppo", "winrate", "lc_win_rate", 0.53, 0.5, 0.56, baseline="sft", judge="helpful")])
+    (d / "run.json").write_text(json.dumps({"gold_judge": "helpful", "rl_runs": [{"name": "ppo"}]}))
+    (d / "results" / "evals.json").write_text(json.dumps({"evals": {"winrate": {"samples_per_prompt": 8, "seconds": 300}}}))
+    page = build_run_report(d).read_text(encoding="utf-8")
+    head = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section_html(page, "sec-headline")))
+    assert "ppo vs SFT: win rate, gold judge helpful, 8 answers a side per prompt 54.0% [51.0%, 57.0%]" in head
+    win = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section_html(page, "sec-winrate")))
+    assert "answered every prompt 8 times" in win
+    (d / "results" / "evals.json").write_text(json.dumps({"evals": {"winrate": {"samples_per_prompt": 1}}}))
+    page = build_run_report(d).read_text(encoding="utf-8")
+    assert "answers a side" not in page and "answered every prompt" not in page
+
+
 def test_a_run_with_a_probe_reads_its_curves_from_the_probe(tmp_path: Path):
     """``probe_log.jsonl`` (trainers.probe) replaces the batch means for the shape and the figure; the batch means stay
     in the figure as faint markers, and the probe's points carry 95 % error bars."""

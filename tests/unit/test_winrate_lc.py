@@ -83,8 +83,9 @@ def test_tie_as_fractional_response_equals_duplicated_weighted_rows():
 def test_winrate_rows_with_ties_from_rewards():
     gens = [Generation("pol", str(i), f"q{i}", "o" * (i + 1)) for i in range(4)]
     base = [Generation("gpt3", str(i), f"q{i}", "b" * 3) for i in range(4)]
-    items = winrate_items(gens, base, [1.0, 0.5, 0.0, 2.0], [0.0, 0.5, 1.0, 1.9], "rm", tie_margin=0.2)
+    items = winrate_items([gens], [base], [[1.0, 0.5, 0.0, 2.0]], [[0.0, 0.5, 1.0, 1.9]], "rm", tie_margin=0.2)
     assert [it["win"] for it in items] == [1.0, 0.5, 0.0, 0.5]
+    assert "pair_wins" not in items[0] and "outputs" not in items[0]  # one sample a side: the record it always had
     rows = {r.metric: r for r in winrate_rows(items, n_resamples=300)}
     assert list(rows) == ["win_rate", "win_prob", "lc_win_rate"]
     assert rows["win_rate"].value == pytest.approx(0.5) and rows["win_rate"].n == 4
@@ -139,8 +140,8 @@ def test_token_length_fn_and_bad_items():
         length_controlled_win_rate([item(0, 1, 3, 4), item(1, 2, 3, 4)])
     gens = [Generation("p", "0", "q", "o")]
     with pytest.raises(ValueError, match="prompt_id=0 preference 0.7"):
-        preference_items(gens, gens, [0.7], "chat")
-    assert preference_items(gens, gens, [0.5], "chat")[0]["win"] == 0.5
+        preference_items([gens], [gens], [0.7], "chat")
+    assert preference_items([gens], [gens], [0.5], "chat")[0]["win"] == 0.5
 
 
 @pytest.mark.parametrize("separated", [False, True])
@@ -188,3 +189,83 @@ def test_separated_data_get_the_ridge_fit_of_statsmodels_fit_regularized():
         assert got == pytest.approx(expit(fit.params[0]), abs=1e-5)
         items = [item(i, w, 500 + di, 500) for i, (w, di) in enumerate(zip(y, d))]
         assert length_controlled_win_rate(items) == pytest.approx(got, abs=1e-12)
+
+
+def test_winrate_items_several_samples_by_hand():
+    # prompt 0: policy rewards [1, 3] vs baseline [2, 0] -> pairs (1<2, 1>0, 3>2, 3>0) = [0, 1, 1, 1], win 0.75
+    # prompt 1: [0, 0] vs [0, 1] -> (tie, 0<1, tie, 0<1) = [0.5, 0, 0.5, 0], win 0.25
+    pol = [[Generation("pol", str(i), f"q{i}", f"p{s}{i}") for i in range(2)] for s in range(2)]
+    base = [[Generation("sft", str(i), f"q{i}", f"b{s}{i}" * 3) for i in range(2)] for s in range(2)]
+    items = winrate_items(pol, base, [[1.0, 0.0], [3.0, 0.0]], [[2.0, 0.0], [0.0, 1.0]], "rm")
+    assert [it["pair_wins"] for it in items] == [[0.0, 1.0, 1.0, 1.0], [0.5, 0.0, 0.5, 0.0]]
+    assert [it["win"] for it in items] == [0.75, 0.25]
+    assert items[0]["reward"] == 2.0 and items[0]["baseline_reward"] == 1.0 and items[1]["baseline_reward"] == 0.5
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    assert items[0]["win_prob"] == pytest.approx((sig(-1) + sig(1) + sig(1) + sig(3)) / 4)
+    assert items[0]["outputs"] == ["p00", "p10"] and items[0]["baseline_outputs"] == ["b00" * 3, "b10" * 3]
+    assert items[0]["output"] == "p00" and items[0]["baseline_output"] == "b00" * 3  # sample 0 shown
+    # a one-sample baseline (a file's): m x 1 pairs
+    one = winrate_items(pol, base[:1], [[1.0, 0.0], [3.0, 0.0]], [[2.0, 0.0]], "rm")
+    assert [it["pair_wins"] for it in one] == [[0.0, 1.0], [0.5, 0.5]]
+    with pytest.raises(ValueError, match="shape"):
+        winrate_items(pol, base, [[1.0, 0.0]], [[2.0, 0.0], [0.0, 1.0]], "rm")
+    with pytest.raises(ValueError, match="different prompts"):
+        winrate_items(pol, [base[0][::-1]], [[1.0, 0.0], [3.0, 0.0]], [[2.0, 0.0]], "rm")
+
+
+def test_preference_items_several_samples():
+    pol = [[Generation("pol", str(i), f"q{i}", f"p{s}{i}") for i in range(2)] for s in range(2)]
+    base = [[Generation("sft", str(i), f"q{i}", f"b{i}") for i in range(2)]]
+    items = preference_items(pol, base, [1.0, 0.5, 0.0, 0.0], "chat")  # prompt-major: (0, s0), (0, s1), (1, s0), (1, s1)
+    assert [it["win"] for it in items] == [0.75, 0.0] and items[0]["pair_wins"] == [1.0, 0.5]
+    assert items[1]["outputs"] == ["p01", "p11"] and items[1]["win_prob"] is None
+    with pytest.raises(ValueError, match="2 preferences for 2 prompts x 2 x 1 samples"):
+        preference_items(pol, base, [1.0, 0.5], "chat")
+
+
+def _pair_items(rng, n, m):
+    """``n`` prompts of ``m x m`` pairs with random lengths and length-dependent wins."""
+    items = []
+    for i in range(n):
+        outs = ["x" * int(rng.integers(5, 60)) for _ in range(m)]
+        bouts = ["y" * int(rng.integers(5, 60)) for _ in range(m)]
+        wins = [float(rng.random() < (0.7 if len(o) > len(b) else 0.4)) for o in outs for b in bouts]
+        items.append({"prompt_id": str(i), "win": sum(wins) / len(wins), "output": outs[0], "baseline_output": bouts[0],
+                      "outputs": outs, "baseline_outputs": bouts, "pair_wins": wins})
+    return items
+
+
+def test_lc_with_several_samples_fits_every_pair():
+    items = _pair_items(np.random.default_rng(3), 30, 3)
+    flat = [{"prompt_id": f"{it['prompt_id']}/{k}", "win": w, "output": it["outputs"][k // 3],
+             "baseline_output": it["baseline_outputs"][k % 3]} for it in items for k, w in enumerate(it["pair_wins"])]
+    # the point estimate is the GLM over every sample pair
+    assert length_controlled_win_rate(items) == pytest.approx(length_controlled_win_rate(flat), abs=1e-12)
+    y, X = lc_design(items)
+    assert len(y) == 270 and y.tolist() == [w for it in items for w in it["pair_wins"]]
+
+
+def test_lc_interval_resamples_prompts_not_pairs():
+    # every prompt's 4 pairs are copies of one comparison: resampling prompts gives about the one-pair interval,
+    # resampling the 120 pairs as if independent would halve it
+    rng = np.random.default_rng(5)
+    single = []
+    for i in range(120):
+        o, b = "x" * int(rng.integers(5, 60)), "y" * int(rng.integers(5, 60))
+        single.append({"prompt_id": str(i), "win": float(rng.random() < (0.7 if len(o) > len(b) else 0.4)), "output": o,
+                       "baseline_output": b})
+    copies = [{**it, "outputs": [it["output"]] * 2, "baseline_outputs": [it["baseline_output"]] * 2,
+               "pair_wins": [it["win"]] * 4} for it in single]
+    one, four = lc_win_rate_estimate(single, n_resamples=1000), lc_win_rate_estimate(copies, n_resamples=1000)
+    assert four.value == pytest.approx(one.value, abs=0.01) and four.n == 120
+    assert (four.ci_high - four.ci_low) == pytest.approx(one.ci_high - one.ci_low, rel=0.15)
+
+
+def test_lc_refuses_items_of_different_sample_counts():
+    items = _pair_items(np.random.default_rng(3), 10, 2) + _pair_items(np.random.default_rng(4), 10, 3)
+    with pytest.raises(ValueError, match="different numbers of comparisons"):
+        lc_win_rate_estimate(items, n_resamples=100)
+    bad = _pair_items(np.random.default_rng(3), 3, 2)
+    bad[1]["pair_wins"] = bad[1]["pair_wins"][:3]
+    with pytest.raises(ValueError, match="prompt_id=1 has 3 pair_wins for 2 x 2"):
+        lc_design(bad)
