@@ -10,6 +10,11 @@ gold judge (``checkpoints/judge_helpful``, at EOS). Per policy: the share of pro
 (ties 0.5) with a 95 % bootstrap interval over prompts (:func:`harness.stats.bootstrap_mean`), and the mean gold
 difference. Writes ``bench/results/held_out_winrate[_<tag>].json``.
 
+``--prompt-set alpaca`` reads the eval's own AlpacaEval instructions instead (the first ``--prompts`` of their seeded
+order, so 96 are the demo's), and ``--samples m`` draws m answers per prompt and policy (seeds 0 .. m-1): each prompt's
+win is then the share of its m x m sample pairs (:func:`all_pairs_wins`), and the result has a row for the first 1, 2,
+4, ... m samples a side, so one run shows how the interval narrows with m.
+
 Run: ``python -m bench.held_out_winrate --run <make demo run> [--policy ppo2=<other run>/checkpoints/ppo ...]``
 (the run's own ``checkpoints/ppo`` is always included, as ``ppo``).
 """
