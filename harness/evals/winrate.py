@@ -86,10 +86,11 @@ def preference_items(policy: list[list[Generation]], baseline: list[list[Generat
         raise ValueError(f"preference_items: {len(preferences)} preferences for {n} prompts x {m} x {k} samples")
     items = []
     for i, (g, b) in enumerate(zip(policy[0], baseline[0])):
-        prefs = [float(x) for x in preferences[i * m * k:(i + 1) * m * k]]
-        for pref in prefs:
+        raw = list(preferences[i * m * k:(i + 1) * m * k])
+        for pref in raw:  # checked before float(): a stray string gets this message, not float's
             if pref not in (0.0, 0.5, 1.0):
                 raise ValueError(f"preference_items: prompt_id={g.prompt_id} preference {pref!r} is not 0, 0.5 or 1")
+        prefs = [float(x) for x in raw]
         item = {"policy": g.policy, "baseline": b.policy, "prompt_id": g.prompt_id, "instruction": g.prompt,
                 "output": g.output, "baseline_output": b.output, "reward": None, "baseline_reward": None,
                 "win": sum(prefs) / len(prefs), "win_prob": None, "judge": judge}

@@ -219,6 +219,8 @@ def test_preference_items_several_samples():
     items = preference_items(pol, base, [1.0, 0.5, 0.0, 0.0], "chat")  # prompt-major: (0, s0), (0, s1), (1, s0), (1, s1)
     assert [it["win"] for it in items] == [0.75, 0.0] and items[0]["pair_wins"] == [1.0, 0.5]
     assert items[1]["outputs"] == ["p01", "p11"] and items[1]["win_prob"] is None
+    with pytest.raises(ValueError, match="prompt_id=1 preference 'A' is not 0, 0.5 or 1"):
+        preference_items(pol, base, [1.0, 0.5, "A", 0.0], "chat")
     with pytest.raises(ValueError, match="2 preferences for 2 prompts x 2 x 1 samples"):
         preference_items(pol, base, [1.0, 0.5], "chat")
 
