@@ -27,15 +27,15 @@ def _char_len(text: str) -> float:
     return float(len(text))
 
 
-def comparisons(item: Mapping) -> list[tuple[float, str, str]]:
+def comparisons(item: Mapping, pid: object = None) -> list[tuple[float, str, str]]:
     """The single comparisons ``(win, output, baseline_output)`` of one win-rate item.
 
     An item of one output a side is one comparison; an item with ``pair_wins`` (``samples_per_prompt`` > 1,
     :func:`harness.evals.winrate.winrate_items`) holds ``len(outputs) x len(baseline_outputs)`` of them, policy
     sample ``s`` against baseline sample ``t`` at ``pair_wins[s * len(baseline_outputs) + t]``. Raises
-    ``ValueError`` naming the prompt id and field when a field is missing, ``pair_wins`` has the wrong length, or a
-    win is outside [0, 1]."""
-    pid = item.get("prompt_id")
+    ``ValueError`` naming the prompt id (``pid``, default the item's ``prompt_id``) and field when a field is missing,
+    ``pair_wins`` has the wrong length, or a win is outside [0, 1]."""
+    pid = item.get("prompt_id") if pid is None else pid
     if "pair_wins" in item:
         for key in ("outputs", "baseline_outputs"):
             if not item.get(key):
@@ -76,7 +76,7 @@ def lc_design(items: Sequence[Mapping], length_fn: Callable[[str], float] = _cha
         pid = it.get("prompt_id", i)
         if difficulty_key and it.get(difficulty_key) is None:
             raise ValueError(f"length-controlled win rate: item prompt_id={pid} has no field {difficulty_key!r}")
-        for w, out, base in comparisons({"prompt_id": pid, **it}):
+        for w, out, base in comparisons(it, pid):
             y.append(w)
             d.append(length_fn(out) - length_fn(base))
             if difficulty_key:
@@ -292,13 +292,14 @@ def lc_win_rate_estimate(items: Sequence[Mapping], n_resamples: int = 2000, seed
     if np.all(y == y[0]):
         return Estimate(value, value, value, n)
     rng = np.random.default_rng(seed)
-    per_item = {len(comparisons(it)) for it in items}
+    comps = [comparisons(it) for it in items]
+    per_item = {len(c) for c in comps}
     if len(per_item) != 1:
         raise ValueError(f"length-controlled win rate: items hold different numbers of comparisons {sorted(per_item)}; "
                          "every prompt needs the same samples a side")
     pairs = per_item.pop()  # comparisons per prompt: a resample draws prompts, each with all of its comparisons
     if difficulty_key is None:
-        d = np.asarray([length_fn(o) - length_fn(b) for it in items for _, o, b in comparisons(it)], dtype=float)
+        d = np.asarray([length_fn(o) - length_fn(b) for c in comps for _, o, b in c], dtype=float)
         y2, d2 = y.reshape(n, pairs), d.reshape(n, pairs)
 
         def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
