@@ -67,3 +67,57 @@ def paired_bootstrap_delta(
     if t.shape != c.shape:
         raise ValueError(f"paired_bootstrap_delta: {t.size} treatment items vs {c.size} control items")
     return bootstrap_mean(t - c, confidence=confidence, n_resamples=n_resamples, seed=seed)
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """An estimate replicated over training seeds (:func:`seed_spread`).
+
+    ``mean``: the mean of the seeds' estimates, with ``t_low``/``t_high`` a Student t 95 % interval over seeds (the
+    interval for the training *procedure*, seed luck included); ``sd``: the SD of the seeds' estimates; ``eval_se``:
+    the root mean square of their own standard errors (the evaluation's sampling error); ``between_sd``: the seed
+    spread left after that error, ``sqrt(max(0, sd^2 - eval_se^2))``; ``p_above``: one-sided t-test p-value of
+    ``mean > null``; ``n``: seeds."""
+
+    mean: float
+    t_low: float
+    t_high: float
+    sd: float
+    eval_se: float
+    between_sd: float
+    p_above: float
+    n: int
+
+
+def seed_spread(values: Sequence[float], ses: Sequence[float], null: float = 0.5, confidence: float = 0.95) -> SeedSpread:
+    """Summarise one metric over training seeds: the seeds' mean with a t interval over seeds and its spread split into
+    the evaluation's error and the seeds' own (random-effects decomposition by moments: the variance of the seeds'
+    estimates is the between-seed variance plus the mean of their squared standard errors; Henderson et al. 2018,
+    arXiv 1709.06560, on reporting RL over seeds).
+
+    ``values``: ``[seeds]`` estimates (e.g. win rates), ``ses``: ``[seeds]`` their standard errors (e.g. a 95 %
+    bootstrap interval's half-width / 1.96). Raises ``ValueError`` for fewer than 2 seeds, mismatched lengths, a
+    non-finite value or a negative standard error."""
+    x, s = np.asarray(values, dtype=float), np.asarray(ses, dtype=float)
+    if x.ndim != 1 or x.shape != s.shape:
+        raise ValueError(f"seed_spread: need one value and one standard error per seed, got {x.shape} and {s.shape}")
+    if x.size < 2:
+        raise ValueError(f"seed_spread: needs at least 2 seeds, got {x.size}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(s))) or np.any(s < 0):
+        raise ValueError(f"seed_spread: values and standard errors must be finite and the errors >= 0, got {x.tolist()}, {s.tolist()}")
+    n, mean, sd = x.size, float(x.mean()), float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n))
+    eval_se = float(math.sqrt(np.mean(s**2)))
+    p = float(stats.t.sf((mean - null) / (sd / math.sqrt(n)), n - 1)) if sd > 0 else (0.0 if mean > null else 1.0)
+    return SeedSpread(mean, mean - half, mean + half, sd, eval_se, math.sqrt(max(0.0, sd**2 - eval_se**2)), p, n)
+
+
+def resolve_probability(effect: float, between_sd: float, se: float, z: float = 1.959964) -> float:
+    """The chance that one more training run's interval excludes the null (lies above it), when that run's true effect
+    is ``Normal(effect, between_sd^2)`` over seeds and its estimate is the true effect plus ``Normal(0, se^2)``: the
+    estimate is then ``Normal(effect, se^2 + between_sd^2)``, so ``P = Phi((effect - z se) / sqrt(se^2 + between_sd^2))``
+    (normal approximation; the power of a one-sided z-test with the seed spread added). ``effect`` in the metric's units
+    above the null. Raises ``ValueError`` if ``se`` <= 0 or ``between_sd`` < 0."""
+    if not se > 0 or not between_sd >= 0:
+        raise ValueError(f"resolve_probability: need se > 0 and between_sd >= 0, got se={se}, between_sd={between_sd}")
+    return float(stats.norm.cdf((effect - z * se) / math.sqrt(se**2 + between_sd**2)))

@@ -29,6 +29,8 @@ WIN_BASELINE = "text-davinci-003"
 WIN_JUDGE = "helpful"
 REFERENCE_POLICIES = ("base", "sft")
 """Policies every job evaluates beside its RL policy; the alignment tax is measured against base."""
+SEED = "seed"
+"""A swept parameter that replicates rather than varies: the report summarises each metric over its values."""
 TAX = "alignment_tax"
 """The eval whose ``{task}`` rows and ``*_delta`` rows against ``base`` are the per-task alignment tax."""
 
@@ -207,16 +209,18 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
     """One policy's numbers in one job.
 
     ``win_rate`` (+ ``win_rate_ci_low``/``_ci_high``/``_n``): against :data:`WIN_BASELINE` by the
-    :data:`WIN_JUDGE` judge. ``delta:<task>``: the paired accuracy change vs base per alignment-tax
+    :data:`WIN_JUDGE` judge; ``win_rate_vs_sft`` (+ the same suffixes): against SFT by that judge (the run
+    report's contrast b when the helpful judge is the gold one). ``delta:<task>``: the paired accuracy change vs base per alignment-tax
     task (its delta row with the fewest shots); ``tax_mean_delta``: their
     mean over tasks (None without any). ``kl_final`` / ``gold_reward_final``: the last PPO step's
     ``kl`` and ``gold_reward_mean`` from ``logs[policy]``. Missing numbers are None.
     """
     rows = [_flat(r) for r in rows]
     out: dict[str, Any] = {"policy": policy}
-    win = _row(rows, policy=policy, eval="winrate", metric="win_rate", baseline=WIN_BASELINE, judge=WIN_JUDGE)
-    out.update(win_rate=win and win["value"], win_rate_ci_low=win and win["ci_low"], win_rate_ci_high=win and win["ci_high"],
-               win_rate_n=win and win["n"])
+    for key, baseline in (("win_rate", WIN_BASELINE), ("win_rate_vs_sft", "sft")):
+        win = _row(rows, policy=policy, eval="winrate", metric="win_rate", baseline=baseline, judge=WIN_JUDGE)
+        out.update({key: win and win["value"], f"{key}_ci_low": win and win["ci_low"], f"{key}_ci_high": win and win["ci_high"],
+                    f"{key}_n": win and win["n"]})
     deltas = []
     for task in tax_tasks(rows):
         hits = [r for r in rows if r["policy"] == policy and r["eval"] == TAX and r.get("task") == task
@@ -269,3 +273,72 @@ def reference_metrics(sweep: Sweep) -> dict[str, dict[str, Any]]:
             if policy not in out and any(r["policy"] == policy for r in job.rows):
                 out[policy] = {**policy_metrics(job.rows, policy), "job": job.name}
     return out
+
+
+SEED_METRICS = (("win_rate", f"win rate vs {WIN_BASELINE} ({WIN_JUDGE} judge)"), ("win_rate_vs_sft", f"win rate vs SFT ({WIN_JUDGE} judge)"))
+"""Metrics summarised over seeds: (column, label); each is a fraction with a 95 % interval, against chance (0.5)."""
+
+
+@dataclass
+class SeedSummary:
+    """One metric of one RL policy at one point of the other swept parameters, over the jobs' seeds.
+
+    ``point``: the other parameters' values; ``seeds``/``values``/``ci``: each finished seed's estimate and 95 %
+    interval, in seed order; ``spread``: :func:`harness.stats.seed_spread` of them (None with fewer than 2 seeds
+    with an interval); ``resolved``: how many seeds' own intervals lie above 0.5; ``no_interval``: seeds with a value
+    but no interval, left out of the spread (and named in the verdict)."""
+
+    policy: str
+    point: dict[str, Any]
+    metric: str
+    label: str
+    seeds: list[Any]
+    values: list[float]
+    ci: list[tuple[float, float]]
+    spread: Any
+    resolved: int
+    no_interval: list[Any] = field(default_factory=list)
+
+    def verdict(self) -> str:
+        """Whether the mean over seeds is above 0.5 by its t interval, in words (with the seed spread's share)."""
+        s = self.spread
+        left = f"; left out, no interval: seed {', '.join(map(str, self.no_interval))}" if self.no_interval else ""
+        if s is None:
+            return f"fewer than 2 seeds with an interval ({len(self.seeds)}): no summary over seeds{left}"
+        head = (f"above 0.5 over {s.n} seeds: t interval [{s.t_low:.3f}, {s.t_high:.3f}]" if s.t_low > 0.5 else
+                f"not resolved over {s.n} seeds: mean {s.mean:.3f}, t interval [{s.t_low:.3f}, {s.t_high:.3f}] (one-sided p {s.p_above:.3g})")
+        return (f"{head}; {self.resolved} of {s.n} seeds resolved on their own; SD of the seeds' estimates {s.sd:.3f}, "
+                f"of which the eval's own error {s.eval_se:.3f} and the seeds' {s.between_sd:.3f}{left}")
+
+
+def seed_summaries(sweep: Sweep, df) -> list[SeedSummary]:
+    """:class:`SeedSummary` per RL policy, point of the other swept parameters and :data:`SEED_METRICS` column that
+    has values, when :data:`SEED` is swept (``[]`` otherwise). ``df``: :func:`sweep_frame` of ``sweep``. Only finished
+    jobs count; a seed whose metric has no interval is listed but left out of the spread."""
+    from harness.stats import seed_spread
+
+    if SEED not in sweep.params or not len(df):
+        return []
+    others = [p for p in sweep.params if p != SEED]
+    done = df[(df["status"] == FINISHED) & df["policy"].notna()]
+    out: list[SeedSummary] = []
+    for col, label in SEED_METRICS:
+        if col not in done.columns:
+            continue
+        for key, sub in done.groupby(["policy", *others], dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            recs = sorted((r for r in sub.to_dict("records") if r.get(col) is not None and not _nan(r[col])),
+                          key=lambda r: (r[SEED] is None, r[SEED]))
+            if not recs:
+                continue
+            with_ci = [r for r in recs if not _nan(r.get(f"{col}_ci_low")) and not _nan(r.get(f"{col}_ci_high"))]
+            ci = [(float(r[f"{col}_ci_low"]), float(r[f"{col}_ci_high"])) for r in with_ci]
+            spread = seed_spread([float(r[col]) for r in with_ci], [(hi - lo) / (2 * 1.959964) for lo, hi in ci]) if len(with_ci) > 1 else None
+            out.append(SeedSummary(str(key[0]), dict(zip(others, key[1:])), col, label, [r[SEED] for r in with_ci],
+                                   [float(r[col]) for r in with_ci], ci, spread, sum(lo > 0.5 for lo, _ in ci),
+                                   [r[SEED] for r in recs if r not in with_ci]))
+    return out
+
+
+def _nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

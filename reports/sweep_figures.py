@@ -216,3 +216,24 @@ def tradeoff_figure(df: pd.DataFrame, params: Sequence[str], refs: Mapping[str, 
     fig.update_yaxes(title_text="win rate vs text-davinci-003 (helpful judge)", range=[0, 1], tickformat=".0%")
     fig.update_layout(title="Trade-off: win rate against alignment tax", height=520, legend_title_text="")
     return fig
+
+
+def seed_figure(seeds: Sequence[Any], values: Sequence[float], ci: Sequence[tuple[float, float]],
+                mean: float | None, t_ci: tuple[float, float] | None, title: str, y_label: str) -> go.Figure:
+    """One metric over training seeds: each seed's estimate with its 95 % interval, then the mean over seeds with its
+    t interval (a diamond), against a dashed line at chance (0.5). Fractions are drawn as %."""
+    fig = go.Figure()
+    xs = [f"seed {fmt_value(s)}" for s in seeds]
+    fig.add_trace(go.Scatter(
+        x=xs, y=[v * 100 for v in values], mode="markers", name="each seed (eval's 95 % CI)",
+        error_y=dict(type="data", symmetric=False, array=[(hi - v) * 100 for v, (_, hi) in zip(values, ci)],
+                     arrayminus=[(v - lo) * 100 for v, (lo, _) in zip(values, ci)], visible=True)))
+    if mean is not None and t_ci is not None:
+        fig.add_trace(go.Scatter(
+            x=["mean over seeds"], y=[mean * 100], mode="markers", marker=dict(symbol="diamond", size=12),
+            name="mean over seeds (t 95 % CI)",
+            error_y=dict(type="data", symmetric=False, array=[(t_ci[1] - mean) * 100], arrayminus=[(mean - t_ci[0]) * 100], visible=True)))
+    fig.add_hline(y=50, line_dash="dash", line_color="grey", annotation_text="chance", annotation_position="bottom right")
+    fig.update_yaxes(title_text=y_label, ticksuffix=" %")
+    fig.update_layout(title=title, height=_HEIGHT, showlegend=True)
+    return fig

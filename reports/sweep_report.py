@@ -4,7 +4,8 @@ For each RL policy the jobs trained (``ppo`` in ``experiment=ppo_beta_gamma``): 
 text-davinci-003 (helpful judge), the alignment-tax delta vs base per public task, PPO's final KL and
 gold reward (``train_log.jsonl``) against the swept parameters (heatmaps for two parameters, lines
 for one), and the paper's trade-off view, win rate against the mean accuracy change vs base
-(appendix E, Figs. 33-34). Every job is listed; failed (``error.json``), incomplete and missing
+(appendix E, Figs. 33-34). When ``seed`` is swept, an "Over seeds" section gives each win rate per seed and its mean
+over seeds with a t interval (:func:`reports.sweep_data.seed_summaries`). Every job is listed; failed (``error.json``), incomplete and missing
 ones in a table of their own with their parameters and error. Data: :mod:`reports.sweep_data`;
 figures: :mod:`reports.sweep_figures`; page: :mod:`reports.html` (everything escaped, plotly.js once).
 """
@@ -20,11 +21,13 @@ from harness.io import atomic_write_text
 from reports.html import Section, figure_div, join, note, render_page, table, tag
 from reports.sweep_data import (
     FINISHED,
+    SEED,
     WIN_BASELINE,
     WIN_JUDGE,
     Sweep,
     load_sweep,
     reference_metrics,
+    seed_summaries,
     sweep_frame,
     tax_tasks,
 )
@@ -34,6 +37,8 @@ from reports.sweep_figures import (
     fmt_metric,
     fmt_value,
     metric_figure,
+    point_label,
+    seed_figure,
     short,
     tradeoff_figure,
 )
@@ -107,6 +112,33 @@ def _failures(sweep: Sweep) -> Any:
     return join(parts) if parts else note("Every job finished.")
 
 
+def _seeds(sweep: Sweep, df: pd.DataFrame) -> Any:
+    """The "Over seeds" section: per RL policy, point of the other parameters and win rate, each seed's estimate and
+    the mean over seeds with its t interval (:func:`harness.stats.seed_spread`), in a figure and a table."""
+    summaries = seed_summaries(sweep, df)
+    if not summaries:
+        return note("No finished seed has a win rate: nothing to summarise over seeds.")
+    parts = [tag("p", "The seed is a replicate, not a setting: each job trained its RL policy (and sampled its eval) with "
+                      "another seed from the same upstream. The mean over seeds with a Student t interval over seeds is the "
+                      "estimate for the training procedure, seed luck included; the SD of the seeds' estimates splits into "
+                      "the eval's own error (root mean square of their standard errors, half-width / 1.96) and the seeds' "
+                      "spread beyond it (docs/sweeps.md, \"Seeds\"). Failed and incomplete seeds are listed below, not counted.")]
+    rows = []
+    for k, s in enumerate(summaries):
+        where = point_label(s.point, list(s.point)) if s.point else ""
+        title = f"{s.policy}: {s.label}" + (f" ({where})" if where else "")
+        sp = s.spread
+        parts.append(figure_div(seed_figure(s.seeds, s.values, s.ci, sp and sp.mean, sp and (sp.t_low, sp.t_high), title, s.label),
+                                f"fig-seeds-{k}"))
+        rows.append([s.policy, where or "—", s.label, str(len(s.seeds)),
+                     "; ".join(f"{fmt_value(seed)}: {fmt_metric(v, 'pct')}" for seed, v in zip(s.seeds, s.values)),
+                     "—" if sp is None else f"{fmt_metric(sp.mean, 'pct')} [{fmt_metric(sp.t_low, 'pct')}, {fmt_metric(sp.t_high, 'pct')}]",
+                     f"{s.resolved} of {len(s.seeds)}", s.verdict()])
+    parts.append(table(["policy", "other parameters", "metric", "seeds", "each seed", "mean over seeds [t 95 % CI]",
+                        "seeds resolved alone", "verdict"], rows))
+    return join(parts)
+
+
 def build_sweep_report(sweep_dir: str | Path, out_path: str | Path | None = None) -> Path:
     """Write the sweep report of the Hydra multirun directory ``sweep_dir`` to ``out_path``
     (default ``<sweep_dir>/sweep_report.html``) atomically; returns the path.
@@ -121,7 +153,8 @@ def build_sweep_report(sweep_dir: str | Path, out_path: str | Path | None = None
     policies = [p for p in dict.fromkeys(finished["policy"].dropna())] if len(finished) else []
     tasks = list(dict.fromkeys(t for j in sweep.jobs if j.status == FINISHED for t in tax_tasks(j.rows)))
     refs = reference_metrics(sweep)
-    for col in ("win_rate", "win_rate_ci_low", "win_rate_ci_high", "tax_mean_delta", "kl_final", "gold_reward_final",
+    for col in ("win_rate", "win_rate_ci_low", "win_rate_ci_high", "win_rate_vs_sft", "win_rate_vs_sft_ci_low",
+                "win_rate_vs_sft_ci_high", "tax_mean_delta", "kl_final", "gold_reward_final",
                 *[f"delta:{t}" for t in tasks]):
         if col not in df.columns:
             df[col] = None
@@ -149,6 +182,7 @@ def build_sweep_report(sweep_dir: str | Path, out_path: str | Path | None = None
         Section("tradeoff", "Trade-off (paper Figs. 33-34)", join([
             tag("p", "Each point is one job (labelled with its parameter values): up is more helpful, left is a larger "
                      "alignment tax. Stars: base and SFT, evaluated in the same jobs."), trade])),
+        *([Section("seeds", "Over seeds", _seeds(sweep, df))] if SEED in params else []),
         Section("jobs", "Jobs", _jobs_table(sweep, df, tasks)),
         Section("failed", "Failed, incomplete and missing jobs", _failures(sweep)),
     ]

@@ -38,6 +38,18 @@ def test_primary_configs_compose(name):
     assert cfg.hydra.job.config_name == name
 
 
+@pytest.mark.parametrize("name", PRIMARY)
+def test_the_multirun_directory_resolves_before_any_job_runs(name):
+    # Hydra's sweeper reads hydra.sweep.dir before HydraConfig is set (it is set per job), so a ${hydra:...}
+    # interpolation there fails every --multirun with "HydraConfig was not set" (hydra issues 1786, 2247)
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = _compose(name)
+    HydraConfig.instance().cfg = None  # as in the sweeper: no job has started
+    sweep_dir = str(cfg.hydra.sweep.dir)  # raises InterpolationResolutionError on a ${hydra:...}
+    assert sweep_dir.startswith("multirun/") or f"/multirun/{name}/" in sweep_dir  # Hydra's default, or the app's own folder
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_composes(group, option):
     if group == "evals":  # each eval's spec fills evals.<name>
