@@ -23,6 +23,7 @@ import yaml
 
 from harness.failures import ERROR_FILE, read_failure
 from harness.io import read_jsonl
+from harness.stats import SeedSpread, seed_spread
 
 FINISHED, FAILED, INCOMPLETE, MISSING = "finished", "failed", "incomplete", "missing"
 WIN_BASELINE = "text-davinci-003"
@@ -295,7 +296,7 @@ class SeedSummary:
     seeds: list[Any]
     values: list[float]
     ci: list[tuple[float, float]]
-    spread: Any
+    spread: SeedSpread | None
     resolved: int
     no_interval: list[Any] = field(default_factory=list)
 
@@ -315,8 +316,6 @@ def seed_summaries(sweep: Sweep, df) -> list[SeedSummary]:
     """:class:`SeedSummary` per RL policy, point of the other swept parameters and :data:`SEED_METRICS` column that
     has values, when :data:`SEED` is swept (``[]`` otherwise). ``df``: :func:`sweep_frame` of ``sweep``. Only finished
     jobs count; a seed whose metric has no interval is listed but left out of the spread."""
-    from harness.stats import seed_spread
-
     if SEED not in sweep.params or not len(df):
         return []
     others = [p for p in sweep.params if p != SEED]
