@@ -103,8 +103,11 @@ class EvalDef:
     model's accuracy and judge validation): its ``name`` (results' ``eval`` column, the items file
     ``results/<name>_items.jsonl``), ``metrics`` (declarations), ``item_id`` (the item record fields
     that together name an item, e.g. ``("set", "prompt_id")``), ``spec`` (its :class:`EvalSpec`
-    dataclass), ``run``, the report's ``title`` and paper reference ``paper``, and ``version`` (of a metric
-    group; an eval's version is its spec's, set in its YAML)."""
+    dataclass), ``run``, the report's ``title`` and paper reference ``paper``, ``version`` (of a metric
+    group; an eval's version is its spec's, set in its YAML), and ``unmeasured``: ``unmeasured(ctx, spec)`` ->
+    ``{policy: reason}`` for the run's policies the eval will give no row, known from its spec before it runs (the
+    runner refuses a policy that every eval of the run leaves out before any eval starts; None: the eval may
+    measure every policy)."""
 
     name: str
     metrics: tuple[Metric, ...]
@@ -114,6 +117,7 @@ class EvalDef:
     title: str = ""
     paper: str = ""
     version: str = "1"
+    unmeasured: Callable[..., dict[str, str]] | None = None  # unmeasured(ctx, spec) -> {policy: reason}
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.metrics]

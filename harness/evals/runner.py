@@ -38,6 +38,24 @@ def resolve_evals(ctx: EvalContext, names: list[str]) -> dict[str, Any]:
     return {name: (registry.get(name), ctx.evals_cfg[name]) for name in names}
 
 
+def _refuse_unmeasurable(ctx: EvalContext, names: list[str], evals: dict[str, Any]) -> None:
+    """Raise :class:`~harness.errors.DataError` before any eval runs for a policy that every eval of ``names`` says,
+    from its spec, it will not measure (:attr:`harness.declarations.EvalDef.unmeasured`), rather than after the run."""
+    if not names:
+        return
+    never = set(ctx.policies)
+    reasons: dict[str, list[str]] = {}
+    for defn, spec in evals.values():
+        left = defn.unmeasured(ctx, spec) if defn.unmeasured is not None else {}
+        never &= set(left)
+        for p, why in left.items():
+            reasons.setdefault(p, []).append(why)
+    if never:
+        p = sorted(never)[0]
+        raise DataError(f"policies.{p}: no eval of {names} can measure it ({'; '.join(reasons[p])})"
+                        + (f" (and {len(never) - 1} more policies)" if len(never) > 1 else "") + "; nothing was run")
+
+
 def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRow]:
     """Run the evals ``names`` (default ``eval.run``) in order, then validate the judges they used; returns
     every row (the evals', then ``judge_validation``'s).
@@ -50,10 +68,12 @@ def run_suite(ctx: EvalContext, names: list[str] | None = None) -> list[ResultRo
     records for an eval no eval of the run read. While an eval runs, ``ctx.current_eval`` is its name (the
     ``eval`` an outputs file's records are matched under). Raises ``ValueError`` for
     an unknown eval before any runs and for a row that breaks its eval's declarations, and
-    :class:`~harness.errors.DataError` (after writing ``evals.json``) for a policy that no eval measured.
+    :class:`~harness.errors.DataError` for a policy that no eval measured: before any eval runs when every eval
+    knows it from its spec (:func:`_refuse_unmeasurable`), otherwise after writing ``evals.json``.
     """
     names = list(names if names is not None else ctx.eval_cfg.run)
     evals = resolve_evals(ctx, names)
+    _refuse_unmeasurable(ctx, names, evals)
     rows: list[ResultRow] = []
     info: dict[str, Any] = {"policies": {n: describe(s) for n, s in ctx.policies.items()}, "placement": ctx.placement.describe(),
                             "evals": {}}

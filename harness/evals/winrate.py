@@ -265,8 +265,15 @@ METRICS = (
     Metric("lc_win_rate", "fraction", True, None, ("baseline", "judge"), tolerance=0.1, label="length-controlled win rate",
            description="AlpacaEval 2.0 GLM win rate with the length difference set to 0 (a fit, not a mean over items)"),
 )
+def unmeasured(ctx, spec: WinrateSpec) -> dict[str, str]:
+    """The run's policies that get no win-rate row: those that are every baseline there is (a policy is never
+    compared with itself), by name with the reason."""
+    return {p: f"winrate: its only baseline is itself (evals.winrate.baselines={list(spec.baselines)}); add another, "
+               f"e.g. base" for p in ctx.policies if set(spec.baselines) <= {p}}
+
+
 WINRATE = register(EvalDef(EVAL, METRICS, ("prompt_id",), WinrateSpec, run, title="Win rate against each baseline",
-                           paper="section 4.1, Fig. 1"))
+                           paper="section 4.1, Fig. 1", unmeasured=unmeasured))
 
 
 if __name__ == "__main__":  # python -m harness.evals.winrate [data_dir]: GPT-4's davinci-001 vs -003 verdicts as win rates

@@ -73,3 +73,19 @@ def test_a_policy_no_eval_measured_fails_the_run_after_recording_why(tmp_path, d
 def test_a_run_of_no_eval_asks_nothing_of_its_policies(tmp_path, data_dir):
     ctx = _ctx(tmp_path, {"d": {"outputs": str(_file(tmp_path, {p.prompt: "x" for p in PROMPTS}))}}, "eval.run=[]")
     assert {r.eval for r in run_suite(ctx)} <= {"judge_validation"} and ctx.warnings == []
+
+
+def test_a_policy_that_is_the_only_win_rate_baseline_is_refused_before_anything_runs(tmp_path, data_dir):
+    from harness.evals.winrate import unmeasured
+
+    path = _file(tmp_path, {p.prompt: "x" for p in PROMPTS})
+    files = {"sft": {"outputs": str(path)}, "ppo": {"outputs": str(path)}}
+    ctx = _ctx(tmp_path, files, "eval.run=[winrate]", "evals.winrate.baselines=[sft]")
+    with pytest.raises(DataError, match=r"policies.sft: no eval of \['winrate'\] can measure it \(winrate: its only baseline is "
+                                        r"itself \(evals.winrate.baselines=\['sft'\]\); add another, e.g. base\); nothing was run"):
+        run_suite(ctx)
+    assert not (tmp_path / "run" / "results").exists()  # no eval ran: no items file, no evals.json
+    assert list(unmeasured(ctx, ctx.evals_cfg.winrate)) == ["sft"]
+    # another baseline gives every policy one to be compared with
+    both = _ctx(tmp_path, files, "evals.winrate.baselines=[sft,base]")
+    assert unmeasured(both, both.evals_cfg.winrate) == {}
