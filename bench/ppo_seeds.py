@@ -12,6 +12,10 @@ upstream (same SFT policy, proxy RM, gold judge and prompts), answered the same 
 - across seeds: the mean effect (win rate - 0.5) with a t interval over seeds (the PPO *procedure* against SFT: the
   estimand a user who runs ``make demo`` once draws from), the spread of the seeds' win rates, and the part of it the
   eval's own error explains (between-seed variance = variance of the seeds' estimates - mean squared standard error);
+- the seeds pooled: the mean of each prompt's win over the seeds, with an interval over prompts and a crossed one
+  over seeds and prompts (:func:`crossed_bootstrap`). The t interval over seeds treats the seeds' estimates as
+  independent; in one ``harness-eval`` they share the prompts and SFT's answers (per-prompt wins of two seeds
+  correlate 0.3-0.5 here), which the t interval does not see and the crossed bootstrap does;
 - the probability that one run of the preset resolves b (interval above 0.5) at m' answers a side, for a run whose
   true effect is drawn from the seeds' distribution (Normal(mean, between-seed SD)), so that its estimate is
   Normal(mean, se_m'^2 + between-seed SD^2): ``P = Phi((mean - 1.96 se_m') / sqrt(se_m'^2 + between^2))``, se_m'
@@ -50,6 +54,23 @@ def subsample_wins(pair_wins: list[float], m: int, k: int, first: int) -> float:
     if not 1 <= first <= min(m, k):
         raise ValueError(f"subsample_wins: first={first} outside 1..{min(m, k)}")
     return float(np.asarray(pair_wins, dtype=float).reshape(m, k)[:first, :first].mean())
+
+
+def crossed_bootstrap(wins: np.ndarray, n_resamples: int = 20000, seed: int = 0) -> dict:
+    """The mean of a ``[seeds, prompts]`` table of per-prompt wins with two bootstrap intervals: over prompts (each
+    prompt's wins in every seed kept together, so prompts and the answers the seeds share, such as one eval's SFT
+    answers, count once), and crossed, over seeds and prompts at once (the pigeonhole bootstrap, Owen 2007, Ann. Appl.
+    Stat. 1(1): conservative, its variance a little above the crossed design's). Percentile 95 % intervals.
+    Raises ``ValueError`` for a table that is not 2-D with at least 2 seeds and 2 prompts."""
+    w = np.asarray(wins, dtype=float)
+    if w.ndim != 2 or min(w.shape) < 2:
+        raise ValueError(f"crossed_bootstrap: need a [seeds >= 2, prompts >= 2] table, got shape {w.shape}")
+    rng = np.random.default_rng(seed)
+    n_s, n_p = w.shape
+    prompts_only = np.array([w[:, rng.integers(0, n_p, n_p)].mean() for _ in range(n_resamples)])
+    crossed = np.array([w[np.ix_(rng.integers(0, n_s, n_s), rng.integers(0, n_p, n_p))].mean() for _ in range(n_resamples)])
+    return {"mean": float(w.mean()), "prompts_ci": np.percentile(prompts_only, [2.5, 97.5]).tolist(),
+            "crossed_ci": np.percentile(crossed, [2.5, 97.5]).tolist(), "crossed_share_at_or_below_half": float((crossed <= 0.5).mean())}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,8 +134,13 @@ def main(argv: list[str] | None = None) -> None:
             se = float(np.mean([s["by_answers"][first]["half_width"] for s in per_seed])) / 1.959964
             power[first] = {"se": se, "p_resolved": resolve_probability(spread.mean - 0.5, spread.between_sd, se),
                             "p_resolved_without_seed_spread": resolve_probability(spread.mean - 0.5, 0.0, se)}
+    pooled = {}
+    if len(per_seed) > 1:
+        ids = sorted({i["prompt_id"] for i in items})
+        win = {(i["policy"], i["prompt_id"]): i["win"] for i in items}
+        pooled = crossed_bootstrap(np.array([[win[(pol, q)] for q in ids] for pol in policies]))
     result = {"eval_run": str(run), "baseline": args.baseline, "judge": args.judge, "answers_a_side": m,
-              "per_seed": per_seed, "across_seeds": summary, "resolve_probability": power}
+              "per_seed": per_seed, "across_seeds": summary, "pooled": pooled, "resolve_probability": power}
     name = "ppo_seeds" + (f"_{args.tag}" if args.tag else "")
     print(C.write_result(Path(__file__).resolve().parent / "results", name,
                          {"bench": "ppo_seeds", "config": vars(args), "result": result, "environment": C.environment()}))
@@ -124,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {s['policy']} | {s['kl_at_end'] if s['kl_at_end'] is None else round(s['kl_at_end'], 2)} | "
               f"{s['win_rate']:.3f} [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {s['lc_win_rate']:.3f} [{s['lc_ci'][0]:.3f}, "
               f"{s['lc_ci'][1]:.3f}] | {s['gold_mean_difference']:+.3f} | {'yes' if s['resolved'] else 'no'} |")
-    print(json.dumps({"across_seeds": summary, "resolve_probability": power}, indent=1))
+    print(json.dumps({"across_seeds": summary, "pooled": pooled, "resolve_probability": power}, indent=1))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ def _seeds(sweep: Sweep, df: pd.DataFrame) -> Any:
                       "another seed from the same upstream. The mean over seeds with a Student t interval over seeds is the "
                       "estimate for the training procedure, seed luck included; the SD of the seeds' estimates splits into "
                       "the eval's own error (root mean square of their standard errors, half-width / 1.96) and the seeds' "
-                      "spread beyond it (docs/sweeps.md, \"Seeds\"). Failed and incomplete seeds are listed below, not counted.")]
+                      "spread beyond it (docs/sweeps.md, \"Seeds\"). The t interval treats the seeds' estimates as independent; the jobs "
+                      "share the eval's prompts, which it does not see. Failed and incomplete seeds are listed below, not counted.")]
     rows = []
     for k, s in enumerate(summaries):
         where = point_label(s.point, list(s.point)) if s.point else ""

@@ -20,3 +20,21 @@ def test_subsample_wins_refuses_bad_shapes():
         subsample_wins([1.0, 0.0, 1.0], 2, 2, 1)
     with pytest.raises(ValueError, match="outside 1..2"):
         subsample_wins([1.0] * 4, 2, 2, 3)
+
+
+def test_crossed_bootstrap_by_hand():
+    import numpy as np
+
+    from bench.ppo_seeds import crossed_bootstrap
+
+    # every seed wins the same prompts: nothing varies over seeds, so the crossed interval equals the prompts' one
+    same = np.array([[1.0, 0.0, 1.0, 0.5]] * 3)
+    r = crossed_bootstrap(same, n_resamples=4000)
+    assert r["mean"] == 0.625 and r["crossed_ci"] == pytest.approx(r["prompts_ci"], abs=0.02)
+    # every prompt alike within a seed: the prompts' interval is a point, the crossed one spans the seeds
+    seeds = np.array([[0.25] * 4, [0.75] * 4])  # binary fractions: the means are exact
+    r = crossed_bootstrap(seeds, n_resamples=4000)
+    assert r["prompts_ci"] == pytest.approx([0.5, 0.5]) and r["crossed_ci"] == pytest.approx([0.25, 0.75])
+    assert r["crossed_share_at_or_below_half"] == pytest.approx(0.75, abs=0.03)  # P(mean of 2 draws <= 0.5) = 3/4
+    with pytest.raises(ValueError, match="need a"):
+        crossed_bootstrap(np.array([[0.5, 0.5]]))
