@@ -168,6 +168,12 @@ def headline_section(data: RunData) -> Safe:
              "shape": lambda c: c.shape}
     rows = [(c.key, c.label, cells[c.kind](c), (c.row or {}).get("n", "—"), c.verdict) for c in found]
     parts.append(table(["", "contrast", "value [95% CI]", "n", "verdict"], rows, numeric=(2, 3)))
+    if any(c.key == "b" for c in found):
+        parts.append(tag("p", "b's interval covers the eval's sampling of prompts and answers for these trained policies, not "
+                              "the RL run's own luck: trained again with another seed, a policy can land elsewhere. To read b "
+                              "for the training recipe rather than this run, sweep the seed (docs/sweeps.md, \"Seeds\": "
+                              "the sweep report's \"Over seeds\" section gives the mean over seeds with its t interval).",
+                         cls="meta"))
     return join(parts)
 
 

@@ -320,6 +320,7 @@ def test_headline_verdicts_and_the_sample_size_that_would_resolve_them(tmp_path:
     data, _ = figure_json(page, "fig-headline")
     assert data[0]["y"] == [0.64, 0.58, 0.52]
     assert "records no gold judge" not in sec
+    assert "sweep the seed" in text
     from reports.run_report import load_run
     from reports.sections.headline import contrasts
 
@@ -345,6 +346,7 @@ def test_headline_and_winrate_section_name_the_samples_per_prompt(tmp_path: Path
     page = build_run_report(d).read_text(encoding="utf-8")
     head = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section_html(page, "sec-headline")))
     assert "ppo vs SFT: win rate, gold judge helpful, 8 answers a side per prompt 54.0% [51.0%, 57.0%]" in head
+    assert "not the RL run&#x27;s own luck" in head and "sweep the seed" in head  # b is one RL run's: read it over seeds
     win = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section_html(page, "sec-winrate")))
     assert "answered every prompt 8 times" in win
     (d / "results" / "evals.json").write_text(json.dumps({"evals": {"winrate": {"samples_per_prompt": 1}}}))
