@@ -265,6 +265,8 @@ METRICS = (
     Metric("lc_win_rate", "fraction", True, None, ("baseline", "judge"), tolerance=0.1, label="length-controlled win rate",
            description="AlpacaEval 2.0 GLM win rate with the length difference set to 0 (a fit, not a mean over items)"),
 )
+
+
 def unmeasured(ctx, spec: WinrateSpec) -> dict[str, str]:
     """The run's policies that get no win-rate row: those that are every baseline there is (a policy is never
     compared with itself), by name with the reason."""
