@@ -210,16 +210,18 @@ def policy_metrics(rows: list[dict[str, Any]], policy: str, logs: dict[str, list
     """One policy's numbers in one job.
 
     ``win_rate`` (+ ``win_rate_ci_low``/``_ci_high``/``_n``): against :data:`WIN_BASELINE` by the
-    :data:`WIN_JUDGE` judge; ``win_rate_vs_sft`` (+ the same suffixes): against SFT by that judge (the run
-    report's contrast b when the helpful judge is the gold one). ``delta:<task>``: the paired accuracy change vs base per alignment-tax
+    :data:`WIN_JUDGE` judge; ``win_rate_vs_sft`` and ``lc_win_rate_vs_sft`` (+ the same suffixes): the win rate and
+    the length-controlled win rate against SFT by that judge (the run report's contrast b when the helpful judge is
+    the gold one). ``delta:<task>``: the paired accuracy change vs base per alignment-tax
     task (its delta row with the fewest shots); ``tax_mean_delta``: their
     mean over tasks (None without any). ``kl_final`` / ``gold_reward_final``: the last PPO step's
     ``kl`` and ``gold_reward_mean`` from ``logs[policy]``. Missing numbers are None.
     """
     rows = [_flat(r) for r in rows]
     out: dict[str, Any] = {"policy": policy}
-    for key, baseline in (("win_rate", WIN_BASELINE), ("win_rate_vs_sft", "sft")):
-        win = _row(rows, policy=policy, eval="winrate", metric="win_rate", baseline=baseline, judge=WIN_JUDGE)
+    for key, metric, baseline in (("win_rate", "win_rate", WIN_BASELINE), ("win_rate_vs_sft", "win_rate", "sft"),
+                                  ("lc_win_rate_vs_sft", "lc_win_rate", "sft")):
+        win = _row(rows, policy=policy, eval="winrate", metric=metric, baseline=baseline, judge=WIN_JUDGE)
         out.update({key: win and win["value"], f"{key}_ci_low": win and win["ci_low"], f"{key}_ci_high": win and win["ci_high"],
                     f"{key}_n": win and win["n"]})
     deltas = []
@@ -276,7 +278,8 @@ def reference_metrics(sweep: Sweep) -> dict[str, dict[str, Any]]:
     return out
 
 
-SEED_METRICS = (("win_rate", f"win rate vs {WIN_BASELINE} ({WIN_JUDGE} judge)"), ("win_rate_vs_sft", f"win rate vs SFT ({WIN_JUDGE} judge)"))
+SEED_METRICS = (("win_rate", f"win rate vs {WIN_BASELINE} ({WIN_JUDGE} judge)"), ("win_rate_vs_sft", f"win rate vs SFT ({WIN_JUDGE} judge)"),
+                ("lc_win_rate_vs_sft", f"length-controlled win rate vs SFT ({WIN_JUDGE} judge)"))
 """Metrics summarised over seeds: (column, label); each is a fraction with a 95 % interval, against chance (0.5)."""
 
 

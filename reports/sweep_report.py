@@ -155,7 +155,7 @@ def build_sweep_report(sweep_dir: str | Path, out_path: str | Path | None = None
     tasks = list(dict.fromkeys(t for j in sweep.jobs if j.status == FINISHED for t in tax_tasks(j.rows)))
     refs = reference_metrics(sweep)
     for col in ("win_rate", "win_rate_ci_low", "win_rate_ci_high", "win_rate_vs_sft", "win_rate_vs_sft_ci_low",
-                "win_rate_vs_sft_ci_high", "tax_mean_delta", "kl_final", "gold_reward_final",
+                "win_rate_vs_sft_ci_high", "lc_win_rate_vs_sft", "lc_win_rate_vs_sft_ci_low", "lc_win_rate_vs_sft_ci_high", "tax_mean_delta", "kl_final", "gold_reward_final",
                 *[f"delta:{t}" for t in tasks]):
         if col not in df.columns:
             df[col] = None

@@ -21,6 +21,7 @@ VS_SFT = {
 
 def _rows(win: float, ci: tuple[float, float]) -> list[dict]:
     return [row("ppo", "winrate", "win_rate", win, ci, n=96, baseline="sft", judge="helpful"),
+            row("ppo", "winrate", "lc_win_rate", win - 0.01, (ci[0] - 0.01, ci[1] - 0.01), n=96, baseline="sft", judge="helpful"),
             row("ppo", "winrate", "win_rate", 0.99, (0.98, 1.0), baseline="sft", judge="harmless"),  # another judge: never b
             row("ppo", "winrate", "win_rate", 0.2, (0.1, 0.3), baseline="text-davinci-003", judge="helpful"),
             row("sft", "winrate", "win_rate", 0.3, (0.2, 0.4), baseline="text-davinci-003", judge="helpful")]
@@ -40,6 +41,7 @@ def _seed_sweep(root):
 def test_policy_metrics_read_the_win_rate_vs_sft_by_the_helpful_judge():
     m = policy_metrics(_rows(0.56, (0.53, 0.59)), "ppo")
     assert (m["win_rate_vs_sft"], m["win_rate_vs_sft_ci_low"], m["win_rate_vs_sft_ci_high"], m["win_rate_vs_sft_n"]) == (0.56, 0.53, 0.59, 96)
+    assert (m["lc_win_rate_vs_sft"], m["lc_win_rate_vs_sft_ci_low"]) == (pytest.approx(0.55), pytest.approx(0.52))
     assert m["win_rate"] == 0.2  # vs text-davinci-003, unchanged
 
 
@@ -59,6 +61,8 @@ def test_seed_summaries_by_hand(tmp_path):
     b = summaries[("win_rate_vs_sft", 0.05)]  # the failed seed 2 is not a seed of the summary
     assert b.seeds == [0, 1] and b.resolved == 0 and b.spread.n == 2 and b.spread.mean == pytest.approx(0.49)
     assert summaries[("win_rate", 0.01)].values == [0.2, 0.2, 0.2]
+    lc = summaries[("lc_win_rate_vs_sft", 0.01)]  # the length-controlled win rate beside it, each seed 0.01 lower
+    assert lc.values == pytest.approx([0.55, 0.51, 0.59]) and lc.spread.mean == pytest.approx(0.55) and lc.resolved == 2
 
 
 def test_a_summary_above_chance_and_a_seed_without_an_interval(tmp_path):
