@@ -23,7 +23,8 @@ upstream (same SFT policy, proxy RM, gold judge and prompts), answered the same 
   :func:`harness.stats.seed_spread`'s.
 
 Run: ``python -m bench.ppo_seeds --eval <harness-eval run dir> --train ppo_s0=<run dir> ... [--tag s14]``; the
-policies in the eval run are matched to ``--train`` by name. Writes ``bench/results/ppo_seeds[_<tag>].json``.
+policies in the eval run are matched to ``--train`` by name; ``--only PREFIX`` reads those whose name starts with
+PREFIX (an eval of two recipes' seeds, read one recipe at a time). Writes ``bench/results/ppo_seeds[_<tag>].json``.
 """
 
 from __future__ import annotations
@@ -81,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train", action="append", default=[], metavar="NAME=RUN", help="a PPO run dir per policy name (for its KL)")
     p.add_argument("--baseline", default="sft")
     p.add_argument("--judge", default="helpful")
+    p.add_argument("--only", default="", help="read only the policies whose name starts with this (e.g. lr2_)")
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     run = Path(args.eval)
     train = dict(t.split("=", 1) for t in args.train)
     rows = read_jsonl(run / "results" / "results.jsonl")
     items = [i for i in read_jsonl(run / "results" / "winrate_items.jsonl")
-             if i["baseline"] == args.baseline and i["judge"] == args.judge]
+             if i["baseline"] == args.baseline and i["judge"] == args.judge and i["policy"].startswith(args.only)]
     policies = sorted({i["policy"] for i in items})
     if not policies:
         raise SystemExit(f"{run}: no win-rate items against {args.baseline} on judge {args.judge}")
